@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every Debian package cronkeep needs to build, test and benchmark,
+# then builds it into ./build. Safe to run again. Needs root (or sudo) for apt.
+#
+#   scripts/setup.sh            install packages, configure, build
+#   CRONKEEP_WERROR=ON ...      treat warnings as errors (CI does)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates tzdata
+  libsqlite3-dev sqlite3 libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
+  libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  curl procps python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \
+  -DCRONKEEP_WERROR="${CRONKEEP_WERROR:-OFF}" -DCRONKEEP_BUILD_BENCH="${CRONKEEP_BUILD_BENCH:-OFF}" >/dev/null
+cmake --build build -j "$(nproc)"
+echo "setup: built build/cronkeep"

@@ -1,0 +1,303 @@
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "base/clock.h"
+#include "base/units.h"
+#include "config/config.h"
+#include "cron/cron.h"
+#include "daemon/daemon.h"
+#include "logs/logs.h"
+#include "store/store.h"
+
+namespace cronkeep::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kOk = 0;
+constexpr int kFailure = 1;
+constexpr int kUsage = 2;
+
+std::optional<config::Config> load_or_report(const std::string& path) {
+  auto cfg = config::load_config(path);
+  if (!cfg) {
+    for (const config::Problem& p : cfg.error()) std::cerr << p.to_string() << "\n";
+    std::cerr << path << ": " << cfg.error().size() << " problem(s); nothing was started\n";
+    return std::nullopt;
+  }
+  return std::move(*cfg);
+}
+
+std::string db_path(const config::Config& cfg) { return cfg.daemon.data_dir + "/cronkeep.db"; }
+
+Result<std::unique_ptr<store::Store>> open_read_only(const config::Config& cfg) {
+  const std::string path = db_path(cfg);
+  if (!std::filesystem::exists(path))
+    return fail(ErrorCode::not_found, "no history yet: " + path + " does not exist (has the daemon run?)");
+  return store::open_sqlite(path, store::OpenOptions{.read_only = true});
+}
+
+json time_json(const std::optional<TimePoint>& t) { return t ? json(format_rfc3339(*t, true)) : json(nullptr); }
+
+template <class T>
+json opt_json(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json run_json(const store::Run& r) {
+  return json{{"id", r.id},
+              {"task", r.task},
+              {"trigger", store::to_string(r.trigger)},
+              {"attempt", r.attempt},
+              {"retry_of", opt_json(r.retry_of)},
+              {"status", store::to_string(r.status)},
+              {"scheduled_at", time_json(r.scheduled_at)},
+              {"created_at", format_rfc3339(r.created_at, true)},
+              {"started_at", time_json(r.started_at)},
+              {"finished_at", time_json(r.finished_at)},
+              {"exit_code", opt_json(r.exit_code)},
+              {"signal", opt_json(r.signal)},
+              {"duration_ms", opt_json(r.duration_ms)},
+              {"cpu_ms", opt_json(r.cpu_ms)},
+              {"max_rss_kb", opt_json(r.max_rss_kb)},
+              {"log_path", r.log_path},
+              {"log_bytes", r.log_bytes},
+              {"message", r.message}};
+}
+
+std::string or_dash(const std::optional<TimePoint>& t) { return t ? format_rfc3339(*t) : "-"; }
+
+int report(const Error& e) {
+  std::cerr << "cronkeep: " << e.message << "\n";
+  return e.code == ErrorCode::invalid_argument ? kUsage : kFailure;
+}
+
+// validate: the configuration is loadable; print the next three fires.
+int cmd_validate(const std::string& config_path, bool as_json) {
+  auto cfg = load_or_report(config_path);
+  if (!cfg) return kUsage;
+  const TimePoint now = SystemClock().now();
+  json out = json::array();
+  for (const config::Task& task : cfg->tasks) {
+    auto schedule = cron::Schedule::parse(task.cron);
+    auto zone = cron::Zone::locate(task.timezone.empty() ? cfg->daemon.timezone : task.timezone);
+    if (!schedule || !zone) return report(!schedule ? schedule.error() : zone.error());
+    json fires = json::array();
+    std::optional<TimePoint> f = now;
+    for (int i = 0; i < 3 && f; ++i) {
+      f = schedule->next_fire(*f, *zone);
+      if (f) fires.push_back(format_rfc3339(*f));
+    }
+    out.push_back({{"task", task.name}, {"cron", task.cron}, {"timezone", zone->name()}, {"next_fires", fires}});
+  }
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << config_path << ": OK, " << cfg->tasks.size() << " task(s)\n";
+  for (const json& t : out) {
+    std::cout << "  " << t["task"].get<std::string>() << "  (" << t["cron"].get<std::string>() << ", "
+              << t["timezone"].get<std::string>() << ")\n";
+    for (const json& f : t["next_fires"]) std::cout << "    next: " << f.get<std::string>() << "\n";
+  }
+  return kOk;
+}
+
+int cmd_tasks(const std::string& config_path, bool as_json) {
+  auto cfg = load_or_report(config_path);
+  if (!cfg) return kUsage;
+  std::map<std::string, store::TaskSummary> summaries;
+  if (auto st = open_read_only(*cfg)) {
+    auto list = (*st)->task_summaries();
+    if (!list) return report(list.error());
+    for (auto& s : *list) summaries[s.task] = s;
+  } else if (st.error().code != ErrorCode::not_found) {
+    return report(st.error());
+  }
+  const TimePoint now = SystemClock().now();
+  json out = json::array();
+  auto add = [&](const std::string& name, const config::Task* task) {
+    json j{{"task", name}, {"configured", task != nullptr}};
+    if (task) {
+      j["cron"] = task->cron;
+      auto schedule = cron::Schedule::parse(task->cron);
+      auto zone = cron::Zone::locate(task->timezone.empty() ? cfg->daemon.timezone : task->timezone);
+      j["timezone"] = zone ? zone->name() : "";
+      j["next_fire"] = time_json(schedule && zone ? schedule->next_fire(now, *zone) : std::nullopt);
+    }
+    auto it = summaries.find(name);
+    j["runs"] = it == summaries.end() ? 0 : it->second.runs;
+    j["last_run"] = it == summaries.end() || !it->second.last_run ? json(nullptr) : run_json(*it->second.last_run);
+    out.push_back(j);
+  };
+  for (const config::Task& t : cfg->tasks) add(t.name, &t);
+  for (const auto& [name, s] : summaries)
+    if (!cfg->find_task(name)) add(name, nullptr);
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << fmt::format("{:<24} {:<18} {:<21} {:>6}  {}\n", "TASK", "SCHEDULE", "NEXT FIRE", "RUNS", "LAST RUN");
+  for (const json& j : out) {
+    std::string last = "-";
+    if (!j["last_run"].is_null())
+      last = fmt::format("#{} {} {}", j["last_run"]["id"].get<int64_t>(), j["last_run"]["status"].get<std::string>(),
+                         j["last_run"]["created_at"].get<std::string>().substr(0, 19) + "Z");
+    std::string next = j.contains("next_fire") && !j["next_fire"].is_null()
+                           ? j["next_fire"].get<std::string>().substr(0, 19) + "Z"
+                           : "-";
+    std::cout << fmt::format("{:<24} {:<18} {:<21} {:>6}  {}\n", j["task"].get<std::string>(),
+                             j.value("cron", std::string("(not configured)")), next, j["runs"].get<int64_t>(), last);
+  }
+  return kOk;
+}
+
+int cmd_runs(const std::string& config_path, const std::string& task, int limit, int64_t before,
+             const std::string& status, bool as_json) {
+  auto cfg = load_or_report(config_path);
+  if (!cfg) return kUsage;
+  store::RunQuery q;
+  q.task = task;
+  q.limit = limit;
+  if (before > 0) q.before_id = before;
+  if (!status.empty()) {
+    q.status = store::parse_status(status);
+    if (!q.status) {
+      std::cerr << "cronkeep: unknown status \"" << status
+                << "\" (expected pending, running, succeeded, failed, timeout, cancelled, crashed, log_overflow, "
+                   "skipped or missed)\n";
+      return kUsage;
+    }
+  }
+  auto st = open_read_only(*cfg);
+  if (!st) return report(st.error());
+  auto runs = (*st)->list_runs(q);
+  if (!runs) return report(runs.error());
+  if (runs->empty() && !cfg->find_task(task)) {
+    std::cerr << "cronkeep: task " << task << " is not configured and has no runs\n";
+    return kFailure;
+  }
+  if (as_json) {
+    json out = json::array();
+    for (const auto& r : *runs) out.push_back(run_json(r));
+    std::cout << out.dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << fmt::format("{:>8}  {:<9} {:<12} {:<20} {:>9} {:>5}  {}\n", "ID", "TRIGGER", "STATUS", "STARTED",
+                           "DURATION", "EXIT", "MESSAGE");
+  for (const auto& r : *runs) {
+    std::cout << fmt::format("{:>8}  {:<9} {:<12} {:<20} {:>9} {:>5}  {}\n", r.id, store::to_string(r.trigger),
+                             store::to_string(r.status), or_dash(r.started_at ? r.started_at : r.scheduled_at),
+                             r.duration_ms ? format_duration(Millis(*r.duration_ms)) : "-",
+                             r.exit_code ? std::to_string(*r.exit_code) : "-", r.message);
+  }
+  return kOk;
+}
+
+int cmd_logs(const std::string& config_path, const std::string& task, int64_t run_id, int64_t from_line,
+             int64_t lines, int64_t tail) {
+  auto cfg = load_or_report(config_path);
+  if (!cfg) return kUsage;
+  auto st = open_read_only(*cfg);
+  if (!st) return report(st.error());
+  auto run = (*st)->get_run(run_id);
+  if (!run) return report(run.error());
+  if (run->task != task) return report(Error{ErrorCode::not_found, "run " + std::to_string(run_id) + " is not a run of " + task});
+  if (run->log_path.empty()) {
+    std::cerr << "cronkeep: run " << run_id << " has no log (status " << store::to_string(run->status) << ")\n";
+    return kFailure;
+  }
+  const std::string path = cfg->daemon.data_dir + "/" + run->log_path;
+  if (from_line == 1 && lines == 0 && tail == 0) {
+    // The whole log, byte for byte.
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return report(Error{ErrorCode::not_found, "log " + path + " cannot be read"});
+    std::cout << in.rdbuf();
+    std::cout.flush();
+    return kOk;
+  }
+  logs::LineRange range;
+  range.from_line = tail > 0 ? -tail : from_line;
+  if (lines > 0) range.lines = lines;
+  auto page = logs::read_lines(path, range);
+  if (!page) return report(page.error());
+  for (size_t i = 0; i < page->lines.size(); ++i) {
+    std::cout << page->lines[i];
+    const bool last = i + 1 == page->lines.size();
+    if (!(last && page->partial_last_line && page->first_line + static_cast<int64_t>(i) == page->total_lines))
+      std::cout << '\n';
+  }
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cronkeep: runs commands on cron schedules, records every run, keeps its history bounded."};
+  app.require_subcommand(1);
+  app.fallthrough();
+  std::string config_path = "cronkeep.toml";
+  if (const char* env = std::getenv("CRONKEEP_CONFIG")) config_path = env;
+  app.add_option("-c,--config", config_path, "configuration file (default: ./cronkeep.toml or $CRONKEEP_CONFIG)");
+  app.set_version_flag("--version", "cronkeep 0.1.0");
+
+  bool as_json = false;
+  int exit_code = kOk;
+
+  auto* daemon_cmd = app.add_subcommand("daemon", "Run the scheduler in the foreground until SIGTERM or SIGINT");
+  daemon_cmd->callback([&] {
+    auto cfg = load_or_report(config_path);
+    exit_code = cfg ? daemon::run(*cfg) : kUsage;
+  });
+
+  auto* validate_cmd = app.add_subcommand(
+      "validate", "Check a configuration; print every problem (file:line:column) or each task's next three fires");
+  validate_cmd->add_flag("--json", as_json, "print JSON");
+  validate_cmd->callback([&] { exit_code = cmd_validate(config_path, as_json); });
+
+  auto* tasks_cmd = app.add_subcommand("tasks", "List tasks: schedule, next fire, number of runs, last run");
+  tasks_cmd->add_flag("--json", as_json, "print JSON");
+  tasks_cmd->callback([&] { exit_code = cmd_tasks(config_path, as_json); });
+
+  std::string task;
+  int limit = 20;
+  int64_t before = 0;
+  std::string status;
+  auto* runs_cmd = app.add_subcommand("runs", "List a task's runs, newest first");
+  runs_cmd->add_option("TASK", task, "task name")->required();
+  runs_cmd->add_option("-n,--limit", limit, "how many runs (1-1000, default 20)")->check(CLI::Range(1, 1000));
+  runs_cmd->add_option("--before", before, "only runs with an id below this (paging)")->check(CLI::PositiveNumber);
+  runs_cmd->add_option("--status", status, "only runs with this status");
+  runs_cmd->add_flag("--json", as_json, "print JSON");
+  runs_cmd->callback([&] { exit_code = cmd_runs(config_path, task, limit, before, status, as_json); });
+
+  int64_t run_id = 0;
+  int64_t from_line = 1, lines = 0, tail = 0;
+  auto* logs_cmd = app.add_subcommand("logs", "Print what a run wrote (stdout and stderr in arrival order)");
+  logs_cmd->add_option("TASK", task, "task name")->required();
+  logs_cmd->add_option("RUN", run_id, "run id")->required()->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--from-line", from_line, "first line to print (1-based)")->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--lines", lines, "how many lines to print")->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--tail", tail, "print only the last K lines")->check(CLI::PositiveNumber);
+  logs_cmd->callback([&] { exit_code = cmd_logs(config_path, task, run_id, from_line, lines, tail); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kOk : kUsage;
+  }
+  return exit_code;
+}
+
+}  // namespace cronkeep::cli

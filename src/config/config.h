@@ -1,0 +1,138 @@
+// config/config.h: the TOML configuration as plain, validated structs.
+//
+// Owns: reading cronkeep.toml (toml++), defaults and [defaults] inheritance,
+// durations and sizes, validation of every key, and error reports that name
+// file:line:column and the key. Must not know about the database, processes or
+// HTTP. parse_config() is pure; load_config() only adds reading the file.
+//
+// Every field below states its default; they match ../shared/DESIGN.md.
+// Relative paths (data_dir, token_file, workdir) are resolved against the
+// directory of the configuration file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "base/time.h"
+
+namespace cronkeep::config {
+
+using namespace std::chrono_literals;
+
+enum class LogOnFull { drop_old, drop_new, kill_task };
+enum class Overlap { queue, skip, terminate };
+enum class CatchUp { latest, all, skip };
+enum class Backoff { constant, linear, exponential };
+enum class Backend { sqlite, postgres };
+enum class Vacuum { incremental, full, off };
+
+const char* to_string(LogOnFull v);
+const char* to_string(Overlap v);
+const char* to_string(CatchUp v);
+const char* to_string(Backoff v);
+const char* to_string(Backend v);
+const char* to_string(Vacuum v);
+
+// The keys [defaults] sets and every [tasks.NAME] may override.
+struct TaskPolicy {
+  int64_t keep_runs = 100;                          // >= 1
+  Millis keep_for = 30 * 24h;                       // > 0
+  Millis keep_failed_for = 90 * 24h;                // > 0
+  uint64_t log_max_size = 100ull * 1024 * 1024;     // bytes; 0 = unbounded
+  LogOnFull log_on_full = LogOnFull::drop_old;
+  Millis timeout = 0ms;                             // per attempt; 0 = none
+  Millis graceful_stop = 5s;                        // SIGTERM → SIGKILL
+  int max_concurrent = 1;                           // >= 1
+  Overlap on_overlap = Overlap::queue;
+  int queue_max = 100;                              // >= 0
+  CatchUp catch_up = CatchUp::latest;
+  int max_catch_up_runs = 100;                      // >= 1
+  int retry_attempts = 0;                           // >= 0, retries after the first attempt
+  Millis retry_delay = 5s;
+  Backoff retry_backoff = Backoff::exponential;     // each wait capped at 5 min
+  Millis jitter = 0ms;                              // random delay in [0, jitter]
+};
+
+struct Task {
+  std::string name;        // matches [A-Za-z0-9][A-Za-z0-9._-]{0,127}
+  std::string cron;        // validated by cron::Schedule::parse
+  std::string run;         // the shell command, non-empty
+  std::string timezone;    // IANA name; defaults to [daemon] timezone
+  std::map<std::string, std::string> env;  // added to the daemon's environment
+  std::string workdir;     // absolute after loading; empty = the data_dir
+  TaskPolicy policy;       // [defaults] overridden by the task's own keys
+};
+
+struct Daemon {
+  std::string data_dir = "./cronkeep-data";  // absolute after loading
+  std::string listen = "127.0.0.1:7070";     // host:port
+  std::string timezone = "UTC";              // default zone for cron
+  Millis shutdown_timeout = 10s;
+  std::string token_file;                    // empty = {data_dir}/token
+};
+
+struct Storage {
+  Backend backend = Backend::sqlite;
+  std::string postgres_url;                      // required for postgres
+  uint64_t min_free_space = 1024ull * 1024 * 1024;  // bytes
+  uint64_t max_size = 0;                         // all log bytes; 0 = none
+};
+
+struct Retention {
+  std::string schedule = "@every 1h";  // cron expression
+  Millis max_age = 365 * 24h;
+  int64_t max_runs = 1'000'000;        // >= 1
+  int64_t batch_size = 1000;           // >= 1
+};
+
+struct Compactor {
+  std::string schedule = "@every 1h";
+  Vacuum vacuum = Vacuum::incremental;
+};
+
+struct Config {
+  std::string path;  // the file it came from, as given
+  Daemon daemon;
+  Storage storage;
+  Retention retention;
+  Compactor compactor;
+  TaskPolicy defaults;
+  std::vector<Task> tasks;  // in file order
+
+  // The task named `name`, or nullptr.
+  const Task* find_task(std::string_view name) const;
+};
+
+// One thing wrong with a configuration.
+struct Problem {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based; 0 when unknown
+  std::string key; // dotted path, e.g. "tasks.backup.keep_for"; may be empty
+  std::string message;
+
+  // "file:line:column: key: message"
+  std::string to_string() const;
+};
+
+using Problems = std::vector<Problem>;
+
+// Parses and validates TOML text. `file_name` is used in problems and to
+// resolve relative paths. Returns the config, or every problem found (a
+// TOML syntax error stops at that error, since the rest cannot be read).
+// Thread-safe.
+tl::expected<Config, Problems> parse_config(std::string_view text, std::string_view file_name);
+
+// Reads the file at `path` and parses it. A file that cannot be read is one
+// Problem naming the path and the OS error.
+tl::expected<Config, Problems> load_config(const std::string& path);
+
+// True when `name` is a valid task name.
+bool valid_task_name(std::string_view name);
+
+}  // namespace cronkeep::config

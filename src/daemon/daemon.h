@@ -1,0 +1,17 @@
+// daemon/daemon.h: wiring only. Builds the parts from a validated
+// configuration, owns the signals, and runs until SIGTERM or SIGINT.
+//
+// The data directory is held with an exclusive lock ({data_dir}/cronkeep.lock)
+// so two daemons never share one; the lock is released when the process ends,
+// however it ends.
+#pragma once
+
+#include "config/config.h"
+
+namespace cronkeep::daemon {
+
+// Runs the daemon in the foreground. Returns the process exit code: 0 after
+// a clean shutdown, 1 when it could not start (the reason is logged).
+int run(const config::Config& config);
+
+}  // namespace cronkeep::daemon

@@ -1,0 +1,262 @@
+// The runner: posix_spawn into a new process group, one pipe for stdout and
+// stderr, a pidfd to learn of the exit without polling, an eventfd so stop()
+// can wake the pump.
+#include "runner/runner.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "base/units.h"
+
+extern char** environ;
+
+namespace cronkeep::runner {
+namespace {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// After the shell exits, what it wrote is at most a pipe buffer (64 KiB by
+// default, up to 1 MiB when raised); read no more than this from stragglers.
+constexpr size_t kDrainAfterExit = 1 << 20;
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+std::vector<std::string> build_environment(const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> out;
+  for (char** e = environ; *e; ++e) {
+    std::string_view entry(*e);
+    const auto eq = entry.find('=');
+    if (eq != std::string_view::npos && extra.count(std::string(entry.substr(0, eq)))) continue;
+    out.emplace_back(entry);
+  }
+  for (const auto& [k, v] : extra) out.push_back(k + "=" + v);
+  return out;
+}
+
+constexpr SteadyTime kNever = SteadyTime::max();
+
+int poll_timeout_ms(SteadyTime deadline) {
+  if (deadline == kNever) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return left.count() < 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
+}
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGKILL: return "SIGKILL";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGABRT: return "SIGABRT";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGILL: return "SIGILL";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGALRM: return "SIGALRM";
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
+  struct stat st{};
+  if (command.workdir.empty() || ::stat(command.workdir.c_str(), &st) != 0)
+    return fail(ErrorCode::invalid_argument,
+                "workdir " + command.workdir + ": " + (command.workdir.empty() ? "not set" : errno_text(errno)));
+  if (!S_ISDIR(st.st_mode)) return fail(ErrorCode::invalid_argument, "workdir " + command.workdir + ": not a directory");
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return fail(ErrorCode::io, "pipe: " + errno_text(errno));
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2);
+  posix_spawn_file_actions_addchdir_np(&actions, command.workdir.c_str());
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t no_signals, default_signals;
+  sigemptyset(&no_signals);
+  sigfillset(&default_signals);
+  posix_spawnattr_setsigmask(&attr, &no_signals);  // the daemon blocks signals; the child must not inherit that
+  posix_spawnattr_setsigdefault(&attr, &default_signals);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<std::string> env = build_environment(command.env);
+  std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string sh = "/bin/sh", dash_c = "-c", cmd = command.shell_command;
+  char* argv[] = {sh.data(), dash_c.data(), cmd.data(), nullptr};
+
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return fail(ErrorCode::io, "cannot start /bin/sh in " + command.workdir + ": " + errno_text(rc));
+  write_end.reset();
+
+  auto exec = std::unique_ptr<Execution>(new Execution());
+  exec->pid_ = pid;
+  exec->command_ = command;
+  exec->out_ = std::move(read_end);
+  // glibc 2.36's <sys/pidfd.h> lacks extern "C"; the syscall is stable.
+  exec->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  exec->wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!exec->pidfd_.valid() || !exec->wake_.valid()) {
+    const int err = errno;
+    ::kill(-pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    exec->reaped_ = true;
+    return fail(ErrorCode::io, "pidfd/eventfd: " + errno_text(err));
+  }
+  ::fcntl(exec->out_.get(), F_SETFL, O_NONBLOCK);
+  return exec;
+}
+
+Execution::~Execution() {
+  if (!reaped_ && pid_ > 0) {
+    ::kill(-pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Execution::signal_group(int sig) {
+  // The group id equals the shell's pid. After the shell is reaped the id may
+  // be reused, so signals go out only while it is known to be alive.
+  if (!reaped_) ::kill(-pid_, sig);
+}
+
+void Execution::stop(StopReason reason) {
+  int expected = static_cast<int>(StopReason::none);
+  stop_reason_.compare_exchange_strong(expected, static_cast<int>(reason));
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+}
+
+Outcome Execution::wait(const OutputSink& sink) {
+  const SteadyTime started = std::chrono::steady_clock::now();
+  SteadyTime deadline = kNever;
+  if (command_.timeout.count() > 0) deadline = started + command_.timeout;
+  bool term_sent = false;
+  bool exited = false;
+  bool pipe_open = true;
+  static thread_local std::vector<char> buffer(64 * 1024);
+
+  // Reads until the pipe is empty, or `budget` bytes when a leftover
+  // background process keeps writing after the shell has gone.
+  auto read_available = [&](size_t budget) {
+    while (budget > 0) {
+      const ssize_t n = ::read(out_.get(), buffer.data(), std::min(buffer.size(), budget));
+      if (n > 0) {
+        sink(std::string_view(buffer.data(), static_cast<size_t>(n)));
+        budget -= static_cast<size_t>(n);
+        continue;
+      }
+      if (n == 0) pipe_open = false;
+      else if (errno == EINTR) continue;
+      else if (errno != EAGAIN) pipe_open = false;
+      return;
+    }
+  };
+
+  auto begin_stop = [&](StopReason reason) {
+    int expected = static_cast<int>(StopReason::none);
+    stop_reason_.compare_exchange_strong(expected, static_cast<int>(reason));
+    if (term_sent) return;
+    term_sent = true;
+    signal_group(SIGTERM);
+    deadline = std::chrono::steady_clock::now() + command_.graceful_stop;
+  };
+
+  while (!exited) {
+    pollfd fds[3] = {{pidfd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {pipe_open ? out_.get() : -1, POLLIN, 0}};
+    const int rc = ::poll(fds, 3, poll_timeout_ms(deadline));
+    if (rc < 0 && errno != EINTR) break;
+    if (fds[2].revents) read_available(4 * buffer.size());
+    if (fds[1].revents & POLLIN) {
+      uint64_t v;
+      [[maybe_unused]] ssize_t n = ::read(wake_.get(), &v, sizeof v);
+      begin_stop(static_cast<StopReason>(stop_reason_.load()));
+    }
+    if (fds[0].revents & POLLIN) exited = true;
+    if (!exited && deadline != kNever && std::chrono::steady_clock::now() >= deadline) {
+      if (!term_sent) {
+        begin_stop(StopReason::timeout);
+      } else {
+        signal_group(SIGKILL);
+        deadline = kNever;
+      }
+    }
+  }
+
+  Outcome out;
+  int status = 0;
+  rusage usage{};
+  pid_t r;
+  do r = ::wait4(pid_, &status, 0, &usage);
+  while (r < 0 && errno == EINTR);
+  // Whatever the shell wrote before it exited is in the pipe now.
+  if (pipe_open) read_available(kDrainAfterExit);
+  // A stopped run leaves no stragglers in its group; a run that ended by
+  // itself keeps cron's behaviour (background children live on).
+  if (term_sent) ::kill(-pid_, SIGKILL);
+  reaped_ = true;
+  out.duration = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
+  if (r == pid_) {
+    if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) out.signal = WTERMSIG(status);
+    out.cpu_ms = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000 +
+                 (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000;
+    out.max_rss_kb = usage.ru_maxrss;
+  }
+  out.stopped = static_cast<StopReason>(stop_reason_.load());
+  return out;
+}
+
+std::string describe(const Outcome& o) {
+  std::string text;
+  if (o.exit_code) {
+    text = "exit code " + std::to_string(*o.exit_code);
+    if (*o.exit_code == 127) text = "command not found (exit code 127)";
+    if (*o.exit_code == 126) text = "command not executable (exit code 126)";
+  } else if (o.signal) {
+    const char* name = signal_name(*o.signal);
+    text = std::string("killed by ") + (name ? name : "signal " + std::to_string(*o.signal));
+  } else {
+    text = "ended with unknown status";
+  }
+  switch (o.stopped) {
+    case StopReason::none: break;
+    case StopReason::timeout: text = "timed out; " + text; break;
+    case StopReason::cancelled: text = "cancelled; " + text; break;
+    case StopReason::log_overflow: text = "log overflow; " + text; break;
+  }
+  return text;
+}
+
+}  // namespace cronkeep::runner

@@ -1,0 +1,95 @@
+// runner/runner.h: starting a command and seeing it to its end.
+//
+// Owns: `/bin/sh -c COMMAND` in a process group of its own, its environment
+// and working directory, the pipe that carries stdout and stderr (one pipe, so
+// the bytes keep their arrival order), timeouts and the stop sequence
+// (SIGTERM to the group, SIGKILL after graceful_stop), the exit status and
+// the child's resource usage (wait4). Must not know about SQL, HTTP, or where
+// the output goes: it hands every chunk it reads to a sink.
+//
+// Timeouts use the monotonic clock: they bound real process lifetimes, which
+// a fake clock cannot speed up.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "base/time.h"
+#include "base/unique_fd.h"
+
+namespace cronkeep::runner {
+
+struct Command {
+  std::string shell_command;                // passed to /bin/sh -c
+  std::map<std::string, std::string> env;   // added to (or replacing in) the daemon's environment
+  std::string workdir;                      // absolute; must exist
+  Millis timeout{0};                        // 0 = none
+  Millis graceful_stop{5000};               // SIGTERM → SIGKILL delay
+};
+
+// Why the runner stopped a process before it ended by itself.
+enum class StopReason { none, timeout, cancelled, log_overflow };
+
+struct Outcome {
+  std::optional<int> exit_code;   // set when the shell exited
+  std::optional<int> signal;      // set when it was killed by a signal
+  StopReason stopped = StopReason::none;  // the first stop requested, if any
+  Millis duration{0};             // spawn → reaped, monotonic
+  int64_t cpu_ms = 0;             // user + system time of the child and its reaped descendants
+  int64_t max_rss_kb = 0;         // peak resident set size
+};
+
+// Receives the output as it arrives, in chunks of up to 64 KiB. Called on the
+// thread that calls Execution::wait.
+using OutputSink = std::function<void(std::string_view chunk)>;
+
+// One running command. Thread-safety: wait() is called by one thread;
+// stop() may be called from any thread, any number of times.
+class Execution {
+ public:
+  // Spawns the command. Errors: invalid_argument when workdir is missing or
+  // not a directory; io when the pipe or the spawn fails (message says why).
+  static Result<std::unique_ptr<Execution>> start(const Command& command);
+
+  Execution(const Execution&) = delete;
+  Execution& operator=(const Execution&) = delete;
+  ~Execution();
+
+  pid_t pid() const { return pid_; }
+
+  // Feeds output to `sink` until the shell exits (and its pipe has been
+  // drained of what is already written), enforcing the timeout, then reaps
+  // it. Output still written by leftover background processes after the
+  // shell's exit is not waited for. Call exactly once.
+  Outcome wait(const OutputSink& sink);
+
+  // Asks the process group to stop: SIGTERM now, SIGKILL after
+  // graceful_stop. Only the first reason is recorded. Non-blocking.
+  void stop(StopReason reason);
+
+ private:
+  Execution() = default;
+  void signal_group(int sig);
+
+  pid_t pid_ = -1;
+  UniqueFd out_;        // read end of the output pipe
+  UniqueFd pidfd_;      // readable when the child exits
+  UniqueFd wake_;       // eventfd: stop() wakes wait()
+  Command command_;
+  std::atomic<int> stop_reason_{static_cast<int>(StopReason::none)};
+  bool reaped_ = false;
+};
+
+// A short human reading of an outcome: "exit code 0", "killed by SIGKILL",
+// "timed out after 5s", "command not found (exit code 127)".
+std::string describe(const Outcome& outcome);
+
+}  // namespace cronkeep::runner

@@ -1,0 +1,484 @@
+#include "scheduler/scheduler.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+#include "base/units.h"
+#include "logs/logs.h"
+#include "runner/runner.h"
+
+namespace cronkeep::scheduler {
+namespace {
+
+using store::RunStatus;
+using store::Trigger;
+
+constexpr Millis kMaxRetryWait = std::chrono::minutes(5);
+// Enumerating lost fires stops here; beyond it only the last day is examined.
+constexpr size_t kMaxLostFireScan = 100'000;
+
+Millis retry_wait(const config::TaskPolicy& p, int failed_attempt) {
+  int64_t ms = p.retry_delay.count();
+  switch (p.retry_backoff) {
+    case config::Backoff::constant: break;
+    case config::Backoff::linear: ms *= failed_attempt; break;
+    case config::Backoff::exponential:
+      for (int i = 1; i < failed_attempt && ms < kMaxRetryWait.count(); ++i) ms *= 2;
+      break;
+  }
+  return std::min(Millis(ms), kMaxRetryWait);
+}
+
+RunStatus status_of(const runner::Outcome& o) {
+  switch (o.stopped) {
+    case runner::StopReason::timeout: return RunStatus::timeout;
+    case runner::StopReason::cancelled: return RunStatus::cancelled;
+    case runner::StopReason::log_overflow: return RunStatus::log_overflow;
+    case runner::StopReason::none: break;
+  }
+  return o.exit_code && *o.exit_code == 0 ? RunStatus::succeeded : RunStatus::failed;
+}
+
+}  // namespace
+
+// A run that has a worker. `exec` is set while the process lives; a stop
+// requested before it exists is remembered in `stop_requested`.
+struct Scheduler::Active {
+  Launch run;
+  runner::Execution* exec = nullptr;
+  runner::StopReason stop_requested = runner::StopReason::none;
+  std::string stop_message;
+};
+
+Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options)
+    : config_(config), store_(store), clock_(clock), options_(std::move(options)) {
+  rng_.seed(options_.seed ? options_.seed : std::random_device{}());
+  for (const config::Task& task : config_.tasks) {
+    auto schedule = cron::Schedule::parse(task.cron);
+    const std::string& zone_name = task.timezone.empty() ? config_.daemon.timezone : task.timezone;
+    auto zone = cron::Zone::locate(zone_name);
+    // Requires validated config; a task that slipped through is never fired.
+    if (!schedule || !zone) {
+      spdlog::error("task {}: invalid schedule or zone; it will not fire", task.name);
+      continue;
+    }
+    tasks_.push_back(TaskState{task, *schedule, *zone, std::nullopt, {}, 0, {}});
+  }
+}
+
+Scheduler::~Scheduler() {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [&] { return workers_ == 0; });
+}
+
+Status Scheduler::start() {
+  const TimePoint now = clock_.now();
+  auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
+  if (!crashed) return tl::unexpected(crashed.error());
+  if (*crashed > 0) spdlog::warn("{} run(s) left in flight by a previous daemon marked crashed", *crashed);
+
+  std::lock_guard lock(mu_);
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    TaskState& ts = tasks_[t];
+    auto last = store_.last_fire(ts.task.name);
+    if (!last) return tl::unexpected(last.error());
+    if (*last) {
+      std::vector<TimePoint> lost;
+      size_t total = 0;
+      std::optional<TimePoint> f = ts.schedule.next_fire(**last, ts.zone);
+      while (f && *f <= now && lost.size() < kMaxLostFireScan) {
+        lost.push_back(*f);
+        f = ts.schedule.next_fire(*f, ts.zone);
+      }
+      total = lost.size();
+      if (f && *f <= now) {
+        // Too many to enumerate: keep the newest day exactly, count the rest roughly.
+        const TimePoint from = std::max(lost.back(), now - std::chrono::hours(24));
+        std::vector<TimePoint> recent;
+        for (f = ts.schedule.next_fire(from, ts.zone); f && *f <= now; f = ts.schedule.next_fire(*f, ts.zone))
+          recent.push_back(*f);
+        total += recent.size();
+        lost = std::move(recent);
+      }
+      if (!lost.empty()) handle_lost_fires(t, lost, total, CatchUpRuns::by_policy);
+    }
+    schedule_next(t, now);
+  }
+  return {};
+}
+
+void Scheduler::schedule_next(size_t t, TimePoint after) {
+  TaskState& ts = tasks_[t];
+  ts.next_fire = ts.schedule.next_fire(after, ts.zone);
+  if (!ts.next_fire) return;
+  Millis jitter{0};
+  if (ts.task.policy.jitter.count() > 0) {
+    std::uniform_int_distribution<int64_t> dist(0, ts.task.policy.jitter.count());
+    jitter = Millis(dist(rng_));
+  }
+  ts.next_due = *ts.next_fire + jitter;
+}
+
+void Scheduler::handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs) {
+  // `lost` is in time order and holds the newest fires; total_lost counts all.
+  TaskState& ts = tasks_[t];
+  const auto& p = ts.task.policy;
+  const size_t keep = static_cast<size_t>(p.max_catch_up_runs);
+  size_t to_run = 0;
+  if (runs == CatchUpRuns::by_policy) {
+    switch (p.catch_up) {
+      case config::CatchUp::latest: to_run = 1; break;
+      case config::CatchUp::all: to_run = std::min(keep, lost.size()); break;
+      case config::CatchUp::skip: to_run = 0; break;
+    }
+  }
+  const size_t first_run = lost.size() - to_run;
+  // The newest `keep` lost fires not run get a row each; older ones one summary row.
+  const size_t first_individual = first_run > keep ? first_run - keep : 0;
+  const size_t summarised = (total_lost - lost.size()) + first_individual;
+  const std::string reason = runs == CatchUpRuns::none
+                                 ? std::string("the scheduler was late and fired only the newest")
+                                 : std::string("daemon was not running (catch_up = ") + config::to_string(p.catch_up) + ")";
+  if (summarised > 0) {
+    const TimePoint last_summarised = first_individual > 0 ? lost[first_individual - 1] : lost.front();
+    insert(t, Trigger::schedule, last_summarised, 1, std::nullopt, RunStatus::missed,
+           std::to_string(summarised) + " fire(s) up to " + format_rfc3339(last_summarised) + " missed: " + reason);
+  }
+  for (size_t i = first_individual; i < first_run; ++i)
+    insert(t, Trigger::schedule, lost[i], 1, std::nullopt, RunStatus::missed, "fire missed: " + reason);
+  for (size_t i = first_run; i < lost.size(); ++i) fire(t, lost[i], Trigger::catch_up);
+}
+
+std::optional<TimePoint> Scheduler::tick() {
+  std::lock_guard lock(mu_);
+  if (stopping_) return std::nullopt;
+  const TimePoint now = clock_.now();
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    TaskState& ts = tasks_[t];
+    if (!ts.next_fire || ts.next_due > now) continue;
+    // Fires whose time passed while the loop was late (suspend, overload)
+    // are lost fires like those of downtime: the newest runs, older are missed.
+    std::vector<TimePoint> due{*ts.next_fire};
+    for (auto f = ts.schedule.next_fire(*ts.next_fire, ts.zone); f && *f <= now && due.size() < kMaxLostFireScan;
+         f = ts.schedule.next_fire(*f, ts.zone))
+      due.push_back(*f);
+    if (due.size() == 1) {
+      fire(t, due.front(), Trigger::schedule);
+    } else {
+      std::vector<TimePoint> lost(due.begin(), due.end() - 1);
+      handle_lost_fires(t, lost, lost.size(), CatchUpRuns::none);
+      fire(t, due.back(), Trigger::schedule);
+    }
+    schedule_next(t, std::max(due.back(), now - Millis(1)));
+  }
+  // Retries whose wait is over.
+  std::vector<RetryTimer> due_retries;
+  std::erase_if(retries_, [&](const RetryTimer& r) {
+    if (r.due > now) return false;
+    due_retries.push_back(r);
+    return true;
+  });
+  for (const RetryTimer& r : due_retries) {
+    auto id = insert(r.task, Trigger::retry, std::nullopt, r.attempt, r.retry_of, RunStatus::pending, "");
+    if (id) start_or_queue(Launch{*id, r.task, r.attempt, r.retry_of});
+  }
+
+  std::optional<TimePoint> next;
+  for (const TaskState& ts : tasks_)
+    if (ts.next_fire && (!next || ts.next_due < *next)) next = ts.next_due;
+  for (const RetryTimer& r : retries_)
+    if (!next || r.due < *next) next = r.due;
+  return next;
+}
+
+void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
+  TaskState& ts = tasks_[t];
+  const auto& p = ts.task.policy;
+  if (trigger == Trigger::catch_up || ts.running < p.max_concurrent) {
+    auto id = insert(t, trigger, nominal, 1, std::nullopt, RunStatus::pending, "");
+    if (id) start_or_queue(Launch{*id, t, 1, std::nullopt});
+    return;
+  }
+  const std::string limit = "max_concurrent = " + std::to_string(p.max_concurrent);
+  switch (p.on_overlap) {
+    case config::Overlap::skip:
+      insert(t, trigger, nominal, 1, std::nullopt, RunStatus::skipped,
+             "skipped: previous run still running (" + limit + ", on_overlap = skip)");
+      return;
+    case config::Overlap::queue:
+      if (static_cast<int>(ts.queue.size()) >= p.queue_max) {
+        insert(t, trigger, nominal, 1, std::nullopt, RunStatus::skipped,
+               "skipped: queue full (queue_max = " + std::to_string(p.queue_max) + ")");
+        return;
+      }
+      break;
+    case config::Overlap::terminate: {
+      // Stop the oldest running run of this task that is not already stopping.
+      for (auto& [id, active] : active_) {
+        if (active->run.task != t || active->stop_requested != runner::StopReason::none) continue;
+        active->stop_requested = runner::StopReason::cancelled;
+        active->stop_message = "terminated by a newer fire (on_overlap = terminate)";
+        if (active->exec) active->exec->stop(runner::StopReason::cancelled);
+        break;
+      }
+      break;
+    }
+  }
+  auto id = insert(t, trigger, nominal, 1, std::nullopt, RunStatus::pending, "");
+  if (id) start_or_queue(Launch{*id, t, 1, std::nullopt});
+}
+
+Result<int64_t> Scheduler::insert(size_t t, Trigger trigger, std::optional<TimePoint> scheduled, int attempt,
+                                  std::optional<int64_t> retry_of, RunStatus status, std::string message) {
+  store::NewRun row;
+  row.task = tasks_[t].task.name;
+  row.trigger = trigger;
+  row.attempt = attempt;
+  row.retry_of = retry_of;
+  row.status = status;
+  row.scheduled_at = scheduled;
+  row.created_at = clock_.now();
+  if (store::is_terminal(status)) row.finished_at = row.created_at;
+  row.message = std::move(message);
+  auto id = store_.insert_run(row);
+  if (!id) spdlog::error("task {}: cannot record run: {}", row.task, id.error().message);
+  return id;
+}
+
+void Scheduler::start_or_queue(const Launch& run) {
+  TaskState& ts = tasks_[run.task];
+  if (ts.running < ts.task.policy.max_concurrent && ts.queue.empty()) launch(run);
+  else ts.queue.push_back(run);
+}
+
+void Scheduler::dispatch_queue(size_t t) {
+  TaskState& ts = tasks_[t];
+  while (!stopping_ && !ts.queue.empty() && ts.running < ts.task.policy.max_concurrent) {
+    Launch next = ts.queue.front();
+    ts.queue.pop_front();
+    launch(next);
+  }
+}
+
+void Scheduler::launch(const Launch& run) {
+  TaskState& ts = tasks_[run.task];
+  ++ts.running;
+  ++workers_;
+  auto active = std::make_shared<Active>();
+  active->run = run;
+  active_[run.id] = std::move(active);
+  std::thread([this, run] { work(run); }).detach();
+}
+
+void Scheduler::end_queued(int64_t id, std::string message) {
+  store::RunEnd end;
+  end.status = RunStatus::cancelled;
+  end.finished_at = clock_.now();
+  end.message = std::move(message);
+  if (auto st = store_.finish_run(id, end); !st) spdlog::error("run {}: {}", id, st.error().message);
+}
+
+void Scheduler::work(Launch run) {
+  const TaskState& ts = tasks_[run.task];  // tasks_ never changes size after construction
+  const config::Task& task = ts.task;
+  store::RunEnd end;
+  auto fail_run = [&](std::string message) {
+    end.status = RunStatus::failed;
+    end.finished_at = clock_.now();
+    end.message = std::move(message);
+  };
+
+  const TimePoint started = clock_.now();
+  std::optional<logs::LogWriter> log;
+  auto rel = logs::relative_log_path(task.name, started, run.id);
+  std::unique_ptr<runner::Execution> exec;
+  if (!rel) {
+    fail_run(rel.error().message);
+  } else if (auto writer = logs::LogWriter::create(options_.data_dir + "/" + *rel); !writer) {
+    fail_run(writer.error().message);
+  } else if (auto st = store_.mark_running(run.id, *rel, started); !st) {
+    // The log file exists before the row names it; a run cancelled while
+    // queued no longer accepts the start.
+    std::error_code ec;
+    std::filesystem::remove(options_.data_dir + "/" + *rel, ec);
+    spdlog::warn("run {}: not started: {}", run.id, st.error().message);
+    finished(run, RunStatus::cancelled);
+    return;
+  } else {
+    log.emplace(std::move(*writer));
+    runner::Command cmd;
+    cmd.shell_command = task.run;
+    cmd.env = task.env;
+    cmd.env["CRONKEEP_TASK"] = task.name;
+    cmd.env["CRONKEEP_RUN_ID"] = std::to_string(run.id);
+    cmd.env["CRONKEEP_ATTEMPT"] = std::to_string(run.attempt);
+    cmd.workdir = task.workdir.empty() ? options_.data_dir : task.workdir;
+    cmd.timeout = task.policy.timeout;
+    cmd.graceful_stop = task.policy.graceful_stop;
+    auto started_exec = runner::Execution::start(cmd);
+    if (!started_exec) fail_run("cannot start: " + started_exec.error().message);
+    else exec = std::move(*started_exec);
+  }
+
+  if (exec) {
+    std::shared_ptr<Active> active;
+    {
+      std::lock_guard lock(mu_);
+      active = active_[run.id];
+      active->exec = exec.get();
+      if (active->stop_requested != runner::StopReason::none) exec->stop(active->stop_requested);
+    }
+    bool write_failed = false;
+    const runner::Outcome outcome = exec->wait([&](std::string_view chunk) {
+      if (auto st = log->append(chunk); !st && !write_failed) {
+        write_failed = true;
+        spdlog::error("run {}: {}", run.id, st.error().message);
+      }
+    });
+    std::string stop_message;
+    {
+      std::lock_guard lock(mu_);
+      active->exec = nullptr;
+      stop_message = active->stop_message;
+    }
+    exec.reset();
+    end.status = status_of(outcome);
+    end.finished_at = clock_.now();
+    end.exit_code = outcome.exit_code;
+    end.signal = outcome.signal;
+    end.duration_ms = outcome.duration.count();
+    end.cpu_ms = outcome.cpu_ms;
+    end.max_rss_kb = outcome.max_rss_kb;
+    end.message = runner::describe(outcome);
+    if (outcome.stopped == runner::StopReason::timeout)
+      end.message = "timed out after " + format_duration(task.policy.timeout) + "; " +
+                    end.message.substr(end.message.find("; ") + 2);
+    if (!stop_message.empty()) end.message = stop_message + "; " + end.message;
+    if (log->dropped_bytes() > 0)
+      end.message += "; " + std::to_string(log->dropped_bytes()) + " byte(s) of output could not be written";
+  }
+  if (log) {
+    end.log_bytes = static_cast<int64_t>(log->bytes_written());
+    log->close();
+  }
+  if (auto st = store_.finish_run(run.id, end); !st) spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
+  finished(run, end.status);
+}
+
+void Scheduler::finished(const Launch& run, RunStatus status) {
+  std::lock_guard lock(mu_);
+  TaskState& ts = tasks_[run.task];
+  --ts.running;
+  active_.erase(run.id);
+  const auto& p = ts.task.policy;
+  if (!stopping_ && (status == RunStatus::failed || status == RunStatus::timeout) && run.attempt <= p.retry_attempts) {
+    retries_.push_back(RetryTimer{clock_.now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
+                                  run.retry_of.value_or(run.id)});
+  }
+  dispatch_queue(run.task);
+  --workers_;
+  wake_.notify_all();
+  idle_cv_.notify_all();
+}
+
+void Scheduler::run_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    const std::optional<TimePoint> next = tick();
+    lock.lock();
+    if (stopping_) break;
+    if (next) {
+      const auto deadline = std::chrono::system_clock::time_point(next->time_since_epoch());
+      wake_.wait_until(lock, deadline);
+    } else {
+      wake_.wait(lock);
+    }
+  }
+}
+
+Result<int64_t> Scheduler::run_now(std::string_view name) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return fail(ErrorCode::conflict, "the daemon is shutting down");
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    TaskState& ts = tasks_[t];
+    if (ts.task.name != name) continue;
+    if (ts.running >= ts.task.policy.max_concurrent && static_cast<int>(ts.queue.size()) >= ts.task.policy.queue_max)
+      return fail(ErrorCode::conflict, "task " + ts.task.name + " has a full queue (queue_max = " +
+                                           std::to_string(ts.task.policy.queue_max) + ")");
+    auto id = insert(t, Trigger::manual, std::nullopt, 1, std::nullopt, RunStatus::pending, "");
+    if (!id) return id;
+    start_or_queue(Launch{*id, t, 1, std::nullopt});
+    wake_.notify_all();
+    return *id;
+  }
+  return fail(ErrorCode::not_found, "task " + std::string(name) + " not found");
+}
+
+Status Scheduler::cancel(int64_t run_id) {
+  std::lock_guard lock(mu_);
+  if (auto it = active_.find(run_id); it != active_.end()) {
+    Active& a = *it->second;
+    if (a.stop_requested == runner::StopReason::none) {
+      a.stop_requested = runner::StopReason::cancelled;
+      a.stop_message = "cancelled by request";
+    }
+    if (a.exec) a.exec->stop(runner::StopReason::cancelled);
+    return {};
+  }
+  for (TaskState& ts : tasks_) {
+    auto it = std::find_if(ts.queue.begin(), ts.queue.end(), [&](const Launch& l) { return l.id == run_id; });
+    if (it == ts.queue.end()) continue;
+    ts.queue.erase(it);
+    end_queued(run_id, "cancelled by request before it started");
+    idle_cv_.notify_all();
+    return {};
+  }
+  return fail(ErrorCode::not_found, "run " + std::to_string(run_id) + " is not in flight");
+}
+
+void Scheduler::shutdown() {
+  std::unique_lock lock(mu_);
+  if (!stopping_) {
+    stopping_ = true;
+    retries_.clear();
+    for (TaskState& ts : tasks_) {
+      for (const Launch& l : ts.queue) end_queued(l.id, "cancelled: the daemon shut down before the run started");
+      ts.queue.clear();
+    }
+    wake_.notify_all();
+  }
+  const auto grace = std::chrono::steady_clock::now() + options_.shutdown_timeout;
+  idle_cv_.wait_until(lock, grace, [&] { return active_.empty(); });
+  for (auto& [id, active] : active_) {
+    if (active->stop_requested == runner::StopReason::none) {
+      active->stop_requested = runner::StopReason::cancelled;
+      active->stop_message = "cancelled: the daemon shut down (shutdown_timeout = " +
+                             format_duration(options_.shutdown_timeout) + ")";
+    }
+    if (active->exec) active->exec->stop(runner::StopReason::cancelled);
+  }
+  idle_cv_.wait(lock, [&] { return workers_ == 0; });
+}
+
+bool Scheduler::wait_idle(Millis timeout) {
+  std::unique_lock lock(mu_);
+  return idle_cv_.wait_for(lock, timeout, [&] {
+    if (workers_ > 0) return false;
+    return std::all_of(tasks_.begin(), tasks_.end(), [](const TaskState& ts) { return ts.queue.empty(); });
+  });
+}
+
+std::vector<TaskView> Scheduler::tasks() const {
+  std::lock_guard lock(mu_);
+  std::vector<TaskView> out;
+  for (const TaskState& ts : tasks_)
+    out.push_back(TaskView{ts.task.name, ts.task.cron, ts.zone.name(), ts.next_fire, ts.running,
+                           static_cast<int>(ts.queue.size())});
+  return out;
+}
+
+}  // namespace cronkeep::scheduler

@@ -1,0 +1,177 @@
+// scheduler/scheduler.h: the clock of cronkeep.
+//
+// Owns: deciding when each task fires (cron + jitter), the overlap policy
+// (max_concurrent, on_overlap, queue_max), catch-up after downtime, retries,
+// run-now and cancel, crash reconciliation at start-up and the shutdown
+// sequence. It drives the runner and the log writer for each run and records
+// every step through store::Store. Must not contain SQL text or know HTTP.
+//
+// Time: every instant it records or compares comes from the injected Clock,
+// so tests move a FakeClock and call tick() instead of sleeping. Process
+// timeouts (runner) use the monotonic clock.
+//
+// Threads: each launched run has a worker thread that spawns the process,
+// pumps its output into the log and records the end. All scheduler state is
+// behind one mutex; every public method is thread-safe.
+//
+// Policies (docs/scheduling.md has the full rules):
+//   - a fire that finds max_concurrent runs going: queue (a pending row,
+//     up to queue_max, beyond that a `skipped` row), skip (a `skipped` row) or
+//     terminate (the oldest running run is cancelled, the new one starts when
+//     its slot frees);
+//   - fires lost while the daemon was down: catch_up latest runs the newest
+//     one, all runs up to max_catch_up_runs newest ones, skip runs none;
+//     every lost fire not run is a `missed` row (the newest
+//     max_catch_up_runs individually, older ones summarised in one row);
+//   - when the loop itself was late (suspend, overload) and several fires of
+//     a task are due at once, the newest fires normally and the older ones
+//     are `missed`;
+//   - retries: a run ending failed or timeout is retried retry_attempts
+//     times, each a run of its own (trigger retry, attempt n, retry_of the
+//     first run), after retry_delay scaled by retry_backoff, capped at 5 min;
+//   - run-now, retries and catch-up runs never skip: they start or queue.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "config/config.h"
+#include "cron/cron.h"
+#include "store/store.h"
+
+namespace cronkeep::runner {
+class Execution;
+}
+
+namespace cronkeep::scheduler {
+
+struct Options {
+  std::string data_dir;             // absolute; logs go under {data_dir}/logs
+  Millis shutdown_timeout{10'000};  // running runs get this long on shutdown
+  uint64_t seed = 0;                // jitter randomness; 0 = from std::random_device
+};
+
+// What the CLI and the API show about a task.
+struct TaskView {
+  std::string name;
+  std::string cron;
+  std::string timezone;
+  std::optional<TimePoint> next_fire;  // nominal, before jitter
+  int running = 0;
+  int queued = 0;
+};
+
+class Scheduler {
+ public:
+  // Requires: `config` passed validation (config::parse_config), `store`
+  // and `clock` outlive the scheduler.
+  Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options);
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+  // Waits for every worker thread (call shutdown() first to bound the wait).
+  ~Scheduler();
+
+  // Start-up: every run left pending or running becomes crashed (exit code
+  // -2, log kept), then each task's fires lost since its last recorded fire
+  // are caught up or recorded as missed. Call once, before tick().
+  // Errors: whatever the store returns.
+  Status start();
+
+  // Fires everything due at clock.now() and returns the instant the next
+  // thing is due (nullopt: nothing ever will be). Never blocks on a process.
+  std::optional<TimePoint> tick();
+
+  // The daemon's loop: tick, then sleep until the next due instant or until
+  // woken (run finished, run-now, shutdown). Returns after shutdown() began.
+  // Uses real waiting: meant for SystemClock.
+  void run_loop();
+
+  // Starts (or queues) a manual run of `task` now; returns its run id.
+  // Errors: not_found for an unknown task; conflict when shutting down or
+  // the task's queue is full.
+  Result<int64_t> run_now(std::string_view task);
+
+  // Cancels a queued or running run: a queued one ends `cancelled` at once;
+  // a running one gets SIGTERM, then SIGKILL after graceful_stop, and ends
+  // `cancelled`. Errors: not_found when the run is not in flight here.
+  Status cancel(int64_t run_id);
+
+  // Stops firing; gives running runs shutdown_timeout to end by themselves,
+  // then cancels them (graceful_stop applies) and ends queued runs as
+  // `cancelled`. Returns when every run has been recorded as ended.
+  void shutdown();
+
+  // Blocks until no run is in flight (queued or running), or `timeout`
+  // (real time) passes; returns whether it became idle. For tests and tools.
+  bool wait_idle(Millis timeout);
+
+  std::vector<TaskView> tasks() const;
+
+ private:
+  struct Active;
+  // A run that has a row and waits for (or has) a slot.
+  struct Launch {
+    int64_t id;
+    size_t task;
+    int attempt;
+    std::optional<int64_t> retry_of;
+  };
+  struct TaskState {
+    config::Task task;
+    cron::Schedule schedule;
+    cron::Zone zone;
+    std::optional<TimePoint> next_fire;  // nominal
+    TimePoint next_due{};                // nominal + jitter
+    int running = 0;
+    std::deque<Launch> queue;
+  };
+  struct RetryTimer {
+    TimePoint due;
+    size_t task;
+    int attempt;      // the attempt number the retry will have
+    int64_t retry_of;  // the first run's id
+  };
+  // All private methods require mu_ held.
+  void schedule_next(size_t t, TimePoint after);
+  void fire(size_t t, TimePoint nominal, store::Trigger trigger);
+  enum class CatchUpRuns { by_policy, none };
+  void handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs);
+  void start_or_queue(const Launch& run);
+  void launch(const Launch& run);
+  void dispatch_queue(size_t t);
+  Result<int64_t> insert(size_t t, store::Trigger trigger, std::optional<TimePoint> scheduled, int attempt,
+                         std::optional<int64_t> retry_of, store::RunStatus status, std::string message);
+  void end_queued(int64_t id, std::string message);
+
+  // Worker thread body (takes mu_ itself when needed).
+  void work(Launch launch);
+  void finished(const Launch& launch, store::RunStatus status);
+
+  const config::Config config_;
+  store::Store& store_;
+  Clock& clock_;
+  const Options options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;     // the loop: something changed
+  std::condition_variable idle_cv_;  // a run or worker ended
+  std::vector<TaskState> tasks_;
+  std::map<int64_t, std::shared_ptr<Active>> active_;  // running runs by id
+  std::vector<RetryTimer> retries_;
+  std::mt19937_64 rng_;
+  int workers_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace cronkeep::scheduler

@@ -1,0 +1,428 @@
+// The SQLite implementation of Store: one writer connection (all writes are
+// serialised on it) and one reader connection, both in WAL mode, so a reader
+// never waits for the writer. The schema is versioned in schema_migrations;
+// migrations run in one transaction at open.
+#include <sqlite3.h>
+
+#include <mutex>
+
+#include "store/store.h"
+
+namespace cronkeep::store {
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+
+const char* const kStatusNames[] = {"pending",   "running", "succeeded",    "failed",  "timeout",
+                                    "cancelled", "crashed", "log_overflow", "skipped", "missed"};
+const char* const kTriggerNames[] = {"schedule", "manual", "retry", "catch_up", "system"};
+
+// Migration N (1-based) is kMigrations[N-1]. Never edit a shipped migration;
+// append a new one.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE runs (
+  id           INTEGER PRIMARY KEY AUTOINCREMENT,
+  task         TEXT    NOT NULL,
+  trigger      TEXT    NOT NULL CHECK (trigger IN ('schedule','manual','retry','catch_up','system')),
+  attempt      INTEGER NOT NULL DEFAULT 1,
+  retry_of     INTEGER,
+  status       TEXT    NOT NULL CHECK (status IN ('pending','running','succeeded','failed','timeout',
+                                                  'cancelled','crashed','log_overflow','skipped','missed')),
+  scheduled_at INTEGER,
+  created_at   INTEGER NOT NULL,
+  started_at   INTEGER,
+  finished_at  INTEGER,
+  exit_code    INTEGER,
+  signal       INTEGER,
+  duration_ms  INTEGER,
+  cpu_ms       INTEGER,
+  max_rss_kb   INTEGER,
+  log_path     TEXT    NOT NULL DEFAULT '',
+  log_bytes    INTEGER NOT NULL DEFAULT 0,
+  message      TEXT    NOT NULL DEFAULT ''
+);
+-- A task's history, newest first (and keyset paging by id).
+CREATE INDEX runs_by_task ON runs (task, id DESC);
+-- Expired terminal runs by status and age (retention), and in-flight runs.
+CREATE INDEX runs_by_status_finished ON runs (status, finished_at);
+)sql",
+};
+
+class Db {
+ public:
+  Db() = default;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+  ~Db() {
+    if (db_) sqlite3_close_v2(db_);
+  }
+  sqlite3* get() const { return db_; }
+  sqlite3** out() { return &db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v3(db, sql, -1, 0, &stmt_, nullptr); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  ~Stmt() { sqlite3_finalize(stmt_); }
+
+  bool ok() const { return rc_ == SQLITE_OK; }
+  void bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void bind(int i, std::string_view v) { sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
+  void bind(int i, const char* v) { sqlite3_bind_text(stmt_, i, v, -1, SQLITE_STATIC); }
+  void bind_null(int i) { sqlite3_bind_null(stmt_, i); }
+  template <class T>
+  void bind_opt(int i, const std::optional<T>& v) {
+    if (v) bind(i, static_cast<int64_t>(*v));
+    else bind_null(i);
+  }
+  void bind_opt(int i, const std::optional<TimePoint>& v) {
+    if (v) bind(i, to_unix_ms(*v));
+    else bind_null(i);
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step() { return rc_ = sqlite3_step(stmt_); }
+  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+  std::optional<int64_t> opt_int64(int col) const { return is_null(col) ? std::nullopt : std::optional(int64(col)); }
+  std::optional<TimePoint> opt_time(int col) const {
+    return is_null(col) ? std::nullopt : std::optional(from_unix_ms(int64(col)));
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+tl::unexpected<Error> sql_error(sqlite3* db, std::string_view what) {
+  const int code = sqlite3_errcode(db);
+  ErrorCode ec = ErrorCode::io;
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) ec = ErrorCode::busy;
+  else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) ec = ErrorCode::corruption;
+  else if (code == SQLITE_CONSTRAINT) ec = ErrorCode::conflict;
+  return fail(ec, std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+Status exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return fail(ErrorCode::io, std::string("sqlite: ") + msg);
+  }
+  return {};
+}
+
+constexpr const char* kRunColumns =
+    "id, task, trigger, attempt, retry_of, status, scheduled_at, created_at, started_at, finished_at, "
+    "exit_code, signal, duration_ms, cpu_ms, max_rss_kb, log_path, log_bytes, message";
+
+Run read_run(const Stmt& s) {
+  Run r;
+  r.id = s.int64(0);
+  r.task = s.text(1);
+  r.trigger = parse_trigger(s.text(2)).value_or(Trigger::schedule);
+  r.attempt = static_cast<int>(s.int64(3));
+  r.retry_of = s.opt_int64(4);
+  r.status = parse_status(s.text(5)).value_or(RunStatus::crashed);
+  r.scheduled_at = s.opt_time(6);
+  r.created_at = from_unix_ms(s.int64(7));
+  r.started_at = s.opt_time(8);
+  r.finished_at = s.opt_time(9);
+  if (auto v = s.opt_int64(10)) r.exit_code = static_cast<int>(*v);
+  if (auto v = s.opt_int64(11)) r.signal = static_cast<int>(*v);
+  r.duration_ms = s.opt_int64(12);
+  r.cpu_ms = s.opt_int64(13);
+  r.max_rss_kb = s.opt_int64(14);
+  r.log_path = s.text(15);
+  r.log_bytes = s.int64(16);
+  r.message = s.text(17);
+  return r;
+}
+
+Status configure(sqlite3* db, bool writer) {
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  sqlite3_extended_result_codes(db, 0);
+  if (auto st = exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;"); !st) return st;
+  // Automatic checkpoints would fsync inside whichever commit crosses the
+  // threshold; the daemon checkpoints from a background thread instead.
+  if (writer) return exec(db, "PRAGMA wal_autocheckpoint=0;");
+  return {};
+}
+
+Status migrate(sqlite3* db) {
+  // auto_vacuum must be chosen before the first table exists.
+  if (auto st = exec(db, "PRAGMA auto_vacuum=INCREMENTAL;"); !st) return st;
+  {
+    Stmt mode(db, "PRAGMA journal_mode=WAL");
+    if (!mode.ok() || mode.step() != SQLITE_ROW) return sql_error(db, "enabling WAL");
+    if (mode.text(0) != "wal") return fail(ErrorCode::io, "could not enable WAL journal mode (got " + mode.text(0) + ")");
+  }
+  if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return st;
+  auto rollback = [db](Status st) {
+    exec(db, "ROLLBACK");
+    return st;
+  };
+  if (auto st = exec(db,
+                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                     " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+      !st)
+    return rollback(st);
+  int64_t current = 0;
+  {
+    Stmt q(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (!q.ok() || q.step() != SQLITE_ROW) return rollback(sql_error(db, "reading schema version"));
+    current = q.int64(0);
+  }
+  constexpr int64_t kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
+  if (current > kLatest)
+    return rollback(fail(ErrorCode::corruption, "database schema version " + std::to_string(current) +
+                                                    " is newer than this cronkeep supports (" +
+                                                    std::to_string(kLatest) + ")"));
+  for (int64_t v = current + 1; v <= kLatest; ++v) {
+    if (auto st = exec(db, kMigrations[v - 1]); !st) return rollback(st);
+    Stmt ins(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now') * 1000)");
+    ins.bind(1, v);
+    if (ins.step() != SQLITE_DONE) return rollback(sql_error(db, "recording migration"));
+  }
+  return exec(db, "COMMIT");
+}
+
+class SqliteStore final : public Store {
+ public:
+  Status open(const std::string& path, OpenOptions options) {
+    const int flags = options.read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (!options.read_only) {
+      if (sqlite3_open_v2(path.c_str(), writer_.out(), flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+        return fail(ErrorCode::io, "cannot open database " + path + ": " + sqlite3_errmsg(writer_.get()));
+      if (auto st = configure(writer_.get(), true); !st) return st;
+      if (auto st = migrate(writer_.get()); !st) return fail(st.error().code, path + ": " + st.error().message);
+    }
+    if (sqlite3_open_v2(path.c_str(), reader_.out(), SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+        SQLITE_OK)
+      return fail(ErrorCode::io, "cannot open database " + path + ": " + sqlite3_errmsg(reader_.get()));
+    if (auto st = configure(reader_.get(), false); !st) return st;
+    if (options.read_only) {
+      Stmt q(reader_.get(), "SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'");
+      if (!q.ok() || q.step() != SQLITE_ROW) return sql_error(reader_.get(), path);
+      if (q.int64(0) == 0) return fail(ErrorCode::corruption, path + " is not a cronkeep database");
+    }
+    read_only_ = options.read_only;
+    path_ = path;
+    return {};
+  }
+
+  Status checkpoint() override {
+    std::lock_guard lock(checkpoint_mu_);
+    if (read_only_) return fail(ErrorCode::conflict, "the store was opened read-only");
+    if (!checkpointer_.get()) {
+      if (sqlite3_open_v2(path_.c_str(), checkpointer_.out(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+          SQLITE_OK)
+        return fail(ErrorCode::io, "cannot open database " + path_ + ": " + sqlite3_errmsg(checkpointer_.get()));
+      if (auto st = configure(checkpointer_.get(), false); !st) return st;
+    }
+    if (sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr) != SQLITE_OK)
+      return sql_error(checkpointer_.get(), "checkpoint");
+    return {};
+  }
+
+  Result<int64_t> insert_run(const NewRun& run) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return tl::unexpected(st.error());
+    Stmt s(writer_.get(),
+           "INSERT INTO runs (task, trigger, attempt, retry_of, status, scheduled_at, created_at, finished_at, message)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, run.task);
+    s.bind(2, to_string(run.trigger));
+    s.bind(3, run.attempt);
+    s.bind_opt(4, run.retry_of);
+    s.bind(5, to_string(run.status));
+    s.bind_opt(6, run.scheduled_at);
+    s.bind(7, to_unix_ms(run.created_at));
+    s.bind_opt(8, run.finished_at);
+    s.bind(9, run.message);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "inserting run of " + run.task);
+    return sqlite3_last_insert_rowid(writer_.get());
+  }
+
+  Status mark_running(int64_t id, const std::string& log_path, TimePoint started_at) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(), "UPDATE runs SET status = 'running', log_path = ?, started_at = ? WHERE id = ? AND status = 'pending'");
+    s.bind(1, log_path);
+    s.bind(2, to_unix_ms(started_at));
+    s.bind(3, id);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "starting run " + std::to_string(id));
+    if (sqlite3_changes(writer_.get()) == 0) return missing_or_conflict(id, "is not pending");
+    return {};
+  }
+
+  Status finish_run(int64_t id, const RunEnd& end) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(),
+           "UPDATE runs SET status = ?, finished_at = ?, exit_code = ?, signal = ?, duration_ms = ?, cpu_ms = ?,"
+           " max_rss_kb = ?, log_bytes = ?, message = ? WHERE id = ? AND status IN ('pending', 'running')");
+    s.bind(1, to_string(end.status));
+    s.bind(2, to_unix_ms(end.finished_at));
+    s.bind_opt(3, end.exit_code);
+    s.bind_opt(4, end.signal);
+    s.bind_opt(5, end.duration_ms);
+    s.bind_opt(6, end.cpu_ms);
+    s.bind_opt(7, end.max_rss_kb);
+    s.bind(8, end.log_bytes);
+    s.bind(9, end.message);
+    s.bind(10, id);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "finishing run " + std::to_string(id));
+    if (sqlite3_changes(writer_.get()) == 0) return missing_or_conflict(id, "is already finished");
+    return {};
+  }
+
+  Result<int64_t> reconcile_in_flight(TimePoint now, std::string_view message) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return tl::unexpected(st.error());
+    Stmt s(writer_.get(),
+           "UPDATE runs SET status = 'crashed', exit_code = -2, finished_at = ?,"
+           " duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE MAX(0, ? - started_at) END,"
+           " message = ? WHERE status IN ('pending', 'running')");
+    s.bind(1, to_unix_ms(now));
+    s.bind(2, to_unix_ms(now));
+    s.bind(3, message);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "reconciling in-flight runs");
+    return static_cast<int64_t>(sqlite3_changes(writer_.get()));
+  }
+
+  Result<Run> get_run(int64_t id) override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?").c_str());
+    s.bind(1, id);
+    const int rc = s.step();
+    if (rc == SQLITE_DONE) return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
+    if (rc != SQLITE_ROW) return sql_error(reader_.get(), "reading run " + std::to_string(id));
+    return read_run(s);
+  }
+
+  Result<std::vector<Run>> list_runs(const RunQuery& q) override {
+    if (q.limit < 1 || q.limit > 1000) return fail(ErrorCode::invalid_argument, "limit must be between 1 and 1000");
+    std::string sql = std::string("SELECT ") + kRunColumns + " FROM runs WHERE task = ?1";
+    if (q.before_id) sql += " AND id < ?2";
+    if (q.status) sql += " AND status = ?3";
+    sql += " ORDER BY id DESC LIMIT ?4";
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), sql.c_str());
+    if (!s.ok()) return sql_error(reader_.get(), "listing runs");
+    s.bind(1, q.task);
+    if (q.before_id) s.bind(2, *q.before_id);
+    if (q.status) s.bind(3, to_string(*q.status));
+    s.bind(4, q.limit);
+    return collect(s, "listing runs of " + q.task);
+  }
+
+  Result<std::optional<TimePoint>> last_fire(std::string_view task) override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), "SELECT MAX(scheduled_at) FROM runs WHERE task = ? AND trigger IN ('schedule', 'catch_up')");
+    s.bind(1, task);
+    if (s.step() != SQLITE_ROW) return sql_error(reader_.get(), "reading last fire");
+    return s.opt_time(0);
+  }
+
+  Result<std::vector<TaskSummary>> task_summaries() override {
+    std::lock_guard lock(read_mu_);
+    // One index seek per task: the newest row of each task through runs_by_task.
+    Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +
+                           ", (SELECT COUNT(*) FROM runs c WHERE c.task = r.task) FROM runs r"
+                           " WHERE r.id IN (SELECT MAX(id) FROM runs GROUP BY task) ORDER BY task")
+                              .c_str());
+    if (!s.ok()) return sql_error(reader_.get(), "summarising tasks");
+    std::vector<TaskSummary> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      TaskSummary t;
+      t.last_run = read_run(s);
+      t.task = t.last_run->task;
+      t.runs = s.int64(18);
+      out.push_back(std::move(t));
+    }
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "summarising tasks");
+    return out;
+  }
+
+  Result<std::vector<Run>> in_flight_runs() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +
+                           " FROM runs WHERE status IN ('pending', 'running') ORDER BY id")
+                              .c_str());
+    return collect(s, "listing in-flight runs");
+  }
+
+ private:
+  Status writable() const {
+    if (read_only_) return fail(ErrorCode::conflict, "the store was opened read-only");
+    return {};
+  }
+
+  Result<std::vector<Run>> collect(Stmt& s, const std::string& what) {
+    std::vector<Run> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(s));
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), what);
+    return out;
+  }
+
+  // Called with write_mu_ held after an UPDATE matched no row.
+  Status missing_or_conflict(int64_t id, const char* state) {
+    Stmt s(writer_.get(), "SELECT 1 FROM runs WHERE id = ?");
+    s.bind(1, id);
+    if (s.step() == SQLITE_ROW) return fail(ErrorCode::conflict, "run " + std::to_string(id) + " " + state);
+    return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
+  }
+
+  std::mutex write_mu_;
+  std::mutex read_mu_;
+  std::mutex checkpoint_mu_;
+  std::string path_;
+  Db writer_;
+  Db reader_;
+  Db checkpointer_;
+  bool read_only_ = false;
+};
+
+}  // namespace
+
+const char* to_string(RunStatus s) { return kStatusNames[static_cast<int>(s)]; }
+const char* to_string(Trigger t) { return kTriggerNames[static_cast<int>(t)]; }
+
+std::optional<RunStatus> parse_status(std::string_view text) {
+  for (int i = 0; i < static_cast<int>(std::size(kStatusNames)); ++i)
+    if (text == kStatusNames[i]) return static_cast<RunStatus>(i);
+  return std::nullopt;
+}
+
+std::optional<Trigger> parse_trigger(std::string_view text) {
+  for (int i = 0; i < static_cast<int>(std::size(kTriggerNames)); ++i)
+    if (text == kTriggerNames[i]) return static_cast<Trigger>(i);
+  return std::nullopt;
+}
+
+Result<std::unique_ptr<Store>> open_sqlite(const std::string& db_path, OpenOptions options) {
+  auto store = std::make_unique<SqliteStore>();
+  if (auto st = store->open(db_path, options); !st) {
+    Error e = st.error();
+    if (e.message.find(db_path) == std::string::npos) e.message = db_path + ": " + e.message;
+    return tl::unexpected(e);
+  }
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace cronkeep::store

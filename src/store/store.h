@@ -1,0 +1,142 @@
+// store/store.h: the run history, behind an interface every backend satisfies.
+//
+// Owns: the schema, its migrations and every SQL statement. Must not know
+// about processes or HTTP. Callers above this header see only Run values and
+// Result<>s; a PostgreSQL backend can implement Store without changes above.
+//
+// Times are UTC (TimePoint, ms precision). A run's id is an increasing
+// integer that is never reused, so a log path that contains it stays unique.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time.h"
+
+namespace cronkeep::store {
+
+enum class RunStatus { pending, running, succeeded, failed, timeout, cancelled, crashed, log_overflow, skipped, missed };
+enum class Trigger { schedule, manual, retry, catch_up, system };
+
+const char* to_string(RunStatus s);
+const char* to_string(Trigger t);
+std::optional<RunStatus> parse_status(std::string_view text);
+std::optional<Trigger> parse_trigger(std::string_view text);
+
+// pending and running are in flight; every other status is terminal.
+inline bool is_terminal(RunStatus s) { return s != RunStatus::pending && s != RunStatus::running; }
+// The statuses keep_failed_for applies to.
+inline bool is_failure(RunStatus s) {
+  return s == RunStatus::failed || s == RunStatus::timeout || s == RunStatus::crashed || s == RunStatus::log_overflow;
+}
+
+struct Run {
+  int64_t id = 0;
+  std::string task;
+  Trigger trigger = Trigger::schedule;
+  int attempt = 1;
+  std::optional<int64_t> retry_of;
+  RunStatus status = RunStatus::pending;
+  std::optional<TimePoint> scheduled_at;  // the nominal fire time; none for manual runs
+  TimePoint created_at{};
+  std::optional<TimePoint> started_at;
+  std::optional<TimePoint> finished_at;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::optional<int64_t> duration_ms;
+  std::optional<int64_t> cpu_ms;
+  std::optional<int64_t> max_rss_kb;
+  std::string log_path;  // relative to {data_dir}; empty when the run has no log
+  int64_t log_bytes = 0;
+  std::string message;
+};
+
+// What a new row holds; the store assigns id.
+struct NewRun {
+  std::string task;
+  Trigger trigger = Trigger::schedule;
+  int attempt = 1;
+  std::optional<int64_t> retry_of;
+  RunStatus status = RunStatus::pending;
+  std::optional<TimePoint> scheduled_at;
+  TimePoint created_at{};
+  std::optional<TimePoint> finished_at;  // for rows born terminal (skipped, missed)
+  std::string message;
+};
+
+// How a run ended.
+struct RunEnd {
+  RunStatus status = RunStatus::succeeded;  // Requires: terminal
+  TimePoint finished_at{};
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  std::optional<int64_t> duration_ms;
+  std::optional<int64_t> cpu_ms;
+  std::optional<int64_t> max_rss_kb;
+  int64_t log_bytes = 0;
+  std::string message;
+};
+
+struct RunQuery {
+  std::string task;
+  int limit = 50;                        // 1..1000
+  std::optional<int64_t> before_id;      // keyset paging: runs with id < before_id
+  std::optional<RunStatus> status;       // only this status
+};
+
+// Per-task facts for listings.
+struct TaskSummary {
+  std::string task;
+  int64_t runs = 0;
+  std::optional<Run> last_run;
+};
+
+// The interface every backend implements. Implementations are thread-safe:
+// writes are serialised on one writer connection; reads may run concurrently.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Inserts a run; returns its id.
+  virtual Result<int64_t> insert_run(const NewRun& run) = 0;
+  // pending → running: records the log path (relative to data_dir) and start.
+  // Errors: not_found; conflict when the run is not pending.
+  virtual Status mark_running(int64_t id, const std::string& log_path, TimePoint started_at) = 0;
+  // Ends a pending or running run. Errors: not_found; conflict when already terminal.
+  virtual Status finish_run(int64_t id, const RunEnd& end) = 0;
+  // Turns every pending or running run into `crashed` (exit code -2) with
+  // finished_at = now; returns how many. Called once at start-up.
+  virtual Result<int64_t> reconcile_in_flight(TimePoint now, std::string_view message) = 0;
+
+  virtual Result<Run> get_run(int64_t id) = 0;
+  // Newest first.
+  virtual Result<std::vector<Run>> list_runs(const RunQuery& query) = 0;
+  // The latest scheduled_at among the task's schedule/catch_up/missed/skipped
+  // runs: the last fire the scheduler handled. nullopt for a task never fired.
+  virtual Result<std::optional<TimePoint>> last_fire(std::string_view task) = 0;
+  // One entry per task that has runs, with its newest run.
+  virtual Result<std::vector<TaskSummary>> task_summaries() = 0;
+  // Runs currently pending or running, oldest first.
+  virtual Result<std::vector<Run>> in_flight_runs() = 0;
+
+  // Copies the write-ahead log into the database without blocking writers
+  // (a passive checkpoint), on a connection of its own; when no reader holds
+  // the WAL, the next write starts it anew. Meant for a background thread.
+  virtual Status checkpoint() = 0;
+};
+
+struct OpenOptions {
+  bool read_only = false;  // opens an existing database for reading only
+};
+
+// Opens (creating if needed) {data_dir}/cronkeep.db, applies migrations.
+// Errors: io when the file cannot be opened/created; corruption when it is not
+// a cronkeep database or its schema is newer than this build.
+Result<std::unique_ptr<Store>> open_sqlite(const std::string& db_path, OpenOptions options = {});
+
+}  // namespace cronkeep::store

@@ -1,0 +1,154 @@
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "runner/runner.h"
+#include "test_util.h"
+
+namespace cronkeep::runner {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Ran {
+  Outcome outcome;
+  std::string output;
+};
+
+Command shell(std::string cmd) {
+  Command c;
+  c.shell_command = std::move(cmd);
+  c.workdir = "/tmp";
+  return c;
+}
+
+Ran run(const Command& cmd) {
+  auto exec = Execution::start(cmd);
+  EXPECT_TRUE(exec) << exec.error().message;
+  Ran r;
+  r.outcome = (*exec)->wait([&](std::string_view chunk) { r.output.append(chunk); });
+  return r;
+}
+
+TEST(Runner, CapturesStdoutAndStderrInArrivalOrder) {
+  Ran r = run(shell("echo one; echo two >&2; echo three; echo four >&2"));
+  EXPECT_EQ(r.output, "one\ntwo\nthree\nfour\n");
+  EXPECT_EQ(r.outcome.exit_code, 0);
+  EXPECT_FALSE(r.outcome.signal);
+  EXPECT_EQ(r.outcome.stopped, StopReason::none);
+}
+
+TEST(Runner, RecordsTheExitCode) {
+  Ran r = run(shell("exit 3"));
+  EXPECT_EQ(r.outcome.exit_code, 3);
+  EXPECT_EQ(describe(r.outcome), "exit code 3");
+}
+
+TEST(Runner, RecordsTheSignalThatKilledTheShell) {
+  Ran r = run(shell("kill -SEGV $$"));
+  EXPECT_FALSE(r.outcome.exit_code);
+  EXPECT_EQ(r.outcome.signal, SIGSEGV);
+  EXPECT_EQ(describe(r.outcome), "killed by SIGSEGV");
+}
+
+TEST(Runner, AppliesEnvironmentAndWorkdir) {
+  cronkeep::testing::TempDir dir;
+  Command c = shell("echo \"$GREETING from $(pwd)\"; echo \"path set: ${PATH:+yes}\"");
+  c.env["GREETING"] = "hello";
+  c.workdir = dir.path();
+  Ran r = run(c);
+  EXPECT_EQ(r.output, "hello from " + dir.path() + "\npath set: yes\n");
+}
+
+TEST(Runner, StdinIsEmpty) {
+  Ran r = run(shell("cat; echo done"));
+  EXPECT_EQ(r.output, "done\n");
+}
+
+TEST(Runner, RefusesAMissingWorkdirBeforeSpawning) {
+  Command c = shell("true");
+  c.workdir = "/nonexistent/cronkeep";
+  auto exec = Execution::start(c);
+  ASSERT_FALSE(exec);
+  EXPECT_EQ(exec.error().code, ErrorCode::invalid_argument);
+  EXPECT_NE(exec.error().message.find("/nonexistent/cronkeep"), std::string::npos);
+  EXPECT_NE(exec.error().message.find("No such file"), std::string::npos);
+}
+
+TEST(Runner, AMissingBinaryEndsWithExitCode127AndSaysSo) {
+  Ran r = run(shell("/no/such/binary --flag"));
+  EXPECT_EQ(r.outcome.exit_code, 127);
+  EXPECT_EQ(describe(r.outcome), "command not found (exit code 127)");
+  EXPECT_NE(r.output.find("/no/such/binary"), std::string::npos);
+}
+
+TEST(Runner, CapturesBinaryOutputLongLinesAndNoTrailingNewlineAsWritten) {
+  Ran r = run(shell("printf 'a\\000b\\377'; head -c 300000 /dev/zero | tr '\\0' x; printf 'end'"));
+  std::string expected("a\0b\377", 4);
+  expected += std::string(300000, 'x') + "end";
+  EXPECT_EQ(r.output, expected);
+}
+
+TEST(Runner, TimeoutSendsSigtermToTheWholeGroup) {
+  Command c = shell("sleep 30 & sleep 30; echo unreachable");
+  c.timeout = 200ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  Ran r = run(c);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(r.outcome.stopped, StopReason::timeout);
+  EXPECT_EQ(r.outcome.signal, SIGTERM);
+  EXPECT_EQ(r.output, "");
+  EXPECT_EQ(describe(r.outcome), "timed out; killed by SIGTERM");
+}
+
+TEST(Runner, EscalatesToSigkillAfterGracefulStop) {
+  Command c = shell("trap '' TERM; echo ready; sleep 30; sleep 30");
+  c.timeout = 100ms;
+  c.graceful_stop = 300ms;
+  const auto t0 = std::chrono::steady_clock::now();
+  Ran r = run(c);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, 400ms);
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(r.outcome.signal, SIGKILL);
+  EXPECT_EQ(r.outcome.stopped, StopReason::timeout);
+  EXPECT_EQ(r.output, "ready\n");
+}
+
+TEST(Runner, StopFromAnotherThreadCancels) {
+  auto exec = Execution::start(shell("echo started; sleep 30"));
+  ASSERT_TRUE(exec);
+  std::string out;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(100ms);
+    (*exec)->stop(StopReason::cancelled);
+    (*exec)->stop(StopReason::timeout);  // only the first reason counts
+  });
+  Outcome o = (*exec)->wait([&](std::string_view c) { out.append(c); });
+  stopper.join();
+  EXPECT_EQ(o.stopped, StopReason::cancelled);
+  EXPECT_EQ(o.signal, SIGTERM);
+  EXPECT_EQ(out, "started\n");
+}
+
+TEST(Runner, DoesNotWaitForBackgroundChildrenThatKeepThePipe) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Ran r = run(shell("sleep 3 & echo parent done"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_EQ(r.outcome.exit_code, 0);
+  EXPECT_EQ(r.output, "parent done\n");
+}
+
+TEST(Runner, MeasuresCpuTimeAndPeakMemoryOfTheChild) {
+  Ran r = run(shell("dd if=/dev/zero of=/dev/null bs=64M count=4 2>/dev/null; "
+                    "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"));
+  EXPECT_EQ(r.outcome.exit_code, 0);
+  EXPECT_GT(r.outcome.max_rss_kb, 60'000);  // dd's 64 MiB buffer
+  EXPECT_GT(r.outcome.cpu_ms, 20);
+  EXPECT_GE(r.outcome.duration.count(), r.outcome.cpu_ms / 2);
+}
+
+}  // namespace
+}  // namespace cronkeep::runner

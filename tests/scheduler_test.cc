@@ -1,0 +1,408 @@
+// The scheduler against a fake clock, real processes, real log files and a
+// real SQLite database. Time only moves when a test says so; processes that
+// must stay busy wait for a file the test creates.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "scheduler/scheduler.h"
+#include "test_util.h"
+
+namespace cronkeep::scheduler {
+namespace {
+
+using namespace std::chrono_literals;
+using cronkeep::testing::TempDir;
+using store::RunStatus;
+using store::Trigger;
+
+// 2026-11-23T04:00:00Z, a multiple of every interval used below.
+const TimePoint kT0 = from_unix_ms(1'795'406'400'000);
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest() : clock_(kT0) {
+    auto s = store::open_sqlite(dir_ / "cronkeep.db");
+    EXPECT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    config_.daemon.data_dir = dir_.path();
+  }
+  ~SchedulerTest() override {
+    release();
+    if (scheduler_) scheduler_->shutdown();
+  }
+
+  config::Task& add_task(std::string name, std::string cron, std::string run) {
+    config::Task t;
+    t.name = std::move(name);
+    t.cron = std::move(cron);
+    t.run = std::move(run);
+    t.workdir = dir_.path();
+    config_.tasks.push_back(t);
+    return config_.tasks.back();
+  }
+  // A command that runs until release() is called.
+  static std::string blocking(const std::string& text = "busy") {
+    return "echo " + text + "; while [ ! -e release ]; do sleep 0.02; done";
+  }
+  void release() { std::ofstream(dir_ / "release").flush(); }
+
+  void start(Millis shutdown_timeout = 10s) {
+    scheduler_ = std::make_unique<Scheduler>(config_, *store_, clock_, Options{dir_.path(), shutdown_timeout, 42});
+    auto st = scheduler_->start();
+    ASSERT_TRUE(st) << st.error().message;
+  }
+  void at(Millis offset) {
+    clock_.set(kT0 + offset);
+    scheduler_->tick();
+  }
+  void settle() { ASSERT_TRUE(scheduler_->wait_idle(20s)); }
+  // Waits (in real time, bounded) until the task has `n` runs with `status`.
+  bool wait_for(const std::string& task, RunStatus status, size_t n) {
+    for (int i = 0; i < 1000; ++i) {
+      if (runs(task, status).size() >= n) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  std::vector<store::Run> runs(const std::string& task, std::optional<RunStatus> status = std::nullopt) {
+    auto r = store_->list_runs(store::RunQuery{task, 1000, std::nullopt, status});
+    EXPECT_TRUE(r);
+    std::vector<store::Run> out(r->rbegin(), r->rend());  // oldest first
+    return out;
+  }
+  void record_fire(const std::string& task, TimePoint scheduled) {
+    store::NewRun r;
+    r.task = task;
+    r.status = RunStatus::succeeded;
+    r.scheduled_at = scheduled;
+    r.created_at = scheduled;
+    r.finished_at = scheduled;
+    ASSERT_TRUE(store_->insert_run(r));
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<store::Store> store_;
+  config::Config config_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, FiresOnTimeAndRecordsTheRunWithItsLog) {
+  add_task("hello", "@every 10s", "echo hello; echo oops >&2; exit 0");
+  start();
+  at(9'999ms);
+  settle();
+  EXPECT_TRUE(runs("hello").empty());
+  at(10s);
+  settle();
+  auto all = runs("hello");
+  ASSERT_EQ(all.size(), 1u);
+  const store::Run& r = all[0];
+  EXPECT_EQ(r.status, RunStatus::succeeded) << r.message;
+  EXPECT_EQ(r.trigger, Trigger::schedule);
+  EXPECT_EQ(r.scheduled_at, kT0 + 10s);
+  EXPECT_EQ(r.started_at, kT0 + 10s);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.log_bytes, 11);
+  EXPECT_TRUE(std::regex_match(r.log_path, std::regex(R"(logs/hello/20261123_040010_\d+\.log)"))) << r.log_path;
+  EXPECT_EQ(cronkeep::testing::read_file(dir_ / r.log_path), "hello\noops\n");
+  EXPECT_GE(r.max_rss_kb.value_or(0), 1);
+  ASSERT_TRUE(scheduler_->tasks()[0].next_fire);
+  EXPECT_EQ(*scheduler_->tasks()[0].next_fire, kT0 + 20s);
+}
+
+TEST_F(SchedulerTest, FailedCommandEndsFailedWithItsExitCode) {
+  add_task("bad", "@every 10s", "echo nope; exit 4");
+  start();
+  at(10s);
+  settle();
+  auto r = runs("bad");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, RunStatus::failed);
+  EXPECT_EQ(r[0].exit_code, 4);
+  EXPECT_EQ(r[0].message, "exit code 4");
+}
+
+TEST_F(SchedulerTest, CommandThatCannotStartFailsWithTheReason) {
+  add_task("nowhere", "@every 10s", "true").workdir = dir_ / "missing-dir";
+  start();
+  at(10s);
+  settle();
+  auto r = runs("nowhere");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, RunStatus::failed);
+  EXPECT_NE(r[0].message.find("missing-dir"), std::string::npos) << r[0].message;
+  EXPECT_NE(r[0].message.find("No such file"), std::string::npos) << r[0].message;
+}
+
+TEST_F(SchedulerTest, TimeoutEndsTheRunAsTimeout) {
+  add_task("slow", "@every 10s", "echo start; sleep 30").policy.timeout = 200ms;
+  start();
+  at(10s);
+  settle();
+  auto r = runs("slow");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].status, RunStatus::timeout);
+  EXPECT_NE(r[0].message.find("timed out after 200ms"), std::string::npos) << r[0].message;
+}
+
+TEST_F(SchedulerTest, OverlapSkipRecordsASkippedRun) {
+  auto& t = add_task("busy", "@every 10s", blocking());
+  t.policy.on_overlap = config::Overlap::skip;
+  start();
+  at(10s);
+  ASSERT_TRUE(wait_for("busy", RunStatus::running, 1));
+  at(20s);
+  release();
+  settle();
+  auto r = runs("busy");
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, RunStatus::succeeded);
+  EXPECT_EQ(r[1].status, RunStatus::skipped);
+  EXPECT_EQ(r[1].scheduled_at, kT0 + 20s);
+  EXPECT_NE(r[1].message.find("on_overlap = skip"), std::string::npos);
+}
+
+TEST_F(SchedulerTest, OverlapQueueRunsLaterAndSkipsBeyondQueueMax) {
+  auto& t = add_task("busy", "@every 10s", blocking());
+  t.policy.on_overlap = config::Overlap::queue;
+  t.policy.queue_max = 1;
+  start();
+  at(10s);
+  ASSERT_TRUE(wait_for("busy", RunStatus::running, 1));
+  at(20s);
+  at(30s);
+  auto mid = runs("busy");
+  ASSERT_EQ(mid.size(), 3u);
+  EXPECT_EQ(mid[1].status, RunStatus::pending);
+  EXPECT_EQ(mid[2].status, RunStatus::skipped);
+  EXPECT_NE(mid[2].message.find("queue_max = 1"), std::string::npos);
+  release();
+  settle();
+  auto r = runs("busy");
+  EXPECT_EQ(r[0].status, RunStatus::succeeded);
+  EXPECT_EQ(r[1].status, RunStatus::succeeded);
+  EXPECT_EQ(r[1].scheduled_at, kT0 + 20s);
+}
+
+TEST_F(SchedulerTest, OverlapTerminateCancelsTheRunningRunAndStartsTheNewOne) {
+  auto& t = add_task("busy", "@every 10s", "echo first; sleep 30");
+  t.policy.on_overlap = config::Overlap::terminate;
+  t.policy.graceful_stop = 1s;
+  start();
+  at(10s);
+  ASSERT_TRUE(wait_for("busy", RunStatus::running, 1));
+  config_.tasks[0].run = "unused";  // the scheduler holds its own copy
+  at(20s);
+  ASSERT_TRUE(wait_for("busy", RunStatus::cancelled, 1));
+  ASSERT_TRUE(wait_for("busy", RunStatus::running, 1));
+  auto r = runs("busy");
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, RunStatus::cancelled);
+  EXPECT_NE(r[0].message.find("terminated by a newer fire"), std::string::npos) << r[0].message;
+  EXPECT_EQ(r[1].scheduled_at, kT0 + 20s);
+  ASSERT_TRUE(scheduler_->cancel(r[1].id));
+  settle();
+  EXPECT_EQ(runs("busy")[1].status, RunStatus::cancelled);
+}
+
+TEST_F(SchedulerTest, MaxConcurrentAllowsParallelRuns) {
+  auto& t = add_task("wide", "@every 10s", blocking());
+  t.policy.max_concurrent = 3;
+  t.policy.on_overlap = config::Overlap::skip;
+  start();
+  for (int i = 1; i <= 4; ++i) at(i * 10s);
+  ASSERT_TRUE(wait_for("wide", RunStatus::running, 3));
+  EXPECT_EQ(runs("wide", RunStatus::skipped).size(), 1u);
+  release();
+  settle();
+  EXPECT_EQ(runs("wide", RunStatus::succeeded).size(), 3u);
+}
+
+TEST_F(SchedulerTest, CatchUpLatestRunsTheNewestLostFireAndRecordsTheRestMissed) {
+  add_task("t", "@every 10s", "echo caught");
+  record_fire("t", kT0);
+  clock_.set(kT0 + 35s);  // fires at +10, +20, +30 were lost
+  start();
+  settle();
+  auto r = runs("t");
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_EQ(r[1].status, RunStatus::missed);
+  EXPECT_EQ(r[1].scheduled_at, kT0 + 10s);
+  EXPECT_EQ(r[2].status, RunStatus::missed);
+  EXPECT_EQ(r[3].trigger, Trigger::catch_up);
+  EXPECT_EQ(r[3].scheduled_at, kT0 + 30s);
+  EXPECT_EQ(r[3].status, RunStatus::succeeded);
+  EXPECT_EQ(*scheduler_->tasks()[0].next_fire, kT0 + 40s);
+}
+
+TEST_F(SchedulerTest, CatchUpAllRunsUpToMaxCatchUpRunsNewestFirstInOrder) {
+  auto& t = add_task("t", "@every 10s", "true");
+  t.policy.catch_up = config::CatchUp::all;
+  t.policy.max_catch_up_runs = 2;
+  record_fire("t", kT0);
+  clock_.set(kT0 + 55s);  // +10 … +50 lost
+  start();
+  settle();
+  auto caught = runs("t");
+  std::vector<TimePoint> ran, missed;
+  for (const store::Run& r : caught) {
+    if (r.trigger == Trigger::catch_up) ran.push_back(*r.scheduled_at);
+    if (r.status == RunStatus::missed) missed.push_back(*r.scheduled_at);
+  }
+  EXPECT_EQ(ran, (std::vector<TimePoint>{kT0 + 40s, kT0 + 50s}));
+  // Two individual rows (+20, +30) and one summary for the older one (+10).
+  ASSERT_EQ(missed.size(), 3u);
+  EXPECT_EQ(missed[0], kT0 + 10s);
+}
+
+TEST_F(SchedulerTest, CatchUpSkipRecordsEveryLostFireAsMissed) {
+  auto& t = add_task("t", "@every 10s", "true");
+  t.policy.catch_up = config::CatchUp::skip;
+  record_fire("t", kT0);
+  clock_.set(kT0 + 35s);
+  start();
+  settle();
+  EXPECT_EQ(runs("t", RunStatus::missed).size(), 3u);
+  EXPECT_EQ(runs("t").size(), 4u);
+}
+
+TEST_F(SchedulerTest, ALongOutageIsSummarisedInsteadOfOneRowPerFire) {
+  auto& t = add_task("t", "@every 1s", "true");
+  t.policy.catch_up = config::CatchUp::skip;
+  t.policy.max_catch_up_runs = 5;
+  record_fire("t", kT0);
+  clock_.set(kT0 + 3h);
+  start();
+  auto missed = runs("t", RunStatus::missed);
+  ASSERT_EQ(missed.size(), 6u);
+  EXPECT_NE(missed[0].message.find("10795 fire(s)"), std::string::npos) << missed[0].message;
+}
+
+TEST_F(SchedulerTest, ALateLoopFiresOnceAndRecordsTheSkippedFiresAsMissed) {
+  add_task("t", "@every 10s", "true");
+  start();
+  at(35s);
+  settle();
+  auto r = runs("t");
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].status, RunStatus::missed);
+  EXPECT_EQ(r[1].status, RunStatus::missed);
+  EXPECT_EQ(r[2].scheduled_at, kT0 + 30s);
+  EXPECT_EQ(r[2].status, RunStatus::succeeded);
+}
+
+TEST_F(SchedulerTest, RetriesFailuresWithExponentialBackoffAsRunsOfTheirOwn) {
+  auto& t = add_task("flaky", "@every 1h", "exit 1");
+  t.policy.retry_attempts = 2;
+  t.policy.retry_delay = 5s;
+  t.policy.retry_backoff = config::Backoff::exponential;
+  clock_.set(kT0 - 1h + 1s);
+  start();
+  at(0s);
+  settle();
+  at(4'999ms);
+  settle();
+  ASSERT_EQ(runs("flaky").size(), 1u);
+  at(5s);
+  settle();
+  ASSERT_EQ(runs("flaky").size(), 2u);
+  at(14'999ms);  // second wait is 10s
+  settle();
+  ASSERT_EQ(runs("flaky").size(), 2u);
+  at(15s);
+  settle();
+  at(1h - 1s);
+  settle();
+  auto r = runs("flaky");
+  ASSERT_EQ(r.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r[i].attempt, i + 1);
+    EXPECT_EQ(r[i].status, RunStatus::failed);
+  }
+  EXPECT_EQ(r[1].trigger, Trigger::retry);
+  EXPECT_EQ(r[1].retry_of, r[0].id);
+  EXPECT_EQ(r[2].retry_of, r[0].id);
+  EXPECT_FALSE(r[0].retry_of);
+}
+
+TEST_F(SchedulerTest, JitterDelaysTheStartButNotTheNominalTime) {
+  add_task("j", "@every 1m", "true").policy.jitter = 30s;
+  start();
+  const auto due = scheduler_->tasks()[0].next_fire;
+  ASSERT_EQ(due, kT0 + 1min);
+  at(1min + 30s);
+  settle();
+  auto r = runs("j");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].scheduled_at, kT0 + 1min);
+}
+
+TEST_F(SchedulerTest, RunNowStartsAManualRunAndRefusesUnknownTasks) {
+  add_task("t", "@yearly", "echo manual");
+  start();
+  auto id = scheduler_->run_now("t");
+  ASSERT_TRUE(id);
+  settle();
+  auto r = store_->get_run(*id);
+  EXPECT_EQ(r->trigger, Trigger::manual);
+  EXPECT_EQ(r->status, RunStatus::succeeded);
+  EXPECT_FALSE(r->scheduled_at);
+  EXPECT_EQ(scheduler_->run_now("nope").error().code, ErrorCode::not_found);
+}
+
+TEST_F(SchedulerTest, StartUpMarksRunsLeftInFlightAsCrashedAndKeepsTheirLogs) {
+  add_task("t", "@yearly", "true");
+  store::NewRun left;
+  left.task = "t";
+  left.created_at = kT0 - 1min;
+  auto id = store_->insert_run(left);
+  ASSERT_TRUE(store_->mark_running(*id, "logs/t/partial.log", kT0 - 1min));
+  std::filesystem::create_directories(dir_ / "logs/t");
+  std::ofstream(dir_ / "logs/t/partial.log") << "half a li";
+  start();
+  auto r = store_->get_run(*id);
+  EXPECT_EQ(r->status, RunStatus::crashed);
+  EXPECT_EQ(r->exit_code, -2);
+  EXPECT_EQ(cronkeep::testing::read_file(dir_ / "logs/t/partial.log"), "half a li");
+}
+
+TEST_F(SchedulerTest, ShutdownWaitsThenCancelsRunningAndQueuedRuns) {
+  auto& t = add_task("long", "@every 10s", "echo going; sleep 30");
+  t.policy.graceful_stop = 1s;
+  start(300ms);
+  at(10s);
+  ASSERT_TRUE(wait_for("long", RunStatus::running, 1));
+  at(20s);  // queued behind the first
+  scheduler_->shutdown();
+  auto r = runs("long");
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].status, RunStatus::cancelled);
+  EXPECT_NE(r[0].message.find("shut down"), std::string::npos) << r[0].message;
+  EXPECT_EQ(r[1].status, RunStatus::cancelled);
+  EXPECT_FALSE(r[1].started_at);
+  EXPECT_EQ(scheduler_->run_now("long").error().code, ErrorCode::conflict);
+}
+
+TEST_F(SchedulerTest, ShutdownLetsRunsThatEndInTimeSucceed) {
+  add_task("quick", "@every 10s", "sleep 0.2; echo done");
+  start(10s);
+  at(10s);
+  ASSERT_TRUE(wait_for("quick", RunStatus::running, 1));
+  scheduler_->shutdown();
+  EXPECT_EQ(runs("quick")[0].status, RunStatus::succeeded);
+}
+
+TEST_F(SchedulerTest, TasksFollowTheirOwnTimeZone) {
+  add_task("berlin", "0 4 * * *", "true").timezone = "Europe/Berlin";
+  start();
+  // 04:00 in Berlin (UTC+1 in November) is 03:00 UTC; kT0 is 04:00 UTC.
+  EXPECT_EQ(*scheduler_->tasks()[0].next_fire, kT0 + 23h);
+  EXPECT_EQ(scheduler_->tasks()[0].timezone, "Europe/Berlin");
+}
+
+}  // namespace
+}  // namespace cronkeep::scheduler

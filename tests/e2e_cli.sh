@@ -1,2 +1,115 @@
-#!/bin/sh
-exit 0
+#!/usr/bin/env bash
+# End-to-end: drives the real binary as a user would. Usage: e2e_cli.sh PATH/TO/cronkeep
+set -euo pipefail
+bin=$(realpath "$1")
+work=$(mktemp -d /tmp/cronkeep-e2e-XXXXXX)
+daemon_pid=""
+cleanup() {
+  [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+failures=0
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then echo "ok   - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
+}
+wait_for() {  # wait_for SECONDS COMMAND...: polls until the command succeeds
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.1
+  done
+}
+
+# 1. A bad configuration: every problem on its own line with file:line:column, exit 2.
+cat > bad.toml <<'TOML'
+[daemon]
+timezone = "Mars/Olympus"
+
+[defaults]
+keep_runz = 5
+
+[tasks.ok]
+cron = "*/5 * * * *"
+run = "true"
+
+[tasks.broken]
+cron = "0 0 30 2 *"
+run = "true"
+timeout = "soon"
+TOML
+set +e
+"$bin" validate -c bad.toml > bad.out 2> bad.err
+rc=$?
+set -e
+check "invalid config exits 2" test "$rc" -eq 2
+check "unknown zone reported at 2:" grep -q '^bad.toml:2:[0-9]*: .*Mars/Olympus' bad.err
+check "unknown key reported at 5:" grep -q '^bad.toml:5:[0-9]*: .*keep_runz' bad.err
+check "never-firing cron reported at 12:" grep -q '^bad.toml:12:[0-9]*: .*cron' bad.err
+check "bad duration reported at 14:" grep -q '^bad.toml:14:[0-9]*: .*soon' bad.err
+check "daemon refuses the same file" bash -c "! '$bin' daemon -c bad.toml 2>/dev/null"
+check "nothing was created by a refused start" test ! -e cronkeep-data
+
+# 2. A good configuration validates and shows the next three fires.
+cat > good.toml <<'TOML'
+[daemon]
+data_dir = "data"
+shutdown_timeout = "2s"
+
+[tasks.tick]
+cron = "@every 1s"
+run = "echo tick $CRONKEEP_RUN_ID; echo warn >&2"
+
+[tasks.sleepy]
+cron = "@yearly"
+run = "echo sleeping; sleep 60"
+TOML
+"$bin" validate -c good.toml > good.out
+check "validate lists the next three fires" test "$(grep -c 'next:' good.out)" -eq 6
+
+# 3. The daemon fires, records and captures; SIGTERM stops it cleanly.
+"$bin" daemon -c good.toml > daemon.log 2>&1 &
+daemon_pid=$!
+check "runs get recorded" wait_for 10 bash -c "'$bin' runs tick -c good.toml --json | grep -q '\"status\": \"succeeded\"'"
+kill -TERM "$daemon_pid"
+set +e
+wait "$daemon_pid"
+rc=$?
+set -e
+daemon_pid=""
+check "SIGTERM ends the daemon with exit 0" test "$rc" -eq 0
+check "a data directory with the database exists" test -f data/cronkeep.db
+run_id=$("$bin" runs tick -c good.toml --json | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["status"]=="succeeded"]; print(r[0]["id"])')
+check "logs prints what the run wrote" bash -c "'$bin' logs tick $run_id -c good.toml | diff - <(printf 'tick $run_id\nwarn\n')"
+check "the log file sits at logs/{task}/{stamp}_{id}.log" bash -c "ls data/logs/tick/ | grep -Eq '^[0-9]{8}_[0-9]{6}_${run_id}\.log$'"
+check "tasks --json lists both tasks" bash -c "'$bin' tasks -c good.toml --json | python3 -c 'import json,sys; t=json.load(sys.stdin); assert [x[\"task\"] for x in t]==[\"tick\",\"sleepy\"]; assert t[0][\"runs\"]>0'"
+check "runs of an unknown task is an error" bash -c "! '$bin' runs nosuch -c good.toml 2>/dev/null"
+check "logs of a run of another task is an error" bash -c "! '$bin' logs sleepy $run_id -c good.toml 2>/dev/null"
+
+# 4. kill -9 during a run: at the next start the run becomes crashed (-2), its log stays.
+cat > crash.toml <<'TOML'
+[daemon]
+data_dir = "data2"
+[tasks.long]
+cron = "* * * * * *"
+run = "echo partial; sleep 60"
+TOML
+"$bin" daemon -c crash.toml > crash.log 2>&1 &
+daemon_pid=$!
+check "a long run starts" wait_for 10 bash -c "'$bin' runs long -c crash.toml --json | grep -q '\"status\": \"running\"'"
+kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
+daemon_pid=""
+pkill -9 -f 'sleep 60' 2>/dev/null || true
+"$bin" daemon -c crash.toml > crash2.log 2>&1 &
+daemon_pid=$!
+check "the killed run is crashed with exit code -2" wait_for 10 bash -c "'$bin' runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r and r[-1][\"exit_code\"]==-2'"
+crashed=$("$bin" runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+check "its partial log is kept" bash -c "'$bin' logs long $crashed -c crash.toml | grep -q partial"
+check "a second daemon on the same data directory is refused" bash -c "! '$bin' daemon -c crash.toml 2>/dev/null"
+kill -TERM "$daemon_pid"; wait "$daemon_pid" || true
+daemon_pid=""
+
+if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
+echo "e2e: all checks passed"

@@ -49,8 +49,9 @@ class SchedulerTest : public ::testing::Test {
   }
   void release() { std::ofstream(dir_ / "release").flush(); }
 
-  void start(Millis shutdown_timeout = 10s) {
-    scheduler_ = std::make_unique<Scheduler>(config_, *store_, clock_, Options{dir_.path(), shutdown_timeout, 42});
+  void start(Millis shutdown_timeout = 10s, std::vector<SystemTask> system = {}) {
+    scheduler_ = std::make_unique<Scheduler>(config_, *store_, clock_,
+                                             Options{dir_.path(), shutdown_timeout, 42, std::move(system)});
     auto st = scheduler_->start();
     ASSERT_TRUE(st) << st.error().message;
   }
@@ -402,6 +403,33 @@ TEST_F(SchedulerTest, TasksFollowTheirOwnTimeZone) {
   // 04:00 in Berlin (UTC+1 in November) is 03:00 UTC; kT0 is 04:00 UTC.
   EXPECT_EQ(*scheduler_->tasks()[0].next_fire, kT0 + 23h);
   EXPECT_EQ(scheduler_->tasks()[0].timezone, "Europe/Berlin");
+}
+
+TEST_F(SchedulerTest, SystemTasksAreRecordedAsSystemRunsWithTheirResult) {
+  int calls = 0;
+  std::vector<SystemTask> system = {
+      {"cronkeep:ok", "@every 1m", [&](int64_t) -> Result<std::string> { return "did " + std::to_string(++calls); }},
+      {"cronkeep:broken", "@every 1m",
+       [](int64_t) -> Result<std::string> { return fail(ErrorCode::io, "disk on fire"); }},
+  };
+  start(10s, std::move(system));
+  at(1min);
+  settle();
+  auto ok = runs("cronkeep:ok");
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].trigger, Trigger::system);
+  EXPECT_EQ(ok[0].status, RunStatus::succeeded);
+  EXPECT_EQ(ok[0].message, "did 1");
+  EXPECT_EQ(ok[0].log_path, "");
+  auto broken = runs("cronkeep:broken");
+  ASSERT_EQ(broken.size(), 1u);
+  EXPECT_EQ(broken[0].status, RunStatus::failed);
+  EXPECT_EQ(broken[0].message, "disk on fire");
+  auto id = scheduler_->run_now("cronkeep:ok");  // on demand
+  ASSERT_TRUE(id);
+  settle();
+  EXPECT_EQ(store_->get_run(*id)->message, "did 2");
+  EXPECT_TRUE(scheduler_->tasks().back().system);
 }
 
 }  // namespace

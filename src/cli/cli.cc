@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "cli/commands.h"
 
 #include <unistd.h>
 
@@ -23,10 +24,6 @@ namespace cronkeep::cli {
 namespace {
 
 using nlohmann::json;
-
-constexpr int kOk = 0;
-constexpr int kFailure = 1;
-constexpr int kUsage = 2;
 
 std::optional<config::Config> load_or_report(const std::string& path) {
   auto cfg = config::load_config(path);
@@ -290,6 +287,48 @@ int main(int argc, char** argv) {
   logs_cmd->add_option("--lines", lines, "how many lines to print")->check(CLI::PositiveNumber);
   logs_cmd->add_option("--tail", tail, "print only the last K lines")->check(CLI::PositiveNumber);
   logs_cmd->callback([&] { exit_code = cmd_logs(config_path, task, run_id, from_line, lines, tail); });
+
+  PurgeArgs purge;
+  auto* purge_cmd = app.add_subcommand(
+      "purge", "Delete terminal runs (rows, logs and sidecars) that finished before now minus --older-than");
+  purge_cmd->add_option("--older-than", purge.older_than, "age, e.g. 30d, 12h, 2w")->required();
+  purge_cmd->add_option("--task", purge.task, "only this task");
+  purge_cmd->add_option("--status", purge.status, "only runs with this terminal status");
+  purge_cmd->add_option("--limit", purge.limit, "at most N runs, oldest first");
+  purge_cmd->add_flag("--dry-run", purge.dry_run, "print per task how many runs and log bytes would go; delete nothing");
+  purge_cmd->add_flag("--json", purge.json, "print JSON");
+  purge_cmd->callback([&] {
+    auto cfg = load_or_report(config_path);
+    exit_code = cfg ? cmd_purge(*cfg, purge) : kUsage;
+  });
+
+  bool full = false;
+  auto* compact_cmd = app.add_subcommand(
+      "compact", "Give free database pages back to the file system in slices and truncate the WAL");
+  compact_cmd->add_flag("--full", full,
+                        "run a VACUUM instead (also converts a database created without incremental auto-vacuum)");
+  compact_cmd->callback([&] {
+    auto cfg = load_or_report(config_path);
+    exit_code = cfg ? cmd_compact(*cfg, full) : kUsage;
+  });
+
+  auto* status_cmd = app.add_subcommand(
+      "status", "Retention and compactor: last and next run, what they deleted and reclaimed; database and log sizes");
+  status_cmd->add_flag("--json", as_json, "print JSON");
+  status_cmd->callback([&] {
+    auto cfg = load_or_report(config_path);
+    exit_code = cfg ? cmd_status(*cfg, as_json) : kUsage;
+  });
+
+  bool repair = false;
+  auto* check_cmd = app.add_subcommand(
+      "check", "Verify the data directory: integrity_check, rows without log, logs without row, leftover tombstones");
+  check_cmd->add_flag("--repair", repair, "fix what can be fixed safely (needs the daemon stopped)");
+  check_cmd->add_flag("--json", as_json, "print JSON");
+  check_cmd->callback([&] {
+    auto cfg = load_or_report(config_path);
+    exit_code = cfg ? cmd_check(*cfg, repair, as_json) : kUsage;
+  });
 
   try {
     app.parse(argc, argv);

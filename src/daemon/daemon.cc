@@ -1,13 +1,9 @@
 #include "daemon/daemon.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
-#include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -15,8 +11,9 @@
 #include <thread>
 
 #include "base/clock.h"
-#include "base/unique_fd.h"
+#include "base/file_lock.h"
 #include "base/units.h"
+#include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
 
@@ -27,7 +24,43 @@ namespace {
 // WAL's fsync (DESIGN.md "Writing to SQLite without stalling the clock").
 constexpr auto kCheckpointEvery = std::chrono::seconds(5);
 
+retention::CompactMode compact_mode(config::Vacuum v) {
+  switch (v) {
+    case config::Vacuum::incremental: return retention::CompactMode::incremental;
+    case config::Vacuum::full: return retention::CompactMode::full;
+    case config::Vacuum::off: return retention::CompactMode::checkpoint_only;
+  }
+  return retention::CompactMode::incremental;
+}
+
 }  // namespace
+
+std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
+                                                retention::Executor& executor, Clock& clock) {
+  const retention::Policy policy = retention::policy_from(config);
+  const retention::CompactMode mode = compact_mode(config.compactor.vacuum);
+  return {
+      {retention::kRetentionTask, config.retention.schedule,
+       [&store, &executor, &clock, policy](int64_t run_id) -> Result<std::string> {
+         const TimePoint now = clock.now();
+         auto report = retention::sweep(store, executor, policy, now);
+         if (!report) return tl::unexpected(report.error());
+         store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask, report->rows,
+                                                            report->files_deleted, report->file_errors,
+                                                            report->log_bytes, 0});
+         std::string message = retention::describe(*report, policy, now);
+         if (report->file_errors > 0) return fail(ErrorCode::io, message);
+         return message;
+       }},
+      {retention::kCompactorTask, config.compactor.schedule, [&store, mode](int64_t run_id) -> Result<std::string> {
+         auto report = retention::compact(store, mode);
+         if (!report) return tl::unexpected(report.error());
+         store.record_maintenance(store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0, 0,
+                                                            std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+         return retention::describe(*report);
+       }},
+  };
+}
 
 int run(const config::Config& config) {
   const std::string& data_dir = config.daemon.data_dir;
@@ -37,15 +70,10 @@ int run(const config::Config& config) {
     spdlog::error("cannot create data directory {}: {}", data_dir, ec.message());
     return 1;
   }
-  UniqueFd lock_fd(::open((data_dir + "/cronkeep.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!lock_fd.valid() || ::flock(lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    spdlog::error("data directory {} is in use by another cronkeep daemon ({})", data_dir,
-                  lock_fd.valid() ? std::strerror(errno) : "cannot open lock file");
+  auto lock = FileLock::acquire(data_dir + "/cronkeep.lock");
+  if (!lock) {
+    spdlog::error("{}", lock.error().message);
     return 1;
-  }
-  if (::ftruncate(lock_fd.get(), 0) == 0) {
-    const std::string pid = std::to_string(::getpid()) + "\n";
-    [[maybe_unused]] ssize_t n = ::write(lock_fd.get(), pid.data(), pid.size());
   }
 
   // Signals are taken by sigwait below; every thread inherits the mask.
@@ -61,9 +89,19 @@ int run(const config::Config& config) {
     spdlog::error("{}", store.error().message);
     return 1;
   }
+  retention::Executor executor(**store, data_dir, config.retention.batch_size);
+  if (auto replayed = executor.replay_tombstones(); !replayed) {
+    spdlog::error("replaying tombstones: {}", replayed.error().message);
+    return 1;
+  } else if (replayed->files_deleted > 0 || replayed->file_errors > 0) {
+    spdlog::info("removed {} file(s) left by an interrupted purge ({} could not be removed)", replayed->files_deleted,
+                 replayed->file_errors);
+  }
+
   SystemClock clock;
-  scheduler::Scheduler scheduler(config, **store, clock,
-                                 scheduler::Options{data_dir, config.daemon.shutdown_timeout, 0});
+  scheduler::Options options{data_dir, config.daemon.shutdown_timeout, 0,
+                             system_tasks(config, **store, executor, clock)};
+  scheduler::Scheduler scheduler(config, **store, clock, std::move(options));
   if (auto st = scheduler.start(); !st) {
     spdlog::error("cannot start the scheduler: {}", st.error().message);
     return 1;
@@ -74,11 +112,11 @@ int run(const config::Config& config) {
   std::condition_variable cv;
   bool stopping = false;
   std::thread checkpointer([&] {
-    std::unique_lock lock(mu);
-    while (!cv.wait_for(lock, kCheckpointEvery, [&] { return stopping; })) {
-      lock.unlock();
+    std::unique_lock guard(mu);
+    while (!cv.wait_for(guard, kCheckpointEvery, [&] { return stopping; })) {
+      guard.unlock();
       if (auto st = (*store)->checkpoint(); !st) spdlog::warn("{}", st.error().message);
-      lock.lock();
+      guard.lock();
     }
   });
   std::thread loop([&] { scheduler.run_loop(); });
@@ -94,7 +132,7 @@ int run(const config::Config& config) {
   scheduler.shutdown();
   loop.join();
   {
-    std::lock_guard lock(mu);
+    std::lock_guard guard(mu);
     stopping = true;
   }
   cv.notify_all();

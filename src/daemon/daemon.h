@@ -6,9 +6,20 @@
 // however it ends.
 #pragma once
 
+#include <vector>
+
+#include "base/clock.h"
 #include "config/config.h"
+#include "retention/retention.h"
+#include "scheduler/scheduler.h"
+#include "store/store.h"
 
 namespace cronkeep::daemon {
+
+// The system tasks cronkeep:retention and cronkeep:compactor, wired to
+// `store` and `executor` (which must outlive the tasks).
+std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
+                                                retention::Executor& executor, Clock& clock);
 
 // Runs the daemon in the foreground. Returns the process exit code: 0 after
 // a clean shutdown, 1 when it could not start (the reason is logged).

@@ -65,7 +65,21 @@ Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& c
       spdlog::error("task {}: invalid schedule or zone; it will not fire", task.name);
       continue;
     }
-    tasks_.push_back(TaskState{task, *schedule, *zone, std::nullopt, {}, 0, {}});
+    tasks_.push_back(TaskState{task, *schedule, *zone, std::nullopt, {}, 0, {}, {}});
+  }
+  for (const SystemTask& sys : options_.system_tasks) {
+    auto schedule = cron::Schedule::parse(sys.cron);
+    if (!schedule) {
+      spdlog::error("system task {}: invalid schedule \"{}\"; it will not fire", sys.name, sys.cron);
+      continue;
+    }
+    config::Task task;
+    task.name = sys.name;
+    task.cron = sys.cron;
+    task.policy.max_concurrent = 1;
+    task.policy.on_overlap = config::Overlap::skip;
+    task.policy.queue_max = 1;
+    tasks_.push_back(TaskState{task, *schedule, cron::Zone::utc(), std::nullopt, {}, 0, {}, sys.body});
   }
 }
 
@@ -85,7 +99,7 @@ Status Scheduler::start() {
     TaskState& ts = tasks_[t];
     auto last = store_.last_fire(ts.task.name);
     if (!last) return tl::unexpected(last.error());
-    if (*last) {
+    if (*last && !ts.body) {
       std::vector<TimePoint> lost;
       size_t total = 0;
       std::optional<TimePoint> f = ts.schedule.next_fire(**last, ts.zone);
@@ -197,6 +211,7 @@ std::optional<TimePoint> Scheduler::tick() {
 void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
   TaskState& ts = tasks_[t];
   const auto& p = ts.task.policy;
+  if (ts.body) trigger = Trigger::system;
   if (trigger == Trigger::catch_up || ts.running < p.max_concurrent) {
     auto id = insert(t, trigger, nominal, 1, std::nullopt, RunStatus::pending, "");
     if (id) start_or_queue(Launch{*id, t, 1, std::nullopt});
@@ -281,8 +296,32 @@ void Scheduler::end_queued(int64_t id, std::string message) {
   if (auto st = store_.finish_run(id, end); !st) spdlog::error("run {}: {}", id, st.error().message);
 }
 
+void Scheduler::work_system(const Launch& run) {
+  const TaskState& ts = tasks_[run.task];
+  const TimePoint started = clock_.now();
+  store::RunEnd end;
+  if (auto st = store_.mark_running(run.id, "", started); !st) {
+    spdlog::warn("run {}: not started: {}", run.id, st.error().message);
+    finished(run, RunStatus::cancelled);
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto result = ts.body(run.id);
+  end.finished_at = clock_.now();
+  end.duration_ms = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - t0).count();
+  end.status = result ? RunStatus::succeeded : RunStatus::failed;
+  end.message = result ? *result : result.error().message;
+  if (!result) spdlog::error("{} failed: {}", ts.task.name, end.message);
+  if (auto st = store_.finish_run(run.id, end); !st) spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
+  finished(run, end.status);
+}
+
 void Scheduler::work(Launch run) {
   const TaskState& ts = tasks_[run.task];  // tasks_ never changes size after construction
+  if (ts.body) {
+    work_system(run);
+    return;
+  }
   const config::Task& task = ts.task;
   store::RunEnd end;
   auto fail_run = [&](std::string message) {
@@ -409,7 +448,8 @@ Result<int64_t> Scheduler::run_now(std::string_view name) {
     if (ts.running >= ts.task.policy.max_concurrent && static_cast<int>(ts.queue.size()) >= ts.task.policy.queue_max)
       return fail(ErrorCode::conflict, "task " + ts.task.name + " has a full queue (queue_max = " +
                                            std::to_string(ts.task.policy.queue_max) + ")");
-    auto id = insert(t, Trigger::manual, std::nullopt, 1, std::nullopt, RunStatus::pending, "");
+    auto id = insert(t, ts.body ? Trigger::system : Trigger::manual, std::nullopt, 1, std::nullopt,
+                     RunStatus::pending, "");
     if (!id) return id;
     start_or_queue(Launch{*id, t, 1, std::nullopt});
     wake_.notify_all();
@@ -477,7 +517,7 @@ std::vector<TaskView> Scheduler::tasks() const {
   std::vector<TaskView> out;
   for (const TaskState& ts : tasks_)
     out.push_back(TaskView{ts.task.name, ts.task.cron, ts.zone.name(), ts.next_fire, ts.running,
-                           static_cast<int>(ts.queue.size())});
+                           static_cast<int>(ts.queue.size()), static_cast<bool>(ts.body)});
   return out;
 }
 

@@ -35,6 +35,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,10 +57,23 @@ class Execution;
 
 namespace cronkeep::scheduler {
 
+// A task of cronkeep's own (retention, compaction): scheduled like any task,
+// recorded as runs with trigger `system` and no log file; `body` does the
+// work on the run's worker thread and returns the run's message, or an
+// Error that makes the run `failed` with the error as its message. At most
+// one run at a time (a fire that finds one going is recorded `skipped`); no
+// catch-up after downtime.
+struct SystemTask {
+  std::string name;  // contains ':' so no configured task can take it
+  std::string cron;  // validated by config
+  std::function<Result<std::string>(int64_t run_id)> body;
+};
+
 struct Options {
   std::string data_dir;             // absolute; logs go under {data_dir}/logs
   Millis shutdown_timeout{10'000};  // running runs get this long on shutdown
   uint64_t seed = 0;                // jitter randomness; 0 = from std::random_device
+  std::vector<SystemTask> system_tasks;
 };
 
 // What the CLI and the API show about a task.
@@ -70,6 +84,7 @@ struct TaskView {
   std::optional<TimePoint> next_fire;  // nominal, before jitter
   int running = 0;
   int queued = 0;
+  bool system = false;  // a system task (shown to authenticated callers only)
 };
 
 class Scheduler {
@@ -135,6 +150,7 @@ class Scheduler {
     TimePoint next_due{};                // nominal + jitter
     int running = 0;
     std::deque<Launch> queue;
+    std::function<Result<std::string>(int64_t)> body;  // set for system tasks
   };
   struct RetryTimer {
     TimePoint due;
@@ -156,6 +172,7 @@ class Scheduler {
 
   // Worker thread body (takes mu_ itself when needed).
   void work(Launch launch);
+  void work_system(const Launch& launch);
   void finished(const Launch& launch, store::RunStatus status);
 
   const config::Config config_;

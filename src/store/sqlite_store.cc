@@ -4,6 +4,7 @@
 // migrations run in one transaction at open.
 #include <sqlite3.h>
 
+#include <filesystem>
 #include <mutex>
 
 #include "store/store.h"
@@ -47,6 +48,27 @@ CREATE INDEX runs_by_task ON runs (task, id DESC);
 -- Expired terminal runs by status and age (retention), and in-flight runs.
 CREATE INDEX runs_by_status_finished ON runs (status, finished_at);
 )sql",
+    R"sql(
+-- Log files of deleted runs, written in the deleting transaction and cleared
+-- once the files are gone (replayed at start-up).
+CREATE TABLE tombstones (
+  id         INTEGER PRIMARY KEY,
+  run_id     INTEGER NOT NULL,
+  log_path   TEXT    NOT NULL,
+  created_at INTEGER NOT NULL
+);
+-- What each system run (retention, compactor) did.
+CREATE TABLE maintenance (
+  run_id             INTEGER PRIMARY KEY,
+  task               TEXT    NOT NULL,
+  rows_deleted       INTEGER NOT NULL DEFAULT 0,
+  files_deleted      INTEGER NOT NULL DEFAULT 0,
+  file_errors        INTEGER NOT NULL DEFAULT 0,
+  log_bytes_freed    INTEGER NOT NULL DEFAULT 0,
+  db_bytes_reclaimed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX maintenance_by_task ON maintenance (task, run_id DESC);
+)sql",
 };
 
 class Db {
@@ -84,6 +106,10 @@ class Stmt {
   void bind_opt(int i, const std::optional<TimePoint>& v) {
     if (v) bind(i, to_unix_ms(*v));
     else bind_null(i);
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
   }
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int step() { return rc_ = sqlite3_step(stmt_); }
@@ -358,6 +384,227 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  Result<std::vector<RunBrief>> list_briefs() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), "SELECT id, task, status, COALESCE(finished_at, created_at), log_bytes FROM runs ORDER BY id");
+    return collect_briefs(s, "listing runs for retention");
+  }
+
+  Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& q) override {
+    std::string sql =
+        "SELECT id, task, status, finished_at, log_bytes FROM runs"
+        " WHERE status NOT IN ('pending', 'running') AND finished_at < ?1";
+    if (q.task) sql += " AND task = ?2";
+    if (q.status) sql += " AND status = ?3";
+    sql += " ORDER BY id";
+    if (q.limit) sql += " LIMIT ?4";
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), sql.c_str());
+    if (!s.ok()) return sql_error(reader_.get(), "finding runs to purge");
+    s.bind(1, to_unix_ms(q.finished_before));
+    if (q.task) s.bind(2, *q.task);
+    if (q.status) s.bind(3, to_string(*q.status));
+    if (q.limit) s.bind(4, *q.limit);
+    return collect_briefs(s, "finding runs to purge");
+  }
+
+  Result<Deleted> delete_runs(const std::vector<int64_t>& ids) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return tl::unexpected(st.error());
+    sqlite3* db = writer_.get();
+    if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return tl::unexpected(st.error());
+    Deleted out;
+    auto abort = [&](std::string what) {
+      auto err = sql_error(db, what);
+      exec(db, "ROLLBACK");
+      return err;
+    };
+    Stmt pick(db, "SELECT log_path, log_bytes FROM runs WHERE id = ? AND status NOT IN ('pending', 'running')");
+    Stmt tomb(db, "INSERT INTO tombstones (run_id, log_path, created_at) VALUES (?, ?, strftime('%s','now') * 1000)");
+    Stmt del(db, "DELETE FROM runs WHERE id = ?");
+    for (int64_t id : ids) {
+      pick.reset();
+      pick.bind(1, id);
+      const int rc = pick.step();
+      if (rc == SQLITE_DONE) continue;  // gone already, or in flight
+      if (rc != SQLITE_ROW) return abort("reading run to delete");
+      const std::string path = pick.text(0);
+      const int64_t bytes = pick.int64(1);
+      if (!path.empty()) {
+        tomb.reset();
+        tomb.bind(1, id);
+        tomb.bind(2, path);
+        if (tomb.step() != SQLITE_DONE) return abort("writing tombstone");
+        out.tombstones.push_back(Tombstone{sqlite3_last_insert_rowid(db), id, path});
+      }
+      del.reset();
+      del.bind(1, id);
+      if (del.step() != SQLITE_DONE) return abort("deleting run");
+      ++out.rows;
+      out.log_bytes += bytes;
+    }
+    if (auto st = exec(db, "COMMIT"); !st) {
+      exec(db, "ROLLBACK");
+      return tl::unexpected(st.error());
+    }
+    return out;
+  }
+
+  Result<std::vector<Tombstone>> list_tombstones(int limit) override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), "SELECT id, run_id, log_path FROM tombstones ORDER BY id LIMIT ?");
+    s.bind(1, limit);
+    std::vector<Tombstone> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(Tombstone{s.int64(0), s.int64(1), s.text(2)});
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing tombstones");
+    return out;
+  }
+
+  Status clear_tombstones(const std::vector<int64_t>& ids) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    sqlite3* db = writer_.get();
+    if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return st;
+    Stmt del(db, "DELETE FROM tombstones WHERE id = ?");
+    for (int64_t id : ids) {
+      del.reset();
+      del.bind(1, id);
+      if (del.step() != SQLITE_DONE) {
+        auto err = sql_error(db, "clearing tombstone");
+        exec(db, "ROLLBACK");
+        return err;
+      }
+    }
+    return exec(db, "COMMIT");
+  }
+
+  Status record_maintenance(const MaintenanceFigures& f) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(),
+           "INSERT OR REPLACE INTO maintenance (run_id, task, rows_deleted, files_deleted, file_errors,"
+           " log_bytes_freed, db_bytes_reclaimed) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, f.run_id);
+    s.bind(2, f.task);
+    s.bind(3, f.rows_deleted);
+    s.bind(4, f.files_deleted);
+    s.bind(5, f.file_errors);
+    s.bind(6, f.log_bytes_freed);
+    s.bind(7, f.db_bytes_reclaimed);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording maintenance figures");
+    return {};
+  }
+
+  Result<std::vector<MaintenanceSummary>> maintenance_summaries() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(),
+           "SELECT m.run_id, m.task, m.rows_deleted, m.files_deleted, m.file_errors, m.log_bytes_freed,"
+           " m.db_bytes_reclaimed, t.rows, t.files, t.errors, t.bytes, t.reclaimed FROM maintenance m JOIN"
+           " (SELECT task, MAX(run_id) AS last, SUM(rows_deleted) AS rows, SUM(files_deleted) AS files,"
+           "  SUM(file_errors) AS errors, SUM(log_bytes_freed) AS bytes, SUM(db_bytes_reclaimed) AS reclaimed"
+           "  FROM maintenance GROUP BY task) t ON m.run_id = t.last ORDER BY m.task");
+    std::vector<MaintenanceSummary> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      MaintenanceSummary m;
+      m.last = MaintenanceFigures{s.int64(0), s.text(1), s.int64(2), s.int64(3), s.int64(4), s.int64(5), s.int64(6)};
+      m.total = MaintenanceFigures{0, s.text(1), s.int64(7), s.int64(8), s.int64(9), s.int64(10), s.int64(11)};
+      out.push_back(std::move(m));
+    }
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "reading maintenance figures");
+    return out;
+  }
+
+  Result<DbStats> db_stats() override {
+    std::lock_guard lock(read_mu_);
+    DbStats st;
+    for (auto [pragma, field] : {std::pair{"PRAGMA page_size", &st.page_size}, {"PRAGMA page_count", &st.page_count},
+                                 {"PRAGMA freelist_count", &st.freelist_count}, {"PRAGMA auto_vacuum", &st.auto_vacuum}}) {
+      Stmt s(reader_.get(), pragma);
+      if (s.step() != SQLITE_ROW) return sql_error(reader_.get(), pragma);
+      *field = s.int64(0);
+    }
+    std::error_code ec;
+    const auto wal = std::filesystem::file_size(path_ + "-wal", ec);
+    st.wal_bytes = ec ? 0 : static_cast<int64_t>(wal);
+    return st;
+  }
+
+  Result<int64_t> incremental_vacuum(int64_t pages) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return tl::unexpected(st.error());
+    sqlite3* db = writer_.get();
+    auto free_pages = [&]() -> int64_t {
+      Stmt s(db, "PRAGMA freelist_count");
+      return s.step() == SQLITE_ROW ? s.int64(0) : 0;
+    };
+    const int64_t before = free_pages();
+    Stmt s(db, ("PRAGMA incremental_vacuum(" + std::to_string(pages) + ")").c_str());
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) return sql_error(db, "incremental_vacuum");
+    return before - free_pages();
+  }
+
+  Status checkpoint_truncate() override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    if (sqlite3_wal_checkpoint_v2(writer_.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr) != SQLITE_OK)
+      return sql_error(writer_.get(), "wal_checkpoint(TRUNCATE)");
+    return {};
+  }
+
+  Status optimize() override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    return exec(writer_.get(), "PRAGMA optimize");
+  }
+
+  Status vacuum_full() override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    if (auto st = exec(writer_.get(), "PRAGMA auto_vacuum=INCREMENTAL"); !st) return st;
+    return exec(writer_.get(), "VACUUM");
+  }
+
+  Result<std::string> integrity_check() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), "PRAGMA integrity_check");
+    std::string out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      if (!out.empty()) out += "\n";
+      out += s.text(0);
+    }
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "integrity_check");
+    return out;
+  }
+
+  Status forget_log(int64_t id, std::string_view note) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(),
+           "UPDATE runs SET log_path = '', message = CASE WHEN message = '' THEN ?1 ELSE message || '; ' || ?1 END"
+           " WHERE id = ?2");
+    s.bind(1, note);
+    s.bind(2, id);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "clearing log path");
+    if (sqlite3_changes(writer_.get()) == 0) return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
+    return {};
+  }
+
+  Result<std::vector<std::pair<int64_t, std::string>>> log_paths() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), "SELECT id, log_path FROM runs WHERE log_path != '' ORDER BY id");
+    std::vector<std::pair<int64_t, std::string>> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.emplace_back(s.int64(0), s.text(1));
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing log paths");
+    return out;
+  }
+
   Result<std::vector<Run>> in_flight_runs() override {
     std::lock_guard lock(read_mu_);
     Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +
@@ -370,6 +617,16 @@ class SqliteStore final : public Store {
   Status writable() const {
     if (read_only_) return fail(ErrorCode::conflict, "the store was opened read-only");
     return {};
+  }
+
+  Result<std::vector<RunBrief>> collect_briefs(Stmt& s, const std::string& what) {
+    std::vector<RunBrief> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back(RunBrief{s.int64(0), s.text(1), parse_status(s.text(2)).value_or(RunStatus::crashed),
+                             from_unix_ms(s.int64(3)), s.int64(4)});
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), what);
+    return out;
   }
 
   Result<std::vector<Run>> collect(Stmt& s, const std::string& what) {

@@ -89,6 +89,59 @@ struct RunQuery {
   std::optional<RunStatus> status;       // only this status
 };
 
+// The few columns retention decides on.
+struct RunBrief {
+  int64_t id = 0;
+  std::string task;
+  RunStatus status = RunStatus::succeeded;
+  TimePoint finished_at{};  // created_at when not finished
+  int64_t log_bytes = 0;
+};
+
+struct PurgeQuery {
+  TimePoint finished_before{};           // terminal runs that finished before this
+  std::optional<std::string> task;
+  std::optional<RunStatus> status;
+  std::optional<int64_t> limit;          // oldest first
+};
+
+struct Tombstone {
+  int64_t id = 0;
+  int64_t run_id = 0;
+  std::string log_path;  // relative to data_dir
+};
+
+struct Deleted {
+  int64_t rows = 0;
+  int64_t log_bytes = 0;           // sum of the deleted runs' log_bytes
+  std::vector<Tombstone> tombstones;
+};
+
+struct DbStats {
+  int64_t page_size = 0;
+  int64_t page_count = 0;
+  int64_t freelist_count = 0;
+  int64_t wal_bytes = 0;
+  int64_t auto_vacuum = 0;  // 0 none, 1 full, 2 incremental
+  int64_t db_bytes() const { return page_size * page_count; }
+};
+
+// What one system run did.
+struct MaintenanceFigures {
+  int64_t run_id = 0;
+  std::string task;              // cronkeep:retention | cronkeep:compactor
+  int64_t rows_deleted = 0;
+  int64_t files_deleted = 0;
+  int64_t file_errors = 0;
+  int64_t log_bytes_freed = 0;
+  int64_t db_bytes_reclaimed = 0;
+};
+
+struct MaintenanceSummary {
+  MaintenanceFigures last;       // the latest run's figures
+  MaintenanceFigures total;      // summed over every recorded run (run_id unset)
+};
+
 // Per-task facts for listings.
 struct TaskSummary {
   std::string task;
@@ -123,6 +176,48 @@ class Store {
   virtual Result<std::vector<TaskSummary>> task_summaries() = 0;
   // Runs currently pending or running, oldest first.
   virtual Result<std::vector<Run>> in_flight_runs() = 0;
+
+  // ---- retention ------------------------------------------------------
+
+  // Every run's brief (terminal and in flight), in id order.
+  virtual Result<std::vector<RunBrief>> list_briefs() = 0;
+  // Terminal runs matching a manual purge, oldest first.
+  virtual Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& query) = 0;
+  // Deletes the given runs that are terminal (in-flight ones are left alone)
+  // in ONE transaction, writing a tombstone for each deleted run's log in the
+  // same transaction. Returns what was deleted and the tombstones to replay.
+  virtual Result<Deleted> delete_runs(const std::vector<int64_t>& ids) = 0;
+  // Tombstones not yet cleared, oldest first, at most `limit`.
+  virtual Result<std::vector<Tombstone>> list_tombstones(int limit) = 0;
+  // Removes tombstones whose files are gone.
+  virtual Status clear_tombstones(const std::vector<int64_t>& tombstone_ids) = 0;
+  // Records the figures of a system run (retention or compactor).
+  virtual Status record_maintenance(const MaintenanceFigures& figures) = 0;
+  // The latest figures per system task, and their totals.
+  virtual Result<std::vector<MaintenanceSummary>> maintenance_summaries() = 0;
+
+  // ---- compaction ---------------------------------------------------------
+
+  virtual Result<DbStats> db_stats() = 0;
+  // Returns up to `pages` free pages to the file system (PRAGMA
+  // incremental_vacuum) in one short write transaction; returns how many.
+  virtual Result<int64_t> incremental_vacuum(int64_t pages) = 0;
+  // Checkpoints the WAL and truncates it to zero bytes (waits for readers).
+  virtual Status checkpoint_truncate() = 0;
+  // Refreshes planner statistics (PRAGMA optimize).
+  virtual Status optimize() = 0;
+  // Rebuilds the file (VACUUM); switches a database created without
+  // incremental auto-vacuum to it. Holds the write lock for its duration.
+  virtual Status vacuum_full() = 0;
+
+  // ---- checks -------------------------------------------------------------
+
+  // PRAGMA integrity_check: "ok" or the problems, one per line.
+  virtual Result<std::string> integrity_check() = 0;
+  // Clears a run's log_path (its file is gone) and appends `note` to its message.
+  virtual Status forget_log(int64_t id, std::string_view note) = 0;
+  // Every run's (id, log_path) with a non-empty log path.
+  virtual Result<std::vector<std::pair<int64_t, std::string>>> log_paths() = 0;
 
   // Copies the write-ahead log into the database without blocking writers
   // (a passive checkpoint), on a connection of its own; when no reader holds

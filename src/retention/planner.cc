@@ -1,0 +1,84 @@
+#include "retention/planner.h"
+
+#include <algorithm>
+#include <optional>
+#include <unordered_map>
+
+namespace cronkeep::retention {
+
+const char* to_string(Reason r) {
+  switch (r) {
+    case Reason::keep_runs: return "keep_runs";
+    case Reason::keep_for: return "keep_for";
+    case Reason::keep_failed_for: return "keep_failed_for";
+    case Reason::max_age: return "max_age";
+    case Reason::max_runs: return "max_runs";
+    case Reason::max_size: return "max_size";
+    case Reason::manual: return "manual";
+  }
+  return "?";
+}
+
+std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> runs, TimePoint now) {
+  // Terminal runs, oldest first (ids increase with creation).
+  std::vector<const RunFacts*> terminal;
+  terminal.reserve(runs.size());
+  uint64_t total_bytes = 0;
+  for (const RunFacts& r : runs) {
+    total_bytes += static_cast<uint64_t>(std::max<int64_t>(0, r.log_bytes));
+    if (store::is_terminal(r.status)) terminal.push_back(&r);
+  }
+  std::sort(terminal.begin(), terminal.end(), [](const RunFacts* a, const RunFacts* b) { return a->id < b->id; });
+
+  std::unordered_map<const RunFacts*, Reason> verdict;
+  verdict.reserve(terminal.size() / 4 + 16);
+
+  // Per task, newest first: count rank, newest terminal and newest failure.
+  struct TaskPass {
+    int64_t rank = 0;
+    bool seen_failure = false;
+  };
+  std::unordered_map<std::string_view, TaskPass> pass;
+  for (auto it = terminal.rbegin(); it != terminal.rend(); ++it) {
+    const RunFacts& r = **it;
+    auto found = policy.tasks.find(r.task);
+    const TaskRules& rules = found != policy.tasks.end() ? found->second : policy.defaults;
+    TaskPass& tp = pass[r.task];
+    const bool newest = tp.rank == 0;
+    const bool failure = store::is_failure(r.status);
+    const bool newest_failure = failure && !tp.seen_failure;
+    if (failure) tp.seen_failure = true;
+    ++tp.rank;
+    std::optional<Reason> why;
+    if (tp.rank > rules.keep_runs) why = Reason::keep_runs;
+    if (!why && !newest && !newest_failure) {
+      const Millis limit = failure ? rules.keep_failed_for : rules.keep_for;
+      if (limit.count() > 0 && now - r.finished_at > limit) why = failure ? Reason::keep_failed_for : Reason::keep_for;
+    }
+    if (!why && policy.max_age.count() > 0 && now - r.finished_at > policy.max_age) why = Reason::max_age;
+    if (why) verdict.emplace(&r, *why);
+  }
+
+  // Database-wide ceilings on what survived, oldest first.
+  int64_t survivors = static_cast<int64_t>(terminal.size() - verdict.size());
+  uint64_t bytes = total_bytes;
+  for (const RunFacts* r : terminal)
+    if (verdict.count(r)) bytes -= static_cast<uint64_t>(std::max<int64_t>(0, r->log_bytes));
+  for (const RunFacts* r : terminal) {
+    const bool over_runs = policy.max_runs > 0 && survivors > policy.max_runs;
+    const bool over_bytes = policy.max_log_bytes > 0 && bytes > policy.max_log_bytes;
+    if (!over_runs && !over_bytes) break;
+    if (verdict.count(r)) continue;
+    verdict.emplace(r, over_runs ? Reason::max_runs : Reason::max_size);
+    --survivors;
+    bytes -= static_cast<uint64_t>(std::max<int64_t>(0, r->log_bytes));
+  }
+
+  std::vector<Expired> out;
+  out.reserve(verdict.size());
+  for (const RunFacts* r : terminal)
+    if (auto it = verdict.find(r); it != verdict.end()) out.push_back(Expired{r->id, it->second});
+  return out;
+}
+
+}  // namespace cronkeep::retention

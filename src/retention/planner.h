@@ -1,0 +1,60 @@
+// retention/planner.h: which runs are expired. Pure: values in, ids out; no
+// database, no files, no clock (`now` is a parameter).
+//
+// Rules (DESIGN.md "Retention and compaction", docs/retention.md):
+//   per task   a terminal run is expired when it is not among the task's
+//              keep_runs newest terminal runs (by id), or when it finished
+//              more than keep_for ago (keep_failed_for for failed, timeout,
+//              crashed, log_overflow). The task's newest terminal run and its
+//              newest failure are exempt from these two age rules.
+//              Runs of tasks that are not configured follow the defaults.
+//   database   max_age: no terminal run older than this, no exemption;
+//              max_runs: at most this many terminal runs survive, oldest go;
+//              max_log_bytes: the log bytes of all runs (in-flight included)
+//              stay within this, oldest terminal runs go first; 0 = no cap.
+//   never      pending and running runs are never expired.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/time.h"
+#include "store/store.h"
+
+namespace cronkeep::retention {
+
+struct TaskRules {
+  int64_t keep_runs = 100;
+  Millis keep_for{30LL * 86'400'000};
+  Millis keep_failed_for{90LL * 86'400'000};
+};
+
+struct Policy {
+  std::map<std::string, TaskRules, std::less<>> tasks;  // configured tasks
+  TaskRules defaults;                                    // everything else
+  Millis max_age{365LL * 86'400'000};                    // 0 = none
+  int64_t max_runs = 1'000'000;                          // 0 = none
+  uint64_t max_log_bytes = 0;                            // 0 = none
+};
+
+// What the planner needs to know of one run (id, task, status, finished_at,
+// log_bytes), as the store lists it.
+using RunFacts = store::RunBrief;
+
+// `manual` marks runs chosen by a manual purge, never by the planner.
+enum class Reason { keep_runs, keep_for, keep_failed_for, max_age, max_runs, max_size, manual };
+const char* to_string(Reason r);
+
+struct Expired {
+  int64_t id;
+  Reason reason;  // the first rule, in the order above, that expires it
+};
+
+// Returns the expired runs among `runs`, in increasing id order.
+// Requires: ids are unique. Thread-safe (no shared state).
+std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> runs, TimePoint now);
+
+}  // namespace cronkeep::retention

@@ -1,0 +1,191 @@
+#include "retention/retention.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "base/units.h"
+
+namespace cronkeep::retention {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Suffixes of the files that belong to one run's log.
+constexpr const char* kLogFileSuffixes[] = {"", ".idx", ".tidx", ".meta", ".prev"};
+constexpr int64_t kMinBatch = 16;
+constexpr auto kBatchTarget = std::chrono::milliseconds(5);
+
+TaskRules rules_of(const config::TaskPolicy& p) { return TaskRules{p.keep_runs, p.keep_for, p.keep_failed_for}; }
+
+}  // namespace
+
+Policy policy_from(const config::Config& config) {
+  Policy p;
+  p.defaults = rules_of(config.defaults);
+  for (const config::Task& t : config.tasks) p.tasks.emplace(t.name, rules_of(t.policy));
+  p.max_age = config.retention.max_age;
+  p.max_runs = config.retention.max_runs;
+  p.max_log_bytes = config.storage.max_size;
+  return p;
+}
+
+Executor::Executor(store::Store& store, std::string data_dir, int64_t max_batch)
+    : store_(store), data_dir_(std::move(data_dir)), max_batch_(std::max<int64_t>(1, max_batch)) {}
+
+void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, PurgeReport& report,
+                            std::vector<int64_t>& cleared) {
+  for (const store::Tombstone& t : tombstones) {
+    // Tombstones come from rows the store wrote; still, never follow a path
+    // that could leave the logs directory.
+    const fs::path rel(t.log_path);
+    if (rel.is_absolute() || t.log_path.find("..") != std::string::npos || t.log_path.rfind("logs/", 0) != 0) {
+      cleared.push_back(t.id);
+      continue;
+    }
+    const fs::path log = fs::path(data_dir_) / rel;
+    bool ok = true;
+    for (const char* suffix : kLogFileSuffixes) {
+      std::error_code ec;
+      const fs::path file = log.string() + suffix;
+      if (fs::remove(file, ec)) {
+        ++report.files_deleted;
+      } else if (ec) {
+        ok = false;
+        ++report.file_errors;
+        if (report.first_error.empty()) report.first_error = file.string() + ": " + ec.message();
+      } else if (*suffix == '\0') {
+        ++report.files_missing;
+      }
+    }
+    if (!ok) continue;
+    std::error_code ec;
+    const fs::path dir = log.parent_path();
+    if (fs::is_empty(dir, ec) && !ec) fs::remove(dir, ec);  // fails harmlessly if a new log just appeared
+    cleared.push_back(t.id);
+  }
+}
+
+Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const Progress& progress) {
+  PurgeReport report;
+  for (const Expired& e : expired) ++report.by_reason[e.reason];
+  int64_t batch = std::min<int64_t>(max_batch_, 256);
+  size_t next = 0;
+  while (next < expired.size()) {
+    const size_t n = std::min(expired.size() - next, static_cast<size_t>(batch));
+    std::vector<int64_t> ids;
+    ids.reserve(n);
+    for (size_t i = next; i < next + n; ++i) ids.push_back(expired[i].id);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto deleted = store_.delete_runs(ids);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    if (!deleted) return tl::unexpected(deleted.error());
+    report.rows += deleted->rows;
+    report.log_bytes += deleted->log_bytes;
+    ++report.batches;
+    std::vector<int64_t> cleared;
+    remove_files(deleted->tombstones, report, cleared);
+    if (!cleared.empty())
+      if (auto st = store_.clear_tombstones(cleared); !st) return tl::unexpected(st.error());
+    next += n;
+    if (progress) progress(static_cast<int64_t>(next), static_cast<int64_t>(expired.size()));
+    // Keep each transaction short so the scheduler's writes never wait long.
+    if (took > 2 * kBatchTarget) batch = std::max(kMinBatch, batch / 2);
+    else if (took < kBatchTarget / 2) batch = std::min(max_batch_, batch * 2);
+    std::this_thread::yield();  // let a waiting writer take the lock between batches
+  }
+  return report;
+}
+
+Result<PurgeReport> Executor::replay_tombstones() {
+  PurgeReport report;
+  while (true) {
+    auto tombs = store_.list_tombstones(1000);
+    if (!tombs) return tl::unexpected(tombs.error());
+    if (tombs->empty()) break;
+    std::vector<int64_t> cleared;
+    remove_files(*tombs, report, cleared);
+    if (!cleared.empty())
+      if (auto st = store_.clear_tombstones(cleared); !st) return tl::unexpected(st.error());
+    if (cleared.size() < tombs->size()) break;  // the rest cannot be removed now; retried next time
+  }
+  return report;
+}
+
+Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy& policy, TimePoint now) {
+  auto leftover = executor.replay_tombstones();
+  if (!leftover) return tl::unexpected(leftover.error());
+  auto runs = store.list_briefs();
+  if (!runs) return tl::unexpected(runs.error());
+  const std::vector<Expired> expired = plan_purge(policy, *runs, now);
+  runs->clear();
+  runs->shrink_to_fit();
+  auto report = executor.purge(expired);
+  if (!report) return report;
+  report->files_deleted += leftover->files_deleted;
+  report->file_errors += leftover->file_errors;
+  if (report->first_error.empty()) report->first_error = leftover->first_error;
+  return report;
+}
+
+std::string describe(const PurgeReport& r, const Policy& policy, TimePoint now) {
+  std::string text = "Purged " + std::to_string(r.rows) + " run(s) and " + format_size(static_cast<uint64_t>(r.log_bytes)) +
+                     " of logs";
+  std::string reasons;
+  for (const auto& [reason, count] : r.by_reason) {
+    if (!reasons.empty()) reasons += ", ";
+    reasons += std::string(to_string(reason)) + ": " + std::to_string(count);
+  }
+  text += " (" + (reasons.empty() ? std::string("nothing expired") : reasons);
+  if (policy.max_age.count() > 0) text += "; max_age cutoff " + format_rfc3339(now - policy.max_age);
+  text += ")";
+  if (r.files_missing > 0) text += "; " + std::to_string(r.files_missing) + " log file(s) were already gone";
+  if (r.file_errors > 0)
+    text += "; " + std::to_string(r.file_errors) + " file(s) could not be removed and will be retried (" +
+            r.first_error + ")";
+  return text;
+}
+
+Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t slice_pages) {
+  CompactReport report;
+  auto before = store.db_stats();
+  if (!before) return tl::unexpected(before.error());
+  report.bytes_before = before->db_bytes();
+  report.wal_bytes_before = before->wal_bytes;
+  if (mode == CompactMode::full) {
+    if (auto st = store.vacuum_full(); !st) return tl::unexpected(st.error());
+    report.pages_freed = before->freelist_count;
+    report.slices = 1;
+  } else if (mode == CompactMode::incremental) {
+    if (before->auto_vacuum != 2)
+      return fail(ErrorCode::conflict,
+                  "the database was created without incremental auto-vacuum; run `cronkeep compact --full` once");
+    while (true) {
+      auto freed = store.incremental_vacuum(slice_pages);
+      if (!freed) return tl::unexpected(freed.error());
+      if (*freed <= 0) break;
+      report.pages_freed += *freed;
+      ++report.slices;
+      std::this_thread::yield();  // writers may go between slices
+    }
+  }
+  if (auto st = store.checkpoint_truncate(); !st) return tl::unexpected(st.error());
+  if (auto st = store.optimize(); !st) return tl::unexpected(st.error());
+  auto after = store.db_stats();
+  if (!after) return tl::unexpected(after.error());
+  report.after = *after;
+  report.bytes_after = after->db_bytes();
+  return report;
+}
+
+std::string describe(const CompactReport& r) {
+  const int64_t reclaimed = std::max<int64_t>(0, r.bytes_before - r.bytes_after);
+  return "Reclaimed " + format_size(static_cast<uint64_t>(reclaimed)) + " (" + std::to_string(r.pages_freed) +
+         " page(s) in " + std::to_string(r.slices) + " slice(s)); database " +
+         format_size(static_cast<uint64_t>(r.bytes_after)) + ", " + std::to_string(r.after.freelist_count) +
+         " free page(s), WAL " + format_size(static_cast<uint64_t>(r.after.wal_bytes)) + " (was " +
+         format_size(static_cast<uint64_t>(r.wal_bytes_before)) + ")";
+}
+
+}  // namespace cronkeep::retention

@@ -1,0 +1,99 @@
+// retention/retention.h: keeping history bounded.
+//
+// Owns: deciding which runs are expired (planner.h, pure), deleting them with
+// their files crash-safely (Executor), and giving space back (compact). Must
+// not know about HTTP. All SQL stays behind store::Store.
+//
+// Crash safety (docs/retention.md): rows are deleted in short transactions of
+// at most batch_size rows, and in the same transaction each deleted run's log
+// path is written to a tombstone; after the commit the files (log, sidecars,
+// .prev, and a task directory left empty) are removed, then the tombstones
+// are cleared. Leftover tombstones are replayed at start-up. A crash at any
+// point leaves either the row, or a tombstone for the file: never a row
+// without its file because of retention, never a file without row or
+// tombstone.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time.h"
+#include "config/config.h"
+#include "retention/planner.h"
+#include "store/store.h"
+
+namespace cronkeep::retention {
+
+// The names of the system tasks; ':' keeps configured tasks from taking them.
+inline constexpr const char* kRetentionTask = "cronkeep:retention";
+inline constexpr const char* kCompactorTask = "cronkeep:compactor";
+
+// The retention policy a configuration asks for.
+Policy policy_from(const config::Config& config);
+
+struct PurgeReport {
+  int64_t rows = 0;            // runs deleted
+  int64_t log_bytes = 0;       // their log_bytes
+  int64_t files_deleted = 0;   // files actually removed (log, sidecars, .prev)
+  int64_t files_missing = 0;   // log files that were already gone (not an error)
+  int64_t file_errors = 0;     // files that could not be removed (tombstone kept)
+  int64_t batches = 0;
+  std::map<Reason, int64_t> by_reason;
+  std::string first_error;     // the first file error, for the message
+};
+
+// Called after each batch: runs deleted so far, of how many.
+using Progress = std::function<void(int64_t done, int64_t total)>;
+
+class Executor {
+ public:
+  // `data_dir` is absolute; `max_batch` >= 1 (config [retention] batch_size).
+  Executor(store::Store& store, std::string data_dir, int64_t max_batch);
+
+  // Deletes the given runs in batches (in-flight ones are skipped by the
+  // store), then their files. The batch size adapts between 16 and
+  // max_batch to keep each transaction near 5 ms. Errors: the store's (rows
+  // already deleted stay deleted and are counted in the report of the
+  // next run; their tombstones are replayed).
+  Result<PurgeReport> purge(const std::vector<Expired>& expired, const Progress& progress = {});
+
+  // Removes the files of every leftover tombstone and clears those removed.
+  Result<PurgeReport> replay_tombstones();
+
+ private:
+  void remove_files(const std::vector<store::Tombstone>& tombstones, PurgeReport& report,
+                    std::vector<int64_t>& cleared);
+
+  store::Store& store_;
+  std::string data_dir_;
+  int64_t max_batch_;
+};
+
+// One sweep: lists the runs, plans with `policy` at `now`, purges.
+Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy& policy, TimePoint now);
+
+// "Purged 1532 run(s) and 4.1 MB of logs (keep_for: 1200, keep_runs: 300, max_age: 32; cutoff …)".
+std::string describe(const PurgeReport& report, const Policy& policy, TimePoint now);
+
+struct CompactReport {
+  int64_t pages_freed = 0;
+  int64_t slices = 0;
+  int64_t bytes_before = 0;      // page_count x page_size before
+  int64_t bytes_after = 0;
+  int64_t wal_bytes_before = 0;
+  store::DbStats after;
+};
+
+enum class CompactMode { incremental, full, checkpoint_only };
+
+// Frees pages in slices of `slice_pages` (each its own short transaction),
+// truncates the WAL, refreshes statistics; or VACUUMs (full).
+Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t slice_pages = 512);
+
+std::string describe(const CompactReport& report);
+
+}  // namespace cronkeep::retention

@@ -1,0 +1,347 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include "retention/retention.h"
+#include "test_util.h"
+
+namespace cronkeep::retention {
+namespace {
+
+using namespace std::chrono_literals;
+using cronkeep::testing::TempDir;
+using store::RunStatus;
+namespace fs = std::filesystem;
+
+const TimePoint kNow = from_unix_ms(1'795'406'400'000);
+constexpr Millis kDay = 24h;
+
+RunFacts fact(int64_t id, std::string task, RunStatus status, Millis age, int64_t bytes = 0) {
+  return RunFacts{id, std::move(task), status, kNow - age, bytes};
+}
+
+std::set<int64_t> ids(const std::vector<Expired>& e) {
+  std::set<int64_t> out;
+  for (const auto& x : e) out.insert(x.id);
+  return out;
+}
+
+Policy simple(int64_t keep_runs, Millis keep_for, Millis keep_failed_for) {
+  Policy p;
+  p.defaults = TaskRules{keep_runs, keep_for, keep_failed_for};
+  p.max_age = 0ms;
+  p.max_runs = 0;
+  return p;
+}
+
+TEST(Planner, KeepRunsExpiresAllButTheNewestN) {
+  std::vector<RunFacts> runs;
+  for (int i = 1; i <= 5; ++i) runs.push_back(fact(i, "t", RunStatus::succeeded, 1h));
+  auto e = plan_purge(simple(2, 30 * kDay, 90 * kDay), runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1, 2, 3}));
+  EXPECT_EQ(e[0].reason, Reason::keep_runs);
+}
+
+TEST(Planner, KeepForAndKeepFailedForApplyByStatus) {
+  std::vector<RunFacts> runs = {
+      fact(1, "t", RunStatus::succeeded, 40 * kDay), fact(2, "t", RunStatus::failed, 40 * kDay),
+      fact(3, "t", RunStatus::failed, 100 * kDay),   fact(4, "t", RunStatus::timeout, 95 * kDay),
+      fact(5, "t", RunStatus::failed, 1 * kDay),     fact(6, "t", RunStatus::succeeded, 1 * kDay),
+  };
+  auto e = plan_purge(simple(100, 30 * kDay, 90 * kDay), runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1, 3, 4}));
+  for (const auto& x : e) EXPECT_EQ(x.reason, x.id == 1 ? Reason::keep_for : Reason::keep_failed_for);
+}
+
+TEST(Planner, TheNewestRunAndNewestFailureSurviveTheAgeRulesOfAQuietTask) {
+  std::vector<RunFacts> runs = {
+      fact(1, "quiet", RunStatus::failed, 400 * kDay),
+      fact(2, "quiet", RunStatus::failed, 300 * kDay),
+      fact(3, "quiet", RunStatus::succeeded, 200 * kDay),
+      fact(4, "quiet", RunStatus::succeeded, 100 * kDay),
+  };
+  auto e = plan_purge(simple(100, 30 * kDay, 90 * kDay), runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1, 3}));
+}
+
+TEST(Planner, NeverExpiresInFlightRuns) {
+  std::vector<RunFacts> runs = {fact(1, "t", RunStatus::running, 999 * kDay, 5000),
+                                fact(2, "t", RunStatus::pending, 999 * kDay, 5000),
+                                fact(3, "t", RunStatus::succeeded, 1h, 10)};
+  Policy p = simple(1, 1ms, 1ms);
+  p.max_runs = 1;
+  p.max_log_bytes = 1;
+  auto e = plan_purge(p, runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{3}));  // only the terminal one can go
+}
+
+TEST(Planner, UnconfiguredTasksFollowTheDefaults) {
+  Policy p = simple(1, 30 * kDay, 90 * kDay);
+  p.tasks["kept"] = TaskRules{10, 30 * kDay, 90 * kDay};
+  std::vector<RunFacts> runs;
+  for (int i = 1; i <= 3; ++i) runs.push_back(fact(i, "kept", RunStatus::succeeded, 1h));
+  for (int i = 4; i <= 6; ++i) runs.push_back(fact(i, "removed", RunStatus::succeeded, 1h));
+  EXPECT_EQ(ids(plan_purge(p, runs, kNow)), (std::set<int64_t>{4, 5}));
+}
+
+TEST(Planner, DatabaseCeilingsTakeTheOldestFirst) {
+  Policy p = simple(100, 300 * kDay, 300 * kDay);
+  p.max_age = 50 * kDay;
+  p.max_runs = 3;
+  std::vector<RunFacts> runs;
+  for (int i = 1; i <= 6; ++i) runs.push_back(fact(i, i % 2 ? "a" : "b", RunStatus::succeeded, (70 - i * 10) * kDay));
+  auto e = plan_purge(p, runs, kNow);
+  // 1 (60d) is over max_age; of the five left, the two oldest go for max_runs.
+  ASSERT_EQ(ids(e), (std::set<int64_t>{1, 2, 3}));
+  EXPECT_EQ(e[0].reason, Reason::max_age);
+  EXPECT_EQ(e[1].reason, Reason::max_runs);
+}
+
+TEST(Planner, MaxSizeCountsEveryLogButExpiresOnlyTerminalRuns) {
+  Policy p = simple(100, 300 * kDay, 300 * kDay);
+  p.max_log_bytes = 250;
+  std::vector<RunFacts> runs = {fact(1, "t", RunStatus::succeeded, 3h, 100), fact(2, "t", RunStatus::succeeded, 2h, 100),
+                                fact(3, "t", RunStatus::succeeded, 1h, 100), fact(4, "t", RunStatus::running, 0h, 100)};
+  auto e = plan_purge(p, runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1, 2}));
+  EXPECT_EQ(e[0].reason, Reason::max_size);
+}
+
+// The rules, written as directly as they are stated, one run at a time.
+std::set<int64_t> oracle(const Policy& p, const std::vector<RunFacts>& runs, TimePoint now) {
+  auto rules = [&](const std::string& task) {
+    auto it = p.tasks.find(task);
+    return it == p.tasks.end() ? p.defaults : it->second;
+  };
+  std::set<int64_t> expired;
+  for (const RunFacts& r : runs) {
+    if (!store::is_terminal(r.status)) continue;
+    const TaskRules tr = rules(r.task);
+    int64_t newer = 0;
+    bool newer_failure = false;
+    for (const RunFacts& o : runs) {
+      if (o.task != r.task || !store::is_terminal(o.status) || o.id <= r.id) continue;
+      ++newer;
+      if (store::is_failure(o.status)) newer_failure = true;
+    }
+    const bool failure = store::is_failure(r.status);
+    const bool exempt = newer == 0 || (failure && !newer_failure);
+    const Millis limit = failure ? tr.keep_failed_for : tr.keep_for;
+    if (newer >= tr.keep_runs) expired.insert(r.id);
+    else if (!exempt && limit.count() > 0 && now - r.finished_at > limit) expired.insert(r.id);
+    else if (p.max_age.count() > 0 && now - r.finished_at > p.max_age) expired.insert(r.id);
+  }
+  // Ceilings: drop the oldest survivors while over either cap.
+  std::vector<const RunFacts*> survivors;
+  uint64_t bytes = 0;
+  for (const RunFacts& r : runs) {
+    if (!expired.count(r.id)) bytes += static_cast<uint64_t>(r.log_bytes);
+    if (store::is_terminal(r.status) && !expired.count(r.id)) survivors.push_back(&r);
+  }
+  std::sort(survivors.begin(), survivors.end(), [](auto* a, auto* b) { return a->id < b->id; });
+  int64_t count = static_cast<int64_t>(survivors.size());
+  for (const RunFacts* r : survivors) {
+    const bool over = (p.max_runs > 0 && count > p.max_runs) || (p.max_log_bytes > 0 && bytes > p.max_log_bytes);
+    if (!over) break;
+    expired.insert(r->id);
+    --count;
+    bytes -= static_cast<uint64_t>(r->log_bytes);
+  }
+  return expired;
+}
+
+TEST(Planner, AgreesWithABruteForceOracleOnRandomHistories) {
+  const uint32_t seed = 20261123;
+  std::mt19937 rng(seed);
+  const RunStatus statuses[] = {RunStatus::pending, RunStatus::running,   RunStatus::succeeded,    RunStatus::failed,
+                                RunStatus::timeout, RunStatus::cancelled, RunStatus::crashed,      RunStatus::log_overflow,
+                                RunStatus::skipped, RunStatus::missed};
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  int nonempty = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    Policy p;
+    p.defaults = TaskRules{pick(1, 8), pick(0, 20) * kDay, pick(0, 40) * kDay};
+    const int tasks = pick(1, 4);
+    for (int t = 0; t < tasks; ++t)
+      if (pick(0, 1)) p.tasks["t" + std::to_string(t)] = TaskRules{pick(1, 8), pick(1, 20) * kDay, pick(1, 40) * kDay};
+    p.max_age = pick(0, 1) ? pick(1, 60) * kDay : 0ms;
+    p.max_runs = pick(0, 1) ? pick(1, 40) : 0;
+    p.max_log_bytes = pick(0, 1) ? static_cast<uint64_t>(pick(1, 4000)) : 0;
+    std::vector<RunFacts> runs;
+    const int n = pick(0, 60);
+    int64_t id = 0;
+    for (int i = 0; i < n; ++i) {
+      id += pick(1, 3);
+      runs.push_back(RunFacts{id, "t" + std::to_string(pick(0, tasks)), statuses[pick(0, 9)],
+                              kNow - Millis(int64_t(pick(0, 70)) * kDay.count() + pick(0, 1000)), pick(0, 200)});
+    }
+    std::shuffle(runs.begin(), runs.end(), rng);
+    const auto planned = plan_purge(p, runs, kNow);
+    const std::set<int64_t> got = ids(planned);
+    ASSERT_EQ(got, oracle(p, runs, kNow)) << "seed " << seed << " iteration " << iter;
+    ASSERT_EQ(got.size(), planned.size()) << "duplicate ids in the plan";
+    for (const RunFacts& r : runs) {
+      if (!store::is_terminal(r.status)) {
+        ASSERT_FALSE(got.count(r.id)) << "in-flight run " << r.id << " chosen";
+      }
+    }
+    if (!got.empty()) ++nonempty;
+  }
+  EXPECT_GT(nonempty, 1000);  // the random settings do expire things
+}
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  ExecutorTest() {
+    auto s = store::open_sqlite(dir_ / "cronkeep.db");
+    EXPECT_TRUE(s);
+    store_ = std::move(*s);
+  }
+  // A finished run with a log file (and sidecars) on disk.
+  int64_t add_run(const std::string& task, RunStatus status, TimePoint finished, const std::string& content = "output\n") {
+    store::NewRun r;
+    r.task = task;
+    r.created_at = finished;
+    auto id = store_->insert_run(r);
+    const std::string rel = "logs/" + task + "/20261123_040000_" + std::to_string(*id) + ".log";
+    fs::create_directories(dir_ / ("logs/" + task));
+    std::ofstream(dir_ / rel) << content;
+    std::ofstream(dir_ / (rel + ".idx")) << "idx";
+    EXPECT_TRUE(store_->mark_running(*id, rel, finished));
+    if (store::is_terminal(status)) {
+      store::RunEnd end;
+      end.status = status;
+      end.finished_at = finished;
+      end.log_bytes = static_cast<int64_t>(content.size());
+      EXPECT_TRUE(store_->finish_run(*id, end));
+    }
+    return *id;
+  }
+  std::string path_of(int64_t id) { return dir_ / store_->get_run(id)->log_path; }
+
+  TempDir dir_;
+  std::unique_ptr<store::Store> store_;
+};
+
+TEST_F(ExecutorTest, DeletesRowsFilesSidecarsAndEmptyDirectoriesTogether) {
+  const int64_t a = add_run("gone", RunStatus::succeeded, kNow - 40 * kDay);
+  const int64_t b = add_run("stays", RunStatus::succeeded, kNow - 1h);
+  const std::string pa = path_of(a);
+  std::ofstream(pa + ".prev") << "older";
+  Executor ex(*store_, dir_.path(), 100);
+  auto r = ex.purge({{a, Reason::keep_for}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->rows, 1);
+  EXPECT_EQ(r->log_bytes, 7);
+  EXPECT_EQ(r->files_deleted, 3);  // .log, .idx, .prev
+  EXPECT_FALSE(fs::exists(pa));
+  EXPECT_FALSE(fs::exists(pa + ".idx"));
+  EXPECT_FALSE(fs::exists(pa + ".prev"));
+  EXPECT_FALSE(fs::exists(dir_ / "logs/gone"));
+  EXPECT_EQ(store_->get_run(a).error().code, ErrorCode::not_found);
+  EXPECT_TRUE(fs::exists(path_of(b)));
+  EXPECT_TRUE(store_->list_tombstones(10)->empty());
+}
+
+TEST_F(ExecutorTest, LeavesInFlightRunsAndTheirFilesAlone) {
+  const int64_t running = add_run("t", RunStatus::running, kNow - 400 * kDay);
+  Executor ex(*store_, dir_.path(), 100);
+  auto r = ex.purge({{running, Reason::manual}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->rows, 0);
+  EXPECT_EQ(store_->get_run(running)->status, RunStatus::running);
+  EXPECT_TRUE(fs::exists(path_of(running)));
+}
+
+TEST_F(ExecutorTest, AMissingLogFileIsCountedNotAnError) {
+  const int64_t a = add_run("t", RunStatus::failed, kNow - 400 * kDay);
+  fs::remove(path_of(a));
+  Executor ex(*store_, dir_.path(), 100);
+  auto r = ex.purge({{a, Reason::max_age}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->rows, 1);
+  EXPECT_EQ(r->files_missing, 1);
+  EXPECT_EQ(r->file_errors, 0);
+  EXPECT_TRUE(store_->list_tombstones(10)->empty());
+}
+
+TEST_F(ExecutorTest, AFileThatCannotBeRemovedKeepsItsTombstoneAndIsRetried) {
+  const int64_t a = add_run("t", RunStatus::succeeded, kNow - 400 * kDay);
+  const std::string sidecar = path_of(a) + ".tidx";
+  fs::create_directories(sidecar + "/blocker");  // a non-empty directory cannot be removed like a file
+  Executor ex(*store_, dir_.path(), 100);
+  auto r = ex.purge({{a, Reason::max_age}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->rows, 1);  // the run is deleted all the same
+  EXPECT_EQ(r->file_errors, 1);
+  EXPECT_NE(describe(*r, Policy{}, kNow).find("could not be removed"), std::string::npos);
+  ASSERT_EQ(store_->list_tombstones(10)->size(), 1u);
+  fs::remove_all(sidecar);
+  auto replay = ex.replay_tombstones();
+  ASSERT_TRUE(replay);
+  EXPECT_TRUE(store_->list_tombstones(10)->empty());
+  EXPECT_FALSE(fs::exists(dir_ / "logs/t"));
+}
+
+TEST_F(ExecutorTest, TombstonesLeftByACrashAfterTheCommitAreReplayed) {
+  const int64_t a = add_run("t", RunStatus::succeeded, kNow - 400 * kDay);
+  const std::string p = path_of(a);
+  // The crash: rows deleted and tombstones written, files not yet removed.
+  auto deleted = store_->delete_runs({a});
+  ASSERT_TRUE(deleted);
+  ASSERT_EQ(deleted->tombstones.size(), 1u);
+  ASSERT_TRUE(fs::exists(p));
+  Executor ex(*store_, dir_.path(), 100);
+  auto r = ex.replay_tombstones();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->files_deleted, 2);
+  EXPECT_FALSE(fs::exists(p));
+  EXPECT_TRUE(store_->list_tombstones(10)->empty());
+}
+
+TEST_F(ExecutorTest, SweepAppliesThePolicyAndReportsReasons) {
+  for (int i = 0; i < 30; ++i) add_run("t", RunStatus::succeeded, kNow - Millis(int64_t(30 - i) * 3'600'000));
+  Policy p = simple(10, 30 * kDay, 90 * kDay);
+  Executor ex(*store_, dir_.path(), 7);
+  auto r = sweep(*store_, ex, p, kNow);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->rows, 20);
+  EXPECT_GE(r->batches, 3);  // batch_size 7
+  EXPECT_EQ(store_->list_briefs()->size(), 10u);
+  EXPECT_EQ(describe(*r, p, kNow).rfind("Purged 20 run(s) and 140 B of logs (keep_runs: 20", 0), 0u)
+      << describe(*r, p, kNow);
+  auto again = sweep(*store_, ex, p, kNow);
+  EXPECT_EQ(again->rows, 0);
+}
+
+TEST_F(ExecutorTest, CompactionGivesFreedPagesBackToTheFileSystem) {
+  const std::string big(20'000, 'x');
+  std::vector<Expired> all;
+  for (int i = 0; i < 300; ++i) {
+    store::NewRun r;
+    r.task = "t";
+    r.status = RunStatus::succeeded;
+    r.finished_at = kNow;
+    r.message = big;
+    all.push_back({*store_->insert_run(r), Reason::manual});
+  }
+  ASSERT_TRUE(store_->checkpoint_truncate());
+  const int64_t before = fs::file_size(dir_ / "cronkeep.db");
+  Executor ex(*store_, dir_.path(), 1000);
+  ASSERT_TRUE(ex.purge(all));
+  auto c = compact(*store_, CompactMode::incremental, 64);
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_GT(c->pages_freed, 1000);
+  EXPECT_GT(c->slices, 10);
+  EXPECT_EQ(c->after.freelist_count, 0);
+  EXPECT_EQ(c->after.wal_bytes, 0);
+  const int64_t after = fs::file_size(dir_ / "cronkeep.db");
+  EXPECT_LT(after, before / 10) << "before " << before << " after " << after;
+  EXPECT_NE(describe(*c).find("Reclaimed"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cronkeep::retention

@@ -14,7 +14,8 @@ using namespace std::chrono_literals;
 
 struct Ran {
   Outcome outcome;
-  std::string output;
+  std::string output;  // both streams in arrival order
+  std::string tagged;  // each chunk as "o:" / "e:" + bytes
 };
 
 Command shell(std::string cmd) {
@@ -28,13 +29,19 @@ Ran run(const Command& cmd) {
   auto exec = Execution::start(cmd);
   EXPECT_TRUE(exec) << exec.error().message;
   Ran r;
-  r.outcome = (*exec)->wait([&](std::string_view chunk) { r.output.append(chunk); });
+  r.outcome = (*exec)->wait([&](std::string_view chunk, Stream stream) {
+    r.output.append(chunk);
+    r.tagged += (stream == Stream::out ? "o:" : "e:") + std::string(chunk);
+  });
   return r;
 }
 
-TEST(Runner, CapturesStdoutAndStderrInArrivalOrder) {
-  Ran r = run(shell("echo one; echo two >&2; echo three; echo four >&2"));
+TEST(Runner, CapturesStdoutAndStderrTaggedInArrivalOrder) {
+  // Pauses let each write arrive on its own; the two pipes are read as they
+  // become readable (docs/scheduling.md explains the ordering).
+  Ran r = run(shell("echo one; sleep 0.05; echo two >&2; sleep 0.05; echo three; sleep 0.05; echo four >&2"));
   EXPECT_EQ(r.output, "one\ntwo\nthree\nfour\n");
+  EXPECT_EQ(r.tagged, "o:one\ne:two\no:three\ne:four\n");
   EXPECT_EQ(r.outcome.exit_code, 0);
   EXPECT_FALSE(r.outcome.signal);
   EXPECT_EQ(r.outcome.stopped, StopReason::none);
@@ -126,7 +133,7 @@ TEST(Runner, StopFromAnotherThreadCancels) {
     (*exec)->stop(StopReason::cancelled);
     (*exec)->stop(StopReason::timeout);  // only the first reason counts
   });
-  Outcome o = (*exec)->wait([&](std::string_view c) { out.append(c); });
+  Outcome o = (*exec)->wait([&](std::string_view c, Stream) { out.append(c); });
   stopper.join();
   EXPECT_EQ(o.stopped, StopReason::cancelled);
   EXPECT_EQ(o.signal, SIGTERM);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -201,40 +202,80 @@ int cmd_runs(const std::string& config_path, const std::string& task, int limit,
   return kOk;
 }
 
-int cmd_logs(const std::string& config_path, const std::string& task, int64_t run_id, int64_t from_line,
-             int64_t lines, int64_t tail) {
+struct LogsArgs {
+  std::string task;
+  int64_t run_id = 0;
+  int64_t from_line = 0;  // 0 = not given
+  int64_t lines = 0;      // 0 = all
+  std::string since;
+  int64_t tail = 0;
+  bool follow = false;
+  bool json = false;
+};
+
+int cmd_logs(const std::string& config_path, const LogsArgs& a) {
   auto cfg = load_or_report(config_path);
   if (!cfg) return kUsage;
+  logs::ReadRequest req;
+  if (a.from_line > 0) req.from_line = a.from_line;
+  if (a.lines > 0) req.lines = a.lines;
+  if (a.tail > 0) req.tail = a.tail;
+  if (!a.since.empty()) {
+    req.since = parse_rfc3339(a.since);
+    if (!req.since) {
+      auto ago = parse_duration(a.since);
+      if (!ago) {
+        std::cerr << "cronkeep: --since: expected a time (2026-11-23T04:00:00Z) or a duration ago (10m): \"" << a.since
+                  << "\"\n";
+        return kUsage;
+      }
+      req.since = SystemClock().now() - *ago;
+    }
+  }
   auto st = open_read_only(*cfg);
   if (!st) return report(st.error());
-  auto run = (*st)->get_run(run_id);
+  auto run = (*st)->get_run(a.run_id);
   if (!run) return report(run.error());
-  if (run->task != task) return report(Error{ErrorCode::not_found, "run " + std::to_string(run_id) + " is not a run of " + task});
+  if (run->task != a.task)
+    return report(Error{ErrorCode::not_found, "run " + std::to_string(a.run_id) + " is not a run of " + a.task});
   if (run->log_path.empty()) {
-    std::cerr << "cronkeep: run " << run_id << " has no log (status " << store::to_string(run->status) << ")\n";
+    std::cerr << "cronkeep: run " << a.run_id << " has no log (status " << store::to_string(run->status) << ")\n";
     return kFailure;
   }
   const std::string path = cfg->daemon.data_dir + "/" + run->log_path;
-  if (from_line == 1 && lines == 0 && tail == 0) {
-    // The whole log, byte for byte.
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return report(Error{ErrorCode::not_found, "log " + path + " cannot be read"});
-    std::cout << in.rdbuf();
+  bool notes_shown = false;
+  while (true) {
+    auto page = logs::read_log(path, req);
+    if (!page) return report(page.error());
+    if (!page->note.empty() && !notes_shown) {
+      std::cerr << "cronkeep: " << page->note << "\n";
+      notes_shown = true;
+    }
+    for (size_t i = 0; i < page->lines.size(); ++i) {
+      const logs::Line& l = page->lines[i];
+      const bool last_partial = i + 1 == page->lines.size() && page->partial_last_line;
+      if (a.follow && last_partial && !page->finalized) break;  // print it once it is complete
+      if (a.json) {
+        std::cout << json{{"line", l.number}, {"stream", std::string(1, l.stream)},
+                          {"time", l.time ? json(format_rfc3339(*l.time)) : json(nullptr)},
+                          {"text", l.text}}
+                         .dump(-1, ' ', false, json::error_handler_t::replace)
+                  << "\n";
+      } else {
+        std::cout << l.text;
+        if (!last_partial) std::cout << '\n';
+      }
+    }
     std::cout.flush();
-    return kOk;
+    if (!a.follow) return kOk;
+    // Follow: keep reading until the run has ended and its log is complete.
+    auto now_run = (*st)->get_run(a.run_id);
+    if (!now_run) return report(now_run.error());
+    if (store::is_terminal(now_run->status) && page->at_end && page->lines.empty()) return kOk;
+    req = logs::ReadRequest{};
+    req.from_line = page->next_line;
+    if (page->lines.empty()) ::usleep(200'000);
   }
-  logs::LineRange range;
-  range.from_line = tail > 0 ? -tail : from_line;
-  if (lines > 0) range.lines = lines;
-  auto page = logs::read_lines(path, range);
-  if (!page) return report(page.error());
-  for (size_t i = 0; i < page->lines.size(); ++i) {
-    std::cout << page->lines[i];
-    const bool last = i + 1 == page->lines.size();
-    if (!(last && page->partial_last_line && page->first_line + static_cast<int64_t>(i) == page->total_lines))
-      std::cout << '\n';
-  }
-  return kOk;
 }
 
 }  // namespace
@@ -278,15 +319,18 @@ int main(int argc, char** argv) {
   runs_cmd->add_flag("--json", as_json, "print JSON");
   runs_cmd->callback([&] { exit_code = cmd_runs(config_path, task, limit, before, status, as_json); });
 
-  int64_t run_id = 0;
-  int64_t from_line = 1, lines = 0, tail = 0;
+  LogsArgs logs_args;
   auto* logs_cmd = app.add_subcommand("logs", "Print what a run wrote (stdout and stderr in arrival order)");
-  logs_cmd->add_option("TASK", task, "task name")->required();
-  logs_cmd->add_option("RUN", run_id, "run id")->required()->check(CLI::PositiveNumber);
-  logs_cmd->add_option("--from-line", from_line, "first line to print (1-based)")->check(CLI::PositiveNumber);
-  logs_cmd->add_option("--lines", lines, "how many lines to print")->check(CLI::PositiveNumber);
-  logs_cmd->add_option("--tail", tail, "print only the last K lines")->check(CLI::PositiveNumber);
-  logs_cmd->callback([&] { exit_code = cmd_logs(config_path, task, run_id, from_line, lines, tail); });
+  logs_cmd->add_option("TASK", logs_args.task, "task name")->required();
+  logs_cmd->add_option("RUN", logs_args.run_id, "run id")->required()->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--from-line", logs_args.from_line, "first line to print (1-based)")->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--lines", logs_args.lines, "how many lines to print")->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--since", logs_args.since,
+                       "start at the first line that arrived at or after TIME (RFC 3339) or DURATION ago (10m)");
+  logs_cmd->add_option("--tail", logs_args.tail, "print only the last K lines")->check(CLI::PositiveNumber);
+  logs_cmd->add_flag("-f,--follow", logs_args.follow, "keep printing new lines until the run ends");
+  logs_cmd->add_flag("--json", logs_args.json, "one JSON object per line: line, stream (o/e/m), time, text");
+  logs_cmd->callback([&] { exit_code = cmd_logs(config_path, logs_args); });
 
   PurgeArgs purge;
   auto* purge_cmd = app.add_subcommand(

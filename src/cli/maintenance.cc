@@ -17,6 +17,7 @@
 #include "base/units.h"
 #include "cli/commands.h"
 #include "cron/cron.h"
+#include "logs/logs.h"
 #include "retention/retention.h"
 #include "store/store.h"
 
@@ -307,12 +308,22 @@ int cmd_check(const config::Config& cfg, bool repair, bool as_json) {
   auto paths = store->log_paths();
   if (!paths) return fail_with(paths.error().message);
   std::set<std::string> known;
-  for (const auto& [id, path] : *paths) {
-    known.insert(path);
+  for (const store::LogRef& ref : *paths) {
+    known.insert(ref.log_path);
+    const std::string full = dir + "/" + ref.log_path;
     std::error_code ec;
-    if (fs::exists(dir + "/" + path, ec)) continue;
-    problem("missing_log", "run " + std::to_string(id) + ": " + path);
-    if (repair && store->forget_log(id, "log file was missing (cronkeep check --repair)")) ++repaired;
+    if (!fs::exists(full, ec)) {
+      problem("missing_log", "run " + std::to_string(ref.id) + ": " + ref.log_path);
+      if (repair && store->forget_log(ref.id, "log file was missing (cronkeep check --repair)")) ++repaired;
+      continue;
+    }
+    const logs::SidecarCheck sc = logs::check_sidecars(full);
+    if (!sc.index_ok)
+      problem("bad_sidecar", "run " + std::to_string(ref.id) + ": " + ref.log_path + ": " + sc.problem +
+                                 " (reads fall back to scanning)");
+    else if (!sc.finalized && store::is_terminal(ref.status))
+      problem("unfinalized_log", "run " + std::to_string(ref.id) + " (" + store::to_string(ref.status) +
+                                     "): " + ref.log_path + " was not finalized (the daemon stopped while it was written)");
   }
 
   auto tombs = store->list_tombstones(1'000'000);
@@ -335,7 +346,7 @@ int cmd_check(const config::Config& cfg, bool repair, bool as_json) {
     if (known.count(rel) || tombstoned.count(rel)) continue;
     problem("orphan_log", rel + " has no run");
     if (repair) {
-      for (const char* suffix : {"", ".idx", ".tidx", ".meta", ".prev"}) fs::remove(it->path().string() + suffix, ec);
+      for (const char* suffix : logs::kFileSuffixes) fs::remove(it->path().string() + suffix, ec);
       ec.clear();
       ++repaired;
     }

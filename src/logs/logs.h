@@ -1,15 +1,22 @@
-// logs/logs.h: per-run log files and reading them back.
+// logs/logs.h: per-run log files, their caps and sidecar indexes, reading
+// them back, and disk-pressure checks.
 //
-// Owns: where a run's log lives under {data_dir}/logs, writing what the
-// process printed (exactly the bytes, stdout and stderr interleaved in arrival
-// order), and reading ranges of it back. Must not know about SQL or HTTP.
+// Owns: where a run's log lives under {data_dir}/logs, writing exactly the
+// bytes the process printed (stdout and stderr interleaved in arrival order),
+// the size cap and its overflow policy, the sidecars (.idx, .tidx, .meta; the
+// format is docs/log-format.md), and reading ranges of lines back in time
+// logarithmic in the log's size. Must not know about SQL or HTTP.
 //
-// Layout (DESIGN.md "Data directory"): logs/{task}/{YYYYMMDD}_{HHMMSS}_{run_id}.log
-// with the UTC time the run started. Task names are validated at config
-// load; this part refuses any name that could escape the logs directory.
+// Layout (DESIGN.md "Data directory"):
+//   logs/{task}/{YYYYMMDD}_{HHMMSS}_{run_id}.log        the bytes
+//   ….log.idx / ….log.tidx / ….log.meta                 sidecars
+//   ….log.prev (+ .prev.idx, .prev.tidx)                 rotated-out part (drop_old)
+// Task names are validated at config load; this part refuses any name that
+// could escape the logs directory.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,52 +26,122 @@
 #include "base/time.h"
 #include "base/unique_fd.h"
 
+namespace cronkeep::events {
+class Bus;
+}
+
 namespace cronkeep::logs {
+
+// A line longer than this (without a newline) is split: the index counts
+// each 64 KiB piece as a line of its own. The bytes are not changed.
+inline constexpr size_t kMaxLineBytes = 64 * 1024;
+
+// The suffixes of every file that belongs to one run's log, ".log" excluded
+// ("" is the log itself). Retention removes all of them.
+inline constexpr const char* kFileSuffixes[] = {"", ".idx", ".tidx", ".meta", ".prev", ".prev.idx", ".prev.tidx"};
 
 // "logs/backup/20261123_040000_42.log", relative to the data directory.
 // Errors: invalid_argument when `task` is not a valid task name.
 Result<std::string> relative_log_path(std::string_view task, TimePoint started, int64_t run_id);
 
-// Appends a run's output to its log file. Not thread-safe: one writer per run.
-class LogWriter {
- public:
-  // Creates the file (and its task directory) at `path`, mode 0640.
-  // The file exists on disk when this returns. Errors: io.
-  static Result<LogWriter> create(const std::string& path);
+enum class OnFull { drop_old, drop_new, kill_task };
+enum class Stream : char { out = 'o', err = 'e', marker = 'm' };
 
-  LogWriter(LogWriter&&) = default;
-  LogWriter& operator=(LogWriter&&) = default;
-
-  // Appends `bytes` as they are. Errors: io (e.g. ENOSPC); the bytes that
-  // could not be written are counted in dropped_bytes().
-  Status append(std::string_view bytes);
-  // Closes the file. Idempotent.
-  void close();
-
-  uint64_t bytes_written() const { return written_; }
-  uint64_t dropped_bytes() const { return dropped_; }
-
- private:
-  LogWriter() = default;
-  UniqueFd fd_;
-  uint64_t written_ = 0;
-  uint64_t dropped_ = 0;
+struct WriterOptions {
+  uint64_t max_size = 0;          // per run, bytes in the current file; 0 = unbounded
+  OnFull on_full = OnFull::drop_old;
+  uint64_t min_free_space = 0;    // bytes that must stay free; 0 = no check
+  std::string space_dir;          // directory whose file system is checked
+  events::Bus* bus = nullptr;     // log lines and conditions are published here when set
+  std::string task;               // for events
+  int64_t run_id = 0;             // for events
 };
 
-struct LineRange {
-  int64_t from_line = 1;                  // 1-based; negative counts from the end (-10 = last ten)
-  std::optional<int64_t> lines;           // how many; nullopt = to the end
+// Why a writer asks for the process to be stopped.
+enum class Verdict { keep_going, stop_overflow, stop_disk_pressure };
+
+struct WriterStats {
+  uint64_t bytes_on_disk = 0;     // current file + .prev
+  uint64_t bytes_written = 0;     // everything accepted since the start
+  uint64_t bytes_dropped = 0;     // rotated away, refused when full, or lost to disk pressure
+  int64_t lines = 0;              // lines so far (a partial last line counts)
+  int64_t rotations = 0;
+  bool truncated = false;         // drop_new or kill_task cap reached
+  bool disk_pressure = false;
+  std::string error;              // the first write error, if any
+};
+
+// Writes one run's log. Not thread-safe: one writer per run, one thread.
+// Memory is bounded whatever the output: sidecar records are buffered and
+// written in batches, and no allocation happens per line.
+class LogWriter {
+ public:
+  // Creates the log (and its task directory) at `path` with its sidecars.
+  // The file exists on disk when this returns. Errors: io.
+  static Result<std::unique_ptr<LogWriter>> create(const std::string& path, WriterOptions options);
+  ~LogWriter();
+  LogWriter(const LogWriter&) = delete;
+  LogWriter& operator=(const LogWriter&) = delete;
+
+  // Appends `bytes` that arrived at `now` on `stream`. Applies the cap, the
+  // disk-pressure check (every 1 MiB or second), indexes the lines. Returns
+  // whether the caller should stop the process (kill_task).
+  Verdict append(std::string_view bytes, Stream stream, TimePoint now);
+
+  // Ends the log: indexes a partial last line, flushes the sidecars and
+  // marks .meta finalized. Idempotent.
+  Status finalize(TimePoint now);
+
+  const WriterStats& stats() const { return stats_; }
+
+ private:
+  struct State;
+  explicit LogWriter(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+  WriterStats stats_;
+};
+
+// Free bytes available to unprivileged users on the file system of `dir`.
+Result<uint64_t> free_space(const std::string& dir);
+
+struct Line {
+  int64_t number = 0;            // 1-based, counting across rotations
+  std::string text;              // without its newline
+  char stream = 'o';             // 'o', 'e', 'm' (marker), '?' (unknown: index unusable)
+  std::optional<TimePoint> time; // when it arrived (second precision), if indexed
+};
+
+struct ReadRequest {
+  int64_t from_line = 1;                 // 1-based
+  std::optional<int64_t> lines;          // how many; nullopt = to the end (capped at max_lines)
+  std::optional<TimePoint> since;        // instead of from_line: first line arrived at or after
+  std::optional<int64_t> tail;           // instead of from_line: the last K lines
+  int64_t max_lines = 100'000;           // hard cap on one read
 };
 
 struct LogPage {
-  int64_t first_line = 1;                 // number of the first line returned
-  std::vector<std::string> lines;         // without their trailing newline
-  bool partial_last_line = false;         // the file ends without a newline
-  int64_t total_lines = 0;                // lines in the file (a partial last line counts)
+  std::vector<Line> lines;
+  int64_t first_available = 1;   // lines before this were dropped (drop_old)
+  int64_t next_line = 1;         // the line after the last returned (for paging and following)
+  bool at_end = true;            // nothing more after next_line right now
+  bool partial_last_line = false;// the returned last line has no newline (yet)
+  bool finalized = false;        // the writer ended the log cleanly
+  std::string note;              // e.g. "index unusable, scanned the file"
 };
 
-// Reads a range of lines of the log at `path`. Errors: not_found when the
-// file does not exist; io otherwise.
-Result<LogPage> read_lines(const std::string& path, const LineRange& range);
+// Reads lines of the log at `path` (the .log path). Works on logs being
+// written, rotated logs (.prev first) and crashed logs (partial last line,
+// .meta not finalized). Errors: not_found when the log does not exist;
+// corruption when the log is shorter than its index says (truncated by
+// hand); io otherwise.
+Result<LogPage> read_log(const std::string& path, const ReadRequest& request);
+
+// What `cronkeep check` wants to know of a log's sidecars.
+struct SidecarCheck {
+  bool finalized = false;
+  bool index_ok = true;
+  std::string problem;
+};
+SidecarCheck check_sidecars(const std::string& path);
 
 }  // namespace cronkeep::logs

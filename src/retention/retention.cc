@@ -6,14 +6,13 @@
 #include <thread>
 
 #include "base/units.h"
+#include "logs/logs.h"
 
 namespace cronkeep::retention {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Suffixes of the files that belong to one run's log.
-constexpr const char* kLogFileSuffixes[] = {"", ".idx", ".tidx", ".meta", ".prev"};
 constexpr int64_t kMinBatch = 16;
 constexpr auto kBatchTarget = std::chrono::milliseconds(5);
 
@@ -46,7 +45,7 @@ void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, Pur
     }
     const fs::path log = fs::path(data_dir_) / rel;
     bool ok = true;
-    for (const char* suffix : kLogFileSuffixes) {
+    for (const char* suffix : logs::kFileSuffixes) {
       std::error_code ec;
       const fs::path file = log.string() + suffix;
       if (fs::remove(file, ec)) {

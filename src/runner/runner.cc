@@ -84,15 +84,17 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
                 "workdir " + command.workdir + ": " + (command.workdir.empty() ? "not set" : errno_text(errno)));
   if (!S_ISDIR(st.st_mode)) return fail(ErrorCode::invalid_argument, "workdir " + command.workdir + ": not a directory");
 
-  int fds[2];
+  int fds[2], efds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return fail(ErrorCode::io, "pipe: " + errno_text(errno));
   UniqueFd read_end(fds[0]), write_end(fds[1]);
+  if (::pipe2(efds, O_CLOEXEC) != 0) return fail(ErrorCode::io, "pipe: " + errno_text(errno));
+  UniqueFd err_read(efds[0]), err_write(efds[1]);
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2);
+  posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
   posix_spawn_file_actions_addchdir_np(&actions, command.workdir.c_str());
 
   posix_spawnattr_t attr;
@@ -119,11 +121,13 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return fail(ErrorCode::io, "cannot start /bin/sh in " + command.workdir + ": " + errno_text(rc));
   write_end.reset();
+  err_write.reset();
 
   auto exec = std::unique_ptr<Execution>(new Execution());
   exec->pid_ = pid;
   exec->command_ = command;
   exec->out_ = std::move(read_end);
+  exec->err_ = std::move(err_read);
   // glibc 2.36's <sys/pidfd.h> lacks extern "C"; the syscall is stable.
   exec->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   exec->wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -135,6 +139,7 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
     return fail(ErrorCode::io, "pidfd/eventfd: " + errno_text(err));
   }
   ::fcntl(exec->out_.get(), F_SETFL, O_NONBLOCK);
+  ::fcntl(exec->err_.get(), F_SETFL, O_NONBLOCK);
   return exec;
 }
 
@@ -164,22 +169,24 @@ Outcome Execution::wait(const OutputSink& sink) {
   if (command_.timeout.count() > 0) deadline = started + command_.timeout;
   bool term_sent = false;
   bool exited = false;
-  bool pipe_open = true;
+  bool open[2] = {true, true};
+  const int pipe_fd[2] = {out_.get(), err_.get()};
   static thread_local std::vector<char> buffer(64 * 1024);
 
   // Reads until the pipe is empty, or `budget` bytes when a leftover
   // background process keeps writing after the shell has gone.
-  auto read_available = [&](size_t budget) {
+  auto read_available = [&](int which, size_t budget) {
+    const Stream stream = which == 0 ? Stream::out : Stream::err;
     while (budget > 0) {
-      const ssize_t n = ::read(out_.get(), buffer.data(), std::min(buffer.size(), budget));
+      const ssize_t n = ::read(pipe_fd[which], buffer.data(), std::min(buffer.size(), budget));
       if (n > 0) {
-        sink(std::string_view(buffer.data(), static_cast<size_t>(n)));
+        sink(std::string_view(buffer.data(), static_cast<size_t>(n)), stream);
         budget -= static_cast<size_t>(n);
         continue;
       }
-      if (n == 0) pipe_open = false;
+      if (n == 0) open[which] = false;
       else if (errno == EINTR) continue;
-      else if (errno != EAGAIN) pipe_open = false;
+      else if (errno != EAGAIN) open[which] = false;
       return;
     }
   };
@@ -194,10 +201,14 @@ Outcome Execution::wait(const OutputSink& sink) {
   };
 
   while (!exited) {
-    pollfd fds[3] = {{pidfd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {pipe_open ? out_.get() : -1, POLLIN, 0}};
-    const int rc = ::poll(fds, 3, poll_timeout_ms(deadline));
+    pollfd fds[4] = {{pidfd_.get(), POLLIN, 0},
+                     {wake_.get(), POLLIN, 0},
+                     {open[0] ? pipe_fd[0] : -1, POLLIN, 0},
+                     {open[1] ? pipe_fd[1] : -1, POLLIN, 0}};
+    const int rc = ::poll(fds, 4, poll_timeout_ms(deadline));
     if (rc < 0 && errno != EINTR) break;
-    if (fds[2].revents) read_available(4 * buffer.size());
+    if (fds[2].revents) read_available(0, 4 * buffer.size());
+    if (fds[3].revents) read_available(1, 4 * buffer.size());
     if (fds[1].revents & POLLIN) {
       uint64_t v;
       [[maybe_unused]] ssize_t n = ::read(wake_.get(), &v, sizeof v);
@@ -221,7 +232,8 @@ Outcome Execution::wait(const OutputSink& sink) {
   do r = ::wait4(pid_, &status, 0, &usage);
   while (r < 0 && errno == EINTR);
   // Whatever the shell wrote before it exited is in the pipe now.
-  if (pipe_open) read_available(kDrainAfterExit);
+  for (int which : {0, 1})
+    if (open[which]) read_available(which, kDrainAfterExit);
   // A stopped run leaves no stragglers in its group; a run that ended by
   // itself keeps cron's behaviour (background children live on).
   if (term_sent) ::kill(-pid_, SIGKILL);

@@ -1,8 +1,9 @@
 // runner/runner.h: starting a command and seeing it to its end.
 //
 // Owns: `/bin/sh -c COMMAND` in a process group of its own, its environment
-// and working directory, the pipe that carries stdout and stderr (one pipe, so
-// the bytes keep their arrival order), timeouts and the stop sequence
+// and working directory, the pipes that carry stdout and stderr (read as they
+// become readable, so the chunks keep their arrival order as the daemon sees
+// it), timeouts and the stop sequence
 // (SIGTERM to the group, SIGKILL after graceful_stop), the exit status and
 // the child's resource usage (wait4). Must not know about SQL, HTTP, or where
 // the output goes: it hands every chunk it reads to a sink.
@@ -47,9 +48,11 @@ struct Outcome {
   int64_t max_rss_kb = 0;         // peak resident set size
 };
 
-// Receives the output as it arrives, in chunks of up to 64 KiB. Called on the
-// thread that calls Execution::wait.
-using OutputSink = std::function<void(std::string_view chunk)>;
+enum class Stream { out, err };
+
+// Receives the output as it arrives, in chunks of up to 64 KiB, with the
+// stream it came from. Called on the thread that calls Execution::wait.
+using OutputSink = std::function<void(std::string_view chunk, Stream stream)>;
 
 // One running command. Thread-safety: wait() is called by one thread;
 // stop() may be called from any thread, any number of times.
@@ -80,7 +83,8 @@ class Execution {
   void signal_group(int sig);
 
   pid_t pid_ = -1;
-  UniqueFd out_;        // read end of the output pipe
+  UniqueFd out_;        // read end of the stdout pipe
+  UniqueFd err_;        // read end of the stderr pipe
   UniqueFd pidfd_;      // readable when the child exits
   UniqueFd wake_;       // eventfd: stop() wakes wait()
   Command command_;

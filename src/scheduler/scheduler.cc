@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "base/units.h"
+#include "events/events.h"
 #include "logs/logs.h"
 #include "runner/runner.h"
 
@@ -30,6 +31,15 @@ Millis retry_wait(const config::TaskPolicy& p, int failed_attempt) {
       break;
   }
   return std::min(Millis(ms), kMaxRetryWait);
+}
+
+logs::OnFull on_full(config::LogOnFull v) {
+  switch (v) {
+    case config::LogOnFull::drop_old: return logs::OnFull::drop_old;
+    case config::LogOnFull::drop_new: return logs::OnFull::drop_new;
+    case config::LogOnFull::kill_task: return logs::OnFull::kill_task;
+  }
+  return logs::OnFull::drop_old;
 }
 
 RunStatus status_of(const runner::Outcome& o) {
@@ -331,23 +341,37 @@ void Scheduler::work(Launch run) {
   };
 
   const TimePoint started = clock_.now();
-  std::optional<logs::LogWriter> log;
+  const uint64_t min_free = config_.storage.min_free_space;
+  std::unique_ptr<logs::LogWriter> log;
   auto rel = logs::relative_log_path(task.name, started, run.id);
   std::unique_ptr<runner::Execution> exec;
+  std::optional<uint64_t> free_bytes;
+  if (min_free > 0)
+    if (auto f = logs::free_space(options_.data_dir)) free_bytes = *f;
   if (!rel) {
     fail_run(rel.error().message);
-  } else if (auto writer = logs::LogWriter::create(options_.data_dir + "/" + *rel); !writer) {
+  } else if (free_bytes && *free_bytes < min_free) {
+    fail_run("insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
+             ", min_free_space = " + format_size(min_free));
+  } else if (auto writer = logs::LogWriter::create(
+                 options_.data_dir + "/" + *rel,
+                 logs::WriterOptions{task.policy.log_max_size, on_full(task.policy.log_on_full), min_free,
+                                     options_.data_dir, options_.bus, task.name, run.id});
+             !writer) {
     fail_run(writer.error().message);
   } else if (auto st = store_.mark_running(run.id, *rel, started); !st) {
     // The log file exists before the row names it; a run cancelled while
     // queued no longer accepts the start.
-    std::error_code ec;
-    std::filesystem::remove(options_.data_dir + "/" + *rel, ec);
+    for (const char* suffix : logs::kFileSuffixes) {
+      std::error_code ec;
+      std::filesystem::remove(options_.data_dir + "/" + *rel + suffix, ec);
+    }
     spdlog::warn("run {}: not started: {}", run.id, st.error().message);
     finished(run, RunStatus::cancelled);
     return;
   } else {
-    log.emplace(std::move(*writer));
+    log = std::move(*writer);
+    publish_state(run, RunStatus::running);
     runner::Command cmd;
     cmd.shell_command = task.run;
     cmd.env = task.env;
@@ -370,18 +394,21 @@ void Scheduler::work(Launch run) {
       active->exec = exec.get();
       if (active->stop_requested != runner::StopReason::none) exec->stop(active->stop_requested);
     }
-    bool write_failed = false;
-    const runner::Outcome outcome = exec->wait([&](std::string_view chunk) {
-      if (auto st = log->append(chunk); !st && !write_failed) {
-        write_failed = true;
-        spdlog::error("run {}: {}", run.id, st.error().message);
+    std::string stop_message;
+    const runner::Outcome outcome = exec->wait([&](std::string_view chunk, runner::Stream stream) {
+      const logs::Verdict v =
+          log->append(chunk, stream == runner::Stream::out ? logs::Stream::out : logs::Stream::err, clock_.now());
+      if (v == logs::Verdict::stop_overflow) {
+        exec->stop(runner::StopReason::log_overflow);
+      } else if (v == logs::Verdict::stop_disk_pressure) {
+        if (stop_message.empty()) stop_message = "cancelled: insufficient disk space (log_on_full = kill_task)";
+        exec->stop(runner::StopReason::cancelled);
       }
     });
-    std::string stop_message;
     {
       std::lock_guard lock(mu_);
       active->exec = nullptr;
-      stop_message = active->stop_message;
+      if (stop_message.empty()) stop_message = active->stop_message;
     }
     exec.reset();
     end.status = status_of(outcome);
@@ -395,16 +422,34 @@ void Scheduler::work(Launch run) {
     if (outcome.stopped == runner::StopReason::timeout)
       end.message = "timed out after " + format_duration(task.policy.timeout) + "; " +
                     end.message.substr(end.message.find("; ") + 2);
+    if (outcome.stopped == runner::StopReason::log_overflow)
+      end.message = "log reached log_max_size = " + format_size(task.policy.log_max_size) + " (log_on_full = kill_task); " +
+                    end.message.substr(end.message.find("; ") + 2);
     if (!stop_message.empty()) end.message = stop_message + "; " + end.message;
-    if (log->dropped_bytes() > 0)
-      end.message += "; " + std::to_string(log->dropped_bytes()) + " byte(s) of output could not be written";
   }
   if (log) {
-    end.log_bytes = static_cast<int64_t>(log->bytes_written());
-    log->close();
+    if (auto st = log->finalize(clock_.now()); !st) spdlog::error("run {}: log: {}", run.id, st.error().message);
+    const logs::WriterStats& ls = log->stats();
+    end.log_bytes = static_cast<int64_t>(ls.bytes_on_disk);
+    if (ls.bytes_dropped > 0)
+      end.message += "; log: " + format_size(ls.bytes_dropped) + " dropped" +
+                     (ls.rotations > 0 ? " (" + std::to_string(ls.rotations) + " rotation(s))" : "") +
+                     (ls.disk_pressure ? " (disk pressure)" : "");
+    if (!ls.error.empty()) end.message += "; log error: " + ls.error;
   }
   if (auto st = store_.finish_run(run.id, end); !st) spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
+  publish_state(run, end.status);
   finished(run, end.status);
+}
+
+void Scheduler::publish_state(const Launch& run, RunStatus status) {
+  if (!options_.bus) return;
+  events::Event e;
+  e.kind = events::Kind::run_state;
+  e.task = tasks_[run.task].task.name;
+  e.run_id = run.id;
+  e.text = store::to_string(status);
+  options_.bus->publish(std::move(e));
 }
 
 void Scheduler::finished(const Launch& run, RunStatus status) {

@@ -54,6 +54,9 @@
 namespace cronkeep::runner {
 class Execution;
 }
+namespace cronkeep::events {
+class Bus;
+}
 
 namespace cronkeep::scheduler {
 
@@ -74,6 +77,7 @@ struct Options {
   Millis shutdown_timeout{10'000};  // running runs get this long on shutdown
   uint64_t seed = 0;                // jitter randomness; 0 = from std::random_device
   std::vector<SystemTask> system_tasks;
+  events::Bus* bus = nullptr;       // run state changes and log lines go here when set
 };
 
 // What the CLI and the API show about a task.
@@ -172,6 +176,7 @@ class Scheduler {
 
   // Worker thread body (takes mu_ itself when needed).
   void work(Launch launch);
+  void publish_state(const Launch& run, store::RunStatus status);
   void work_system(const Launch& launch);
   void finished(const Launch& launch, store::RunStatus status);
 

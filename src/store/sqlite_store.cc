@@ -595,12 +595,13 @@ class SqliteStore final : public Store {
     return {};
   }
 
-  Result<std::vector<std::pair<int64_t, std::string>>> log_paths() override {
+  Result<std::vector<LogRef>> log_paths() override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), "SELECT id, log_path FROM runs WHERE log_path != '' ORDER BY id");
-    std::vector<std::pair<int64_t, std::string>> out;
+    Stmt s(reader_.get(), "SELECT id, status, log_path FROM runs WHERE log_path != '' ORDER BY id");
+    std::vector<LogRef> out;
     int rc;
-    while ((rc = s.step()) == SQLITE_ROW) out.emplace_back(s.int64(0), s.text(1));
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back(LogRef{s.int64(0), parse_status(s.text(1)).value_or(RunStatus::crashed), s.text(2)});
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing log paths");
     return out;
   }

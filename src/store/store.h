@@ -98,6 +98,12 @@ struct RunBrief {
   int64_t log_bytes = 0;
 };
 
+struct LogRef {
+  int64_t id = 0;
+  RunStatus status = RunStatus::succeeded;
+  std::string log_path;
+};
+
 struct PurgeQuery {
   TimePoint finished_before{};           // terminal runs that finished before this
   std::optional<std::string> task;
@@ -216,8 +222,8 @@ class Store {
   virtual Result<std::string> integrity_check() = 0;
   // Clears a run's log_path (its file is gone) and appends `note` to its message.
   virtual Status forget_log(int64_t id, std::string_view note) = 0;
-  // Every run's (id, log_path) with a non-empty log path.
-  virtual Result<std::vector<std::pair<int64_t, std::string>>> log_paths() = 0;
+  // Every run with a non-empty log path, in id order.
+  virtual Result<std::vector<LogRef>> log_paths() = 0;
 
   // Copies the write-ahead log into the database without blocking writers
   // (a passive checkpoint), on a connection of its own; when no reader holds

@@ -1,0 +1,278 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "logs/logs.h"
+#include "test_util.h"
+
+namespace cronkeep::logs {
+namespace {
+
+using namespace std::chrono_literals;
+using cronkeep::testing::read_file;
+using cronkeep::testing::TempDir;
+namespace fs = std::filesystem;
+
+const TimePoint kT0 = from_unix_ms(1'795'406'400'000);
+
+class LogsTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<LogWriter> writer(WriterOptions o = {}) {
+    auto w = LogWriter::create(path_, std::move(o));
+    EXPECT_TRUE(w) << w.error().message;
+    return std::move(*w);
+  }
+  LogPage read(ReadRequest r = {}) {
+    auto p = read_log(path_, r);
+    EXPECT_TRUE(p) << p.error().message;
+    return p ? *p : LogPage{};
+  }
+  static std::string numbered(int i) { return "line " + std::to_string(i) + " of the log"; }
+
+  TempDir dir_;
+  std::string path_ = dir_ / "logs/t/20261123_040000_1.log";
+};
+
+TEST_F(LogsTest, RelativePathFollowsTheLayoutAndRefusesPathLikeNames) {
+  EXPECT_EQ(relative_log_path("backup", kT0, 42).value(), "logs/backup/20261123_040000_42.log");
+  for (const char* bad : {"..", "a/b", "", ".hidden", "a b", "x%2Fy", "cronkeep:retention"})
+    EXPECT_FALSE(relative_log_path(bad, kT0, 1)) << bad;
+}
+
+TEST_F(LogsTest, KeepsTheBytesExactlyAndIndexesLinesWithStreamAndTime) {
+  auto w = writer();
+  w->append("out one\nout ", Stream::out, kT0);
+  w->append("two\n", Stream::out, kT0 + 10ms);
+  w->append("err one\n", Stream::err, kT0 + 1500ms);
+  w->append("tail without newline", Stream::out, kT0 + 3s);
+  ASSERT_TRUE(w->finalize(kT0 + 4s));
+  EXPECT_EQ(read_file(path_), "out one\nout two\nerr one\ntail without newline");
+  EXPECT_TRUE(fs::exists(path_ + ".idx"));
+  EXPECT_TRUE(fs::exists(path_ + ".tidx"));
+  EXPECT_NE(read_file(path_ + ".meta").find("finalized=1"), std::string::npos);
+  LogPage p = read();
+  ASSERT_EQ(p.lines.size(), 4u);
+  EXPECT_EQ(p.lines[1].text, "out two");
+  EXPECT_EQ(p.lines[1].stream, 'o');
+  EXPECT_EQ(p.lines[2].stream, 'e');
+  EXPECT_EQ(p.lines[2].number, 3);
+  EXPECT_EQ(p.lines[2].time, kT0 + 1500ms);
+  EXPECT_EQ(p.lines[3].text, "tail without newline");
+  EXPECT_TRUE(p.partial_last_line);
+  EXPECT_TRUE(p.finalized);
+  EXPECT_TRUE(p.note.empty()) << p.note;
+  EXPECT_EQ(w->stats().lines, 4);
+}
+
+TEST_F(LogsTest, ReadsAnyRangeOfALargeLogThroughTheIndex) {
+  auto w = writer();
+  std::string chunk;
+  for (int i = 1; i <= 200'000; ++i) {
+    chunk += numbered(i) + "\n";
+    if (chunk.size() > 60'000) {
+      w->append(chunk, i % 7 ? Stream::out : Stream::err, kT0 + Millis(i));
+      chunk.clear();
+    }
+  }
+  w->append(chunk, Stream::out, kT0 + 200s);
+  ASSERT_TRUE(w->finalize(kT0 + 201s));
+  ReadRequest r;
+  r.from_line = 150'000;
+  r.lines = 100;
+  LogPage p = read(r);
+  ASSERT_EQ(p.lines.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(p.lines[i].number, 150'000 + i);
+    EXPECT_EQ(p.lines[i].text, numbered(150'000 + i));
+  }
+  EXPECT_EQ(p.next_line, 150'100);
+  EXPECT_FALSE(p.at_end);
+  // Well under a tenth of the index; the sidecar stays sparse.
+  EXPECT_LT(fs::file_size(path_ + ".idx"), fs::file_size(path_) / 100);
+  ReadRequest tail;
+  tail.tail = 3;
+  LogPage t = read(tail);
+  ASSERT_EQ(t.lines.size(), 3u);
+  EXPECT_EQ(t.lines.back().text, numbered(200'000));
+  EXPECT_TRUE(t.at_end);
+}
+
+TEST_F(LogsTest, SinceFindsTheFirstLineThatArrivedAtOrAfterATime) {
+  auto w = writer();
+  for (int s = 0; s < 100; ++s) w->append("second " + std::to_string(s) + "\n", Stream::out, kT0 + Millis(s * 1000));
+  ASSERT_TRUE(w->finalize(kT0 + 100s));
+  ReadRequest r;
+  r.since = kT0 + 42s;
+  r.lines = 2;
+  LogPage p = read(r);
+  ASSERT_EQ(p.lines.size(), 2u);
+  EXPECT_EQ(p.lines[0].text, "second 42");
+  EXPECT_EQ(p.lines[0].time, kT0 + 42s);
+  r.since = kT0 + 500s;
+  EXPECT_TRUE(read(r).lines.empty());
+}
+
+TEST_F(LogsTest, SplitsLinesLongerThan64KiBWithoutChangingTheBytes) {
+  auto w = writer();
+  const std::string huge(kMaxLineBytes * 2 + 10, 'x');
+  w->append(huge + "\nshort\n", Stream::out, kT0);
+  ASSERT_TRUE(w->finalize(kT0));
+  EXPECT_EQ(fs::file_size(path_), huge.size() + 7);
+  LogPage p = read();
+  ASSERT_EQ(p.lines.size(), 4u);
+  EXPECT_EQ(p.lines[0].text.size(), kMaxLineBytes);
+  EXPECT_EQ(p.lines[2].text.size(), 10u);
+  EXPECT_EQ(p.lines[3].text, "short");
+}
+
+TEST_F(LogsTest, BinaryAndNulBytesAreCapturedAsWritten) {
+  auto w = writer();
+  const std::string bin("\0\1\2\xff\n\0", 6);
+  w->append(bin, Stream::out, kT0);
+  ASSERT_TRUE(w->finalize(kT0));
+  EXPECT_EQ(read_file(path_), bin);
+  LogPage p = read();
+  ASSERT_EQ(p.lines.size(), 2u);
+  EXPECT_EQ(p.lines[0].text, std::string("\0\1\2\xff", 4));
+}
+
+TEST_F(LogsTest, DropOldRotatesToPrevAndReadsServePrevThenCurrent) {
+  WriterOptions o;
+  o.max_size = 10'000;
+  auto w = writer(o);
+  for (int i = 1; i <= 2000; ++i) w->append(numbered(i) + "\n", Stream::out, kT0 + Millis(i));
+  ASSERT_TRUE(w->finalize(kT0 + 3s));
+  EXPECT_TRUE(fs::exists(path_ + ".prev"));
+  EXPECT_LE(fs::file_size(path_), 10'000u + 200);
+  EXPECT_LE(fs::file_size(path_ + ".prev"), 10'000u + 200);
+  EXPECT_GT(w->stats().rotations, 2);
+  EXPECT_GT(w->stats().bytes_dropped, 0u);
+  LogPage p = read();
+  ASSERT_FALSE(p.lines.empty());
+  EXPECT_GT(p.first_available, 1);
+  EXPECT_EQ(p.lines.front().number, p.first_available);
+  // The newest output is all there, in order, up to the very last line.
+  EXPECT_EQ(p.lines.back().text, numbered(2000));
+  int markers = 0;
+  int64_t last_number = 0;
+  for (const Line& l : p.lines) {
+    EXPECT_GT(l.number, last_number);
+    last_number = l.number;
+    if (l.stream == 'm') {
+      ++markers;
+      EXPECT_NE(l.text.find("log rotated"), std::string::npos) << l.text;
+    }
+  }
+  EXPECT_GE(markers, 1);
+}
+
+TEST_F(LogsTest, DropNewStopsAcceptingAndSaysHowMuchWasDropped) {
+  WriterOptions o;
+  o.max_size = 1000;
+  o.on_full = OnFull::drop_new;
+  auto w = writer(o);
+  for (int i = 1; i <= 200; ++i) EXPECT_EQ(w->append(numbered(i) + "\n", Stream::out, kT0), Verdict::keep_going);
+  ASSERT_TRUE(w->finalize(kT0 + 1s));
+  const std::string text = read_file(path_);
+  EXPECT_NE(text.find("log full (log_max_size = 1000 B, log_on_full = drop_new)"), std::string::npos) << text;
+  EXPECT_NE(text.find("byte(s) of output were dropped"), std::string::npos);
+  EXPECT_TRUE(w->stats().truncated);
+  EXPECT_GT(w->stats().bytes_dropped, 2500u);  // about 3.9 KB offered, 1000 B kept
+  EXPECT_LT(fs::file_size(path_), 1300u);
+}
+
+TEST_F(LogsTest, KillTaskAsksToStopTheProcess) {
+  WriterOptions o;
+  o.max_size = 100;
+  o.on_full = OnFull::kill_task;
+  auto w = writer(o);
+  EXPECT_EQ(w->append(std::string(80, 'a') + "\n", Stream::out, kT0), Verdict::keep_going);
+  EXPECT_EQ(w->append(std::string(80, 'b') + "\n", Stream::out, kT0), Verdict::stop_overflow);
+  ASSERT_TRUE(w->finalize(kT0));
+  EXPECT_NE(read_file(path_).find("kill_task): stopping the task"), std::string::npos);
+}
+
+TEST_F(LogsTest, DiskPressureStopsAcceptingOrStopsTheTask) {
+  WriterOptions o;
+  o.min_free_space = 1ull << 60;  // more than any disk has
+  o.space_dir = dir_.path();
+  auto w = writer(o);
+  EXPECT_EQ(w->append("hello\n", Stream::out, kT0), Verdict::keep_going);
+  EXPECT_TRUE(w->stats().disk_pressure);
+  EXPECT_GT(w->stats().bytes_dropped, 0u);
+  ASSERT_TRUE(w->finalize(kT0));
+  EXPECT_NE(read_file(path_).find("disk pressure"), std::string::npos);
+
+  const std::string other = dir_ / "logs/t/20261123_040000_2.log";
+  o.on_full = OnFull::kill_task;
+  auto k = LogWriter::create(other, o);
+  ASSERT_TRUE(k);
+  EXPECT_EQ((*k)->append("hello\n", Stream::out, kT0), Verdict::stop_disk_pressure);
+}
+
+TEST_F(LogsTest, ACrashedLogWithAPartialLineAndNoFinalizeIsReadable) {
+  {
+    auto w = writer();
+    for (int i = 1; i <= 5000; ++i) w->append(numbered(i) + "\n", Stream::out, kT0);
+    w->append("half a li", Stream::out, kT0);
+    // destroyed without finalize(), as after kill -9
+  }
+  ReadRequest r;
+  r.from_line = 4999;
+  LogPage p = read(r);
+  ASSERT_EQ(p.lines.size(), 3u);
+  EXPECT_EQ(p.lines[1].text, numbered(5000));
+  EXPECT_EQ(p.lines[2].text, "half a li");
+  EXPECT_TRUE(p.partial_last_line);
+  EXPECT_FALSE(p.finalized);
+  EXPECT_FALSE(check_sidecars(path_).finalized);
+}
+
+TEST_F(LogsTest, ACorruptIndexFallsBackToScanningAndSaysSo) {
+  auto w = writer();
+  for (int i = 1; i <= 3000; ++i) w->append(numbered(i) + "\n", Stream::out, kT0);
+  ASSERT_TRUE(w->finalize(kT0));
+  std::ofstream(path_ + ".idx", std::ios::trunc) << "garbage, not an index";
+  ReadRequest r;
+  r.from_line = 2500;
+  r.lines = 1;
+  LogPage p = read(r);
+  ASSERT_EQ(p.lines.size(), 1u);
+  EXPECT_EQ(p.lines[0].text, numbered(2500));
+  EXPECT_NE(p.note.find("unusable"), std::string::npos);
+  EXPECT_FALSE(check_sidecars(path_).index_ok);
+}
+
+TEST_F(LogsTest, DeletedOrTruncatedLogsGiveClearErrors) {
+  auto w = writer();
+  for (int i = 1; i <= 3000; ++i) w->append(numbered(i) + "\n", Stream::out, kT0);
+  ASSERT_TRUE(w->finalize(kT0));
+  fs::resize_file(path_, 100);
+  auto truncated = read_log(path_, {});
+  ASSERT_FALSE(truncated);
+  EXPECT_EQ(truncated.error().code, ErrorCode::corruption);
+  fs::remove(path_);
+  auto gone = read_log(path_, {});
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ErrorCode::not_found);
+}
+
+TEST_F(LogsTest, ALogBeingWrittenIsReadableUpToWhatIsOnDisk) {
+  auto w = writer();
+  w->append("first\nsecond\npart", Stream::out, kT0);
+  LogPage p = read();
+  ASSERT_EQ(p.lines.size(), 3u);
+  EXPECT_TRUE(p.partial_last_line);
+  EXPECT_FALSE(p.finalized);
+  EXPECT_EQ(p.next_line, 3);  // the partial line will be read again once complete
+  w->append("ial\nfourth\n", Stream::out, kT0);
+  ReadRequest r;
+  r.from_line = p.next_line;
+  LogPage q = read(r);
+  ASSERT_EQ(q.lines.size(), 2u);
+  EXPECT_EQ(q.lines[0].text, "partial");
+}
+
+}  // namespace
+}  // namespace cronkeep::logs

@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "cron/cron.h"
 #include "daemon/daemon.h"
+#include "http/json.h"
 #include "logs/logs.h"
 #include "store/store.h"
 
@@ -25,6 +26,8 @@ namespace cronkeep::cli {
 namespace {
 
 using nlohmann::json;
+using http::run_json;
+using http::time_json;
 
 std::optional<config::Config> load_or_report(const std::string& path) {
   auto cfg = config::load_config(path);
@@ -43,34 +46,6 @@ Result<std::unique_ptr<store::Store>> open_read_only(const config::Config& cfg) 
   if (!std::filesystem::exists(path))
     return fail(ErrorCode::not_found, "no history yet: " + path + " does not exist (has the daemon run?)");
   return store::open_sqlite(path, store::OpenOptions{.read_only = true});
-}
-
-json time_json(const std::optional<TimePoint>& t) { return t ? json(format_rfc3339(*t, true)) : json(nullptr); }
-
-template <class T>
-json opt_json(const std::optional<T>& v) {
-  return v ? json(*v) : json(nullptr);
-}
-
-json run_json(const store::Run& r) {
-  return json{{"id", r.id},
-              {"task", r.task},
-              {"trigger", store::to_string(r.trigger)},
-              {"attempt", r.attempt},
-              {"retry_of", opt_json(r.retry_of)},
-              {"status", store::to_string(r.status)},
-              {"scheduled_at", time_json(r.scheduled_at)},
-              {"created_at", format_rfc3339(r.created_at, true)},
-              {"started_at", time_json(r.started_at)},
-              {"finished_at", time_json(r.finished_at)},
-              {"exit_code", opt_json(r.exit_code)},
-              {"signal", opt_json(r.signal)},
-              {"duration_ms", opt_json(r.duration_ms)},
-              {"cpu_ms", opt_json(r.cpu_ms)},
-              {"max_rss_kb", opt_json(r.max_rss_kb)},
-              {"log_path", r.log_path},
-              {"log_bytes", r.log_bytes},
-              {"message", r.message}};
 }
 
 std::string or_dash(const std::optional<TimePoint>& t) { return t ? format_rfc3339(*t) : "-"; }
@@ -256,11 +231,7 @@ int cmd_logs(const std::string& config_path, const LogsArgs& a) {
       const bool last_partial = i + 1 == page->lines.size() && page->partial_last_line;
       if (a.follow && last_partial && !page->finalized) break;  // print it once it is complete
       if (a.json) {
-        std::cout << json{{"line", l.number}, {"stream", std::string(1, l.stream)},
-                          {"time", l.time ? json(format_rfc3339(*l.time)) : json(nullptr)},
-                          {"text", l.text}}
-                         .dump(-1, ' ', false, json::error_handler_t::replace)
-                  << "\n";
+        std::cout << http::line_json(l).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       } else {
         std::cout << l.text;
         if (!last_partial) std::cout << '\n';
@@ -331,6 +302,17 @@ int main(int argc, char** argv) {
   logs_cmd->add_flag("-f,--follow", logs_args.follow, "keep printing new lines until the run ends");
   logs_cmd->add_flag("--json", logs_args.json, "one JSON object per line: line, stream (o/e/m), time, text");
   logs_cmd->callback([&] { exit_code = cmd_logs(config_path, logs_args); });
+
+  bool wait = false;
+  std::string run_task;
+  auto* run_cmd = app.add_subcommand("run", "Run a task now through the running daemon");
+  run_cmd->add_option("TASK", run_task, "task name")->required();
+  run_cmd->add_flag("--wait", wait, "wait until the run ends; exit 0 only if it succeeded");
+  run_cmd->add_flag("--json", as_json, "print the run as JSON");
+  run_cmd->callback([&] {
+    auto cfg = load_or_report(config_path);
+    exit_code = cfg ? cmd_run(*cfg, run_task, wait, as_json) : kUsage;
+  });
 
   PurgeArgs purge;
   auto* purge_cmd = app.add_subcommand(

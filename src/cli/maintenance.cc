@@ -15,8 +15,10 @@
 #include "base/clock.h"
 #include "base/file_lock.h"
 #include "base/units.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cron/cron.h"
+#include "http/json.h"
 #include "logs/logs.h"
 #include "retention/retention.h"
 #include "store/store.h"
@@ -56,27 +58,6 @@ Result<std::unique_ptr<store::Store>> open_reader(const config::Config& cfg) {
   return store::open_sqlite(path, store::OpenOptions{.read_only = true});
 }
 
-// Records a manual maintenance action as a run of a system task.
-void record_manual_run(store::Store& store, const char* task, TimePoint started, bool ok, const std::string& message,
-                       store::MaintenanceFigures figures) {
-  store::NewRun row;
-  row.task = task;
-  row.trigger = store::Trigger::manual;
-  row.status = store::RunStatus::running;
-  row.created_at = started;
-  auto id = store.insert_run(row);
-  if (!id) return;
-  store::RunEnd end;
-  end.status = ok ? store::RunStatus::succeeded : store::RunStatus::failed;
-  end.finished_at = SystemClock().now();
-  end.duration_ms = (end.finished_at - started).count();
-  end.message = message;
-  store.finish_run(*id, end);
-  figures.run_id = *id;
-  figures.task = task;
-  store.record_maintenance(figures);
-}
-
 int64_t dir_bytes(const std::string& dir) {
   int64_t total = 0;
   std::error_code ec;
@@ -88,184 +69,136 @@ int64_t dir_bytes(const std::string& dir) {
   return total;
 }
 
+// Prints a daemon's reply: its message (or the JSON), or its error.
+int print_reply(const Result<Reply>& reply, bool as_json) {
+  if (!reply) return fail_with(reply.error().message);
+  if (reply->status >= 400) return fail_with(reply->body.value("error", "HTTP " + std::to_string(reply->status)));
+  if (as_json) std::cout << reply->body.dump(2) << "\n";
+  else std::cout << reply->body.value("message", reply->body.dump()) << "\n";
+  return reply->body.value("file_errors", 0) == 0 ? kOk : kFailure;
+}
+
 }  // namespace
 
 int cmd_purge(const config::Config& cfg, const PurgeArgs& a) {
-  auto older = parse_duration(a.older_than);
-  if (!older) return fail_with("--older-than: " + older.error().message, kUsage);
-  store::PurgeQuery q;
-  const TimePoint now = SystemClock().now();
-  q.finished_before = now - *older;
-  if (!a.task.empty()) q.task = a.task;
-  if (!a.status.empty()) {
-    q.status = store::parse_status(a.status);
-    if (!q.status)
-      return fail_with("--status: unknown status \"" + a.status +
-                           "\" (expected succeeded, failed, timeout, cancelled, crashed, log_overflow, skipped or missed)",
-                       kUsage);
-    if (!store::is_terminal(*q.status))
-      return fail_with("--status: only terminal runs can be purged, not " + a.status, kUsage);
+  auto req = retention::make_purge_request(
+      a.older_than, a.task.empty() ? std::nullopt : std::optional<std::string>(a.task),
+      a.status.empty() ? std::nullopt : std::optional<std::string_view>(a.status),
+      a.limit != 0 ? std::optional<int64_t>(a.limit) : std::nullopt, a.dry_run);
+  if (!req) return fail_with("--" + req.error().message, kUsage);
+  auto daemon = DaemonClient::connect(cfg);
+  if (!daemon) return fail_with(daemon.error().message);
+  if (*daemon) {
+    json body{{"older_than", a.older_than}, {"dry_run", a.dry_run}};
+    if (!a.task.empty()) body["task"] = a.task;
+    if (!a.status.empty()) body["status"] = a.status;
+    if (a.limit != 0) body["limit"] = a.limit;
+    auto reply = (*daemon)->call("POST", "/api/maintenance/purge", body, 3600);
+    return print_reply(reply, a.json);
   }
-  if (a.limit < 0) return fail_with("--limit: must be positive", kUsage);
-  if (a.limit > 0) q.limit = a.limit;
-
+  SystemClock clock;
+  Result<retention::PurgeOutcome> out = fail(ErrorCode::internal, "not run");
   if (a.dry_run) {
+    // A dry run reads only: it works beside a running daemon.
     auto reader = open_reader(cfg);
     if (!reader) return fail_with(reader.error().message);
-    auto found = (*reader)->find_purgeable(q);
-    if (!found) return fail_with(found.error().message);
-    std::map<std::string, std::pair<int64_t, int64_t>> per_task;
-    for (const auto& r : *found) {
-      per_task[r.task].first += 1;
-      per_task[r.task].second += r.log_bytes;
-    }
-    int64_t runs = 0, bytes = 0;
-    json out = json::array();
-    for (const auto& [task, v] : per_task) {
-      out.push_back({{"task", task}, {"runs", v.first}, {"log_bytes", v.second}});
-      runs += v.first;
-      bytes += v.second;
-    }
-    if (a.json) {
-      std::cout << json{{"dry_run", true}, {"cutoff", format_rfc3339(q.finished_before)}, {"tasks", out},
-                        {"runs", runs}, {"log_bytes", bytes}}
-                       .dump(2)
-                << "\n";
-      return kOk;
-    }
-    std::cout << "dry run: nothing deleted; runs finished before " << format_rfc3339(q.finished_before) << "\n";
-    std::cout << fmt::format("{:<32} {:>10} {:>12}\n", "TASK", "RUNS", "LOG BYTES");
-    for (const auto& [task, v] : per_task)
-      std::cout << fmt::format("{:<32} {:>10} {:>12}\n", task, v.first, format_size(static_cast<uint64_t>(v.second)));
-    std::cout << fmt::format("{:<32} {:>10} {:>12}\n", "total", runs, format_size(static_cast<uint64_t>(bytes)));
-    return kOk;
-  }
-
-  auto w = open_writable(cfg);
-  if (!w) return fail_with(w.error().message);
-  auto found = w->store->find_purgeable(q);
-  if (!found) return fail_with(found.error().message);
-  std::vector<retention::Expired> expired;
-  expired.reserve(found->size());
-  for (const auto& r : *found) expired.push_back({r.id, retention::Reason::manual});
-  found->clear();
-  const bool tty = ::isatty(STDERR_FILENO) && expired.size() >= 1000;
-  retention::Executor executor(*w->store, cfg.daemon.data_dir, cfg.retention.batch_size);
-  auto report = executor.purge(expired, [&](int64_t done, int64_t total) {
-    if (!tty) return;
-    const int width = 40;
-    const int filled = static_cast<int>(width * done / std::max<int64_t>(1, total));
-    std::cerr << "\rpurging [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/"
-              << total << std::flush;
-  });
-  if (tty) std::cerr << "\n";
-  if (!report) {
-    record_manual_run(*w->store, retention::kRetentionTask, now, false, "Manual purge failed: " + report.error().message, {});
-    return fail_with(report.error().message);
-  }
-  std::string message = "Manual purge (--older-than " + a.older_than + (a.task.empty() ? "" : ", --task " + a.task) +
-                        (a.status.empty() ? "" : ", --status " + a.status) +
-                        (a.limit > 0 ? ", --limit " + std::to_string(a.limit) : "") + "): purged " +
-                        std::to_string(report->rows) + " run(s) and " +
-                        format_size(static_cast<uint64_t>(report->log_bytes)) + " of logs (cutoff " +
-                        format_rfc3339(q.finished_before) + ")";
-  if (report->files_missing) message += "; " + std::to_string(report->files_missing) + " log file(s) were already gone";
-  if (report->file_errors)
-    message += "; " + std::to_string(report->file_errors) + " file(s) could not be removed (" + report->first_error + ")";
-  record_manual_run(*w->store, retention::kRetentionTask, now, report->file_errors == 0, message,
-                    store::MaintenanceFigures{0, "", report->rows, report->files_deleted, report->file_errors,
-                                              report->log_bytes, 0});
-  if (a.json) {
-    std::cout << json{{"runs", report->rows}, {"log_bytes", report->log_bytes}, {"files_deleted", report->files_deleted},
-                      {"files_missing", report->files_missing}, {"file_errors", report->file_errors}, {"message", message}}
-                     .dump(2)
-              << "\n";
+    retention::Executor unused(**reader, cfg.daemon.data_dir, 1);
+    out = retention::manual_purge(**reader, unused, *req, clock);
   } else {
-    std::cout << message << "\n";
+    auto w = open_writable(cfg);
+    if (!w) return fail_with(w.error().message);
+    retention::Executor executor(*w->store, cfg.daemon.data_dir, cfg.retention.batch_size);
+    const bool tty = ::isatty(STDERR_FILENO);
+    out = retention::manual_purge(*w->store, executor, *req, clock, [&](int64_t done, int64_t total) {
+      if (!tty || total < 1000) return;
+      const int width = 40;
+      const int filled = static_cast<int>(width * done / std::max<int64_t>(1, total));
+      std::cerr << "\rpurging [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/"
+                << total << (done == total ? "\n" : "") << std::flush;
+    });
   }
-  return report->file_errors == 0 ? kOk : kFailure;
+  if (!out) return fail_with(out.error().message);
+  int64_t runs = 0, bytes = 0;
+  json tasks = json::array();
+  for (const auto& v : out->per_task) {
+    tasks.push_back({{"task", v.task}, {"runs", v.runs}, {"log_bytes", v.log_bytes}});
+    runs += v.runs;
+    bytes += v.log_bytes;
+  }
+  if (a.json) {
+    json j{{"dry_run", a.dry_run}, {"cutoff", format_rfc3339(out->cutoff)}, {"tasks", tasks}, {"message", out->message}};
+    if (!a.dry_run) {
+      j["runs"] = out->report.rows;
+      j["log_bytes"] = out->report.log_bytes;
+      j["files_deleted"] = out->report.files_deleted;
+      j["files_missing"] = out->report.files_missing;
+      j["file_errors"] = out->report.file_errors;
+    } else {
+      j["runs"] = runs;
+      j["log_bytes"] = bytes;
+    }
+    std::cout << j.dump(2) << "\n";
+  } else if (a.dry_run) {
+    std::cout << "dry run: nothing deleted; terminal runs finished before " << format_rfc3339(out->cutoff) << "\n";
+    std::cout << fmt::format("{:<32} {:>10} {:>12}\n", "TASK", "RUNS", "LOG BYTES");
+    for (const auto& v : out->per_task)
+      std::cout << fmt::format("{:<32} {:>10} {:>12}\n", v.task, v.runs, format_size(static_cast<uint64_t>(v.log_bytes)));
+    std::cout << fmt::format("{:<32} {:>10} {:>12}\n", "total", runs, format_size(static_cast<uint64_t>(bytes)));
+  } else {
+    std::cout << out->message << "\n";
+  }
+  return a.dry_run || out->report.file_errors == 0 ? kOk : kFailure;
 }
 
 int cmd_compact(const config::Config& cfg, bool full) {
+  auto daemon = DaemonClient::connect(cfg);
+  if (!daemon) return fail_with(daemon.error().message);
+  if (*daemon) return print_reply((*daemon)->call("POST", "/api/maintenance/compact", json{{"full", full}}, 3600), false);
   auto w = open_writable(cfg);
   if (!w) return fail_with(w.error().message);
-  const TimePoint started = SystemClock().now();
-  auto report = retention::compact(*w->store, full ? retention::CompactMode::full : retention::CompactMode::incremental);
-  if (!report) {
-    record_manual_run(*w->store, retention::kCompactorTask, started, false, report.error().message, {});
-    return fail_with(report.error().message);
-  }
-  const std::string message = (full ? "Full VACUUM: " : "") + retention::describe(*report);
-  record_manual_run(*w->store, retention::kCompactorTask, started, true, message,
-                    store::MaintenanceFigures{0, "", 0, 0, 0, 0, std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
-  std::cout << message << "\n";
+  auto out = retention::manual_compact(*w->store, full ? retention::CompactMode::full : retention::CompactMode::incremental,
+                                       SystemClock());
+  if (!out) return fail_with(out.error().message);
+  std::cout << out->message << "\n";
   return kOk;
 }
 
 int cmd_status(const config::Config& cfg, bool as_json) {
-  auto reader = open_reader(cfg);
-  if (!reader) return fail_with(reader.error().message);
-  store::Store& st = **reader;
-  auto stats = st.db_stats();
-  if (!stats) return fail_with(stats.error().message);
-  auto summaries = st.maintenance_summaries();
-  if (!summaries) return fail_with(summaries.error().message);
-  const TimePoint now = SystemClock().now();
-  json tasks = json::array();
-  for (auto [name, schedule] : {std::pair{retention::kRetentionTask, cfg.retention.schedule},
-                                std::pair{retention::kCompactorTask, cfg.compactor.schedule}}) {
-    json t{{"task", name}, {"schedule", schedule}};
-    auto parsed = cron::Schedule::parse(schedule);
-    auto next = parsed ? parsed->next_fire(now, cron::Zone::utc()) : std::nullopt;
-    t["next_run"] = next ? json(format_rfc3339(*next)) : json(nullptr);
-    auto last = st.list_runs(store::RunQuery{name, 1, std::nullopt, std::nullopt});
-    if (last && !last->empty()) {
-      const store::Run& r = last->front();
-      t["last_run"] = {{"id", r.id},
-                       {"status", store::to_string(r.status)},
-                       {"trigger", store::to_string(r.trigger)},
-                       {"finished_at", r.finished_at ? json(format_rfc3339(*r.finished_at)) : json(nullptr)},
-                       {"message", r.message}};
-    } else {
-      t["last_run"] = nullptr;
-    }
-    for (const auto& m : *summaries) {
-      if (m.last.task != name) continue;
-      auto figures = [](const store::MaintenanceFigures& f) {
-        return json{{"rows_deleted", f.rows_deleted},       {"files_deleted", f.files_deleted},
-                    {"file_errors", f.file_errors},         {"log_bytes_freed", f.log_bytes_freed},
-                    {"db_bytes_reclaimed", f.db_bytes_reclaimed}};
-      };
-      t["last_figures"] = figures(m.last);
-      t["total_figures"] = figures(m.total);
-    }
-    tasks.push_back(t);
-  }
-  const int64_t log_bytes = dir_bytes(cfg.daemon.data_dir + "/logs");
-  json out{{"system_tasks", tasks},
-           {"database",
-            {{"bytes", stats->db_bytes()},
-             {"page_size", stats->page_size},
-             {"page_count", stats->page_count},
-             {"free_pages", stats->freelist_count},
-             {"wal_bytes", stats->wal_bytes},
-             {"auto_vacuum", stats->auto_vacuum == 2 ? "incremental" : stats->auto_vacuum == 1 ? "full" : "none"}}},
-           {"log_dir_bytes", log_bytes}};
-  if (as_json) {
-    std::cout << out.dump(2) << "\n";
+  auto daemon = DaemonClient::connect(cfg);
+  if (!daemon) return fail_with(daemon.error().message);
+  if (*daemon) {
+    auto reply = (*daemon)->call("GET", "/api/maintenance/status");
+    if (!reply) return fail_with(reply.error().message);
+    if (reply->status != 200) return fail_with(reply->body.value("error", "HTTP " + std::to_string(reply->status)));
+    print_status(reply->body, as_json);
     return kOk;
   }
-  for (const json& t : tasks) {
+  auto reader = open_reader(cfg);
+  if (!reader) return fail_with(reader.error().message);
+  auto status = http::maintenance_status(**reader, cfg, SystemClock().now(), dir_bytes(cfg.daemon.data_dir + "/logs"));
+  if (!status) return fail_with(status.error().message);
+  print_status(*status, as_json);
+  return kOk;
+}
+
+void print_status(const json& out, bool as_json) {
+  if (as_json) {
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  for (const json& t : out["system_tasks"]) {
     std::cout << t["task"].get<std::string>() << " (" << t["schedule"].get<std::string>() << ")\n";
     if (t["last_run"].is_null()) {
       std::cout << "  last run: never\n";
     } else {
-      std::cout << "  last run: #" << t["last_run"]["id"] << " " << t["last_run"]["status"].get<std::string>() << " "
-                << (t["last_run"]["finished_at"].is_null() ? "" : t["last_run"]["finished_at"].get<std::string>())
-                << "\n    " << t["last_run"]["message"].get<std::string>() << "\n";
+      const json& r = t["last_run"];
+      std::cout << "  last run: #" << r["id"] << " " << r["status"].get<std::string>() << " ("
+                << r["trigger"].get<std::string>() << ") "
+                << (r["finished_at"].is_null() ? "" : r["finished_at"].get<std::string>()) << "\n    "
+                << r["message"].get<std::string>() << "\n";
     }
     std::cout << "  next run: " << (t["next_run"].is_null() ? "-" : t["next_run"].get<std::string>()) << "\n";
-    if (t.contains("total_figures")) {
+    if (!t["total_figures"].is_null()) {
       const json& f = t["total_figures"];
       std::cout << fmt::format("  in total: {} row(s) and {} file(s) deleted, {} of logs freed, {} of database reclaimed\n",
                                f["rows_deleted"].get<int64_t>(), f["files_deleted"].get<int64_t>(),
@@ -273,12 +206,33 @@ int cmd_status(const config::Config& cfg, bool as_json) {
                                format_size(f["db_bytes_reclaimed"].get<uint64_t>()));
     }
   }
+  const json& db = out["database"];
   std::cout << fmt::format("database: {} ({} pages of {} B, {} free), WAL {}, auto_vacuum {}\n",
-                           format_size(static_cast<uint64_t>(stats->db_bytes())), stats->page_count, stats->page_size,
-                           stats->freelist_count, format_size(static_cast<uint64_t>(stats->wal_bytes)),
-                           out["database"]["auto_vacuum"].get<std::string>());
-  std::cout << "log directory: " << format_size(static_cast<uint64_t>(log_bytes)) << "\n";
-  return kOk;
+                           format_size(db["bytes"].get<uint64_t>()), db["page_count"].get<int64_t>(),
+                           db["page_size"].get<int64_t>(), db["free_pages"].get<int64_t>(),
+                           format_size(db["wal_bytes"].get<uint64_t>()), db["auto_vacuum"].get<std::string>());
+  std::cout << "log directory: " << format_size(out["log_dir_bytes"].get<uint64_t>()) << "\n";
+}
+
+int cmd_run(const config::Config& cfg, const std::string& task, bool wait, bool as_json) {
+  auto daemon = DaemonClient::connect(cfg);
+  if (!daemon) return fail_with(daemon.error().message);
+  if (!*daemon)
+    return fail_with("no daemon is running on " + cfg.daemon.data_dir + ": start one with `cronkeep daemon` to run tasks");
+  auto reply = (*daemon)->call("POST", "/api/tasks/" + task + "/run?wait=" + (wait ? "true" : "false"), nullptr,
+                               wait ? 7 * 24 * 3600 : 30);
+  if (!reply) return fail_with(reply.error().message);
+  if (reply->status >= 400) return fail_with(reply->body.value("error", "HTTP " + std::to_string(reply->status)));
+  const json& r = reply->body;
+  if (as_json) {
+    std::cout << r.dump(2) << "\n";
+  } else {
+    std::cout << "run " << r.value("id", int64_t{0}) << " of " << task << ": " << r.value("status", std::string("?"));
+    if (!r.value("message", std::string()).empty()) std::cout << " (" << r["message"].get<std::string>() << ")";
+    std::cout << "\n";
+  }
+  if (!wait) return kOk;
+  return r.value("status", std::string()) == "succeeded" ? kOk : kFailure;
 }
 
 int cmd_check(const config::Config& cfg, bool repair, bool as_json) {

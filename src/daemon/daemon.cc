@@ -13,6 +13,8 @@
 #include "base/clock.h"
 #include "base/file_lock.h"
 #include "base/units.h"
+#include "events/events.h"
+#include "http/http.h"
 #include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
@@ -98,15 +100,29 @@ int run(const config::Config& config) {
                  replayed->file_errors);
   }
 
+  auto token = http::load_or_create_token(config);
+  if (!token) {
+    spdlog::error("{}", token.error().message);
+    return 1;
+  }
   SystemClock clock;
+  events::Bus bus;
   scheduler::Options options{data_dir, config.daemon.shutdown_timeout, 0,
-                             system_tasks(config, **store, executor, clock)};
+                             system_tasks(config, **store, executor, clock), &bus};
   scheduler::Scheduler scheduler(config, **store, clock, std::move(options));
   if (auto st = scheduler.start(); !st) {
     spdlog::error("cannot start the scheduler: {}", st.error().message);
     return 1;
   }
-  spdlog::info("cronkeep started: {} task(s), data in {}", config.tasks.size(), data_dir);
+  http::Server api(http::Deps{&config, store->get(), &scheduler, &bus, &executor, &clock, *token});
+  if (auto st = api.start(config.daemon.listen); !st) {
+    spdlog::error("{}", st.error().message);
+    scheduler.shutdown();
+    return 1;
+  }
+  spdlog::info("cronkeep started: {} task(s), data in {}, API on http://{} (token in {})", config.tasks.size(),
+               data_dir, config.daemon.listen,
+               config.daemon.token_file.empty() ? data_dir + "/token" : config.daemon.token_file);
 
   std::mutex mu;
   std::condition_variable cv;
@@ -131,6 +147,7 @@ int run(const config::Config& config) {
                format_duration(config.daemon.shutdown_timeout));
   scheduler.shutdown();
   loop.join();
+  api.stop();
   {
     std::lock_guard guard(mu);
     stopping = true;

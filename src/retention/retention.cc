@@ -187,4 +187,121 @@ std::string describe(const CompactReport& r) {
          format_size(static_cast<uint64_t>(r.wal_bytes_before)) + ")";
 }
 
+namespace {
+
+// Records a manual maintenance action as a run of a system task.
+std::optional<int64_t> record_manual_run(store::Store& store, const char* task, TimePoint started, TimePoint ended,
+                                         bool ok, const std::string& message, store::MaintenanceFigures figures) {
+  store::NewRun row;
+  row.task = task;
+  row.trigger = store::Trigger::manual;
+  row.status = store::RunStatus::running;
+  row.created_at = started;
+  auto id = store.insert_run(row);
+  if (!id) return std::nullopt;
+  store::RunEnd end;
+  end.status = ok ? store::RunStatus::succeeded : store::RunStatus::failed;
+  end.finished_at = ended;
+  end.duration_ms = (ended - started).count();
+  end.message = message;
+  store.finish_run(*id, end);
+  figures.run_id = *id;
+  figures.task = task;
+  store.record_maintenance(figures);
+  return *id;
+}
+
+}  // namespace
+
+Result<PurgeRequest> make_purge_request(std::string_view older_than, std::optional<std::string> task,
+                                        std::optional<std::string_view> status, std::optional<int64_t> limit,
+                                        bool dry_run) {
+  PurgeRequest r;
+  auto d = parse_duration(older_than);
+  if (!d) return fail(ErrorCode::invalid_argument, "older_than: " + d.error().message);
+  r.older_than = *d;
+  r.task = std::move(task);
+  if (status) {
+    r.status = store::parse_status(*status);
+    if (!r.status)
+      return fail(ErrorCode::invalid_argument,
+                  "status: unknown status \"" + std::string(*status) +
+                      "\" (expected succeeded, failed, timeout, cancelled, crashed, log_overflow, skipped or missed)");
+    if (!store::is_terminal(*r.status))
+      return fail(ErrorCode::invalid_argument, "status: only terminal runs can be purged, not " + std::string(*status));
+  }
+  if (limit && *limit < 1) return fail(ErrorCode::invalid_argument, "limit: must be at least 1");
+  r.limit = limit;
+  r.dry_run = dry_run;
+  r.origin = "older_than " + std::string(older_than) + (r.task ? ", task " + *r.task : "") +
+             (status ? ", status " + std::string(*status) : "") + (limit ? ", limit " + std::to_string(*limit) : "");
+  return r;
+}
+
+Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const PurgeRequest& req,
+                                  const Clock& clock, const Progress& progress) {
+  const TimePoint now = clock.now();
+  PurgeOutcome out;
+  out.cutoff = now - req.older_than;
+  auto found = store.find_purgeable(store::PurgeQuery{out.cutoff, req.task, req.status, req.limit});
+  if (!found) return tl::unexpected(found.error());
+  std::map<std::string, TaskVolume> volumes;
+  std::vector<Expired> expired;
+  expired.reserve(found->size());
+  for (const auto& r : *found) {
+    TaskVolume& v = volumes[r.task];
+    v.task = r.task;
+    ++v.runs;
+    v.log_bytes += r.log_bytes;
+    expired.push_back({r.id, Reason::manual});
+  }
+  found->clear();
+  for (auto& [name, v] : volumes) out.per_task.push_back(v);
+  if (req.dry_run) {
+    int64_t runs = 0, bytes = 0;
+    for (const auto& v : out.per_task) {
+      runs += v.runs;
+      bytes += v.log_bytes;
+    }
+    out.message = "Dry run (" + req.origin + "): would purge " + std::to_string(runs) + " run(s) and " +
+                  format_size(static_cast<uint64_t>(bytes)) + " of logs (cutoff " + format_rfc3339(out.cutoff) + ")";
+    return out;
+  }
+  auto report = executor.purge(expired, progress);
+  const TimePoint ended = clock.now();
+  if (!report) {
+    record_manual_run(store, kRetentionTask, now, ended, false, "Manual purge failed: " + report.error().message, {});
+    return tl::unexpected(report.error());
+  }
+  out.report = *report;
+  out.message = "Manual purge (" + req.origin + "): purged " + std::to_string(report->rows) + " run(s) and " +
+                format_size(static_cast<uint64_t>(report->log_bytes)) + " of logs (cutoff " +
+                format_rfc3339(out.cutoff) + ")";
+  if (report->files_missing)
+    out.message += "; " + std::to_string(report->files_missing) + " log file(s) were already gone";
+  if (report->file_errors)
+    out.message += "; " + std::to_string(report->file_errors) + " file(s) could not be removed and will be retried (" +
+                   report->first_error + ")";
+  out.run_id = record_manual_run(store, kRetentionTask, now, ended, report->file_errors == 0, out.message,
+                                 store::MaintenanceFigures{0, "", report->rows, report->files_deleted,
+                                                           report->file_errors, report->log_bytes, 0});
+  return out;
+}
+
+Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, const Clock& clock) {
+  const TimePoint started = clock.now();
+  auto report = compact(store, mode);
+  if (!report) {
+    record_manual_run(store, kCompactorTask, started, clock.now(), false, report.error().message, {});
+    return tl::unexpected(report.error());
+  }
+  CompactOutcome out;
+  out.report = *report;
+  out.message = (mode == CompactMode::full ? "Full VACUUM: " : "") + describe(*report);
+  out.run_id = record_manual_run(
+      store, kCompactorTask, started, clock.now(), true, out.message,
+      store::MaintenanceFigures{0, "", 0, 0, 0, 0, std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+  return out;
+}
+
 }  // namespace cronkeep::retention

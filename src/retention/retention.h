@@ -17,9 +17,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/result.h"
 #include "base/time.h"
 #include "config/config.h"
@@ -95,5 +97,50 @@ enum class CompactMode { incremental, full, checkpoint_only };
 Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t slice_pages = 512);
 
 std::string describe(const CompactReport& report);
+
+// ---- manual actions (CLI and HTTP) ----------------------------------------
+
+struct PurgeRequest {
+  Millis older_than{0};                   // terminal runs that finished before now - older_than
+  std::optional<std::string> task;
+  std::optional<store::RunStatus> status; // Requires: terminal
+  std::optional<int64_t> limit;           // >= 1
+  bool dry_run = false;
+  std::string origin;                     // "--older-than 30d …" / "POST /api/maintenance/purge": for the message
+};
+
+struct TaskVolume {
+  std::string task;
+  int64_t runs = 0;
+  int64_t log_bytes = 0;
+};
+
+struct PurgeOutcome {
+  std::vector<TaskVolume> per_task;  // what was (or, for a dry run, would be) deleted, by task
+  PurgeReport report;                // empty for a dry run
+  TimePoint cutoff{};
+  std::string message;
+  std::optional<int64_t> run_id;     // the cronkeep:retention run that records it (not for dry runs)
+};
+
+// Parses and checks a purge's parameters as users write them. Errors:
+// invalid_argument naming the parameter (older_than, status, limit).
+Result<PurgeRequest> make_purge_request(std::string_view older_than, std::optional<std::string> task,
+                                        std::optional<std::string_view> status, std::optional<int64_t> limit,
+                                        bool dry_run);
+
+// Runs a manual purge through `executor` and records it as a run of
+// cronkeep:retention (trigger manual); a dry run deletes and records nothing.
+Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const PurgeRequest& request,
+                                  const Clock& clock, const Progress& progress = {});
+
+struct CompactOutcome {
+  CompactReport report;
+  std::string message;
+  std::optional<int64_t> run_id;
+};
+
+// Compacts now and records it as a run of cronkeep:compactor (trigger manual).
+Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, const Clock& clock);
 
 }  // namespace cronkeep::retention

@@ -222,9 +222,11 @@ void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
   TaskState& ts = tasks_[t];
   const auto& p = ts.task.policy;
   if (ts.body) trigger = Trigger::system;
+  const std::optional<TimePoint> scheduled =
+      trigger == Trigger::schedule ? std::optional<TimePoint>(nominal) : std::nullopt;
   if (trigger == Trigger::catch_up || ts.running < p.max_concurrent) {
     auto id = insert(t, trigger, nominal, 1, std::nullopt, RunStatus::pending, "");
-    if (id) start_or_queue(Launch{*id, t, 1, std::nullopt});
+    if (id) start_or_queue(Launch{*id, t, 1, std::nullopt, scheduled});
     return;
   }
   const std::string limit = "max_concurrent = " + std::to_string(p.max_concurrent);
@@ -253,7 +255,7 @@ void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
     }
   }
   auto id = insert(t, trigger, nominal, 1, std::nullopt, RunStatus::pending, "");
-  if (id) start_or_queue(Launch{*id, t, 1, std::nullopt});
+  if (id) start_or_queue(Launch{*id, t, 1, std::nullopt, scheduled});
 }
 
 Result<int64_t> Scheduler::insert(size_t t, Trigger trigger, std::optional<TimePoint> scheduled, int attempt,
@@ -372,6 +374,7 @@ void Scheduler::work(Launch run) {
   } else {
     log = std::move(*writer);
     publish_state(run, RunStatus::running);
+    if (run.scheduled) record_lateness(started - *run.scheduled);
     runner::Command cmd;
     cmd.shell_command = task.run;
     cmd.env = task.env;
@@ -555,6 +558,21 @@ bool Scheduler::wait_idle(Millis timeout) {
     if (workers_ > 0) return false;
     return std::all_of(tasks_.begin(), tasks_.end(), [](const TaskState& ts) { return ts.queue.empty(); });
   });
+}
+
+void Scheduler::record_lateness(Millis late) {
+  std::lock_guard lock(mu_);
+  const double ms = static_cast<double>(std::max<int64_t>(0, late.count()));
+  size_t b = 0;
+  while (b < Lateness::kBuckets && ms > Lateness::kBoundsMs[b]) ++b;
+  ++lateness_.counts[b];
+  ++lateness_.count;
+  lateness_.sum_ms += ms;
+}
+
+Lateness Scheduler::lateness() const {
+  std::lock_guard lock(mu_);
+  return lateness_;
 }
 
 std::vector<TaskView> Scheduler::tasks() const {

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -91,6 +92,16 @@ struct TaskView {
   bool system = false;  // a system task (shown to authenticated callers only)
 };
 
+// How late scheduled runs started (started_at - scheduled_at, jitter
+// included), as a Prometheus-style histogram since the daemon started.
+struct Lateness {
+  static constexpr double kBoundsMs[] = {1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 5000};
+  static constexpr size_t kBuckets = std::size(kBoundsMs);
+  uint64_t counts[kBuckets + 1] = {};  // per bucket (not cumulative); the last is +Inf
+  uint64_t count = 0;
+  double sum_ms = 0;
+};
+
 class Scheduler {
  public:
   // Requires: `config` passed validation (config::parse_config), `store`
@@ -136,6 +147,7 @@ class Scheduler {
   bool wait_idle(Millis timeout);
 
   std::vector<TaskView> tasks() const;
+  Lateness lateness() const;
 
  private:
   struct Active;
@@ -145,6 +157,7 @@ class Scheduler {
     size_t task;
     int attempt;
     std::optional<int64_t> retry_of;
+    std::optional<TimePoint> scheduled = std::nullopt;  // for lateness: scheduled fires only
   };
   struct TaskState {
     config::Task task;
@@ -177,6 +190,7 @@ class Scheduler {
   // Worker thread body (takes mu_ itself when needed).
   void work(Launch launch);
   void publish_state(const Launch& run, store::RunStatus status);
+  void record_lateness(Millis late);
   void work_system(const Launch& launch);
   void finished(const Launch& launch, store::RunStatus status);
 
@@ -193,6 +207,7 @@ class Scheduler {
   std::vector<RetryTimer> retries_;
   std::mt19937_64 rng_;
   int workers_ = 0;
+  Lateness lateness_;
   bool stopping_ = false;
 };
 

@@ -606,6 +606,19 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  Result<std::vector<LastOutcome>> last_outcomes() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(),
+           "SELECT task, MAX(CASE WHEN status = 'succeeded' THEN finished_at END),"
+           " MAX(CASE WHEN status IN ('failed', 'timeout', 'crashed', 'log_overflow') THEN finished_at END)"
+           " FROM runs GROUP BY task ORDER BY task");
+    std::vector<LastOutcome> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(LastOutcome{s.text(0), s.opt_time(1), s.opt_time(2)});
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "reading last outcomes");
+    return out;
+  }
+
   Result<std::vector<Run>> in_flight_runs() override {
     std::lock_guard lock(read_mu_);
     Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +

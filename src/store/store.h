@@ -98,6 +98,12 @@ struct RunBrief {
   int64_t log_bytes = 0;
 };
 
+struct LastOutcome {
+  std::string task;
+  std::optional<TimePoint> last_success;
+  std::optional<TimePoint> last_failure;
+};
+
 struct LogRef {
   int64_t id = 0;
   RunStatus status = RunStatus::succeeded;
@@ -180,6 +186,8 @@ class Store {
   virtual Result<std::optional<TimePoint>> last_fire(std::string_view task) = 0;
   // One entry per task that has runs, with its newest run.
   virtual Result<std::vector<TaskSummary>> task_summaries() = 0;
+  // Per task: when it last succeeded and last failed (failure statuses).
+  virtual Result<std::vector<LastOutcome>> last_outcomes() = 0;
   // Runs currently pending or running, oldest first.
   virtual Result<std::vector<Run>> in_flight_runs() = 0;
 

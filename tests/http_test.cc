@@ -1,0 +1,342 @@
+// The HTTP API over real loopback sockets, with a real scheduler, real
+// processes and a real SQLite database.
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include "events/events.h"
+#include "http/http.h"
+#include "retention/retention.h"
+#include "scheduler/scheduler.h"
+#include "test_util.h"
+
+namespace cronkeep::http {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using cronkeep::testing::TempDir;
+
+constexpr const char* kToken = "s3cret-token";
+
+class HttpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_.daemon.data_dir = dir_.path();
+    add_task("hello", "@yearly", "echo hello; echo oops >&2");
+    add_task("fail", "@yearly", "echo no; exit 3");
+    add_task("slow", "@yearly", "echo started; sleep 30");
+    auto s = store::open_sqlite(dir_ / "cronkeep.db");
+    ASSERT_TRUE(s);
+    store_ = std::move(*s);
+    executor_ = std::make_unique<retention::Executor>(*store_, dir_.path(), 100);
+    std::vector<scheduler::SystemTask> system = {
+        {retention::kRetentionTask, "@every 1h", [](int64_t) -> Result<std::string> { return std::string("ok"); }}};
+    scheduler_ = std::make_unique<scheduler::Scheduler>(
+        config_, *store_, clock_, scheduler::Options{dir_.path(), 2s, 1, std::move(system), &bus_});
+    ASSERT_TRUE(scheduler_->start());
+    Limits limits;
+    limits.max_streams_per_client = 2;
+    server_ = std::make_unique<Server>(Deps{&config_, store_.get(), scheduler_.get(), &bus_, executor_.get(), &clock_, kToken},
+                                       limits);
+    auto st = server_->start("127.0.0.1:0");
+    ASSERT_TRUE(st) << st.error().message;
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(20s);
+  }
+  void TearDown() override {
+    scheduler_->shutdown();
+    server_->stop();
+  }
+  void add_task(const char* name, const char* cron, const char* run) {
+    config::Task t;
+    t.name = name;
+    t.cron = cron;
+    t.run = run;
+    t.workdir = dir_.path();
+    config_.tasks.push_back(t);
+  }
+  httplib::Headers auth() const { return {{"Authorization", std::string("Bearer ") + kToken}}; }
+  static json body(const httplib::Result& r) {
+    EXPECT_TRUE(r);
+    return r ? json::parse(r->body, nullptr, false) : json();
+  }
+  int64_t run_and_wait(const std::string& task) {
+    auto r = client_->Post(("/api/tasks/" + task + "/run?wait=true").c_str(), auth(), "", "application/json");
+    EXPECT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+    return body(r)["id"].get<int64_t>();
+  }
+
+  TempDir dir_;
+  config::Config config_;
+  SystemClock clock_;
+  events::Bus bus_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<retention::Executor> executor_;
+  std::unique_ptr<scheduler::Scheduler> scheduler_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(HttpTest, HealthzAnswers) {
+  auto r = client_->Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(body(r)["status"], "ok");
+}
+
+TEST_F(HttpTest, TasksListShowsSystemTasksOnlyToAuthenticatedCallers) {
+  auto anon = body(client_->Get("/api/tasks"));
+  ASSERT_TRUE(anon.is_array());
+  EXPECT_EQ(anon.size(), 3u);
+  EXPECT_EQ(anon[0]["task"], "hello");
+  EXPECT_FALSE(anon[0]["next_fire"].is_null());
+  auto authed = body(client_->Get("/api/tasks", auth()));
+  ASSERT_EQ(authed.size(), 4u);
+  EXPECT_EQ(authed[3]["task"], retention::kRetentionTask);
+  EXPECT_EQ(client_->Get("/api/tasks/cronkeep:retention/runs")->status, 404);
+  EXPECT_EQ(client_->Get("/api/tasks/cronkeep:retention/runs", auth())->status, 200);
+}
+
+TEST_F(HttpTest, MutatingRoutesNeedTheBearerToken) {
+  auto none = client_->Post("/api/tasks/hello/run", "", "application/json");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 401);
+  EXPECT_EQ(body(none)["error"], "missing bearer token");
+  auto wrong = client_->Post("/api/tasks/hello/run", {{"Authorization", "Bearer nope"}}, "", "application/json");
+  EXPECT_EQ(wrong->status, 401);
+  EXPECT_EQ(body(wrong)["error"], "invalid bearer token");
+  EXPECT_EQ(client_->Post("/api/maintenance/compact", "", "application/json")->status, 401);
+  EXPECT_EQ(client_->Post("/api/maintenance/purge", "{}", "application/json")->status, 401);
+  EXPECT_TRUE(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->empty());
+}
+
+TEST_F(HttpTest, RunNowWithWaitReturnsTheFinishedRunAndItsLog) {
+  const int64_t id = run_and_wait("hello");
+  auto run = body(client_->Get(("/api/tasks/hello/runs/" + std::to_string(id)).c_str()));
+  EXPECT_EQ(run["status"], "succeeded");
+  EXPECT_EQ(run["trigger"], "manual");
+  auto log = body(client_->Get(("/api/tasks/hello/runs/" + std::to_string(id) + "/log").c_str()));
+  ASSERT_EQ(log["lines"].size(), 2u);
+  EXPECT_EQ(log["lines"][0]["text"], "hello");
+  EXPECT_EQ(log["lines"][0]["stream"], "o");
+  EXPECT_EQ(log["lines"][1]["stream"], "e");
+  EXPECT_TRUE(log["finalized"].get<bool>());
+  auto tail = body(client_->Get(("/api/tasks/hello/runs/" + std::to_string(id) + "/log?tail=1").c_str()));
+  ASSERT_EQ(tail["lines"].size(), 1u);
+  EXPECT_EQ(tail["lines"][0]["line"], 2);
+}
+
+TEST_F(HttpTest, HistoryPagesNewestFirstWithKeysetPaging) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(run_and_wait(i % 2 ? "fail" : "hello"));
+  for (int i = 0; i < 3; ++i) run_and_wait("hello");
+  auto page = body(client_->Get("/api/tasks/hello/runs?limit=2"));
+  ASSERT_EQ(page["runs"].size(), 2u);
+  const int64_t before = page["next_before"].get<int64_t>();
+  auto next = body(client_->Get(("/api/tasks/hello/runs?limit=2&before=" + std::to_string(before)).c_str()));
+  ASSERT_EQ(next["runs"].size(), 2u);
+  EXPECT_LT(next["runs"][0]["id"].get<int64_t>(), before);
+  auto failed = body(client_->Get("/api/tasks/fail/runs?status=failed"));
+  EXPECT_EQ(failed["runs"].size(), 2u);
+  EXPECT_EQ(failed["runs"][0]["exit_code"], 3);
+}
+
+TEST_F(HttpTest, BadRequestsGetA400NamingTheField) {
+  struct Case {
+    const char* path;
+    const char* fragment;
+  };
+  for (const Case& c : {Case{"/api/tasks/hello/runs?limit=0", "limit"}, Case{"/api/tasks/hello/runs?limit=abc", "limit"},
+                        Case{"/api/tasks/hello/runs?before=-1", "before"}, Case{"/api/tasks/hello/runs?status=great", "status"},
+                        Case{"/api/tasks/hello/runs?sort=asc", "unknown query parameter \"sort\""}}) {
+    auto r = client_->Get(c.path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << c.path;
+    EXPECT_NE(body(r)["error"].get<std::string>().find(c.fragment), std::string::npos) << c.path << ": " << r->body;
+  }
+}
+
+TEST_F(HttpTest, UnknownTasksRunsAndPathLikeNamesAreNeverFileAccesses) {
+  EXPECT_EQ(client_->Get("/api/tasks/nope/runs")->status, 404);
+  EXPECT_EQ(client_->Get("/api/tasks/hello/runs/999")->status, 404);
+  EXPECT_EQ(client_->Get("/api/tasks/hello/runs/abc")->status, 404);
+  EXPECT_EQ(client_->Get("/api/tasks/../runs")->status, 404);
+  EXPECT_EQ(client_->Get("/api/tasks/..%2F..%2Fetc/runs")->status, 404);
+  EXPECT_EQ(client_->Get("/api/tasks/hello%2F..%2Ffail/runs/1/log")->status, 404);
+  auto r = client_->Post("/api/tasks/..%2Fhello/run", auth(), "", "application/json");
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(body(r)["error"].get<std::string>().rfind("no such route", 0), 0u);
+  const int64_t id = run_and_wait("hello");
+  EXPECT_EQ(client_->Get(("/api/tasks/fail/runs/" + std::to_string(id)).c_str())->status, 404);  // another task's run
+}
+
+TEST_F(HttpTest, PurgeValidatesItsBodyAndDryRunDeletesNothing) {
+  run_and_wait("hello");
+  auto post = [&](const std::string& b) { return client_->Post("/api/maintenance/purge", auth(), b, "application/json"); };
+  struct Case {
+    const char* body;
+    const char* fragment;
+  };
+  for (const Case& c : {Case{"{not json", "malformed JSON"}, Case{"[1]", "JSON object"},
+                        Case{R"({"older_than": "30d", "colour": 1})", "unknown field \"colour\""},
+                        Case{R"({"older_than": "thirty days"})", "older_than"}, Case{R"({})", "older_than"},
+                        Case{R"({"older_than": 30})", "older_than"},
+                        Case{R"({"older_than": "1d", "status": "running"})", "status"},
+                        Case{R"({"older_than": "1d", "limit": -1})", "limit"},
+                        Case{R"({"older_than": "1d", "dry_run": "yes"})", "dry_run"}}) {
+    auto r = post(c.body);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << c.body;
+    EXPECT_NE(body(r)["error"].get<std::string>().find(c.fragment), std::string::npos) << c.body << ": " << r->body;
+  }
+  auto dry = body(post(R"({"older_than": "0s", "dry_run": true})"));
+  EXPECT_EQ(dry["runs"], 1);
+  EXPECT_EQ(dry["tasks"][0]["task"], "hello");
+  EXPECT_EQ(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->size(), 1u);
+  auto real = body(post(R"({"older_than": "0s"})"));
+  EXPECT_EQ(real["runs"], 1);
+  EXPECT_TRUE(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->empty());
+  // The purge is in the history as a run of its own.
+  auto sys = store_->list_runs(store::RunQuery{retention::kRetentionTask, 10, std::nullopt, std::nullopt});
+  ASSERT_EQ(sys->size(), 1u);
+  EXPECT_EQ(sys->front().trigger, store::Trigger::manual);
+  EXPECT_NE(sys->front().message.find("purged 1 run(s)"), std::string::npos) << sys->front().message;
+}
+
+TEST_F(HttpTest, BodiesOverOneMebibyteAreRefused) {
+  const std::string big(2 << 20, 'x');
+  auto r = client_->Post("/api/maintenance/purge", auth(), big, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+}
+
+TEST_F(HttpTest, CancelStopsARunningRun) {
+  auto r = client_->Post("/api/tasks/slow/run", auth(), "", "application/json");
+  ASSERT_EQ(r->status, 202);
+  const int64_t id = body(r)["id"];
+  for (int i = 0; i < 200 && store_->get_run(id)->status != store::RunStatus::running; ++i) std::this_thread::sleep_for(10ms);
+  auto c = client_->Post(("/api/tasks/slow/runs/" + std::to_string(id) + "/cancel").c_str(), auth(), "", "application/json");
+  EXPECT_EQ(c->status, 202) << c->body;
+  ASSERT_TRUE(scheduler_->wait_idle(10s));
+  EXPECT_EQ(store_->get_run(id)->status, store::RunStatus::cancelled);
+  auto again = client_->Post(("/api/tasks/slow/runs/" + std::to_string(id) + "/cancel").c_str(), auth(), "", "application/json");
+  EXPECT_EQ(again->status, 409);
+}
+
+// Reads an SSE stream to its end; returns the events as (type, id, data).
+struct SseEvent {
+  std::string type;
+  int64_t id;
+  json data;
+};
+std::vector<SseEvent> read_stream(httplib::Client& c, const std::string& path, httplib::Headers headers = {}) {
+  std::string raw;
+  auto r = c.Get(path.c_str(), headers, [&](const char* data, size_t n) {
+    raw.append(data, n);
+    return true;
+  });
+  std::vector<SseEvent> out;
+  size_t pos = 0;
+  while (true) {
+    const size_t end = raw.find("\n\n", pos);
+    if (end == std::string::npos) break;
+    std::istringstream block(raw.substr(pos, end - pos));
+    pos = end + 2;
+    SseEvent e{"", -1, nullptr};
+    for (std::string line; std::getline(block, line);) {
+      if (line.rfind("id: ", 0) == 0) e.id = std::stoll(line.substr(4));
+      if (line.rfind("event: ", 0) == 0) e.type = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) e.data = json::parse(line.substr(6));
+    }
+    if (!e.type.empty()) out.push_back(e);
+  }
+  return out;
+}
+
+TEST_F(HttpTest, StreamReplaysAFinishedLogThenSaysDone) {
+  const int64_t id = run_and_wait("hello");
+  auto events = read_stream(*client_, "/api/tasks/hello/runs/" + std::to_string(id) + "/log/stream");
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].type, "line");
+  EXPECT_EQ(events[0].id, 1);
+  EXPECT_EQ(events[0].data["text"], "hello");
+  EXPECT_EQ(events[1].data["stream"], "e");
+  EXPECT_EQ(events[2].type, "done");
+  EXPECT_EQ(events[2].data["status"], "succeeded");
+  // Resuming after line 1 gives line 2 only: no duplicates, no gaps.
+  auto resumed = read_stream(*client_, "/api/tasks/hello/runs/" + std::to_string(id) + "/log/stream",
+                             {{"Last-Event-ID", "1"}});
+  ASSERT_EQ(resumed.size(), 2u);
+  EXPECT_EQ(resumed[0].id, 2);
+}
+
+TEST_F(HttpTest, StreamFollowsALiveRunUntilItEnds) {
+  config::Task t;
+  auto r = client_->Post("/api/tasks/slow/run", auth(), "", "application/json");
+  const int64_t id = body(r)["id"];
+  std::thread canceller([&] {
+    for (int i = 0; i < 300; ++i) {
+      auto run = store_->get_run(id);
+      if (run && run->status == store::RunStatus::running && run->log_bytes == 0) {
+        std::this_thread::sleep_for(300ms);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    scheduler_->cancel(id);
+  });
+  auto events = read_stream(*client_, "/api/tasks/slow/runs/" + std::to_string(id) + "/log/stream");
+  canceller.join();
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.front().data["text"], "started");
+  EXPECT_EQ(events.back().type, "done");
+  EXPECT_EQ(events.back().data["status"], "cancelled");
+}
+
+TEST_F(HttpTest, MetricsUsePrometheusTextFormat) {
+  run_and_wait("hello");
+  run_and_wait("fail");
+  auto r = client_->Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  const std::string& m = r->body;
+  for (const char* needle :
+       {"cronkeep_runs_finished_total{task=\"hello\",status=\"succeeded\"} 1",
+        "cronkeep_runs_finished_total{task=\"fail\",status=\"failed\"} 1", "cronkeep_last_success_timestamp_seconds{task=\"hello\"}",
+        "cronkeep_last_failure_timestamp_seconds{task=\"fail\"}", "cronkeep_runs_running{task=\"slow\"} 0",
+        "cronkeep_database_bytes ", "cronkeep_wal_bytes ", "cronkeep_log_dir_bytes ", "cronkeep_sse_clients 0",
+        "# TYPE cronkeep_scheduler_lateness_seconds histogram"})
+    EXPECT_NE(m.find(needle), std::string::npos) << needle << "\n" << m;
+}
+
+TEST_F(HttpTest, MaintenanceStatusAndCompact) {
+  auto c = client_->Post("/api/maintenance/compact", auth(), "{}", "application/json");
+  ASSERT_EQ(c->status, 200) << c->body;
+  EXPECT_NE(body(c)["message"].get<std::string>().find("Reclaimed"), std::string::npos);
+  auto s = body(client_->Get("/api/maintenance/status"));
+  EXPECT_EQ(s["system_tasks"].size(), 2u);
+  EXPECT_EQ(s["system_tasks"][1]["last_run"]["trigger"], "manual");
+  EXPECT_GT(s["database"]["bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(s["database"]["auto_vacuum"], "incremental");
+}
+
+TEST(Token, IsGeneratedOnceWithMode0600AndReadBack) {
+  TempDir dir;
+  config::Config cfg;
+  cfg.daemon.data_dir = dir.path();
+  auto t1 = load_or_create_token(cfg);
+  ASSERT_TRUE(t1);
+  EXPECT_EQ(t1->size(), 64u);
+  struct stat st{};
+  ASSERT_EQ(::stat((dir / "token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(*load_or_create_token(cfg), *t1);
+  cfg.daemon.token_file = dir / "missing";
+  EXPECT_FALSE(load_or_create_token(cfg));
+}
+
+}  // namespace
+}  // namespace cronkeep::http

@@ -11,6 +11,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 failures=0
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 check() {  # check DESCRIPTION COMMAND...
   local what=$1; shift
   if "$@"; then echo "ok   - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
@@ -57,6 +58,7 @@ cat > good.toml <<'TOML'
 [daemon]
 data_dir = "data"
 shutdown_timeout = "2s"
+listen = "127.0.0.1:PORT"
 
 [tasks.tick]
 cron = "@every 1s"
@@ -66,6 +68,7 @@ run = "echo tick $CRONKEEP_RUN_ID; echo warn >&2"
 cron = "@yearly"
 run = "echo sleeping; sleep 60"
 TOML
+sed -i "s/PORT/$(free_port)/" good.toml
 "$bin" validate -c good.toml > good.out
 check "validate lists the next three fires" test "$(grep -c 'next:' good.out)" -eq 6
 
@@ -92,10 +95,12 @@ check "logs of a run of another task is an error" bash -c "! '$bin' logs sleepy 
 cat > crash.toml <<'TOML'
 [daemon]
 data_dir = "data2"
+listen = "127.0.0.1:PORT"
 [tasks.long]
 cron = "* * * * * *"
 run = "echo partial; sleep 60"
 TOML
+sed -i "s/PORT/$(free_port)/" crash.toml
 "$bin" daemon -c crash.toml > crash.log 2>&1 &
 daemon_pid=$!
 check "a long run starts" wait_for 10 bash -c "'$bin' runs long -c crash.toml --json | grep -q '\"status\": \"running\"'"

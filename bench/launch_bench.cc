@@ -51,7 +51,7 @@ double cronkeep_rate(int n) {
   SystemClock clock;
   double rate = 0;
   {
-    scheduler::Scheduler s(cfg, **store, clock, scheduler::Options{dir, std::chrono::seconds(10), 1});
+    scheduler::Scheduler s(cfg, **store, clock, scheduler::Options{dir, std::chrono::seconds(10), 1, {}, nullptr});
     if (!s.start()) std::abort();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i)

@@ -13,6 +13,8 @@ packages=(
   libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl procps python3
+  # peers and load tools for the benchmarks under bench/
+  s6 runit daemontools wrk hyperfine
 )
 
 missing=()
@@ -28,6 +30,6 @@ if ((${#missing[@]})); then
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \
-  -DCRONKEEP_WERROR="${CRONKEEP_WERROR:-OFF}" -DCRONKEEP_BUILD_BENCH="${CRONKEEP_BUILD_BENCH:-OFF}" >/dev/null
+  -DCRONKEEP_WERROR="${CRONKEEP_WERROR:-OFF}" -DCRONKEEP_BUILD_BENCH="${CRONKEEP_BUILD_BENCH:-ON}" >/dev/null
 cmake --build build -j "$(nproc)"
 echo "setup: built build/cronkeep"

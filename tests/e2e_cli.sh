@@ -116,5 +116,40 @@ check "a second daemon on the same data directory is refused" bash -c "! '$bin' 
 kill -TERM "$daemon_pid"; wait "$daemon_pid" || true
 daemon_pid=""
 
+# 5. Maintenance from the command line, with and without a daemon.
+cat > maint.toml <<'TOML'
+[daemon]
+data_dir = "data3"
+listen = "127.0.0.1:PORT"
+[retention]
+schedule = "@yearly"
+[tasks.quick]
+cron = "@yearly"
+run = "echo quick"
+TOML
+sed -i "s/PORT/$(free_port)/" maint.toml
+check "run without a daemon is refused" bash -c "! '$bin' run quick -c maint.toml 2>/dev/null"
+"$bin" daemon -c maint.toml > maint.log 2>&1 &
+daemon_pid=$!
+check "the daemon's API answers" wait_for 10 bash -c "'$bin' status -c maint.toml >/dev/null"
+check "run --wait goes through the daemon and succeeds" bash -c "'$bin' run quick --wait -c maint.toml | grep -q succeeded"
+for i in 1 2 3; do "$bin" run quick --wait -c maint.toml > /dev/null; done
+check "purge --dry-run through the daemon deletes nothing" bash -c "'$bin' purge --older-than 0s --dry-run -c maint.toml | grep -q 'would purge 4 run'"
+check "a bad --older-than is refused with exit 2" bash -c "'$bin' purge --older-than soon -c maint.toml 2>&1; test \$? -eq 2"
+check "an unknown --status is refused" bash -c "'$bin' purge --older-than 1d --status great -c maint.toml 2>&1 | grep -q 'unknown status'"
+check "a negative --limit is refused" bash -c "! '$bin' purge --older-than 1d --limit -5 -c maint.toml 2>/dev/null"
+check "nothing was deleted by the refused purges" test "$("$bin" runs quick -c maint.toml --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -eq 4
+check "purge through the daemon deletes runs and their logs" bash -c "'$bin' purge --older-than 0s --task quick -c maint.toml | grep -q 'purged 4 run'"
+check "the purged logs are gone" test -z "$(ls data3/logs/quick 2>/dev/null)"
+check "status shows the manual purge" bash -c "'$bin' status -c maint.toml | grep -q 'Manual purge'"
+check "compact through the daemon" bash -c "'$bin' compact -c maint.toml | grep -q Reclaimed"
+kill -TERM "$daemon_pid"; wait "$daemon_pid" || true
+daemon_pid=""
+check "check finds a clean data directory" "$bin" check -c maint.toml
+echo junk > data3/logs/orphan.log
+mkdir -p data3/logs/quick && echo junk > data3/logs/quick/20260101_000000_999.log
+check "check reports an orphan log with exit 1" bash -c "'$bin' check -c maint.toml | grep -q orphan_log && ! '$bin' check -c maint.toml >/dev/null"
+check "check --repair removes it" bash -c "'$bin' check --repair -c maint.toml && '$bin' check -c maint.toml"
+
 if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
 echo "e2e: all checks passed"

@@ -85,7 +85,11 @@ int cmd_purge(const config::Config& cfg, const PurgeArgs& a) {
       a.older_than, a.task.empty() ? std::nullopt : std::optional<std::string>(a.task),
       a.status.empty() ? std::nullopt : std::optional<std::string_view>(a.status),
       a.limit != 0 ? std::optional<int64_t>(a.limit) : std::nullopt, a.dry_run);
-  if (!req) return fail_with("--" + req.error().message, kUsage);
+  if (!req) {
+    std::string m = req.error().message;  // "older_than: …" names the flag --older-than
+    if (m.rfind("older_than", 0) == 0) m.replace(0, 10, "older-than");
+    return fail_with("--" + m, kUsage);
+  }
   auto daemon = DaemonClient::connect(cfg);
   if (!daemon) return fail_with(daemon.error().message);
   if (*daemon) {

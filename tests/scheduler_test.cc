@@ -7,6 +7,7 @@
 #include <fstream>
 #include <regex>
 
+#include "logs/logs.h"
 #include "scheduler/scheduler.h"
 #include "test_util.h"
 
@@ -369,6 +370,9 @@ TEST_F(SchedulerTest, StartUpMarksRunsLeftInFlightAsCrashedAndKeepsTheirLogs) {
   EXPECT_EQ(r->status, RunStatus::crashed);
   EXPECT_EQ(r->exit_code, -2);
   EXPECT_EQ(cronkeep::testing::read_file(dir_ / "logs/t/partial.log"), "half a li");
+  // Its .meta now says the log is complete as far as it goes, so `check` is clean.
+  EXPECT_TRUE(logs::check_sidecars(dir_ / "logs/t/partial.log").finalized);
+  EXPECT_NE(cronkeep::testing::read_file(dir_ / "logs/t/partial.log.meta").find("crashed=1"), std::string::npos);
 }
 
 TEST_F(SchedulerTest, ShutdownWaitsThenCancelsRunningAndQueuedRuns) {

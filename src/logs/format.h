@@ -42,6 +42,7 @@ struct Meta {
   int64_t rotations = 0;
   uint64_t bytes_dropped = 0;
   bool finalized = false;
+  bool crashed = false;          // finalized at start-up after the writer died
 };
 
 inline constexpr const char* kMetaHeader = "cronkeep-log-meta 1";

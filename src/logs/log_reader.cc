@@ -228,9 +228,12 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
   if (!cur) return tl::unexpected(cur.error());
   segs.push_back(std::move(*cur));
   page.finalized = meta && meta->finalized;
-  if (!meta) page.note = "no readable .meta: line numbers assume the log was never rotated";
+  // No .meta: the writer has not finished (it writes .meta at the end and at
+  // each rotation), so the log was never rotated.
+  if (!meta && ::access((path + ".prev").c_str(), F_OK) == 0)
+    page.note = "no readable .meta beside a .prev: line numbers assume the log was never rotated";
   for (const Segment& s : segs)
-    if (!s.indexed && s.size > 0) {
+    if (!s.indexed && s.size > 0 && (s.idx_map.exists() || page.finalized)) {
       page.note = (page.note.empty() ? "" : page.note + "; ") + "index of " + s.path + " unusable: scanned the file";
       break;
     }
@@ -312,19 +315,19 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
 SidecarCheck check_sidecars(const std::string& path) {
   SidecarCheck c;
   const auto meta = read_meta(path);
-  if (!meta) {
+  c.finalized = meta && meta->finalized;
+  if (!meta && ::access((path + ".meta").c_str(), F_OK) == 0) {
     c.index_ok = false;
-    c.problem = "missing or unreadable .meta";
+    c.problem = "unreadable .meta";
     return c;
   }
-  c.finalized = meta->finalized;
-  auto seg = open_segment(path, path + ".idx", path + ".tidx", meta->first_line);
+  auto seg = open_segment(path, path + ".idx", path + ".tidx", meta ? meta->first_line : 1);
   if (!seg) {
     c.index_ok = false;
     c.problem = seg.error().message;
     return c;
   }
-  if (seg->size > 0 && !seg->indexed) {
+  if (seg->size > 0 && !seg->indexed && (seg->idx_map.exists() || c.finalized)) {
     c.index_ok = false;
     c.problem = "unusable .idx";
     return c;

@@ -12,6 +12,8 @@
 #include <optional>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "base/units.h"
 #include "events/events.h"
@@ -51,7 +53,8 @@ Result<UniqueFd> open_append(const std::string& path, bool truncate) {
 std::string format::render(const Meta& m) {
   return std::string(kMetaHeader) + "\nfirst_line=" + std::to_string(m.first_line) +
          "\nprev_first_line=" + std::to_string(m.prev_first_line) + "\nrotations=" + std::to_string(m.rotations) +
-         "\nbytes_dropped=" + std::to_string(m.bytes_dropped) + "\nfinalized=" + (m.finalized ? "1" : "0") + "\n";
+         "\nbytes_dropped=" + std::to_string(m.bytes_dropped) + "\nfinalized=" + (m.finalized ? "1" : "0") +
+         (m.crashed ? "\ncrashed=1" : "") + "\n";
 }
 
 bool format::parse(const std::string& text, Meta& m) {
@@ -72,6 +75,7 @@ bool format::parse(const std::string& text, Meta& m) {
     else if (key == "rotations") m.rotations = v;
     else if (key == "bytes_dropped") m.bytes_dropped = static_cast<uint64_t>(v);
     else if (key == "finalized") m.finalized = v == 1;
+    else if (key == "crashed") m.crashed = v == 1;
   }
   return m.first_line >= 1;
 }
@@ -83,6 +87,27 @@ Result<std::string> relative_log_path(std::string_view task, TimePoint started, 
   for (char c : task) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
   if (!ok) return fail(ErrorCode::invalid_argument, "invalid task name \"" + std::string(task) + "\"");
   return "logs/" + std::string(task) + "/" + format_file_stamp(started) + "_" + std::to_string(run_id) + ".log";
+}
+
+Status finalize_crashed(const std::string& path) {
+  format::Meta m;
+  std::ifstream in(path + ".meta");
+  if (in) {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (!format::parse(ss.str(), m)) m = format::Meta{};
+  }
+  m.finalized = true;
+  m.crashed = true;
+  const std::string tmp = path + ".meta.tmp";
+  auto fd = open_append(tmp, true);
+  if (!fd) return tl::unexpected(fd.error());
+  const std::string text = format::render(m);
+  if (auto st = write_all(fd->get(), text.data(), text.size()); !st) return st;
+  fd->reset();
+  if (::rename(tmp.c_str(), (path + ".meta").c_str()) != 0)
+    return fail(ErrorCode::io, "cannot write " + path + ".meta: " + std::strerror(errno));
+  return {};
 }
 
 Result<uint64_t> free_space(const std::string& dir) {
@@ -114,6 +139,7 @@ struct LogWriter::State {
   TimePoint last_space_check{};
   bool refusing = false;            // drop_new full or disk pressure: bytes are counted, not written
   bool finalized = false;
+  bool meta_written = false;
   char line_stream = 'o';
   std::string line_text;            // the current line, kept only while someone subscribes
 
@@ -123,18 +149,14 @@ struct LogWriter::State {
     if (stats->error.empty()) stats->error = e;
   }
 
+  // Opens a new current file. The sidecars are created on first use, so a
+  // run that prints nothing costs one file, not three.
   Status open_current() {
     auto l = open_append(path, true);
     if (!l) return tl::unexpected(l.error());
-    auto i = open_append(side(".idx"), true);
-    if (!i) return tl::unexpected(i.error());
-    auto t = open_append(side(".tidx"), true);
-    if (!t) return tl::unexpected(t.error());
     log = std::move(*l);
-    idx = std::move(*i);
-    tidx = std::move(*t);
-    if (auto st = write_all(idx.get(), format::kIdxMagic, format::kHeaderBytes); !st) return st;
-    if (auto st = write_all(tidx.get(), format::kTidxMagic, format::kHeaderBytes); !st) return st;
+    idx.reset();
+    tidx.reset();
     file_bytes = 0;
     prev_stream = 0;
     lines_since_checkpoint = 0;
@@ -143,20 +165,33 @@ struct LogWriter::State {
     return {};
   }
 
+  Status open_sidecar(UniqueFd& fd, const char* suffix, const char* magic) {
+    if (fd.valid()) return {};
+    auto f = open_append(side(suffix), true);
+    if (!f) return tl::unexpected(f.error());
+    fd = std::move(*f);
+    return write_all(fd.get(), magic, format::kHeaderBytes);
+  }
+
+  // The first .meta is written in place (a torn one reads as "not
+  // finalized", which is what it is); later ones replace it atomically.
   Status write_meta() {
-    const std::string tmp = side(".meta.tmp");
     const std::string text = format::render(meta);
+    const std::string target = side(".meta");
+    const std::string tmp = meta_written ? side(".meta.tmp") : target;
     auto fd = open_append(tmp, true);
     if (!fd) return tl::unexpected(fd.error());
     if (auto st = write_all(fd->get(), text.data(), text.size()); !st) return st;
     fd->reset();
-    if (::rename(tmp.c_str(), side(".meta").c_str()) != 0)
-      return fail(ErrorCode::io, "cannot write " + side(".meta") + ": " + std::strerror(errno));
+    if (meta_written && ::rename(tmp.c_str(), target.c_str()) != 0)
+      return fail(ErrorCode::io, "cannot write " + target + ": " + std::strerror(errno));
+    meta_written = true;
     return {};
   }
 
   void flush_sidecars(TimePoint now) {
     if (!idx_buf.empty()) {
+      if (auto st = open_sidecar(idx, ".idx", format::kIdxMagic); !st) note_error(st.error().message);
       if (auto st = write_all(idx.get(), reinterpret_cast<const char*>(idx_buf.data()),
                               idx_buf.size() * sizeof(format::IdxRecord));
           !st)
@@ -164,6 +199,7 @@ struct LogWriter::State {
       idx_buf.clear();
     }
     if (!tidx_buf.empty()) {
+      if (auto st = open_sidecar(tidx, ".tidx", format::kTidxMagic); !st) note_error(st.error().message);
       if (auto st = write_all(tidx.get(), reinterpret_cast<const char*>(tidx_buf.data()),
                               tidx_buf.size() * sizeof(format::TidxRecord));
           !st)
@@ -291,7 +327,10 @@ struct LogWriter::State {
     if (!at_line_start) end_line(now);
     stats->bytes_dropped += prev_bytes;
     for (auto [from, to] : {std::pair{"", ".prev"}, {".idx", ".prev.idx"}, {".tidx", ".prev.tidx"}})
-      if (::rename(side(from).c_str(), side(to).c_str()) != 0) note_error("rotating " + side(from) + ": " + std::strerror(errno));
+      if (::rename(side(from).c_str(), side(to).c_str()) != 0) {
+        if (errno == ENOENT && *from != '\0') ::unlink(side(to).c_str());  // no sidecar yet: drop the older one
+        else note_error("rotating " + side(from) + ": " + std::strerror(errno));
+      }
     prev_bytes = file_bytes;
     meta.prev_first_line = meta.first_line;
     meta.first_line = line;
@@ -344,7 +383,6 @@ Result<std::unique_ptr<LogWriter>> LogWriter::create(const std::string& path, Wr
   state->tidx_buf.reserve(kFlushRecords);
   auto writer = std::unique_ptr<LogWriter>(new LogWriter(std::move(state)));
   if (auto st = writer->state_->open_current(); !st) return tl::unexpected(st.error());
-  if (auto st = writer->state_->write_meta(); !st) return tl::unexpected(st.error());
   return writer;
 }
 

@@ -101,6 +101,11 @@ class LogWriter {
   WriterStats stats_;
 };
 
+// Marks the log of a run whose writer died (daemon killed) as finalized and
+// crashed in its .meta, keeping every byte and sidecar as they are. Called
+// by start-up reconciliation. Errors: io.
+Status finalize_crashed(const std::string& path);
+
 // Free bytes available to unprivileged users on the file system of `dir`.
 Result<uint64_t> free_space(const std::string& dir);
 

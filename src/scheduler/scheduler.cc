@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <thread>
 
+#include <unistd.h>
+
 #include "base/units.h"
 #include "events/events.h"
 #include "logs/logs.h"
@@ -100,9 +102,18 @@ Scheduler::~Scheduler() {
 
 Status Scheduler::start() {
   const TimePoint now = clock_.now();
+  auto left = store_.in_flight_runs();
+  if (!left) return tl::unexpected(left.error());
   auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
   if (!crashed) return tl::unexpected(crashed.error());
   if (*crashed > 0) spdlog::warn("{} run(s) left in flight by a previous daemon marked crashed", *crashed);
+  // Their partial logs stay; their .meta says they ended with the daemon.
+  for (const store::Run& r : *left) {
+    if (r.log_path.empty()) continue;
+    const std::string path = options_.data_dir + "/" + r.log_path;
+    if (::access(path.c_str(), F_OK) != 0) continue;
+    if (auto st = logs::finalize_crashed(path); !st) spdlog::warn("run {}: {}", r.id, st.error().message);
+  }
 
   std::lock_guard lock(mu_);
   for (size_t t = 0; t < tasks_.size(); ++t) {

@@ -4,7 +4,7 @@
 // /bin/true, measured in the same process run. Prints the median of each over
 // several repetitions and their ratio.
 //
-//   build/bench/launch_bench [RUNS_PER_REP=2000] [REPS=5]
+//   [BENCH_DIR=/tmp] build/bench/launch_bench [RUNS_PER_REP=2000] [REPS=5] [MAX_CONCURRENT=4]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 #include <algorithm>
+
+#include <stdlib.h>
 
 #include "base/clock.h"
 #include "scheduler/scheduler.h"
@@ -34,9 +36,10 @@ double shell_loop_rate(int n) {
   return n / s;
 }
 
-double cronkeep_rate(int n) {
-  char tmpl[] = "/tmp/cronkeep-bench-XXXXXX";
-  const std::string dir = ::mkdtemp(tmpl);
+double cronkeep_rate(int n, int concurrency) {
+  const char* root = std::getenv("BENCH_DIR");
+  std::string tmpl = std::string(root ? root : "/tmp") + "/cronkeep-bench-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl.data());
   auto store = store::open_sqlite(dir + "/cronkeep.db");
   if (!store) std::abort();
   config::Config cfg;
@@ -45,7 +48,7 @@ double cronkeep_rate(int n) {
   task.cron = "@yearly";
   task.run = "true";
   task.workdir = dir;
-  task.policy.max_concurrent = 8;
+  task.policy.max_concurrent = concurrency;
   task.policy.queue_max = n;
   cfg.tasks.push_back(task);
   SystemClock clock;
@@ -78,10 +81,11 @@ double cronkeep_rate(int n) {
 int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 2000;
   const int reps = argc > 2 ? std::atoi(argv[2]) : 5;
+  const int concurrency = argc > 3 ? std::atoi(argv[3]) : 4;
   std::vector<double> loop, ck;
   for (int i = 0; i < reps; ++i) {
     loop.push_back(shell_loop_rate(n));
-    ck.push_back(cronkeep_rate(n));
+    ck.push_back(cronkeep_rate(n, concurrency));
   }
   const double l = median(loop), c = median(ck);
   std::printf("launch throughput, %d runs x %d reps (median)\n", n, reps);

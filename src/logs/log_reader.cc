@@ -316,6 +316,10 @@ SidecarCheck check_sidecars(const std::string& path) {
   SidecarCheck c;
   const auto meta = read_meta(path);
   c.finalized = meta && meta->finalized;
+  struct stat st{};
+  // The writer leaves no .meta beside an empty log it finished cleanly.
+  if (!meta && ::stat(path.c_str(), &st) == 0 && st.st_size == 0 && ::access((path + ".meta").c_str(), F_OK) != 0)
+    c.finalized = true;
   if (!meta && ::access((path + ".meta").c_str(), F_OK) == 0) {
     c.index_ok = false;
     c.problem = "unreadable .meta";

@@ -89,7 +89,8 @@ class LogWriter {
   Verdict append(std::string_view bytes, Stream stream, TimePoint now);
 
   // Ends the log: indexes a partial last line, flushes the sidecars and
-  // marks .meta finalized. Idempotent.
+  // marks .meta finalized (an empty log gets no .meta: `check_sidecars`
+  // counts an empty log without one as finalized). Idempotent.
   Status finalize(TimePoint now);
 
   const WriterStats& stats() const { return stats_; }

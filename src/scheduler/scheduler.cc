@@ -122,13 +122,12 @@ Status Scheduler::start() {
     if (!last) return tl::unexpected(last.error());
     if (*last && !ts.body) {
       std::vector<TimePoint> lost;
-      size_t total = 0;
       std::optional<TimePoint> f = ts.schedule.next_fire(**last, ts.zone);
       while (f && *f <= now && lost.size() < kMaxLostFireScan) {
         lost.push_back(*f);
         f = ts.schedule.next_fire(*f, ts.zone);
       }
-      total = lost.size();
+      size_t total = lost.size();
       if (f && *f <= now) {
         // Too many to enumerate: keep the newest day exactly, count the rest roughly.
         const TimePoint from = std::max(lost.back(), now - std::chrono::hours(24));
@@ -138,7 +137,10 @@ Status Scheduler::start() {
         total += recent.size();
         lost = std::move(recent);
       }
-      if (!lost.empty()) handle_lost_fires(t, lost, total, CatchUpRuns::by_policy);
+      if (!lost.empty()) {
+        Status st = store_.write_batch([&] { handle_lost_fires(t, lost, total, CatchUpRuns::by_policy); });
+        if (!st) return st;
+      }
     }
     schedule_next(t, now);
   }
@@ -191,6 +193,20 @@ std::optional<TimePoint> Scheduler::tick() {
   std::lock_guard lock(mu_);
   if (stopping_) return std::nullopt;
   const TimePoint now = clock_.now();
+  // Everything due now is recorded in one commit; the workers launched
+  // meanwhile start their bookkeeping as soon as it lands.
+  Status batch = store_.write_batch([&] { fire_due(now); });
+  if (!batch) spdlog::error("recording fires: {}", batch.error().message);
+
+  std::optional<TimePoint> next;
+  for (const TaskState& ts : tasks_)
+    if (ts.next_fire && (!next || ts.next_due < *next)) next = ts.next_due;
+  for (const RetryTimer& r : retries_)
+    if (!next || r.due < *next) next = r.due;
+  return next;
+}
+
+void Scheduler::fire_due(TimePoint now) {
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
     if (!ts.next_fire || ts.next_due > now) continue;
@@ -220,13 +236,6 @@ std::optional<TimePoint> Scheduler::tick() {
     auto id = insert(r.task, Trigger::retry, std::nullopt, r.attempt, r.retry_of, RunStatus::pending, "");
     if (id) start_or_queue(Launch{*id, r.task, r.attempt, r.retry_of});
   }
-
-  std::optional<TimePoint> next;
-  for (const TaskState& ts : tasks_)
-    if (ts.next_fire && (!next || ts.next_due < *next)) next = ts.next_due;
-  for (const RetryTimer& r : retries_)
-    if (!next || r.due < *next) next = r.due;
-  return next;
 }
 
 void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {

@@ -177,6 +177,7 @@ class Scheduler {
   };
   // All private methods require mu_ held.
   void schedule_next(size_t t, TimePoint after);
+  void fire_due(TimePoint now);
   void fire(size_t t, TimePoint nominal, store::Trigger trigger);
   enum class CatchUpRuns { by_policy, none };
   void handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs);

@@ -263,6 +263,18 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  Status write_batch(const std::function<void()>& body) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    if (auto st = exec(writer_.get(), "BEGIN IMMEDIATE"); !st) return st;
+    body();
+    if (auto st = exec(writer_.get(), "COMMIT"); !st) {
+      exec(writer_.get(), "ROLLBACK");
+      return st;
+    }
+    return {};
+  }
+
   Result<int64_t> insert_run(const NewRun& run) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
@@ -659,7 +671,7 @@ class SqliteStore final : public Store {
     return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
   }
 
-  std::mutex write_mu_;
+  std::recursive_mutex write_mu_;  // recursive: write_batch's body calls the other writers
   std::mutex read_mu_;
   std::mutex checkpoint_mu_;
   std::string path_;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -166,6 +167,13 @@ struct TaskSummary {
 class Store {
  public:
   virtual ~Store() = default;
+
+  // Runs `body` with every insert_run/mark_running/finish_run it makes in
+  // ONE transaction (one commit instead of one per call), holding the write
+  // lock throughout; other threads' writes wait for it. Requires: `body` makes
+  // only those three calls. A failed commit is returned (the calls' own
+  // results said success).
+  virtual Status write_batch(const std::function<void()>& body) = 0;
 
   // Inserts a run; returns its id.
   virtual Result<int64_t> insert_run(const NewRun& run) = 0;

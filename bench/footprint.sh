@@ -12,5 +12,11 @@ work=$(mktemp -d /tmp/cronkeep-rss-XXXXXX); trap 'rm -rf "$work"' EXIT
 sleep 3
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+anon=$(awk '/RssAnon/ {print $2}' /proc/$pid/status)
+file=$(awk '/RssFile/ {print $2}' /proc/$pid/status)
+pss=$(awk '/^Pss:/ {print $2}' /proc/$pid/smaps_rollup)
+threads=$(awk '/Threads/ {print $2}' /proc/$pid/status)
+libs=$(awk '/^[0-9a-f]/{name=$6} /^Rss:/{rss[name]+=$2} END{for(n in rss) if (n ~ /\.so/) print rss[n], n}' /proc/$pid/smaps | sort -rn | head -4 | awk '{printf "%s %s kB; ", $2, $1}')
 kill -TERM $pid; wait $pid || true
-echo "idle daemon with 100 tasks: RSS ${rss} kB (peak ${hwm} kB); goal < 8192 kB"
+echo "idle daemon with 100 tasks: RSS ${rss} kB (peak ${hwm} kB, PSS ${pss} kB): ${anon} kB anonymous + ${file} kB file-backed; ${threads} threads; goal < 8192 kB"
+echo "largest shared libraries resident: ${libs}"

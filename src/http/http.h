@@ -39,11 +39,11 @@ struct Deps {
 
 struct Limits {
   size_t max_body_bytes = 1 << 20;
-  int max_streams = 64;                      // concurrent SSE streams in all
+  int max_streams = 32;                      // concurrent SSE streams in all
   int max_streams_per_client = 8;            // per remote address
   std::chrono::seconds stream_idle{600};     // an SSE stream with no event for this long is closed
   std::chrono::seconds keepalive{15};        // SSE comment lines to detect gone clients
-  int threads = 16;                          // request workers, besides the SSE streams
+  int threads = 8;                           // request workers, besides the SSE streams
 };
 
 // Starts serving in a background thread. Thread-safe stop().

@@ -375,6 +375,22 @@ TEST_F(SchedulerTest, StartUpMarksRunsLeftInFlightAsCrashedAndKeepsTheirLogs) {
   EXPECT_NE(cronkeep::testing::read_file(dir_ / "logs/t/partial.log.meta").find("crashed=1"), std::string::npos);
 }
 
+TEST_F(SchedulerTest, StartUpAdoptsALogCreatedJustBeforeTheDaemonDied) {
+  add_task("t", "@yearly", "true");
+  store::NewRun left;
+  left.task = "t";
+  left.created_at = kT0 - 1min;
+  auto id = store_->insert_run(left);  // pending, no log_path yet
+  const std::string rel = "logs/t/20261123_035900_" + std::to_string(*id) + ".log";
+  std::filesystem::create_directories(dir_ / "logs/t");
+  std::ofstream(dir_ / rel) << "early output";
+  start();
+  auto r = store_->get_run(*id);
+  EXPECT_EQ(r->status, RunStatus::crashed);
+  EXPECT_EQ(r->log_path, rel);
+  EXPECT_TRUE(logs::check_sidecars(dir_ / rel).finalized);
+}
+
 TEST_F(SchedulerTest, ShutdownWaitsThenCancelsRunningAndQueuedRuns) {
   auto& t = add_task("long", "@every 10s", "echo going; sleep 30");
   t.policy.graceful_stop = 1s;

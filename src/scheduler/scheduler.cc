@@ -23,6 +23,19 @@ constexpr Millis kMaxRetryWait = std::chrono::minutes(5);
 // Enumerating lost fires stops here; beyond it only the last day is examined.
 constexpr size_t kMaxLostFireScan = 100'000;
 
+// The log a run created before its row named it: logs/{task}/*_{id}.log.
+std::optional<std::string> find_log_of(const std::string& data_dir, const std::string& task, int64_t id) {
+  if (!logs::relative_log_path(task, TimePoint{}, id)) return std::nullopt;  // not a path-safe name
+  const std::string suffix = "_" + std::to_string(id) + ".log";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/logs/" + task, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return "logs/" + task + "/" + name;
+  }
+  return std::nullopt;
+}
+
 Millis retry_wait(const config::TaskPolicy& p, int failed_attempt) {
   int64_t ms = p.retry_delay.count();
   switch (p.retry_backoff) {
@@ -107,9 +120,19 @@ Status Scheduler::start() {
   auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
   if (!crashed) return tl::unexpected(crashed.error());
   if (*crashed > 0) spdlog::warn("{} run(s) left in flight by a previous daemon marked crashed", *crashed);
-  // Their partial logs stay; their .meta says they ended with the daemon.
-  for (const store::Run& r : *left) {
-    if (r.log_path.empty()) continue;
+  // Their partial logs stay; their .meta says they ended with the daemon. A
+  // run that died between creating its log and recording it gets its log
+  // adopted, so no file is left without a row naming it.
+  for (store::Run& r : *left) {
+    if (r.log_path.empty()) {
+      auto found = find_log_of(options_.data_dir, r.task, r.id);
+      if (!found) continue;
+      if (auto st = store_.adopt_log(r.id, *found); !st) {
+        spdlog::warn("run {}: {}", r.id, st.error().message);
+        continue;
+      }
+      r.log_path = *found;
+    }
     const std::string path = options_.data_dir + "/" + r.log_path;
     if (::access(path.c_str(), F_OK) != 0) continue;
     if (auto st = logs::finalize_crashed(path); !st) spdlog::warn("run {}: {}", r.id, st.error().message);

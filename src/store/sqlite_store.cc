@@ -594,6 +594,17 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  Status adopt_log(int64_t id, const std::string& log_path) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(), "UPDATE runs SET log_path = ? WHERE id = ? AND log_path = ''");
+    s.bind(1, log_path);
+    s.bind(2, id);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "adopting log");
+    if (sqlite3_changes(writer_.get()) == 0) return missing_or_conflict(id, "already has a log");
+    return {};
+  }
+
   Status forget_log(int64_t id, std::string_view note) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;

@@ -236,6 +236,10 @@ class Store {
 
   // PRAGMA integrity_check: "ok" or the problems, one per line.
   virtual Result<std::string> integrity_check() = 0;
+  // Sets the log_path of a run that has none (a log created just before the
+  // daemon died, found at start-up). Errors: not_found; conflict when the
+  // run already has a log path.
+  virtual Status adopt_log(int64_t id, const std::string& log_path) = 0;
   // Clears a run's log_path (its file is gone) and appends `note` to its message.
   virtual Status forget_log(int64_t id, std::string_view note) = 0;
   // Every run with a non-empty log path, in id order.

@@ -23,14 +23,15 @@ jobs=$(nproc)
 echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRONKEEP_SANITIZE="address;undefined" \
   -DCRONKEEP_BUILD_BENCH=OFF >/dev/null
-cmake --build build-asan -j "$jobs" 2>&1 | grep -E "error|FAILED" || true
-cmake --build build-asan -j "$jobs" >/dev/null
+cmake --build build-asan -j "$jobs" > build-asan/build.log 2>&1 || { tail -40 build-asan/build.log; exit 1; }
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j 2 --timeout 300 -E chaos
 
 echo "== scheduler, runner, bus and HTTP tests under ThreadSanitizer"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRONKEEP_SANITIZE=thread \
   -DCRONKEEP_BUILD_BENCH=OFF >/dev/null
-cmake --build build-tsan -j "$jobs" --target cronkeep_tests >/dev/null
+cmake --build build-tsan -j "$jobs" --target cronkeep_tests > build-tsan/build.log 2>&1 ||
+  { tail -40 build-tsan/build.log; exit 1; }
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  build-tsan/tests/cronkeep_tests --gtest_filter='SchedulerTest.*:Runner.*:Bus.*:HttpTest.*'
+  build-tsan/tests/cronkeep_tests --gtest_filter='SchedulerTest.*:Runner.*:Bus.*:HttpTest.*' --gtest_brief=1
+echo "test.sh: every stage passed (tests, ASan+UBSan, TSan)"

@@ -39,7 +39,8 @@ void sql(sqlite3* db, const std::string& q) {
 }
 
 // A database with `n` terminal runs of 100 tasks, finished 400 days ago,
-// each with a 120-byte log file; built with raw inserts for speed.
+// each with a 120-byte log and the sidecars the writer leaves beside a log
+// with output (.idx, .tidx, .meta); built with raw inserts for speed.
 void build_history(const std::string& dir, int64_t n) {
   fs::create_directories(dir);
   { auto s = store::open_sqlite(dir + "/cronkeep.db"); if (!s) std::exit(1); }
@@ -59,6 +60,9 @@ void build_history(const std::string& dir, int64_t n) {
     const std::string rel = "logs/" + task + "/20251001_000000_" + std::to_string(i) + ".log";
     if (i <= 100) fs::create_directories(dir + "/logs/" + task);
     std::ofstream(dir + "/" + rel) << line << '\n';
+    std::ofstream(dir + "/" + rel + ".idx") << "cronkeep-idx record";
+    std::ofstream(dir + "/" + rel + ".tidx") << "cronkeep-tidx record";
+    std::ofstream(dir + "/" + rel + ".meta") << "cronkeep-log-meta 1\nfinalized=1\n";
     sqlite3_bind_text(ins, 1, task.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(ins, 2, t0 + i);
     sqlite3_bind_text(ins, 3, rel.c_str(), -1, SQLITE_TRANSIENT);
@@ -89,7 +93,7 @@ int main(int argc, char** argv) {
   const int64_t n = argc > 1 ? std::atoll(argv[1]) : 1'000'000;
   const std::string base = std::string(argc > 2 ? argv[2] : "/tmp") + "/cronkeep-purge-bench";
   fs::remove_all(base);
-  std::printf("purge of %lld expired runs with log files\n", static_cast<long long>(n));
+  std::printf("purge of %lld expired runs with their log files (log + 3 sidecars each)\n", static_cast<long long>(n));
   double t = now_s();
   build_history(base + "/a", n);
   build_history(base + "/b", n);

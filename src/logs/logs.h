@@ -37,7 +37,9 @@ namespace cronkeep::logs {
 inline constexpr size_t kMaxLineBytes = 64 * 1024;
 
 // The suffixes of every file that belongs to one run's log, ".log" excluded
-// ("" is the log itself). Retention removes all of them.
+// ("" is the log itself). Retention removes all of them. Order matters: a
+// rotation renames the log to ".prev" before its sidecars, so when ".prev"
+// does not exist neither do the ".prev.*" after it.
 inline constexpr const char* kFileSuffixes[] = {"", ".idx", ".tidx", ".meta", ".prev", ".prev.idx", ".prev.tidx"};
 
 // "logs/backup/20261123_040000_42.log", relative to the data directory.

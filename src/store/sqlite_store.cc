@@ -5,7 +5,9 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <atomic>
 #include <mutex>
+#include <thread>
 
 #include "store/store.h"
 
@@ -264,7 +266,10 @@ class SqliteStore final : public Store {
   }
 
   Status write_batch(const std::function<void()>& body) override {
-    std::lock_guard lock(write_mu_);
+    // The scheduler's batches go before bulk deletes waiting for the lock.
+    urgent_waiters_.fetch_add(1);
+    std::unique_lock lock(write_mu_);
+    urgent_waiters_.fetch_sub(1);
     if (auto st = writable(); !st) return st;
     if (auto st = exec(writer_.get(), "BEGIN IMMEDIATE"); !st) return st;
     body();
@@ -421,6 +426,9 @@ class SqliteStore final : public Store {
   }
 
   Result<Deleted> delete_runs(const std::vector<int64_t>& ids) override {
+    // Yield to scheduler batches that are waiting (bounded, so a busy
+    // scheduler cannot starve retention).
+    for (int i = 0; i < 200 && urgent_waiters_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::microseconds(100));
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
     sqlite3* db = writer_.get();
@@ -683,6 +691,7 @@ class SqliteStore final : public Store {
   }
 
   std::recursive_mutex write_mu_;  // recursive: write_batch's body calls the other writers
+  std::atomic<int> urgent_waiters_{0};  // write_batch callers waiting for write_mu_
   std::mutex read_mu_;
   std::mutex checkpoint_mu_;
   std::string path_;

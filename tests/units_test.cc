@@ -79,6 +79,12 @@ TEST(Rfc3339, RoundTripsWithAndWithoutMillis) {
   EXPECT_TRUE(parse_rfc3339("2026-11-23"));
   EXPECT_FALSE(parse_rfc3339("yesterday"));
   EXPECT_FALSE(parse_rfc3339("2026-11-23T04:00:00Zjunk"));
+  EXPECT_FALSE(parse_rfc3339("2026-02-30"));
+  EXPECT_FALSE(parse_rfc3339("2026-11-23T24:00:00Z"));
+  // Found by the fuzzer: a malformed offset once reached undefined behaviour.
+  EXPECT_FALSE(parse_rfc3339("2026-17-23T04:00:00-1q-23T\xcf"));
+  EXPECT_FALSE(parse_rfc3339("2026-11-23T04:00:00+1:00"));
+  EXPECT_EQ(format_rfc3339(*parse_rfc3339("2026-11-23t04:00:00.5-02:30"), true), "2026-11-23T06:30:00.500Z");
 }
 
 }  // namespace

@@ -26,8 +26,8 @@ std::string format_rfc3339(TimePoint t, bool with_millis = false);
 std::string format_file_stamp(TimePoint t);
 
 // Parses "2026-11-23T04:00:00Z", "2026-11-23T04:00:00.5+01:00",
-// "2026-11-23 04:00:00" (UTC) or "2026-11-23" (midnight UTC).
-// Returns nullopt when the text is none of these.
+// "2026-11-23 04:00:00" (UTC) or "2026-11-23" (midnight UTC), strictly:
+// nullopt for anything else, including impossible dates.
 std::optional<TimePoint> parse_rfc3339(std::string_view text);
 
 }  // namespace cronkeep

@@ -276,12 +276,18 @@ int cmd_check(const config::Config& cfg, bool repair, bool as_json) {
       continue;
     }
     const logs::SidecarCheck sc = logs::check_sidecars(full);
-    if (!sc.index_ok)
+    if (!sc.index_ok) {
       problem("bad_sidecar", "run " + std::to_string(ref.id) + ": " + ref.log_path + ": " + sc.problem +
                                  " (reads fall back to scanning)");
-    else if (!sc.finalized && store::is_terminal(ref.status))
+      // An unreadable .meta is rewritten; a bad index stays (reads scan).
+      if (repair && sc.problem == "unreadable .meta" && store::is_terminal(ref.status) && logs::finalize_crashed(full))
+        ++repaired;
+    }
+    else if (!sc.finalized && store::is_terminal(ref.status)) {
       problem("unfinalized_log", "run " + std::to_string(ref.id) + " (" + store::to_string(ref.status) +
-                                     "): " + ref.log_path + " was not finalized (the daemon stopped while it was written)");
+                                     "): " + ref.log_path + " was not finalized (its writer stopped or could not finish)");
+      if (repair && logs::finalize_crashed(full)) ++repaired;
+    }
   }
 
   auto tombs = store->list_tombstones(1'000'000);

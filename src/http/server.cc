@@ -154,6 +154,7 @@ struct Server::Impl {
   std::mutex counts_mu;
   std::map<std::pair<std::string, std::string>, uint64_t> finished;
   std::unique_ptr<events::Subscription> counter_sub;
+  std::atomic<uint64_t> disk_pressure_events{0};
   std::thread counter;
 
   std::mutex dir_size_mu;
@@ -481,6 +482,13 @@ struct Server::Impl {
     if (!run) return;
     std::optional<int64_t> from;
     if (!int_param(req, res, "from", -100'000, INT64_MAX, from)) return;
+    // A run that is still queued has no log yet: wait for it to start.
+    for (int i = 0; i < 600 && run->log_path.empty() && !store::is_terminal(run->status) && !stopping; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto again = deps.store->get_run(run->id);
+      if (!again) return send_error(res, again.error());
+      run = std::move(*again);
+    }
     if (run->log_path.empty()) return send_error(res, 404, "run " + std::to_string(run->id) + " has no log");
     int64_t start = from.value_or(1);
     if (req.has_header("Last-Event-ID")) {
@@ -672,6 +680,9 @@ struct Server::Impl {
     out << "# TYPE cronkeep_log_dir_bytes gauge\ncronkeep_log_dir_bytes " << cached_log_dir_bytes() << "\n";
     out << "# TYPE cronkeep_log_events_dropped_total counter\ncronkeep_log_events_dropped_total "
         << deps.bus->total_dropped() << "\n";
+    out << "# HELP cronkeep_log_disk_pressure_total log.disk_pressure events since the daemon started.\n"
+           "# TYPE cronkeep_log_disk_pressure_total counter\ncronkeep_log_disk_pressure_total "
+        << disk_pressure_events.load() << "\n";
     {
       std::lock_guard lock(streams_mu);
       out << "# TYPE cronkeep_sse_clients gauge\ncronkeep_sse_clients " << streams << "\n";
@@ -715,6 +726,7 @@ Status Server::start(const std::string& listen) {
     while (!s.counter_sub->closed()) {
       events::Batch b = s.counter_sub->take(std::chrono::milliseconds(1000));
       for (const auto& e : b.events) {
+        if (e.kind == events::Kind::disk_pressure) s.disk_pressure_events.fetch_add(1);
         if (e.kind != events::Kind::run_state) continue;
         auto st = store::parse_status(e.text);
         if (!st || !store::is_terminal(*st)) continue;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/fault.h"
 #include "base/units.h"
 #include "events/events.h"
 #include "logs/format.h"
@@ -30,6 +31,7 @@ constexpr uint64_t kSpaceCheckBytes = 1 << 20;
 constexpr Millis kSpaceCheckEvery{1000};
 
 Status write_all(int fd, const char* data, size_t size) {
+  if (fault::disk_full()) return fail(ErrorCode::io, std::strerror(ENOSPC));
   while (size > 0) {
     const ssize_t n = ::write(fd, data, size);
     if (n < 0) {
@@ -181,7 +183,10 @@ struct LogWriter::State {
     const std::string tmp = meta_written ? side(".meta.tmp") : target;
     auto fd = open_append(tmp, true);
     if (!fd) return tl::unexpected(fd.error());
-    if (auto st = write_all(fd->get(), text.data(), text.size()); !st) return st;
+    if (auto st = write_all(fd->get(), text.data(), text.size()); !st) {
+      ::unlink(tmp.c_str());  // no torn .meta: a missing one reads as "not finalized"
+      return fail(ErrorCode::io, "writing " + target + ": " + st.error().message);
+    }
     fd->reset();
     if (meta_written && ::rename(tmp.c_str(), target.c_str()) != 0)
       return fail(ErrorCode::io, "cannot write " + target + ": " + std::strerror(errno));
@@ -326,6 +331,7 @@ struct LogWriter::State {
     flush_sidecars(now);
     if (!at_line_start) end_line(now);
     stats->bytes_dropped += prev_bytes;
+    fault::crash_point("logs.before_rotate");
     for (auto [from, to] : {std::pair{"", ".prev"}, {".idx", ".prev.idx"}, {".tidx", ".prev.tidx"}})
       if (::rename(side(from).c_str(), side(to).c_str()) != 0) {
         if (errno == ENOENT && *from != '\0') ::unlink(side(to).c_str());  // no sidecar yet: drop the older one
@@ -337,6 +343,7 @@ struct LogWriter::State {
     ++meta.rotations;
     ++stats->rotations;
     meta.bytes_dropped = stats->bytes_dropped;
+    fault::crash_point("logs.after_rotate_rename");
     if (auto st = open_current(); !st) {
       note_error(st.error().message);
       refusing = true;
@@ -442,6 +449,7 @@ Status LogWriter::finalize(TimePoint now) {
     s.marker(std::to_string(stats_.bytes_dropped) + " byte(s) of output were dropped after the log was full", now);
   if (!s.at_line_start) s.end_line(now);
   s.flush_sidecars(now);
+  fault::crash_point("logs.before_finalize");
   s.finalized = true;
   s.meta.bytes_dropped = stats_.bytes_dropped;
   s.meta.finalized = true;

@@ -15,6 +15,7 @@
 #include "base/unique_fd.h"
 #include <thread>
 
+#include "base/fault.h"
 #include "base/units.h"
 #include "logs/logs.h"
 
@@ -110,11 +111,13 @@ Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const P
     auto deleted = store_.delete_runs(ids);
     const auto took = std::chrono::steady_clock::now() - t0;
     if (!deleted) return tl::unexpected(deleted.error());
+    fault::crash_point("retention.after_delete_commit");
     report.rows += deleted->rows;
     report.log_bytes += deleted->log_bytes;
     ++report.batches;
     std::vector<int64_t> cleared;
     remove_files(deleted->tombstones, report, cleared);
+    fault::crash_point("retention.after_file_removal");
     if (!cleared.empty())
       if (auto st = store_.clear_tombstones(cleared); !st) return tl::unexpected(st.error());
     next += n;
@@ -196,9 +199,11 @@ Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t sli
       if (*freed <= 0) break;
       report.pages_freed += *freed;
       ++report.slices;
+      fault::crash_point("compactor.between_slices");
       std::this_thread::yield();  // writers may go between slices
     }
   }
+  fault::crash_point("compactor.before_checkpoint");
   if (auto st = store.checkpoint_truncate(); !st) return tl::unexpected(st.error());
   if (auto st = store.optimize(); !st) return tl::unexpected(st.error());
   auto after = store.db_stats();

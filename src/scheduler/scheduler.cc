@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include "base/fault.h"
 #include "base/units.h"
 #include "events/events.h"
 #include "logs/logs.h"
@@ -404,7 +405,8 @@ void Scheduler::work(Launch run) {
                                      options_.data_dir, options_.bus, task.name, run.id});
              !writer) {
     fail_run(writer.error().message);
-  } else if (auto st = store_.mark_running(run.id, *rel, started); !st) {
+  } else if (auto st = (fault::crash_point("scheduler.after_log_created"), store_.mark_running(run.id, *rel, started));
+             !st) {
     // The log file exists before the row names it; a run cancelled while
     // queued no longer accepts the start.
     for (const char* suffix : logs::kFileSuffixes) {
@@ -416,6 +418,7 @@ void Scheduler::work(Launch run) {
     return;
   } else {
     log = std::move(*writer);
+    fault::crash_point("scheduler.after_mark_running");
     publish_state(run, RunStatus::running);
     if (run.scheduled) record_lateness(started - *run.scheduled);
     runner::Command cmd;
@@ -483,6 +486,7 @@ void Scheduler::work(Launch run) {
                      (ls.disk_pressure ? " (disk pressure)" : "");
     if (!ls.error.empty()) end.message += "; log error: " + ls.error;
   }
+  fault::crash_point("scheduler.before_finish_run");
   if (auto st = store_.finish_run(run.id, end); !st) spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
   publish_state(run, end.status);
   finished(run, end.status);

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/fault.h"
 #include "store/store.h"
 
 namespace cronkeep::store {
@@ -273,6 +274,7 @@ class SqliteStore final : public Store {
     if (auto st = writable(); !st) return st;
     if (auto st = exec(writer_.get(), "BEGIN IMMEDIATE"); !st) return st;
     body();
+    fault::crash_point("store.before_batch_commit");
     if (auto st = exec(writer_.get(), "COMMIT"); !st) {
       exec(writer_.get(), "ROLLBACK");
       return st;
@@ -463,6 +465,7 @@ class SqliteStore final : public Store {
       ++out.rows;
       out.log_bytes += bytes;
     }
+    fault::crash_point("store.before_delete_commit");
     if (auto st = exec(db, "COMMIT"); !st) {
       exec(db, "ROLLBACK");
       return tl::unexpected(st.error());

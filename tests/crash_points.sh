@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Fault injection: for each named crash point, a daemon built with
+# CRONKEEP_FAULT_INJECTION runs until it reaches the point and kills itself
+# (SIGKILL); a clean restart must then leave the invariants of
+# tests/invariants.sh holding.
+# Usage: tests/crash_points.sh PATH/TO/cronkeep [POINT…]   (default: every point)
+set -euo pipefail
+bin=$(realpath "$1"); shift
+here=$(cd "$(dirname "$0")" && pwd)
+points=(
+  scheduler.after_log_created scheduler.after_mark_running scheduler.before_finish_run
+  store.before_batch_commit store.before_delete_commit
+  retention.after_delete_commit retention.after_file_removal
+  compactor.between_slices compactor.before_checkpoint
+  logs.before_rotate logs.after_rotate_rename logs.before_finalize
+)
+[ $# -gt 0 ] && points=("$@")
+failures=0
+for point in "${points[@]}"; do
+  work=$(mktemp -d /tmp/cronkeep-crash-XXXXXX)
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  {
+    echo '[daemon]'; echo 'data_dir = "data"'; echo "listen = \"127.0.0.1:$port\""; echo 'shutdown_timeout = "2s"'
+    echo '[storage]'; echo 'min_free_space = "0"'
+    echo '[retention]'; echo 'schedule = "@every 1s"'
+    echo '[compactor]'; echo 'schedule = "@every 2s"'
+    echo '[defaults]'; echo 'keep_runs = KEEP'; echo 'log_max_size = "1KB"'
+    for i in 1 2 3 4 5 6; do
+      printf '[tasks.p%d]\ncron = "@every 1s"\nrun = "for n in $(seq 1 200); do echo line $n of $CRONKEEP_RUN_ID; done; sleep 0.2"\n' "$i"
+    done
+  } > "$work/c.toml"
+  (
+    cd "$work"
+    # First some history, then keep_runs = 1, so retention and the compactor have work.
+    sed 's/KEEP/1000/' c.toml > warm.toml
+    "$bin" daemon -c warm.toml > warm.log 2>&1 &
+    warm=$!
+    sleep 3
+    kill -TERM $warm; wait $warm
+    sed -i 's/KEEP/1/' c.toml
+    CRONKEEP_CRASH_AT=$point timeout 30 "$bin" daemon -c c.toml > crash.log 2>&1 || true
+    if ! grep -q "crash point reached" crash.log; then echo "FAIL - $point was never reached"; exit 1; fi
+    "$bin" daemon -c c.toml > clean.log 2>&1 &
+    pid=$!
+    sleep 2.5
+    kill -TERM $pid; wait $pid
+    echo "== $point"
+    "$here/invariants.sh" "$bin" c.toml data || { echo "     (kept in $work)"; exit 1; }
+  ) || { failures=$((failures + 1)); continue; }
+  pkill -9 -f "of \$CRONKEEP_RUN_ID" 2>/dev/null || true
+  rm -rf "$work"
+done
+echo "crash points: ${#points[@]} tried, $failures failed"
+[ "$failures" -eq 0 ]

@@ -13,6 +13,8 @@ packages=(
   libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl procps python3
+  # fuzzers: libFuzzer comes with clang's runtime
+  clang libclang-rt-14-dev
   # peers and load tools for the benchmarks under bench/
   s6 runit daemontools wrk hyperfine
 )

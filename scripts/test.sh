@@ -2,10 +2,12 @@
 # Runs the whole test suite:
 #   1. installs and builds (warnings are errors), then every unit test,
 #      end-to-end script and the kill -9 chaos test (25 rounds) through CTest;
-#   2. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
-#      (chaos excluded: it kills processes on purpose);
-#   3. the scheduler, runner, event bus and HTTP tests under ThreadSanitizer.
-# Any sanitizer report fails the run.
+#   2. the suite again under AddressSanitizer + UndefinedBehaviorSanitizer,
+#      built with fault injection, so the crash-point and disk-full tests run
+#      too (chaos excluded: it already ran in step 1);
+#   3. the scheduler, runner, event bus and HTTP tests under ThreadSanitizer;
+#   4. each libFuzzer target (clang) for FUZZ_SECONDS (default 15) on its corpus.
+# Any sanitizer report or fuzzer crash fails the run.
 #
 #   scripts/test.sh            everything (what CI runs)
 #   scripts/test.sh --quick    step 1 only
@@ -22,7 +24,7 @@ ctest --test-dir build --output-on-failure -j 2 --timeout 300
 jobs=$(nproc)
 echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRONKEEP_SANITIZE="address;undefined" \
-  -DCRONKEEP_BUILD_BENCH=OFF >/dev/null
+  -DCRONKEEP_FAULT_INJECTION=ON -DCRONKEEP_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j "$jobs" > build-asan/build.log 2>&1 || { tail -40 build-asan/build.log; exit 1; }
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j 2 --timeout 300 -E chaos
@@ -34,4 +36,15 @@ cmake --build build-tsan -j "$jobs" --target cronkeep_tests > build-tsan/build.l
   { tail -40 build-tsan/build.log; exit 1; }
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   build-tsan/tests/cronkeep_tests --gtest_filter='SchedulerTest.*:Runner.*:Bus.*:HttpTest.*' --gtest_brief=1
-echo "test.sh: every stage passed (tests, ASan+UBSan, TSan)"
+echo "== fuzzers"
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  -DCRONKEEP_FUZZ=ON -DCRONKEEP_BUILD_TESTS=OFF -DCRONKEEP_BUILD_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j "$jobs" > build-fuzz/build.log 2>&1 || { tail -40 build-fuzz/build.log; exit 1; }
+for target in cron units config http; do
+  mkdir -p "build-fuzz/corpus-$target"
+  build-fuzz/fuzz/fuzz_$target -max_total_time="${FUZZ_SECONDS:-15}" -print_final_stats=1 \
+    -artifact_prefix="build-fuzz/" "build-fuzz/corpus-$target" "fuzz/corpus/$target" > "build-fuzz/fuzz-$target.log" 2>&1 ||
+    { tail -30 "build-fuzz/fuzz-$target.log"; echo "fuzz_$target found a crash (input in build-fuzz/)"; exit 1; }
+  echo "fuzz_$target: $(grep -o 'number_of_executed_units: [0-9]*' "build-fuzz/fuzz-$target.log" | cut -d' ' -f2) executions, no crash"
+done
+echo "test.sh: every stage passed (tests, ASan+UBSan with fault injection, TSan, fuzzers)"

@@ -25,7 +25,7 @@ for point in "${points[@]}"; do
     echo '[retention]'; echo 'schedule = "@every 1s"'
     echo '[compactor]'; echo 'schedule = "@every 2s"'
     echo '[defaults]'; echo 'keep_runs = KEEP'; echo 'log_max_size = "1KB"'
-    for i in 1 2 3 4 5 6; do
+    for i in $(seq 1 20); do
       printf '[tasks.p%d]\ncron = "@every 1s"\nrun = "for n in $(seq 1 200); do echo line $n of $CRONKEEP_RUN_ID; done; sleep 0.2"\n' "$i"
     done
   } > "$work/c.toml"
@@ -35,7 +35,7 @@ for point in "${points[@]}"; do
     sed 's/KEEP/1000/' c.toml > warm.toml
     "$bin" daemon -c warm.toml > warm.log 2>&1 &
     warm=$!
-    sleep 3
+    sleep 4
     kill -TERM $warm; wait $warm
     sed -i 's/KEEP/1/' c.toml
     CRONKEEP_CRASH_AT=$point timeout 30 "$bin" daemon -c c.toml > crash.log 2>&1 || true

@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
   if (!server.start("127.0.0.1:0")) return 1;
   httplib::Client client("127.0.0.1", server.port());
   client.set_keep_alive(true);
+  client.set_tcp_nodelay(true);
 
   // The keyset cursor 500,000 rows deep into "big".
   int64_t before = 0;

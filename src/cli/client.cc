@@ -45,6 +45,7 @@ Result<Reply> DaemonClient::call(const std::string& method, const std::string& p
   client.set_connection_timeout(std::chrono::seconds(3));
   client.set_read_timeout(std::chrono::seconds(timeout_seconds));
   client.set_bearer_token_auth(impl_->token);
+  client.set_tcp_nodelay(true);
   httplib::Result res = method == "GET" ? client.Get(path)
                                         : client.Post(path, body.is_null() ? std::string() : body.dump(), "application/json");
   if (!res)

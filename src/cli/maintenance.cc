@@ -58,16 +58,6 @@ Result<std::unique_ptr<store::Store>> open_reader(const config::Config& cfg) {
   return store::open_sqlite(path, store::OpenOptions{.read_only = true});
 }
 
-int64_t dir_bytes(const std::string& dir) {
-  int64_t total = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::error_code size_ec;
-    if (it->is_regular_file(size_ec)) total += static_cast<int64_t>(it->file_size(size_ec));
-  }
-  return total;
-}
 
 // Prints a daemon's reply: its message (or the JSON), or its error.
 int print_reply(const Result<Reply>& reply, bool as_json) {
@@ -179,7 +169,7 @@ int cmd_status(const config::Config& cfg, bool as_json) {
   }
   auto reader = open_reader(cfg);
   if (!reader) return fail_with(reader.error().message);
-  auto status = http::maintenance_status(**reader, cfg, SystemClock().now(), dir_bytes(cfg.daemon.data_dir + "/logs"));
+  auto status = http::maintenance_status(**reader, cfg, SystemClock().now(), logs::directory_bytes(cfg.daemon.data_dir + "/logs"));
   if (!status) return fail_with(status.error().message);
   print_status(*status, as_json);
   return kOk;

@@ -111,16 +111,6 @@ std::string sse_event(const char* type, int64_t id, const json& data) {
          data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
-int64_t dir_bytes(const std::string& dir) {
-  int64_t total = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::error_code size_ec;
-    if (it->is_regular_file(size_ec)) total += static_cast<int64_t>(it->file_size(size_ec));
-  }
-  return total;
-}
 
 std::string prom_escape(const std::string& s) {
   std::string out;
@@ -468,7 +458,7 @@ struct Server::Impl {
     std::lock_guard lock(dir_size_mu);
     const TimePoint now = deps.clock->now();
     if (now - log_dir_measured > std::chrono::seconds(30) || log_dir_measured == TimePoint{}) {
-      log_dir_bytes = dir_bytes(deps.config->daemon.data_dir + "/logs");
+      log_dir_bytes = logs::directory_bytes(deps.config->daemon.data_dir + "/logs");
       log_dir_measured = now;
     }
     return log_dir_bytes;
@@ -711,6 +701,7 @@ Status Server::start(const std::string& listen) {
   s.server.set_read_timeout(std::chrono::seconds(10));
   s.server.set_write_timeout(std::chrono::seconds(10));
   s.server.set_keep_alive_timeout(5);
+  s.server.set_tcp_nodelay(true);  // small JSON replies must not wait for delayed ACKs
   const int workers = s.limits.threads + s.limits.max_streams;
   s.server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
   if (*port == 0) {

@@ -112,6 +112,17 @@ Status finalize_crashed(const std::string& path) {
   return {};
 }
 
+int64_t directory_bytes(const std::string& dir) {
+  int64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->is_regular_file(size_ec)) total += static_cast<int64_t>(it->file_size(size_ec));
+  }
+  return total;
+}
+
 Result<uint64_t> free_space(const std::string& dir) {
   struct statvfs st{};
   if (::statvfs(dir.c_str(), &st) != 0) return fail(ErrorCode::io, "statvfs " + dir + ": " + std::strerror(errno));

@@ -109,6 +109,9 @@ class LogWriter {
 // by start-up reconciliation. Errors: io.
 Status finalize_crashed(const std::string& path);
 
+// Bytes in the regular files below `dir` (0 when it does not exist).
+int64_t directory_bytes(const std::string& dir);
+
 // Free bytes available to unprivileged users on the file system of `dir`.
 Result<uint64_t> free_space(const std::string& dir);
 

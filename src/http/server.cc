@@ -698,9 +698,11 @@ Status Server::start(const std::string& listen) {
   if (!port || *port < 0 || *port > 65535) return fail(ErrorCode::invalid_argument, "listen: bad port in " + listen);
   s.routes();
   s.server.set_payload_max_length(s.limits.max_body_bytes);
-  s.server.set_read_timeout(std::chrono::seconds(10));
+  // Each connection holds a worker while it is read: short timeouts bound
+  // how long idle or slow clients can keep workers from others.
+  s.server.set_read_timeout(std::chrono::seconds(2));
   s.server.set_write_timeout(std::chrono::seconds(10));
-  s.server.set_keep_alive_timeout(5);
+  s.server.set_keep_alive_timeout(2);
   s.server.set_tcp_nodelay(true);  // small JSON replies must not wait for delayed ACKs
   const int workers = s.limits.threads + s.limits.max_streams;
   s.server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };

@@ -31,7 +31,9 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Options are passed only when set, so running setup after test.sh (or the
+# other way round) does not flip the cache and rebuild everything.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \
-  -DCRONKEEP_WERROR="${CRONKEEP_WERROR:-OFF}" -DCRONKEEP_BUILD_BENCH="${CRONKEEP_BUILD_BENCH:-ON}" >/dev/null
+  ${CRONKEEP_WERROR:+-DCRONKEEP_WERROR=$CRONKEEP_WERROR} -DCRONKEEP_BUILD_BENCH="${CRONKEEP_BUILD_BENCH:-ON}" >/dev/null
 cmake --build build -j "$(nproc)"
 echo "setup: built build/cronkeep"

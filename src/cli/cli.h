@@ -1,9 +1,11 @@
 // cli/cli.h: the `cronkeep` command line (CLI11).
 //
 // Owns: argument parsing, --help texts, and printing results as text or JSON.
-// For now every command reads the configuration and the data directory
-// directly (read-only); `daemon` hands over to daemon::run. Must not contain
-// SQL text.
+// Reading commands (tasks, runs, logs, validate, check) read the
+// configuration and the data directory directly; run, purge, compact and
+// status go through a running daemon's HTTP API when one holds the data
+// directory, and work on it directly (holding its lock) otherwise; `daemon`
+// hands over to daemon::run. Must not contain SQL text.
 #pragma once
 
 namespace cronkeep::cli {

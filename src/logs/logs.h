@@ -78,8 +78,9 @@ struct WriterStats {
 // written in batches, and no allocation happens per line.
 class LogWriter {
  public:
-  // Creates the log (and its task directory) at `path` with its sidecars.
-  // The file exists on disk when this returns. Errors: io.
+  // Creates the log (and its task directory) at `path`; the sidecars follow
+  // when their first records are flushed. The .log exists on disk when this
+  // returns. Errors: io.
   static Result<std::unique_ptr<LogWriter>> create(const std::string& path, WriterOptions options);
   ~LogWriter();
   LogWriter(const LogWriter&) = delete;

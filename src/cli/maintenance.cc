@@ -93,11 +93,12 @@ int cmd_purge(const config::Config& cfg, const PurgeArgs& a) {
   SystemClock clock;
   Result<retention::PurgeOutcome> out = fail(ErrorCode::internal, "not run");
   if (a.dry_run) {
-    // A dry run reads only: it works beside a running daemon.
+    // A dry run only reads: the store is opened read-only and the executor
+    // is never asked to delete.
     auto reader = open_reader(cfg);
     if (!reader) return fail_with(reader.error().message);
-    retention::Executor unused(**reader, cfg.daemon.data_dir, 1);
-    out = retention::manual_purge(**reader, unused, *req, clock);
+    retention::Executor idle(**reader, cfg.daemon.data_dir, 1);
+    out = retention::manual_purge(**reader, idle, *req, clock);
   } else {
     auto w = open_writable(cfg);
     if (!w) return fail_with(w.error().message);

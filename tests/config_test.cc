@@ -69,6 +69,8 @@ TEST(ConfigDefaults, AnEmptyFileGivesEveryDocumentedDefault) {
   EXPECT_EQ(c.daemon.timezone, "UTC");
   EXPECT_EQ(c.daemon.shutdown_timeout, 10s);
   EXPECT_EQ(c.daemon.token_file, "");
+  EXPECT_EQ(c.daemon.max_log_streams, 32);
+  EXPECT_EQ(c.daemon.max_log_streams_per_client, 8);
   EXPECT_EQ(c.storage.backend, Backend::sqlite);
   EXPECT_EQ(c.storage.postgres_url, "");
   EXPECT_EQ(c.storage.min_free_space, 1024ull * 1024 * 1024);
@@ -97,6 +99,17 @@ TEST(ConfigDefaults, AnEmptyFileGivesEveryDocumentedDefault) {
   EXPECT_EQ(d.retry_backoff, Backoff::exponential);
   EXPECT_EQ(d.jitter, 0ms);
   EXPECT_TRUE(c.tasks.empty());
+}
+
+TEST(ConfigDaemon, LogStreamCapsAreReadAndRangeChecked) {
+  Config c = parse_ok("[daemon]\nmax_log_streams = 300\nmax_log_streams_per_client = 250\n");
+  EXPECT_EQ(c.daemon.max_log_streams, 300);
+  EXPECT_EQ(c.daemon.max_log_streams_per_client, 250);
+  auto bad = parse_config("[daemon]\nmax_log_streams = 0\n", kFile);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().size(), 1u);
+  EXPECT_NE(bad.error()[0].key.find("max_log_streams"), std::string::npos);
+  EXPECT_EQ(bad.error()[0].line, 2);
 }
 
 TEST(ConfigDefaults, EmptySectionsChangeNothing) {

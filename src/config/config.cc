@@ -440,6 +440,9 @@ constexpr KeySpec<Daemon> kDaemonKeys[] = {
     {"shutdown_timeout",
      [](auto& r, auto& n, auto& k, auto& d) { r.duration(n, k, Zero::allowed, d.shutdown_timeout); }},
     {"token_file", [](auto& r, auto& n, auto& k, auto& d) { r.path(n, k, Empty::allowed, d.token_file); }},
+    {"max_log_streams", [](auto& r, auto& n, auto& k, auto& d) { r.integer(n, k, 1, 10000, d.max_log_streams); }},
+    {"max_log_streams_per_client",
+     [](auto& r, auto& n, auto& k, auto& d) { r.integer(n, k, 1, 10000, d.max_log_streams_per_client); }},
 };
 
 constexpr KeySpec<Storage> kStorageKeys[] = {

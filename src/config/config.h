@@ -74,6 +74,8 @@ struct Daemon {
   std::string timezone = "UTC";              // default zone for cron
   Millis shutdown_timeout = 10s;
   std::string token_file;                    // empty = {data_dir}/token
+  int max_log_streams = 32;                  // concurrent SSE log streams, 1..10000
+  int max_log_streams_per_client = 8;        // per client address, 1..10000
 };
 
 struct Storage {

@@ -114,7 +114,10 @@ int run(const config::Config& config) {
     spdlog::error("cannot start the scheduler: {}", st.error().message);
     return 1;
   }
-  http::Server api(http::Deps{&config, store->get(), &scheduler, &bus, &executor, &clock, *token});
+  http::Limits limits;
+  limits.max_streams = config.daemon.max_log_streams;
+  limits.max_streams_per_client = config.daemon.max_log_streams_per_client;
+  http::Server api(http::Deps{&config, store->get(), &scheduler, &bus, &executor, &clock, *token}, limits);
   if (auto st = api.start(config.daemon.listen); !st) {
     spdlog::error("{}", st.error().message);
     scheduler.shutdown();

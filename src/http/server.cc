@@ -518,7 +518,19 @@ struct Server::Impl {
 
   void follow(httplib::DataSink& sink, events::Subscription& sub, const std::string& path, int64_t run_id,
               int64_t start) {
-    auto write = [&](const std::string& s) { return sink.is_writable() && sink.write(s.data(), s.size()); };
+    // Events are gathered and written once per batch: one write per event
+    // would cost a syscall each, times every client.
+    std::string pending;
+    auto flush = [&]() {
+      if (pending.empty()) return true;
+      const bool ok = sink.is_writable() && sink.write(pending.data(), pending.size());
+      pending.clear();
+      return ok;
+    };
+    auto write = [&](const std::string& s) {
+      pending += s;
+      return pending.size() < (256 << 10) || flush();
+    };
     int64_t next = start;
     int64_t last_id = start - 1;
     // Sends complete lines from the file from `next` on; false when the client is gone.
@@ -531,6 +543,7 @@ struct Server::Impl {
         auto page = logs::read_log(path, r);
         if (!page) {
           write(sse_event("error", last_id, json{{"error", page.error().message}}));
+          flush();
           return false;
         }
         for (const auto& l : page->lines) {
@@ -540,12 +553,14 @@ struct Server::Impl {
         }
         const int64_t before = next;
         next = page->next_line;
+        if (!flush()) return false;
         if (page->lines.empty() || page->at_end || next == before) return true;
       }
     };
     auto done = [&](const std::string& status) {
       if (!replay()) return;
       write(sse_event("done", last_id, json{{"status", status}}));
+      flush();
     };
     if (!replay()) return;
     auto current = deps.store->get_run(run_id);
@@ -591,12 +606,14 @@ struct Server::Impl {
         }
         last_write = now;
       }
+      if (!flush()) return;
       if (now - idle_since > limits.stream_idle) {
         write(sse_event("done", last_id, json{{"status", "idle_timeout"}}));
+        flush();
         return;
       }
       if (now - last_write > limits.keepalive) {
-        if (!write(": keepalive\n\n")) return;
+        if (!write(": keepalive\n\n") || !flush()) return;
         last_write = now;
         // The run may have ended while its last event was lost.
         auto r = deps.store->get_run(run_id);

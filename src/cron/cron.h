@@ -65,9 +65,10 @@ class Schedule {
   // that can never fire ("0 0 30 2 *": "never fires: February has no day 30").
   static Result<Schedule> parse(std::string_view expr);
 
-  // The first fire instant strictly after `after`, in `zone`. Returns nullopt
-  // only if there is none in the next 5 years (cannot happen for an
-  // expression that parse() accepted, kept as a guard against looping).
+  // The first fire instant strictly after `after`, in `zone`. Looks as far
+  // ahead as the calendar needs for this expression (parse() computes the
+  // longest gap between its days over a 400-year cycle), so an accepted
+  // expression always has a next fire; nullopt only beyond year 9999.
   // Runs in time bounded independently of the expression (no second-by-second
   // search).
   std::optional<TimePoint> next_fire(TimePoint after, const Zone& zone) const;
@@ -89,6 +90,7 @@ class Schedule {
   bool dom_restricted_ = false;
   bool dow_restricted_ = false;
   Millis every_{0};  // > 0 for "@every"
+  int horizon_days_ = 0;  // how many days of local dates next_fire searches
 };
 
 }  // namespace cronkeep::cron

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "layout/layout.h"
 #include "logs/logs.h"
 #include "runner/runner.h"
 
@@ -76,7 +77,7 @@ Capture cronkeep_capture(const std::string& path, long mb) {
   (*exec)->wait([&](std::string_view chunk, runner::Stream s) {
     (*writer)->append(chunk, s == runner::Stream::out ? logs::Stream::out : logs::Stream::err, clock_now());
   });
-  (*writer)->finalize(clock_now());
+  if (auto st = (*writer)->finalize(clock_now()); !st) std::fprintf(stderr, "finalize: %s\n", st.error().message.c_str());
   const double wall = now_s() - t0;
   getrusage(RUSAGE_SELF, &after);
   auto cpu = [](const rusage& r) {
@@ -104,12 +105,12 @@ int main(int argc, char** argv) {
     direct_s.push_back(shell(producer(mb) + " > " + base + "/direct.log").first);
     fs::remove(base + "/direct.log");
     const std::string path = base + "/logs/t/run.log";
-    for (const char* suffix : logs::kFileSuffixes) fs::remove(path + suffix);
+    for (const char* suffix : layout::kLogFileSuffixes) fs::remove(path + suffix);
     Capture c = cronkeep_capture(path, mb);
     ck_s.push_back(c.wall);
     ck_cpu.push_back(c.self_cpu);
     if (r + 1 < reps) {
-      for (const char* suffix : logs::kFileSuffixes) fs::remove(path + suffix);
+      for (const char* suffix : layout::kLogFileSuffixes) fs::remove(path + suffix);
     }
     if (have("s6-log")) {
       fs::remove_all(base + "/s6");

@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "events/events.h"
 #include "http/http.h"
+#include "ops/local.h"
 #include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
@@ -81,8 +82,10 @@ int main(int argc, char** argv) {
   SystemClock clock;
   events::Bus bus;
   scheduler::Scheduler sched(cfg, **store, clock, scheduler::Options{dir, std::chrono::seconds(1), 1, {}, &bus});
-  retention::Executor executor(**store, dir, 1000);
-  http::Server server(http::Deps{&cfg, store->get(), &sched, &bus, &executor, &clock, "token"});
+  retention::Executor executor(**store, layout::DataDir(dir), 1000);
+  ops::MaintenanceThread maintenance;
+  ops::Local local(ops::LocalDeps{&cfg, store->get(), &executor, &sched, &bus, &clock, &maintenance, true});
+  http::Server server(http::Deps{&local, [&local] { return local.metrics(); }, {}, "token"});
   if (!server.start("127.0.0.1:0")) return 1;
   httplib::Client client("127.0.0.1", server.port());
   client.set_keep_alive(true);

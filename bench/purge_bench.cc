@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
   retention::Policy policy;
   policy.defaults = retention::TaskRules{1, std::chrono::hours(1), std::chrono::hours(1)};
   policy.max_age = std::chrono::hours(24 * 365);
-  retention::Executor executor(**store, cfg.daemon.data_dir, 1000);
+  retention::Executor executor(**store, layout::DataDir(cfg.daemon.data_dir), 1000);
   t = now_s();
   auto report = retention::sweep(**store, executor, policy, clock.now());
   const double took = now_s() - t;

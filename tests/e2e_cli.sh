@@ -87,7 +87,7 @@ check "a data directory with the database exists" test -f data/cronkeep.db
 run_id=$("$bin" runs tick -c good.toml --json | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["status"]=="succeeded"]; print(r[0]["id"])')
 check "logs prints what the run wrote" bash -c "'$bin' logs tick $run_id -c good.toml | diff - <(printf 'tick $run_id\nwarn\n')"
 check "the log file sits at logs/{task}/{stamp}_{id}.log" bash -c "ls data/logs/tick/ | grep -Eq '^[0-9]{8}_[0-9]{6}_${run_id}\.log$'"
-check "tasks --json lists both tasks" bash -c "'$bin' tasks -c good.toml --json | python3 -c 'import json,sys; t=json.load(sys.stdin); assert [x[\"task\"] for x in t]==[\"tick\",\"sleepy\"]; assert t[0][\"runs\"]>0'"
+check "tasks --json lists both tasks, then the system tasks" bash -c "'$bin' tasks -c good.toml --json | python3 -c 'import json,sys; t=json.load(sys.stdin); assert [x[\"task\"] for x in t]==[\"tick\",\"sleepy\",\"cronkeep:retention\",\"cronkeep:compactor\"]; assert t[0][\"runs\"]>0; assert t[2][\"next_fire\"]'"
 check "runs of an unknown task is an error" bash -c "! '$bin' runs nosuch -c good.toml 2>/dev/null"
 check "logs of a run of another task is an error" bash -c "! '$bin' logs sleepy $run_id -c good.toml 2>/dev/null"
 
@@ -106,7 +106,9 @@ daemon_pid=$!
 check "a long run starts" wait_for 10 bash -c "'$bin' runs long -c crash.toml --json | grep -q '\"status\": \"running\"'"
 kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
 daemon_pid=""
-pkill -9 -f 'sleep 60' 2>/dev/null || true
+# The run's shell and its sleep are orphans now; they hold no descriptor of
+# the dead daemon (every descriptor but 0-2 is closed in a child), so the new
+# daemon can bind the same port while they live on.
 "$bin" daemon -c crash.toml > crash2.log 2>&1 &
 daemon_pid=$!
 check "the killed run is crashed with exit code -2" wait_for 10 bash -c "'$bin' runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r and r[-1][\"exit_code\"]==-2'"
@@ -134,12 +136,13 @@ daemon_pid=$!
 check "the daemon's API answers" wait_for 10 bash -c "'$bin' status -c maint.toml >/dev/null"
 check "run --wait goes through the daemon and succeeds" bash -c "'$bin' run quick --wait -c maint.toml | grep -q succeeded"
 for i in 1 2 3; do "$bin" run quick --wait -c maint.toml > /dev/null; done
-check "purge --dry-run through the daemon deletes nothing" bash -c "'$bin' purge --older-than 0s --dry-run -c maint.toml | grep -q 'would purge 4 run'"
+check "purge --dry-run through the daemon deletes nothing" bash -c "'$bin' purge --older-than 0s --dry-run -c maint.toml | grep -q 'would purge 3 run'"
 check "a bad --older-than is refused with exit 2" bash -c "'$bin' purge --older-than soon -c maint.toml 2>&1; test \$? -eq 2"
 check "an unknown --status is refused" bash -c "'$bin' purge --older-than 1d --status great -c maint.toml 2>&1 | grep -q 'unknown status'"
 check "a negative --limit is refused" bash -c "! '$bin' purge --older-than 1d --limit -5 -c maint.toml 2>/dev/null"
 check "nothing was deleted by the refused purges" test "$("$bin" runs quick -c maint.toml --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -eq 4
-check "purge through the daemon deletes runs and their logs" bash -c "'$bin' purge --older-than 0s --task quick -c maint.toml | grep -q 'purged 4 run'"
+check "purge keeps the newest success" bash -c "'$bin' purge --older-than 0s --task quick -c maint.toml | grep -q 'purged 3 run'"
+check "purge --all through the daemon deletes runs and their logs" bash -c "'$bin' purge --older-than 0s --task quick --all -c maint.toml | grep -q 'purged 1 run'"
 check "the purged logs are gone" test -z "$(ls data3/logs/quick 2>/dev/null)"
 check "status shows the manual purge" bash -c "'$bin' status -c maint.toml | grep -q 'Manual purge'"
 check "compact through the daemon" bash -c "'$bin' compact -c maint.toml | grep -q Reclaimed"

@@ -7,6 +7,9 @@
 
 #include "events/events.h"
 #include "http/http.h"
+#include "layout/layout.h"
+#include "ops/local.h"
+#include "ops/remote.h"
 #include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "test_util.h"
@@ -30,7 +33,7 @@ class HttpTest : public ::testing::Test {
     auto s = store::open_sqlite(dir_ / "cronkeep.db");
     ASSERT_TRUE(s);
     store_ = std::move(*s);
-    executor_ = std::make_unique<retention::Executor>(*store_, dir_.path(), 100);
+    executor_ = std::make_unique<retention::Executor>(*store_, layout::DataDir(dir_.path()), 100);
     std::vector<scheduler::SystemTask> system = {
         {retention::kRetentionTask, "@every 1h", [](int64_t) -> Result<std::string> { return std::string("ok"); }}};
     scheduler_ = std::make_unique<scheduler::Scheduler>(
@@ -38,14 +41,16 @@ class HttpTest : public ::testing::Test {
     ASSERT_TRUE(scheduler_->start());
     Limits limits;
     limits.max_streams_per_client = 2;
-    server_ = std::make_unique<Server>(Deps{&config_, store_.get(), scheduler_.get(), &bus_, executor_.get(), &clock_, kToken},
-                                       limits);
+    local_ = std::make_unique<ops::Local>(ops::LocalDeps{&config_, store_.get(), executor_.get(), scheduler_.get(),
+                                                         &bus_, &clock_, &maintenance_, true});
+    server_ = std::make_unique<Server>(Deps{local_.get(), [this] { return local_->metrics(); }, {}, kToken}, limits);
     auto st = server_->start("127.0.0.1:0");
     ASSERT_TRUE(st) << st.error().message;
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
     client_->set_read_timeout(20s);
   }
   void TearDown() override {
+    local_->stop();
     scheduler_->shutdown();
     server_->stop();
   }
@@ -76,6 +81,8 @@ class HttpTest : public ::testing::Test {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<retention::Executor> executor_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;
+  ops::MaintenanceThread maintenance_;
+  std::unique_ptr<ops::Local> local_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<httplib::Client> client_;
 };
@@ -180,7 +187,7 @@ TEST_F(HttpTest, PurgeValidatesItsBodyAndDryRunDeletesNothing) {
     const char* body;
     const char* fragment;
   };
-  for (const Case& c : {Case{"{not json", "malformed JSON"}, Case{"[1]", "JSON object"},
+  for (const Case& c : {Case{"{not json", "not valid JSON"}, Case{"[1]", "JSON object"},
                         Case{R"({"older_than": "30d", "colour": 1})", "unknown field \"colour\""},
                         Case{R"({"older_than": "thirty days"})", "older_than"}, Case{R"({})", "older_than"},
                         Case{R"({"older_than": 30})", "older_than"},
@@ -192,18 +199,31 @@ TEST_F(HttpTest, PurgeValidatesItsBodyAndDryRunDeletesNothing) {
     EXPECT_EQ(r->status, 400) << c.body;
     EXPECT_NE(body(r)["error"].get<std::string>().find(c.fragment), std::string::npos) << c.body << ": " << r->body;
   }
+  run_and_wait("hello");
+  run_and_wait("fail");
+  // Without "all", each task's newest success and newest failure stay.
   auto dry = body(post(R"({"older_than": "0s", "dry_run": true})"));
   EXPECT_EQ(dry["runs"], 1);
   EXPECT_EQ(dry["tasks"][0]["task"], "hello");
-  EXPECT_EQ(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->size(), 1u);
+  EXPECT_EQ(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->size(), 2u);
   auto real = body(post(R"({"older_than": "0s"})"));
   EXPECT_EQ(real["runs"], 1);
+  EXPECT_EQ(real["files_missing"], 0);
+  EXPECT_EQ(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->size(), 1u);
+  EXPECT_EQ(store_->list_runs(store::RunQuery{"fail", 10, std::nullopt, std::nullopt})->size(), 1u);
+  auto all = body(post(R"({"older_than": "0s", "all": true, "task": "hello"})"));
+  EXPECT_EQ(all["runs"], 1);
   EXPECT_TRUE(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->empty());
-  // The purge is in the history as a run of its own.
+  // An unknown task is an error that lists the known ones, not "purged 0".
+  auto unknown = post(R"({"older_than": "0s", "task": "nosuch"})");
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_NE(body(unknown)["error"].get<std::string>().find("known tasks: hello, fail, slow"), std::string::npos)
+      << unknown->body;
+  // Each purge is in the history as a run of its own.
   auto sys = store_->list_runs(store::RunQuery{retention::kRetentionTask, 10, std::nullopt, std::nullopt});
-  ASSERT_EQ(sys->size(), 1u);
+  ASSERT_EQ(sys->size(), 2u);
   EXPECT_EQ(sys->front().trigger, store::Trigger::manual);
-  EXPECT_NE(sys->front().message.find("purged 1 run(s)"), std::string::npos) << sys->front().message;
+  EXPECT_NE(sys->back().message.find("purged 1 run(s)"), std::string::npos) << sys->back().message;
 }
 
 TEST_F(HttpTest, BodiesOverOneMebibyteAreRefused) {
@@ -286,7 +306,7 @@ TEST_F(HttpTest, StreamFollowsALiveRunUntilItEnds) {
       }
       std::this_thread::sleep_for(10ms);
     }
-    scheduler_->cancel(id);
+    ASSERT_TRUE(scheduler_->cancel(id));
   });
   auto events = read_stream(*client_, "/api/tasks/slow/runs/" + std::to_string(id) + "/log/stream");
   canceller.join();
@@ -327,15 +347,15 @@ TEST(Token, IsGeneratedOnceWithMode0600AndReadBack) {
   TempDir dir;
   config::Config cfg;
   cfg.daemon.data_dir = dir.path();
-  auto t1 = load_or_create_token(cfg);
+  auto t1 = ops::load_or_create_token(cfg);
   ASSERT_TRUE(t1);
   EXPECT_EQ(t1->size(), 64u);
   struct stat st{};
   ASSERT_EQ(::stat((dir / "token").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  EXPECT_EQ(*load_or_create_token(cfg), *t1);
+  EXPECT_EQ(*ops::load_or_create_token(cfg), *t1);
   cfg.daemon.token_file = dir / "missing";
-  EXPECT_FALSE(load_or_create_token(cfg));
+  EXPECT_FALSE(ops::load_or_create_token(cfg));
 }
 
 }  // namespace

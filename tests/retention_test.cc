@@ -231,7 +231,7 @@ TEST_F(ExecutorTest, DeletesRowsFilesSidecarsAndEmptyDirectoriesTogether) {
   const int64_t b = add_run("stays", RunStatus::succeeded, kNow - 1h);
   const std::string pa = path_of(a);
   std::ofstream(pa + ".prev") << "older";
-  Executor ex(*store_, dir_.path(), 100);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
   auto r = ex.purge({{a, Reason::keep_for}});
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->rows, 1);
@@ -248,7 +248,7 @@ TEST_F(ExecutorTest, DeletesRowsFilesSidecarsAndEmptyDirectoriesTogether) {
 
 TEST_F(ExecutorTest, LeavesInFlightRunsAndTheirFilesAlone) {
   const int64_t running = add_run("t", RunStatus::running, kNow - 400 * kDay);
-  Executor ex(*store_, dir_.path(), 100);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
   auto r = ex.purge({{running, Reason::manual}});
   ASSERT_TRUE(r);
   EXPECT_EQ(r->rows, 0);
@@ -259,7 +259,7 @@ TEST_F(ExecutorTest, LeavesInFlightRunsAndTheirFilesAlone) {
 TEST_F(ExecutorTest, AMissingLogFileIsCountedNotAnError) {
   const int64_t a = add_run("t", RunStatus::failed, kNow - 400 * kDay);
   fs::remove(path_of(a));
-  Executor ex(*store_, dir_.path(), 100);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
   auto r = ex.purge({{a, Reason::max_age}});
   ASSERT_TRUE(r);
   EXPECT_EQ(r->rows, 1);
@@ -272,7 +272,7 @@ TEST_F(ExecutorTest, AFileThatCannotBeRemovedKeepsItsTombstoneAndIsRetried) {
   const int64_t a = add_run("t", RunStatus::succeeded, kNow - 400 * kDay);
   const std::string sidecar = path_of(a) + ".tidx";
   fs::create_directories(sidecar + "/blocker");  // a non-empty directory cannot be removed like a file
-  Executor ex(*store_, dir_.path(), 100);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
   auto r = ex.purge({{a, Reason::max_age}});
   ASSERT_TRUE(r);
   EXPECT_EQ(r->rows, 1);  // the run is deleted all the same
@@ -294,7 +294,7 @@ TEST_F(ExecutorTest, TombstonesLeftByACrashAfterTheCommitAreReplayed) {
   ASSERT_TRUE(deleted);
   ASSERT_EQ(deleted->tombstones.size(), 1u);
   ASSERT_TRUE(fs::exists(p));
-  Executor ex(*store_, dir_.path(), 100);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
   auto r = ex.replay_tombstones();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->files_deleted, 2);
@@ -305,7 +305,7 @@ TEST_F(ExecutorTest, TombstonesLeftByACrashAfterTheCommitAreReplayed) {
 TEST_F(ExecutorTest, SweepAppliesThePolicyAndReportsReasons) {
   for (int i = 0; i < 30; ++i) add_run("t", RunStatus::succeeded, kNow - Millis(int64_t(30 - i) * 3'600'000));
   Policy p = simple(10, 30 * kDay, 90 * kDay);
-  Executor ex(*store_, dir_.path(), 7);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 7);
   auto r = sweep(*store_, ex, p, kNow);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->rows, 20);
@@ -330,7 +330,7 @@ TEST_F(ExecutorTest, CompactionGivesFreedPagesBackToTheFileSystem) {
   }
   ASSERT_TRUE(store_->checkpoint_truncate());
   const int64_t before = fs::file_size(dir_ / "cronkeep.db");
-  Executor ex(*store_, dir_.path(), 1000);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 1000);
   ASSERT_TRUE(ex.purge(all));
   auto c = compact(*store_, CompactMode::incremental, 64);
   ASSERT_TRUE(c) << c.error().message;

@@ -15,4 +15,11 @@ const char* to_string(ErrorCode code) {
   return "internal";
 }
 
+std::optional<ErrorCode> parse_error_code(std::string_view name) {
+  for (auto c : {ErrorCode::invalid_argument, ErrorCode::not_found, ErrorCode::conflict, ErrorCode::io,
+                 ErrorCode::corruption, ErrorCode::busy, ErrorCode::internal})
+    if (name == to_string(c)) return c;
+  return std::nullopt;
+}
+
 }  // namespace cronkeep

@@ -5,7 +5,9 @@
 // (which file, which key, which run) for a human to act on it.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <tl/expected.hpp>
@@ -22,18 +24,29 @@ enum class ErrorCode {
   internal,          // a broken invariant or an unexpected library failure
 };
 
-const char* to_string(ErrorCode code);
-
 struct Error {
   ErrorCode code = ErrorCode::internal;
   std::string message;
 };
 
+const char* to_string(ErrorCode code);
+// The code named by to_string(), or nullopt.
+std::optional<ErrorCode> parse_error_code(std::string_view name);
+
+// A value or an Error. [[nodiscard]]: a Result that is dropped is a
+// compile error under -Werror, so no failure goes unnoticed; write
+// `(void)call()` only where ignoring it is the decision, with a comment.
 template <class T>
-using Result = tl::expected<T, Error>;
+class [[nodiscard]] Result : public tl::expected<T, Error> {
+ public:
+  using tl::expected<T, Error>::expected;
+  Result() = default;
+  Result(const tl::expected<T, Error>& e) : tl::expected<T, Error>(e) {}
+  Result(tl::expected<T, Error>&& e) : tl::expected<T, Error>(std::move(e)) {}
+};
 
 // Status is Result<void>: success or an Error.
-using Status = tl::expected<void, Error>;
+using Status = Result<void>;
 
 inline tl::unexpected<Error> fail(ErrorCode code, std::string message) {
   return tl::unexpected<Error>(Error{code, std::move(message)});

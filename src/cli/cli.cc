@@ -1,33 +1,42 @@
+// argv → ops → text or JSON. Every command but `daemon` and `validate` opens
+// ops::open(): the running daemon's API when one holds the data directory,
+// the data directory itself otherwise; both answer with the same structs,
+// printed here the same way.
 #include "cli/cli.h"
-#include "cli/commands.h"
 
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <unistd.h>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <set>
 
 #include "base/clock.h"
 #include "base/units.h"
 #include "config/config.h"
-#include "cron/cron.h"
-#include "daemon/daemon.h"
-#include "http/json.h"
-#include "logs/logs.h"
-#include "store/store.h"
+#include "ops/ops.h"
+#include "ops/wire.h"
 
 namespace cronkeep::cli {
 namespace {
 
-using nlohmann::json;
-using http::run_json;
-using http::time_json;
+constexpr int kOk = 0;
+constexpr int kFailure = 1;
+constexpr int kUsage = 2;
+
+constexpr const char* kCommands[] = {"daemon", "validate", "tasks",   "runs",   "logs",  "run",
+                                     "cancel", "delete",   "purge",   "compact", "status", "check"};
+
+using ops::Json;
+
+int report(const Error& e) {
+  std::cerr << "cronkeep: " << e.message << "\n";
+  return e.code == ErrorCode::invalid_argument ? kUsage : kFailure;
+}
+
+void print_json(const Json& j) { std::cout << ops::dump(j, 2) << "\n"; }
 
 std::optional<config::Config> load_or_report(const std::string& path) {
   auto cfg = config::load_config(path);
@@ -39,143 +48,104 @@ std::optional<config::Config> load_or_report(const std::string& path) {
   return std::move(*cfg);
 }
 
-std::string db_path(const config::Config& cfg) { return cfg.daemon.data_dir + "/cronkeep.db"; }
-
-Result<std::unique_ptr<store::Store>> open_read_only(const config::Config& cfg) {
-  const std::string path = db_path(cfg);
-  if (!std::filesystem::exists(path))
-    return fail(ErrorCode::not_found, "no history yet: " + path + " does not exist (has the daemon run?)");
-  return store::open_sqlite(path, store::OpenOptions{.read_only = true});
-}
-
 std::string or_dash(const std::optional<TimePoint>& t) { return t ? format_rfc3339(*t) : "-"; }
 
-int report(const Error& e) {
-  std::cerr << "cronkeep: " << e.message << "\n";
-  return e.code == ErrorCode::invalid_argument ? kUsage : kFailure;
-}
+std::string size_text(int64_t bytes) { return format_size(static_cast<uint64_t>(std::max<int64_t>(0, bytes))); }
 
-// validate: the configuration is loadable; print the next three fires.
-int cmd_validate(const std::string& config_path, bool as_json) {
+// What every command but daemon and validate starts with.
+struct Session {
+  config::Config config;
+  std::unique_ptr<ops::Ops> ops;
+};
+
+// Loads the configuration and opens ops; returns kOk, or the exit code of
+// what went wrong (already reported).
+int open_session(const std::string& config_path, ops::Access access, Session& out) {
   auto cfg = load_or_report(config_path);
   if (!cfg) return kUsage;
-  const TimePoint now = SystemClock().now();
-  json out = json::array();
-  for (const config::Task& task : cfg->tasks) {
-    auto schedule = cron::Schedule::parse(task.cron);
-    auto zone = cron::Zone::locate(task.timezone.empty() ? cfg->daemon.timezone : task.timezone);
-    if (!schedule || !zone) return report(!schedule ? schedule.error() : zone.error());
-    json fires = json::array();
-    std::optional<TimePoint> f = now;
-    for (int i = 0; i < 3 && f; ++i) {
-      f = schedule->next_fire(*f, *zone);
-      if (f) fires.push_back(format_rfc3339(*f));
-    }
-    out.push_back({{"task", task.name}, {"cron", task.cron}, {"timezone", zone->name()}, {"next_fires", fires}});
-  }
+  out.config = std::move(*cfg);
+  auto o = ops::open(out.config, access);
+  if (!o) return report(o.error());
+  out.ops = std::move(*o);
+  return kOk;
+}
+
+// ---- validate -------------------------------------------------------------------
+
+int cmd_validate(const std::string& config_path, bool as_json) {
+  const ops::ValidateReport v = ops::validate(config_path, SystemClock().now());
   if (as_json) {
-    std::cout << out.dump(2) << "\n";
-    return kOk;
+    print_json(ops::to_json(v));
+    return v.ok ? kOk : kUsage;
   }
-  std::cout << config_path << ": OK, " << cfg->tasks.size() << " task(s)\n";
-  for (const json& t : out) {
-    std::cout << "  " << t["task"].get<std::string>() << "  (" << t["cron"].get<std::string>() << ", "
-              << t["timezone"].get<std::string>() << ")\n";
-    for (const json& f : t["next_fires"]) std::cout << "    next: " << f.get<std::string>() << "\n";
+  if (!v.ok) {
+    for (const std::string& p : v.problems) std::cerr << p << "\n";
+    std::cerr << config_path << ": " << v.problems.size() << " problem(s)\n";
+    return kUsage;
+  }
+  std::cout << config_path << ": OK, " << v.tasks.size() << " task(s)\n";
+  for (const ops::ValidatedTask& t : v.tasks) {
+    std::cout << "  " << t.task << "  (" << t.cron << ", " << t.timezone << ")\n";
+    for (TimePoint f : t.next_fires) std::cout << "    next: " << format_rfc3339(f) << "\n";
+    if (t.next_fires.empty()) std::cout << "    next: none\n";
   }
   return kOk;
 }
 
+// ---- tasks and runs --------------------------------------------------------------
+
 int cmd_tasks(const std::string& config_path, bool as_json) {
-  auto cfg = load_or_report(config_path);
-  if (!cfg) return kUsage;
-  std::map<std::string, store::TaskSummary> summaries;
-  if (auto st = open_read_only(*cfg)) {
-    auto list = (*st)->task_summaries();
-    if (!list) return report(list.error());
-    for (auto& s : *list) summaries[s.task] = s;
-  } else if (st.error().code != ErrorCode::not_found) {
-    return report(st.error());
-  }
-  const TimePoint now = SystemClock().now();
-  json out = json::array();
-  auto add = [&](const std::string& name, const config::Task* task) {
-    json j{{"task", name}, {"configured", task != nullptr}};
-    if (task) {
-      j["cron"] = task->cron;
-      auto schedule = cron::Schedule::parse(task->cron);
-      auto zone = cron::Zone::locate(task->timezone.empty() ? cfg->daemon.timezone : task->timezone);
-      j["timezone"] = zone ? zone->name() : "";
-      j["next_fire"] = time_json(schedule && zone ? schedule->next_fire(now, *zone) : std::nullopt);
-    }
-    auto it = summaries.find(name);
-    j["runs"] = it == summaries.end() ? 0 : it->second.runs;
-    j["last_run"] = it == summaries.end() || !it->second.last_run ? json(nullptr) : run_json(*it->second.last_run);
-    out.push_back(j);
-  };
-  for (const config::Task& t : cfg->tasks) add(t.name, &t);
-  for (const auto& [name, s] : summaries)
-    if (!cfg->find_task(name)) add(name, nullptr);
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto tasks = s.ops->tasks(true);
+  if (!tasks) return report(tasks.error());
   if (as_json) {
-    std::cout << out.dump(2) << "\n";
+    print_json(ops::to_json(*tasks));
     return kOk;
   }
-  std::cout << fmt::format("{:<24} {:<18} {:<21} {:>6}  {}\n", "TASK", "SCHEDULE", "NEXT FIRE", "RUNS", "LAST RUN");
-  for (const json& j : out) {
+  const auto short_time = [](const std::optional<TimePoint>& t) { return t ? format_rfc3339(*t).substr(0, 19) + "Z" : "-"; };
+  std::cout << fmt::format("{:<24} {:<18} {:<8} {:<21} {:>6}  {}\n", "TASK", "SCHEDULE", "STATE", "NEXT FIRE", "RUNS",
+                           "LAST RUN");
+  for (const ops::TaskInfo& t : *tasks) {
     std::string last = "-";
-    if (!j["last_run"].is_null())
-      last = fmt::format("#{} {} {}", j["last_run"]["id"].get<int64_t>(), j["last_run"]["status"].get<std::string>(),
-                         j["last_run"]["created_at"].get<std::string>().substr(0, 19) + "Z");
-    std::string next = j.contains("next_fire") && !j["next_fire"].is_null()
-                           ? j["next_fire"].get<std::string>().substr(0, 19) + "Z"
-                           : "-";
-    std::cout << fmt::format("{:<24} {:<18} {:<21} {:>6}  {}\n", j["task"].get<std::string>(),
-                             j.value("cron", std::string("(not configured)")), next, j["runs"].get<int64_t>(), last);
+    if (t.last_run)
+      last = fmt::format("#{} {} {}", t.last_run->id, store::to_string(t.last_run->status),
+                         short_time(t.last_run->finished_at ? t.last_run->finished_at : t.last_run->created_at));
+    std::cout << fmt::format("{:<24} {:<18} {:<8} {:<21} {:>6}  {}\n", t.name,
+                             t.configured ? t.cron : "(not configured)", ops::to_string(t.state),
+                             short_time(t.next_fire), t.runs, last);
   }
   return kOk;
 }
 
 int cmd_runs(const std::string& config_path, const std::string& task, int limit, int64_t before,
              const std::string& status, bool as_json) {
-  auto cfg = load_or_report(config_path);
-  if (!cfg) return kUsage;
-  store::RunQuery q;
-  q.task = task;
-  q.limit = limit;
-  if (before > 0) q.before_id = before;
+  ops::RunsQuery q{task, limit, before > 0 ? std::optional<int64_t>(before) : std::nullopt, std::nullopt};
   if (!status.empty()) {
-    q.status = store::parse_status(status);
-    if (!q.status) {
-      std::cerr << "cronkeep: unknown status \"" << status
-                << "\" (expected pending, running, succeeded, failed, timeout, cancelled, crashed, log_overflow, "
-                   "skipped or missed)\n";
-      return kUsage;
-    }
+    auto st = ops::parse_status(status, "--status");
+    if (!st) return report(st.error());
+    q.status = *st;
   }
-  auto st = open_read_only(*cfg);
-  if (!st) return report(st.error());
-  auto runs = (*st)->list_runs(q);
-  if (!runs) return report(runs.error());
-  if (runs->empty() && !cfg->find_task(task)) {
-    std::cerr << "cronkeep: task " << task << " is not configured and has no runs\n";
-    return kFailure;
-  }
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto page = s.ops->runs(q);
+  if (!page) return report(page.error());
   if (as_json) {
-    json out = json::array();
-    for (const auto& r : *runs) out.push_back(run_json(r));
-    std::cout << out.dump(2) << "\n";
+    print_json(ops::to_json(page->runs));
     return kOk;
   }
   std::cout << fmt::format("{:>8}  {:<9} {:<12} {:<20} {:>9} {:>5}  {}\n", "ID", "TRIGGER", "STATUS", "STARTED",
                            "DURATION", "EXIT", "MESSAGE");
-  for (const auto& r : *runs) {
+  for (const auto& r : page->runs)
     std::cout << fmt::format("{:>8}  {:<9} {:<12} {:<20} {:>9} {:>5}  {}\n", r.id, store::to_string(r.trigger),
                              store::to_string(r.status), or_dash(r.started_at ? r.started_at : r.scheduled_at),
                              r.duration_ms ? format_duration(Millis(*r.duration_ms)) : "-",
                              r.exit_code ? std::to_string(*r.exit_code) : "-", r.message);
-  }
+  if (page->next_before) std::cerr << "(more: --before " << *page->next_before << ")\n";
   return kOk;
 }
+
+// ---- logs -------------------------------------------------------------------------
 
 struct LogsArgs {
   std::string task;
@@ -188,70 +158,283 @@ struct LogsArgs {
   bool json = false;
 };
 
-int cmd_logs(const std::string& config_path, const LogsArgs& a) {
-  auto cfg = load_or_report(config_path);
-  if (!cfg) return kUsage;
-  logs::ReadRequest req;
-  if (a.from_line > 0) req.from_line = a.from_line;
-  if (a.lines > 0) req.lines = a.lines;
-  if (a.tail > 0) req.tail = a.tail;
-  if (!a.since.empty()) {
-    req.since = parse_rfc3339(a.since);
-    if (!req.since) {
-      auto ago = parse_duration(a.since);
-      if (!ago) {
-        std::cerr << "cronkeep: --since: expected a time (2026-11-23T04:00:00Z) or a duration ago (10m): \"" << a.since
-                  << "\"\n";
-        return kUsage;
-      }
-      req.since = SystemClock().now() - *ago;
-    }
+void print_line(const logs::Line& l, bool as_json, bool newline) {
+  if (as_json) {
+    std::cout << ops::dump(ops::to_json(l)) << "\n";
+    return;
   }
-  auto st = open_read_only(*cfg);
-  if (!st) return report(st.error());
-  auto run = (*st)->get_run(a.run_id);
-  if (!run) return report(run.error());
-  if (run->task != a.task)
-    return report(Error{ErrorCode::not_found, "run " + std::to_string(a.run_id) + " is not a run of " + a.task});
-  if (run->log_path.empty()) {
-    std::cerr << "cronkeep: run " << a.run_id << " has no log (status " << store::to_string(run->status) << ")\n";
-    return kFailure;
+  std::cout << l.text;
+  if (newline) std::cout << '\n';
+}
+
+// Prints followed events: lines as they come, notes on stderr.
+class PrintSink : public ops::FollowSink {
+ public:
+  explicit PrintSink(bool as_json) : json_(as_json) {}
+  bool on_event(const ops::FollowEvent& e) override {
+    switch (e.kind) {
+      case ops::FollowEvent::Kind::line: print_line(e.line, json_, true); break;
+      case ops::FollowEvent::Kind::rotated:
+      case ops::FollowEvent::Kind::dropped: std::cerr << "cronkeep: " << e.text << "\n"; break;
+      case ops::FollowEvent::Kind::done: status_ = e.text; break;
+      case ops::FollowEvent::Kind::error: std::cerr << "cronkeep: " << e.text << "\n"; break;
+    }
+    return true;
   }
-  const std::string path = cfg->daemon.data_dir + "/" + run->log_path;
-  bool notes_shown = false;
-  while (true) {
-    auto page = logs::read_log(path, req);
-    if (!page) return report(page.error());
-    if (!page->note.empty() && !notes_shown) {
-      std::cerr << "cronkeep: " << page->note << "\n";
-      notes_shown = true;
-    }
-    for (size_t i = 0; i < page->lines.size(); ++i) {
-      const logs::Line& l = page->lines[i];
-      const bool last_partial = i + 1 == page->lines.size() && page->partial_last_line;
-      if (a.follow && last_partial && !page->finalized) break;  // print it once it is complete
-      if (a.json) {
-        std::cout << http::line_json(l).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-      } else {
-        std::cout << l.text;
-        if (!last_partial) std::cout << '\n';
-      }
-    }
+  bool flush() override {
     std::cout.flush();
-    if (!a.follow) return kOk;
-    // Follow: keep reading until the run has ended and its log is complete.
-    auto now_run = (*st)->get_run(a.run_id);
-    if (!now_run) return report(now_run.error());
-    if (store::is_terminal(now_run->status) && page->at_end && page->lines.empty()) return kOk;
-    req = logs::ReadRequest{};
-    req.from_line = page->next_line;
-    if (page->lines.empty()) ::usleep(200'000);
+    return static_cast<bool>(std::cout);
   }
+  const std::string& status() const { return status_; }
+
+ private:
+  bool json_;
+  std::string status_;
+};
+
+int cmd_logs(const std::string& config_path, const LogsArgs& a) {
+  ops::LogQuery q{a.task, a.run_id, {}, a.from_line > 0};
+  q.read.max_lines = ops::kMaxLogPage;
+  if (a.from_line > 0) q.read.from_line = a.from_line;
+  if (a.tail > 0) q.read.tail = a.tail;
+  if (!a.since.empty()) {
+    q.read.since = parse_rfc3339(a.since);
+    if (!q.read.since) {
+      auto ago = parse_duration(a.since);
+      if (!ago)
+        return report(Error{ErrorCode::invalid_argument,
+                            "--since: expected a time (2026-11-23T04:00:00Z) or a duration ago (10m): \"" + a.since + "\""});
+      q.read.since = SystemClock().now() - *ago;
+    }
+  }
+  if (auto st = ops::check_read(q.read, q.from_line_given); !st) return report(st.error());
+  if (a.follow && (a.tail > 0 || a.lines > 0 || !a.since.empty()))
+    return report(Error{ErrorCode::invalid_argument, "--follow: combine it with --from-line only"});
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  if (a.follow) {
+    PrintSink sink(a.json);
+    ops::FollowRequest request{a.task, a.run_id, a.from_line > 0 ? a.from_line : 1};
+    request.idle_timeout = std::chrono::hours(24 * 365);
+    if (auto st = s.ops->follow(request, sink); !st) return report(st.error());
+    return kOk;
+  }
+  int64_t left = a.lines > 0 ? a.lines : INT64_MAX;
+  bool first = true;
+  while (true) {
+    q.read.lines = a.tail > 0 ? std::nullopt : std::optional<int64_t>(std::min<int64_t>(left, ops::kMaxLogPage));
+    auto slice = s.ops->log(q);
+    if (!slice) return report(slice.error());
+    const logs::LogPage& page = slice->page;
+    if (first) {
+      if (!page.note.empty()) std::cerr << "cronkeep: " << page.note << "\n";
+      if (q.from_line_given && page.first_available > a.from_line)
+        std::cerr << "cronkeep: lines " << a.from_line << " to " << page.first_available - 1
+                  << " were dropped when the log was rotated (log_on_full = drop_old); the kept part starts at line "
+                  << page.first_available << "\n";
+      first = false;
+    }
+    for (size_t i = 0; i < page.lines.size(); ++i)
+      print_line(page.lines[i], a.json, !(i + 1 == page.lines.size() && page.partial_last_line));
+    left -= static_cast<int64_t>(page.lines.size());
+    if (a.tail > 0 || page.at_end || page.lines.empty() || left <= 0) break;
+    q.read.from_line = page.next_line;
+    q.read.since.reset();
+    q.from_line_given = true;
+  }
+  std::cout.flush();
+  return kOk;
+}
+
+// ---- actions ------------------------------------------------------------------------
+
+int cmd_run(const std::string& config_path, const std::string& task, bool wait, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto run = s.ops->run_now(ops::RunNowRequest{task, wait});
+  if (!run) return report(run.error());
+  if (as_json) {
+    print_json(ops::to_json(*run));
+  } else {
+    std::cout << "run " << run->id << " of " << task << ": " << store::to_string(run->status);
+    if (run->attempt > 1) std::cout << " (attempt " << run->attempt << ")";
+    if (!run->message.empty()) std::cout << ": " << run->message;
+    std::cout << "\n";
+  }
+  if (!wait) return kOk;
+  return run->status == store::RunStatus::succeeded ? kOk : kFailure;
+}
+
+int cmd_cancel(const std::string& config_path, const std::string& task, int64_t id, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->cancel(task, id);
+  if (!out) return report(out.error());
+  if (as_json) print_json(ops::to_json(*out));
+  else std::cout << "run " << out->id << " of " << task << ": cancelling\n";
+  return kOk;
+}
+
+int cmd_delete(const std::string& config_path, const std::string& task, int64_t id, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::write, s); rc != kOk) return rc;
+  auto out = s.ops->delete_run(task, id);
+  if (!out) return report(out.error());
+  if (as_json) print_json(ops::to_json(*out));
+  else std::cout << out->message << "\n";
+  return kOk;
+}
+
+struct PurgeArgs {
+  std::string older_than;
+  std::string task;
+  std::string status;
+  int64_t limit = 0;
+  bool dry_run = false;
+  bool all = false;
+  bool yes = false;
+  bool json = false;
+};
+
+void print_purge_table(const retention::PurgeOutcome& out) {
+  int64_t runs = 0, bytes = 0;
+  std::cout << fmt::format("{:<32} {:>10} {:>12}\n", "TASK", "RUNS", "LOG BYTES");
+  for (const auto& v : out.per_task) {
+    std::cout << fmt::format("{:<32} {:>10} {:>12}\n", v.task, v.runs, size_text(v.log_bytes));
+    runs += v.runs;
+    bytes += v.log_bytes;
+  }
+  std::cout << fmt::format("{:<32} {:>10} {:>12}\n", "total", runs, size_text(bytes));
+}
+
+int cmd_purge(const std::string& config_path, const PurgeArgs& a) {
+  auto req = retention::make_purge_request(
+      a.older_than, a.task.empty() ? std::nullopt : std::optional<std::string>(a.task),
+      a.status.empty() ? std::nullopt : std::optional<std::string_view>(a.status),
+      a.limit != 0 ? std::optional<int64_t>(a.limit) : std::nullopt, a.dry_run, a.all);
+  if (!req) return report(req.error());
+  Session s;
+  if (const int rc = open_session(config_path, a.dry_run ? ops::Access::read : ops::Access::write, s); rc != kOk) return rc;
+  if (!a.dry_run && !a.yes && ::isatty(STDIN_FILENO) && ::isatty(STDOUT_FILENO)) {
+    // On a terminal, show what would go and ask.
+    retention::PurgeRequest preview = *req;
+    preview.dry_run = true;
+    auto would = s.ops->purge(preview);
+    if (!would) return report(would.error());
+    print_purge_table(*would);
+    if (would->per_task.empty()) {
+      std::cout << "nothing to purge\n";
+      return kOk;
+    }
+    std::cout << "Delete these runs and their logs? [y/N] " << std::flush;
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "y" && answer != "yes") {
+      std::cout << "nothing deleted\n";
+      return kOk;
+    }
+  }
+  const bool tty = ::isatty(STDERR_FILENO);
+  auto out = s.ops->purge(*req, [&](int64_t done, int64_t total) {
+    if (!tty || total < 1000) return;
+    const int width = 40;
+    const int filled = static_cast<int>(width * done / std::max<int64_t>(1, total));
+    std::cerr << "\rpurging [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] " << done << "/"
+              << total << (done == total ? "\n" : "") << std::flush;
+  });
+  if (!out) return report(out.error());
+  if (a.json) {
+    print_json(ops::to_json(*out, a.dry_run));
+  } else {
+    if (a.dry_run) print_purge_table(*out);
+    std::cout << out->message << "\n";
+  }
+  return a.dry_run || out->report.file_errors == 0 ? kOk : kFailure;
+}
+
+int cmd_compact(const std::string& config_path, bool full, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::write, s); rc != kOk) return rc;
+  auto out = s.ops->compact(full ? retention::CompactMode::full : retention::CompactMode::incremental);
+  if (!out) return report(out.error());
+  if (as_json) print_json(ops::to_json(*out));
+  else std::cout << out->message << "\n";
+  return kOk;
+}
+
+int cmd_status(const std::string& config_path, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->status();
+  if (!out) return report(out.error());
+  if (as_json) {
+    print_json(ops::to_json(*out));
+    return kOk;
+  }
+  for (const ops::SystemTaskStatus& t : out->system_tasks) {
+    std::cout << t.task << " (" << t.schedule << ")\n";
+    if (!t.last_run) {
+      std::cout << "  last run: never\n";
+    } else {
+      const store::Run& r = *t.last_run;
+      std::cout << "  last run: #" << r.id << " " << store::to_string(r.status) << " (" << store::to_string(r.trigger)
+                << ") " << or_dash(r.finished_at) << "\n    " << r.message << "\n";
+    }
+    std::cout << "  next run: " << or_dash(t.next_run) << "\n";
+    if (t.total_figures) {
+      const store::MaintenanceFigures& f = *t.total_figures;
+      std::cout << fmt::format("  in total: {} row(s) and {} file(s) deleted, {} of logs freed, {} of database reclaimed\n",
+                               f.rows_deleted, f.files_deleted, size_text(f.log_bytes_freed),
+                               size_text(f.db_bytes_reclaimed));
+    }
+  }
+  const store::DbStats& db = out->database;
+  std::cout << fmt::format("database: {} ({} pages of {} B, {} free), WAL {}, auto_vacuum {}\n", size_text(db.db_bytes()),
+                           db.page_count, db.page_size, db.freelist_count, size_text(db.wal_bytes),
+                           db.auto_vacuum == 2 ? "incremental" : db.auto_vacuum == 1 ? "full" : "none");
+  std::cout << "log directory: " << size_text(out->log_dir_bytes) << "\n";
+  return kOk;
+}
+
+int cmd_check(const std::string& config_path, bool repair, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, repair ? ops::Access::write : ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->check(repair);
+  if (!out) return report(out.error());
+  if (as_json) {
+    print_json(ops::to_json(*out));
+  } else {
+    for (const ops::CheckProblem& p : out->problems)
+      std::cout << p.kind << ": " << p.detail << (p.repaired ? " (repaired)" : "") << "\n";
+    std::cout << (out->ok ? "check: ok" : "check: " + std::to_string(out->problems.size()) + " problem(s)")
+              << (repair ? ", " + std::to_string(out->repaired) + " repaired" : "") << "\n";
+  }
+  return out->ok ? kOk : kFailure;
+}
+
+// The first word that is not an option (nor the value of -c): the command.
+std::optional<std::string> command_word(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "-c" || arg == "--config") {
+      ++i;
+      continue;
+    }
+    if (!arg.empty() && arg[0] == '-') continue;
+    return std::string(arg);
+  }
+  return std::nullopt;
+}
+
+std::string command_list() {
+  std::string out;
+  for (const char* c : kCommands) out += (out.empty() ? "" : ", ") + std::string(c);
+  return out;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv, const DaemonMain& daemon_main) {
   CLI::App app{"cronkeep: runs commands on cron schedules, records every run, keeps its history bounded."};
   app.require_subcommand(1);
   app.fallthrough();
@@ -260,21 +443,29 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "configuration file (default: ./cronkeep.toml or $CRONKEEP_CONFIG)");
   app.set_version_flag("--version", "cronkeep 0.1.0");
 
+  if (auto word = command_word(argc, argv);
+      word && std::find(std::begin(kCommands), std::end(kCommands), *word) == std::end(kCommands)) {
+    std::cerr << "cronkeep: unknown command \"" << *word << "\"; the commands are " << command_list()
+              << " (cronkeep --help)\n";
+    return kUsage;
+  }
+
   bool as_json = false;
   int exit_code = kOk;
 
-  auto* daemon_cmd = app.add_subcommand("daemon", "Run the scheduler in the foreground until SIGTERM or SIGINT");
+  auto* daemon_cmd = app.add_subcommand("daemon", "Run the scheduler and the HTTP API in the foreground until SIGTERM or SIGINT");
   daemon_cmd->callback([&] {
     auto cfg = load_or_report(config_path);
-    exit_code = cfg ? daemon::run(*cfg) : kUsage;
+    exit_code = cfg ? daemon_main(*cfg) : kUsage;
   });
 
   auto* validate_cmd = app.add_subcommand(
       "validate", "Check a configuration; print every problem (file:line:column) or each task's next three fires");
-  validate_cmd->add_flag("--json", as_json, "print JSON");
+  validate_cmd->add_flag("--json", as_json, "print JSON ({file, ok, problems, tasks}), also when there are problems");
   validate_cmd->callback([&] { exit_code = cmd_validate(config_path, as_json); });
 
-  auto* tasks_cmd = app.add_subcommand("tasks", "List tasks: schedule, next fire, number of runs, last run");
+  auto* tasks_cmd = app.add_subcommand(
+      "tasks", "List tasks (configured, system, and removed ones with history): schedule, state, next fire, runs, last run");
   tasks_cmd->add_flag("--json", as_json, "print JSON");
   tasks_cmd->callback([&] { exit_code = cmd_tasks(config_path, as_json); });
 
@@ -298,63 +489,67 @@ int main(int argc, char** argv) {
   logs_cmd->add_option("--lines", logs_args.lines, "how many lines to print")->check(CLI::PositiveNumber);
   logs_cmd->add_option("--since", logs_args.since,
                        "start at the first line that arrived at or after TIME (RFC 3339) or DURATION ago (10m)");
-  logs_cmd->add_option("--tail", logs_args.tail, "print only the last K lines")->check(CLI::PositiveNumber);
+  logs_cmd->add_option("--tail", logs_args.tail, "print only the last K lines (at most 10000; not with --from-line)")
+      ->check(CLI::PositiveNumber);
   logs_cmd->add_flag("-f,--follow", logs_args.follow, "keep printing new lines until the run ends");
   logs_cmd->add_flag("--json", logs_args.json, "one JSON object per line: line, stream (o/e/m), time, text");
   logs_cmd->callback([&] { exit_code = cmd_logs(config_path, logs_args); });
 
   bool wait = false;
-  std::string run_task;
   auto* run_cmd = app.add_subcommand("run", "Run a task now through the running daemon");
-  run_cmd->add_option("TASK", run_task, "task name")->required();
-  run_cmd->add_flag("--wait", wait, "wait until the run ends; exit 0 only if it succeeded");
+  run_cmd->add_option("TASK", task, "task name")->required();
+  run_cmd->add_flag("--wait", wait,
+                    "wait until the run (and its retries) ended; exit 0 only if the final attempt succeeded");
   run_cmd->add_flag("--json", as_json, "print the run as JSON");
-  run_cmd->callback([&] {
-    auto cfg = load_or_report(config_path);
-    exit_code = cfg ? cmd_run(*cfg, run_task, wait, as_json) : kUsage;
-  });
+  run_cmd->callback([&] { exit_code = cmd_run(config_path, task, wait, as_json); });
+
+  int64_t run_id = 0;
+  auto* cancel_cmd = app.add_subcommand("cancel", "Cancel a queued or running run (SIGTERM, then SIGKILL after graceful_stop)");
+  cancel_cmd->add_option("TASK", task, "task name")->required();
+  cancel_cmd->add_option("RUN", run_id, "run id")->required()->check(CLI::PositiveNumber);
+  cancel_cmd->add_flag("--json", as_json, "print JSON");
+  cancel_cmd->callback([&] { exit_code = cmd_cancel(config_path, task, run_id, as_json); });
+
+  auto* delete_cmd = app.add_subcommand("delete", "Delete one ended run: its row, its log and the log's sidecars");
+  delete_cmd->add_option("TASK", task, "task name")->required();
+  delete_cmd->add_option("RUN", run_id, "run id")->required()->check(CLI::PositiveNumber);
+  delete_cmd->add_flag("--json", as_json, "print JSON");
+  delete_cmd->callback([&] { exit_code = cmd_delete(config_path, task, run_id, as_json); });
 
   PurgeArgs purge;
   auto* purge_cmd = app.add_subcommand(
-      "purge", "Delete terminal runs (rows, logs and sidecars) that finished before now minus --older-than");
+      "purge", "Delete ended runs (rows, logs and sidecars) that finished before now minus --older-than; each task's "
+               "newest success and newest failure stay unless --all");
   purge_cmd->add_option("--older-than", purge.older_than, "age, e.g. 30d, 12h, 2w")->required();
   purge_cmd->add_option("--task", purge.task, "only this task");
   purge_cmd->add_option("--status", purge.status, "only runs with this terminal status");
   purge_cmd->add_option("--limit", purge.limit, "at most N runs, oldest first");
   purge_cmd->add_flag("--dry-run", purge.dry_run, "print per task how many runs and log bytes would go; delete nothing");
+  purge_cmd->add_flag("--all", purge.all, "also delete each task's newest success and newest failure");
+  purge_cmd->add_flag("-y,--yes", purge.yes, "do not ask on a terminal");
   purge_cmd->add_flag("--json", purge.json, "print JSON");
-  purge_cmd->callback([&] {
-    auto cfg = load_or_report(config_path);
-    exit_code = cfg ? cmd_purge(*cfg, purge) : kUsage;
-  });
+  purge_cmd->callback([&] { exit_code = cmd_purge(config_path, purge); });
 
   bool full = false;
   auto* compact_cmd = app.add_subcommand(
       "compact", "Give free database pages back to the file system in slices and truncate the WAL");
   compact_cmd->add_flag("--full", full,
                         "run a VACUUM instead (also converts a database created without incremental auto-vacuum)");
-  compact_cmd->callback([&] {
-    auto cfg = load_or_report(config_path);
-    exit_code = cfg ? cmd_compact(*cfg, full) : kUsage;
-  });
+  compact_cmd->add_flag("--json", as_json, "print JSON");
+  compact_cmd->callback([&] { exit_code = cmd_compact(config_path, full, as_json); });
 
   auto* status_cmd = app.add_subcommand(
       "status", "Retention and compactor: last and next run, what they deleted and reclaimed; database and log sizes");
   status_cmd->add_flag("--json", as_json, "print JSON");
-  status_cmd->callback([&] {
-    auto cfg = load_or_report(config_path);
-    exit_code = cfg ? cmd_status(*cfg, as_json) : kUsage;
-  });
+  status_cmd->callback([&] { exit_code = cmd_status(config_path, as_json); });
 
   bool repair = false;
   auto* check_cmd = app.add_subcommand(
-      "check", "Verify the data directory: integrity_check, rows without log, logs without row, leftover tombstones");
-  check_cmd->add_flag("--repair", repair, "fix what can be fixed safely (needs the daemon stopped)");
+      "check", "Verify the data directory: integrity, rows without logs, logs and sidecars without rows, tombstones");
+  check_cmd->add_flag("--repair", repair,
+                      "fix what can be fixed safely (through the daemon when one runs: runs in flight are left alone)");
   check_cmd->add_flag("--json", as_json, "print JSON");
-  check_cmd->callback([&] {
-    auto cfg = load_or_report(config_path);
-    exit_code = cfg ? cmd_check(*cfg, repair, as_json) : kUsage;
-  });
+  check_cmd->callback([&] { exit_code = cmd_check(config_path, repair, as_json); });
 
   try {
     app.parse(argc, argv);

@@ -1,17 +1,24 @@
-// cli/cli.h: the `cronkeep` command line (CLI11).
+// cli/cli.h: the `cronkeep` command line (CLI11): argv → ops → text or JSON.
 //
-// Owns: argument parsing, --help texts, and printing results as text or JSON.
-// Reading commands (tasks, runs, logs, validate, check) read the
-// configuration and the data directory directly; run, purge, compact and
-// status go through a running daemon's HTTP API when one holds the data
-// directory, and work on it directly (holding its lock) otherwise; `daemon`
-// hands over to daemon::run. Must not contain SQL text.
+// Owns: argument parsing, --help texts, and printing ops answers as text or
+// (--json) as ops/wire.h's JSON. Every command but `daemon` and `validate`
+// goes through ops::open(): a running daemon's API when one holds the data
+// directory, the data directory itself otherwise, with the same answers
+// either way. Must not know SQL text, the data directory's layout, or the
+// daemon (which main.cc hands in).
 #pragma once
+
+#include <functional>
+
+#include "config/config.h"
 
 namespace cronkeep::cli {
 
+// What `cronkeep daemon` runs: returns the process exit code.
+using DaemonMain = std::function<int(const config::Config&)>;
+
 // Parses argv and runs the command. Returns the process exit code:
 // 0 success, 1 failure at run time, 2 bad usage or invalid configuration.
-int main(int argc, char** argv);
+int main(int argc, char** argv, const DaemonMain& daemon_main);
 
 }  // namespace cronkeep::cli

@@ -29,6 +29,7 @@
 
 #include "base/units.h"
 #include "cron/cron.h"
+#include "layout/layout.h"
 
 namespace cronkeep::config {
 namespace {
@@ -39,7 +40,6 @@ constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 constexpr int kMaxRetryAttempts = 100;
 constexpr int64_t kMaxBatchSize = 100'000;
-constexpr size_t kMaxTaskNameLength = 128;
 
 // ---------------------------------------------------------------------------
 // Enum names: one table per enum serves both parsing and to_string().
@@ -560,7 +560,9 @@ std::string task_name_problem(std::string_view name) {
   if (name.empty()) return "task name must not be empty";
   if (name.find(':') != std::string_view::npos)
     return "task names may not contain ':' (reserved for system tasks such as cronkeep:retention)";
-  if (name.size() > kMaxTaskNameLength) return "task name is longer than 128 characters";
+  if (name.size() > layout::kMaxTaskNameLength) return "task name is longer than 128 characters";
+  if (name.find("..") != std::string_view::npos)
+    return "invalid task name " + quote(name) + ": \"..\" is not allowed (the name becomes a directory under logs/)";
   return "invalid task name " + quote(name) +
          ": use letters, digits, '.', '_' and '-', starting with a letter or digit";
 }
@@ -722,14 +724,7 @@ std::string Problem::to_string() const {
   return out + message;
 }
 
-bool valid_task_name(std::string_view name) {
-  if (name.empty() || name.size() > kMaxTaskNameLength) return false;
-  if (!std::isalnum(static_cast<unsigned char>(name[0]))) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-';
-  });
-}
+bool valid_task_name(std::string_view name) { return layout::valid_task_name(name); }
 
 tl::expected<Config, Problems> parse_config(std::string_view text, std::string_view file_name) {
   return parse_guarded(text, file_name, fs::path(file_name).parent_path());

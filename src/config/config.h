@@ -59,7 +59,7 @@ struct TaskPolicy {
 };
 
 struct Task {
-  std::string name;        // matches [A-Za-z0-9][A-Za-z0-9._-]{0,127}
+  std::string name;        // layout::valid_task_name: [A-Za-z0-9][A-Za-z0-9._-]{0,127}, no ".."
   std::string cron;        // validated by cron::Schedule::parse
   std::string run;         // the shell command, non-empty
   std::string timezone;    // IANA name; defaults to [daemon] timezone
@@ -134,7 +134,7 @@ tl::expected<Config, Problems> parse_config(std::string_view text, std::string_v
 // Problem naming the path and the OS error.
 tl::expected<Config, Problems> load_config(const std::string& path);
 
-// True when `name` is a valid task name.
+// True when `name` is a valid task name (layout::valid_task_name).
 bool valid_task_name(std::string_view name);
 
 }  // namespace cronkeep::config

@@ -1,6 +1,9 @@
 #include "daemon/daemon.h"
 
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +18,9 @@
 #include "base/units.h"
 #include "events/events.h"
 #include "http/http.h"
+#include "layout/layout.h"
+#include "ops/local.h"
+#include "ops/remote.h"
 #include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
@@ -35,6 +41,13 @@ retention::CompactMode compact_mode(config::Vacuum v) {
   return retention::CompactMode::incremental;
 }
 
+// A system task's body runs on its run's own worker thread: deleting is
+// bulk work, so that thread yields the CPU to the scheduler's.
+void lower_own_priority() {
+  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) < 10) ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 10);
+}
+
 }  // namespace
 
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
@@ -44,21 +57,28 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
   return {
       {retention::kRetentionTask, config.retention.schedule,
        [&store, &executor, &clock, policy](int64_t run_id) -> Result<std::string> {
+         lower_own_priority();
          const TimePoint now = clock.now();
          auto report = retention::sweep(store, executor, policy, now);
          if (!report) return tl::unexpected(report.error());
-         store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask, report->rows,
-                                                            report->files_deleted, report->file_errors,
-                                                            report->log_bytes, 0});
+         if (auto st = store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask, report->rows,
+                                                                          report->files_deleted, report->file_errors,
+                                                                          report->log_bytes, 0});
+             !st)
+           return tl::unexpected(st.error());
          std::string message = retention::describe(*report, policy, now);
          if (report->file_errors > 0) return fail(ErrorCode::io, message);
          return message;
        }},
       {retention::kCompactorTask, config.compactor.schedule, [&store, mode](int64_t run_id) -> Result<std::string> {
+         lower_own_priority();
          auto report = retention::compact(store, mode);
          if (!report) return tl::unexpected(report.error());
-         store.record_maintenance(store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0, 0,
-                                                            std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+         if (auto st = store.record_maintenance(
+                 store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0, 0,
+                                           std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+             !st)
+           return tl::unexpected(st.error());
          return retention::describe(*report);
        }},
   };
@@ -66,13 +86,14 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
 
 int run(const config::Config& config) {
   const std::string& data_dir = config.daemon.data_dir;
+  const layout::DataDir dir(data_dir);
   std::error_code ec;
-  std::filesystem::create_directories(data_dir + "/logs", ec);
+  std::filesystem::create_directories(dir.logs(), ec);
   if (ec) {
     spdlog::error("cannot create data directory {}: {}", data_dir, ec.message());
     return 1;
   }
-  auto lock = FileLock::acquire(data_dir + "/cronkeep.lock");
+  auto lock = FileLock::acquire(dir.lock());
   if (!lock) {
     spdlog::error("{}", lock.error().message);
     return 1;
@@ -86,12 +107,12 @@ int run(const config::Config& config) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto store = store::open_sqlite(data_dir + "/cronkeep.db");
+  auto store = store::open_sqlite(dir.database());
   if (!store) {
     spdlog::error("{}", store.error().message);
     return 1;
   }
-  retention::Executor executor(**store, data_dir, config.retention.batch_size);
+  retention::Executor executor(**store, dir, config.retention.batch_size);
   if (auto replayed = executor.replay_tombstones(); !replayed) {
     spdlog::error("replaying tombstones: {}", replayed.error().message);
     return 1;
@@ -100,7 +121,7 @@ int run(const config::Config& config) {
                  replayed->file_errors);
   }
 
-  auto token = http::load_or_create_token(config);
+  auto token = ops::load_or_create_token(config);
   if (!token) {
     spdlog::error("{}", token.error().message);
     return 1;
@@ -114,10 +135,12 @@ int run(const config::Config& config) {
     spdlog::error("cannot start the scheduler: {}", st.error().message);
     return 1;
   }
+  ops::MaintenanceThread maintenance;
+  ops::Local local(ops::LocalDeps{&config, store->get(), &executor, &scheduler, &bus, &clock, &maintenance, true});
   http::Limits limits;
   limits.max_streams = config.daemon.max_log_streams;
   limits.max_streams_per_client = config.daemon.max_log_streams_per_client;
-  http::Server api(http::Deps{&config, store->get(), &scheduler, &bus, &executor, &clock, *token}, limits);
+  http::Server api(http::Deps{&local, [&local] { return local.metrics(); }, {}, *token}, limits);
   if (auto st = api.start(config.daemon.listen); !st) {
     spdlog::error("{}", st.error().message);
     scheduler.shutdown();
@@ -125,7 +148,7 @@ int run(const config::Config& config) {
   }
   spdlog::info("cronkeep started: {} task(s), data in {}, API on http://{} (token in {})", config.tasks.size(),
                data_dir, config.daemon.listen,
-               config.daemon.token_file.empty() ? data_dir + "/token" : config.daemon.token_file);
+               config.daemon.token_file.empty() ? dir.generated_token() : config.daemon.token_file);
 
   std::mutex mu;
   std::condition_variable cv;
@@ -148,6 +171,7 @@ int run(const config::Config& config) {
   }
   spdlog::info("{} received: stopping (running runs get {})", strsignal(sig),
                format_duration(config.daemon.shutdown_timeout));
+  local.stop();
   scheduler.shutdown();
   loop.join();
   api.stop();

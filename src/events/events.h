@@ -79,6 +79,7 @@ class Subscription {
 struct Filter {
   std::optional<int64_t> run_id;  // only events of this run
   std::optional<std::string> task;  // only events of this task
+  bool states_only = false;         // only run_state events (no log lines to crowd them out)
 };
 
 class Bus {

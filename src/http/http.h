@@ -1,40 +1,44 @@
-// http/http.h: the HTTP API (cpp-httplib), Server-Sent Events for live logs,
-// Prometheus metrics, and bearer-token authentication.
+// http/http.h: the HTTP API (cpp-httplib): routes → ops → JSON, Server-Sent
+// Events for live logs, Prometheus metrics, bearer-token authentication and
+// Host checks.
 //
-// Owns: routes, request validation (every bad field is a 400 with
-// {"error": "..."} naming it), mapping Error codes to statuses (one place),
-// SSE streams with their caps, and /metrics. Must not contain SQL text: it
-// reads through store::Store and acts through the scheduler and retention.
+// Owns: routing, turning query parameters and JSON bodies into ops
+// requests (a parameter of the wrong type is a 400 naming it; the rules
+// themselves live in ops, so the CLI and the API refuse the same things with
+// the same words), mapping Error codes to statuses (one place), SSE framing
+// with its stream caps, and the /metrics text. Must not know SQL text or the
+// data directory's layout: everything goes through ops::Ops.
 //
-// Security: mutating routes need `Authorization: Bearer <token>`, compared
-// in constant time; system tasks are listed only to authenticated callers;
-// task names and run ids are matched by strict patterns before anything is
-// looked up, so no request can name a path; bodies over 1 MiB are refused.
+// Security: mutating routes need `Authorization: Bearer <token>` (scheme in
+// any case), compared in constant time; system tasks are visible only to
+// authenticated callers; task names and run ids are matched by strict
+// patterns; bodies over 1 MiB are refused; only Host headers naming the
+// listen address or loopback are served (DNS rebinding), unless the server
+// listens on a wildcard address; the socket is bound without SO_REUSEPORT,
+// so a second daemon on the same port fails to start.
 // docs/api.md documents every route.
+//
+// Thread-safety: start() and stop() from one thread; requests are served
+// on the server's worker threads, which only wait for ops (blocking
+// maintenance runs on the ops' maintenance thread).
 #pragma once
 
-#include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
-#include "base/clock.h"
 #include "base/result.h"
-#include "config/config.h"
-#include "events/events.h"
-#include "retention/retention.h"
-#include "scheduler/scheduler.h"
-#include "store/store.h"
+#include "ops/local.h"
+#include "ops/ops.h"
 
 namespace cronkeep::http {
 
 struct Deps {
-  const config::Config* config = nullptr;
-  store::Store* store = nullptr;             // the daemon's store (reads and maintenance writes)
-  scheduler::Scheduler* scheduler = nullptr;
-  events::Bus* bus = nullptr;
-  retention::Executor* executor = nullptr;   // shared with the retention system task
-  const Clock* clock = nullptr;
-  std::string token;                         // the bearer token
+  ops::Ops* ops = nullptr;                               // Requires: set, outlives the server
+  std::function<Result<ops::Metrics>()> metrics;         // for /metrics; empty: 404
+  std::function<std::string()> health;                   // "" = healthy, else why not (503); empty: healthy
+  std::string token;                                     // the bearer token
 };
 
 struct Limits {
@@ -46,7 +50,7 @@ struct Limits {
   int threads = 8;                           // request workers, besides the SSE streams
 };
 
-// Starts serving in a background thread. Thread-safe stop().
+// Serves in a background thread.
 class Server {
  public:
   Server(Deps deps, Limits limits = {});
@@ -56,7 +60,7 @@ class Server {
 
   // Binds `listen` ("127.0.0.1:7070", "[::1]:7070", port 0 = any free port)
   // and starts serving. Errors: invalid_argument for a bad address; io when
-  // the port cannot be bound.
+  // the port cannot be bound (in use: the message says so).
   Status start(const std::string& listen);
   // The port actually bound (after start).
   int port() const;
@@ -68,10 +72,5 @@ class Server {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// Reads the token from `token_file`, or when that is empty from
-// {data_dir}/token, creating it (32 random bytes, hex, mode 0600) if it does
-// not exist. Errors: io; invalid_argument for an empty token file.
-Result<std::string> load_or_create_token(const config::Config& config);
 
 }  // namespace cronkeep::http

@@ -1,37 +1,34 @@
-// The HTTP server: routes, validation, auth, SSE and metrics on cpp-httplib.
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
+// The HTTP server: a small router over cpp-httplib, each route turning a
+// request into one ops call and its answer into JSON (ops/wire.h).
+//
+// Routing is ours rather than cpp-httplib's: its router reads a POST body
+// until the connection closes when the request has no Content-Length (a
+// plain `curl -X POST` got a 400 after a timeout), and merges form-encoded
+// bodies into the query parameters. Here a POST without a body is an empty
+// body, query parameters come from the URL only, and a body is JSON
+// whatever its Content-Type.
+#include <sys/socket.h>
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <random>
-#include <set>
+#include <regex>
 #include <sstream>
 #include <thread>
 
-#include "base/units.h"
-#include "cron/cron.h"
 #include "http/http.h"
-#include "http/json.h"
-#include "logs/logs.h"
+#include "ops/remote.h"
+#include "ops/wire.h"
 
 namespace cronkeep::http {
 namespace {
 
-namespace fs = std::filesystem;
-using nlohmann::json;
-
-// Task names as config accepts them, or a system task's name.
-constexpr const char* kTaskPattern = R"(([A-Za-z0-9][A-Za-z0-9._-]{0,127}|cronkeep:[a-z]+))";
-constexpr const char* kIdPattern = R"(([0-9]{1,18}))";
+using ops::Json;
 
 int status_for(ErrorCode code) {
   switch (code) {
@@ -46,16 +43,16 @@ int status_for(ErrorCode code) {
   return 500;
 }
 
-void send_json(httplib::Response& res, int status, const json& body) {
+void send_json(httplib::Response& res, int status, const Json& body) {
   res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.set_content(ops::dump(body), "application/json");
 }
 
-void send_error(httplib::Response& res, int status, const std::string& message) {
-  send_json(res, status, json{{"error", message}});
-}
+void send_error(httplib::Response& res, const Error& e) { send_json(res, status_for(e.code), ops::to_json(e)); }
 
-void send_error(httplib::Response& res, const Error& e) { send_error(res, status_for(e.code), e.message); }
+void send_error(httplib::Response& res, ErrorCode code, const std::string& message) {
+  send_error(res, Error{code, message});
+}
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
   unsigned char diff = static_cast<unsigned char>(a.size() != b.size());
@@ -68,49 +65,132 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-// Parses a whole decimal integer; nullopt for anything else.
-std::optional<int64_t> parse_int(const std::string& s) {
+std::optional<int64_t> parse_int(std::string_view s) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
   return v;
 }
 
-// Refuses query parameters a route does not know.
-bool only_params(const httplib::Request& req, httplib::Response& res, std::initializer_list<const char*> allowed) {
-  for (const auto& [key, value] : req.params) {
-    bool ok = false;
-    for (const char* a : allowed) ok = ok || key == a;
-    if (!ok) {
-      std::string list;
-      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      send_error(res, 400, "unknown query parameter \"" + key + "\"" +
-                               (list.empty() ? std::string(" (this route takes none)") : " (expected " + list + ")"));
-      return false;
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// Percent-decoding of one query component ('+' is a space).
+std::string decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size()) {
+      int v = 0;
+      auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+      if (ec == std::errc() && p == s.data() + i + 3) {
+        out += static_cast<char>(v);
+        i += 2;
+      } else {
+        out += '%';
+      }
+    } else {
+      out += s[i];
     }
   }
-  return true;
+  return out;
 }
 
-// An integer query parameter within [lo, hi]; false (and a 400) when bad.
-bool int_param(const httplib::Request& req, httplib::Response& res, const char* name, int64_t lo, int64_t hi,
-               std::optional<int64_t>& out) {
-  if (!req.has_param(name)) return true;
-  auto v = parse_int(req.get_param_value(name));
-  if (!v || *v < lo || *v > hi) {
-    send_error(res, 400, std::string(name) + ": expected an integer from " + std::to_string(lo) + " to " +
-                             std::to_string(hi) + ", got \"" + req.get_param_value(name) + "\"");
-    return false;
+// What a route sees of a request.
+struct Call {
+  const httplib::Request& req;
+  httplib::Response& res;
+  std::smatch match;
+  std::map<std::string, std::string> query;  // from the URL only
+  Json body;                                 // an object (empty when no body was sent)
+  bool authed = false;
+
+  std::string arg(size_t i) const { return match[i].str(); }
+  bool has(const char* key) const { return query.count(key) > 0; }
+
+  // Refuses query parameters the route does not know.
+  bool only(std::initializer_list<const char*> allowed) {
+    for (const auto& [key, value] : query) {
+      bool ok = false;
+      for (const char* a : allowed) ok = ok || key == a;
+      if (!ok) {
+        std::string list;
+        for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        send_error(res, ErrorCode::invalid_argument,
+                   "unknown query parameter \"" + key + "\"" +
+                       (list.empty() ? std::string(" (this route takes none)") : " (expected " + list + ")"));
+        return false;
+      }
+    }
+    return true;
   }
-  out = v;
-  return true;
-}
+  // Refuses body fields the route does not know.
+  bool fields(std::initializer_list<const char*> allowed) {
+    for (const auto& [key, value] : body.items()) {
+      bool ok = false;
+      for (const char* a : allowed) ok = ok || key == a;
+      if (!ok) {
+        send_error(res, ErrorCode::invalid_argument, "unknown field \"" + key + "\"");
+        return false;
+      }
+    }
+    return true;
+  }
+  // An integer query parameter within [lo, hi]; false (and a 400) when bad.
+  bool integer(const char* name, int64_t lo, int64_t hi, std::optional<int64_t>& out) {
+    auto it = query.find(name);
+    if (it == query.end()) return true;
+    auto v = parse_int(it->second);
+    if (!v || *v < lo || *v > hi) {
+      send_error(res, ErrorCode::invalid_argument,
+                 std::string(name) + ": expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                     ", got \"" + it->second + "\"");
+      return false;
+    }
+    out = v;
+    return true;
+  }
+  bool flag(const char* name, bool& out) {
+    auto it = query.find(name);
+    if (it == query.end()) return true;
+    if (it->second != "true" && it->second != "false") {
+      send_error(res, ErrorCode::invalid_argument, std::string(name) + ": expected true or false");
+      return false;
+    }
+    out = it->second == "true";
+    return true;
+  }
+  bool body_flag(const char* name, bool& out) {
+    if (!body.contains(name) || body[name].is_null()) return true;
+    if (!body[name].is_boolean()) {
+      send_error(res, ErrorCode::invalid_argument, std::string(name) + ": expected true or false");
+      return false;
+    }
+    out = body[name].get<bool>();
+    return true;
+  }
+};
 
-std::string sse_event(const char* type, int64_t id, const json& data) {
-  return "id: " + std::to_string(id) + "\nevent: " + type + "\ndata: " +
-         data.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-}
+struct Route {
+  const char* method;
+  std::regex pattern;
+  bool needs_auth;
+  std::function<void(Call&)> handle;
+};
 
+// Task names as ops accepts them (checked again there), or a system task's.
+const std::string kTask = R"(([A-Za-z0-9][A-Za-z0-9._-]{0,127}|cronkeep:[a-z]+))";
+const std::string kId = R"(([0-9]{1,18}))";
+
+std::string sse_frame(const ops::FollowEvent& e) {
+  return "id: " + std::to_string(e.id) + "\nevent: " + ops::to_string(e.kind) + "\ndata: " + ops::dump(ops::to_json(e)) +
+         "\n\n";
+}
 
 std::string prom_escape(const std::string& s) {
   std::string out;
@@ -125,6 +205,67 @@ std::string prom_escape(const std::string& s) {
   return out;
 }
 
+// Seconds since the epoch, exactly (ms precision), never in exponent form.
+std::string prom_seconds(TimePoint t) {
+  const int64_t ms = to_unix_ms(t);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld.%03lld", static_cast<long long>(ms / 1000), static_cast<long long>(ms % 1000));
+  return buf;
+}
+
+std::string prometheus(const ops::Metrics& m, int sse_clients) {
+  std::ostringstream out;
+  out << "# HELP cronkeep_runs_finished_total Runs whose end was recorded since the daemon started.\n"
+         "# TYPE cronkeep_runs_finished_total counter\n";
+  for (const auto& [key, n] : m.finished)
+    out << "cronkeep_runs_finished_total{task=\"" << prom_escape(key.first) << "\",status=\"" << key.second << "\"} "
+        << n << "\n";
+  out << "# HELP cronkeep_runs_running Runs in flight.\n# TYPE cronkeep_runs_running gauge\n";
+  for (const auto& t : m.tasks) out << "cronkeep_runs_running{task=\"" << prom_escape(t.task) << "\"} " << t.running << "\n";
+  out << "# HELP cronkeep_runs_queued Runs waiting for a slot.\n# TYPE cronkeep_runs_queued gauge\n";
+  for (const auto& t : m.tasks) out << "cronkeep_runs_queued{task=\"" << prom_escape(t.task) << "\"} " << t.queued << "\n";
+  out << "# HELP cronkeep_last_success_timestamp_seconds When each task last succeeded.\n"
+         "# TYPE cronkeep_last_success_timestamp_seconds gauge\n";
+  for (const auto& t : m.tasks)
+    if (t.last_success)
+      out << "cronkeep_last_success_timestamp_seconds{task=\"" << prom_escape(t.task) << "\"} "
+          << prom_seconds(*t.last_success) << "\n";
+  out << "# HELP cronkeep_last_failure_timestamp_seconds When each task last failed.\n"
+         "# TYPE cronkeep_last_failure_timestamp_seconds gauge\n";
+  for (const auto& t : m.tasks)
+    if (t.last_failure)
+      out << "cronkeep_last_failure_timestamp_seconds{task=\"" << prom_escape(t.task) << "\"} "
+          << prom_seconds(*t.last_failure) << "\n";
+  out << "# HELP cronkeep_scheduler_lateness_seconds How late scheduled runs started.\n"
+         "# TYPE cronkeep_scheduler_lateness_seconds histogram\n";
+  uint64_t cumulative = 0;
+  for (size_t b = 0; b < m.lateness_bounds_ms.size(); ++b) {
+    cumulative += m.lateness_counts[b];
+    out << "cronkeep_scheduler_lateness_seconds_bucket{le=\"" << m.lateness_bounds_ms[b] / 1000.0 << "\"} "
+        << cumulative << "\n";
+  }
+  out << "cronkeep_scheduler_lateness_seconds_bucket{le=\"+Inf\"} " << m.lateness_count << "\n"
+      << "cronkeep_scheduler_lateness_seconds_sum " << m.lateness_sum_ms / 1000.0 << "\n"
+      << "cronkeep_scheduler_lateness_seconds_count " << m.lateness_count << "\n";
+  out << "# TYPE cronkeep_retention_rows_deleted_total counter\ncronkeep_retention_rows_deleted_total "
+      << m.retention_total.rows_deleted
+      << "\n# TYPE cronkeep_retention_files_deleted_total counter\ncronkeep_retention_files_deleted_total "
+      << m.retention_total.files_deleted
+      << "\n# TYPE cronkeep_retention_log_bytes_freed_total counter\ncronkeep_retention_log_bytes_freed_total "
+      << m.retention_total.log_bytes_freed
+      << "\n# TYPE cronkeep_compactor_bytes_reclaimed_total counter\ncronkeep_compactor_bytes_reclaimed_total "
+      << m.compactor_total.db_bytes_reclaimed << "\n";
+  out << "# TYPE cronkeep_database_bytes gauge\ncronkeep_database_bytes " << m.database.db_bytes()
+      << "\n# TYPE cronkeep_database_free_pages gauge\ncronkeep_database_free_pages " << m.database.freelist_count
+      << "\n# TYPE cronkeep_wal_bytes gauge\ncronkeep_wal_bytes " << m.database.wal_bytes << "\n";
+  out << "# TYPE cronkeep_log_dir_bytes gauge\ncronkeep_log_dir_bytes " << m.log_dir_bytes << "\n";
+  out << "# HELP cronkeep_log_events_dropped_total Live log events dropped for slow readers.\n"
+         "# TYPE cronkeep_log_events_dropped_total counter\ncronkeep_log_events_dropped_total "
+      << m.log_events_dropped << "\n";
+  out << "# TYPE cronkeep_sse_clients gauge\ncronkeep_sse_clients " << sse_clients << "\n";
+  return out.str();
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -133,378 +274,268 @@ struct Server::Impl {
   httplib::Server server;
   std::thread thread;
   int port = 0;
+  std::string listen_host;  // empty or a wildcard: any Host is served
   std::atomic<bool> stopping{false};
+  std::vector<Route> routes;
 
   std::mutex streams_mu;
   std::condition_variable streams_cv;
   int streams = 0;
   std::map<std::string, int> streams_by_client;
 
-  // Finished runs by task and status since start (for /metrics).
-  std::mutex counts_mu;
-  std::map<std::pair<std::string, std::string>, uint64_t> finished;
-  std::unique_ptr<events::Subscription> counter_sub;
-  std::atomic<uint64_t> disk_pressure_events{0};
-  std::thread counter;
-
-  std::mutex dir_size_mu;
-  int64_t log_dir_bytes = 0;
-  TimePoint log_dir_measured{};
-
   bool authenticated(const httplib::Request& req) const {
     const std::string h = req.get_header_value("Authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (h.size() <= kBearer.size() || h.compare(0, kBearer.size(), kBearer) != 0) return false;
-    return constant_time_equal(std::string_view(h).substr(kBearer.size()), deps.token);
+    const size_t space = h.find(' ');
+    if (space == std::string::npos || lower(std::string_view(h).substr(0, space)) != "bearer") return false;
+    size_t start = space;
+    while (start < h.size() && h[start] == ' ') ++start;
+    return constant_time_equal(std::string_view(h).substr(start), deps.token);
   }
 
-  bool require_auth(const httplib::Request& req, httplib::Response& res) const {
-    if (authenticated(req)) return true;
-    res.set_header("WWW-Authenticate", "Bearer");
-    send_error(res, 401, req.has_header("Authorization") ? "invalid bearer token" : "missing bearer token");
+  // DNS rebinding: a page on another name must not read this API.
+  bool host_allowed(const httplib::Request& req) const {
+    if (listen_host.empty() || listen_host == "0.0.0.0" || listen_host == "::") return true;
+    std::string host = req.get_header_value("Host");
+    if (host.empty()) return true;  // HTTP/1.0 clients; no browser sends none
+    if (host.front() == '[') {
+      const size_t close = host.find(']');
+      host = close == std::string::npos ? host : host.substr(1, close - 1);
+    } else if (const size_t colon = host.rfind(':'); colon != std::string::npos) {
+      host.resize(colon);
+    }
+    host = lower(host);
+    return host == listen_host || host == "localhost" || host == "127.0.0.1" || host == "::1";
+  }
+
+  void add(const char* method, const std::string& pattern, bool needs_auth, std::function<void(Call&)> handle) {
+    routes.push_back(Route{method, std::regex(pattern), needs_auth, std::move(handle)});
+  }
+
+  // Every request comes here (and bodiless POSTs straight from pre-routing).
+  void dispatch(const httplib::Request& req, httplib::Response& res, bool bodiless) {
+    if (!host_allowed(req))
+      return send_error(res, ErrorCode::invalid_argument,
+                        "Host \"" + req.get_header_value("Host") + "\" is not served here (DNS rebinding protection)");
+    const Route* route = nullptr;
+    std::smatch match;
+    bool path_known = false;
+    for (const Route& r : routes) {
+      if (!std::regex_match(req.path, match, r.pattern)) continue;
+      path_known = true;
+      if (req.method == r.method) {
+        route = &r;
+        break;
+      }
+    }
+    if (!route) {
+      if (path_known) {
+        res.set_header("Allow", req.method == "GET" ? "POST" : "GET");
+        return send_json(res, 405, Json{{"error", "method " + req.method + " not allowed on " + req.path}});
+      }
+      return send_error(res, ErrorCode::not_found, "no such route: " + req.method + " " + req.path);
+    }
+    Call call{req, res, match, {}, Json::object(), authenticated(req)};
+    if (route->needs_auth && !call.authed) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      return send_json(res, 401,
+                       Json{{"error", req.has_header("Authorization") ? "invalid bearer token" : "missing bearer token"}});
+    }
+    // Query parameters from the URL only (not from a form body).
+    const size_t q = req.target.find('?');
+    if (q != std::string::npos) {
+      std::string_view rest(req.target);
+      rest.remove_prefix(q + 1);
+      while (!rest.empty()) {
+        const size_t amp = rest.find('&');
+        const std::string_view pair = rest.substr(0, amp);
+        if (!pair.empty()) {
+          const size_t eq = pair.find('=');
+          call.query[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+        }
+        if (amp == std::string_view::npos) break;
+        rest.remove_prefix(amp + 1);
+      }
+    }
+    if (!bodiless && !req.body.empty()) {
+      call.body = Json::parse(req.body, nullptr, false);
+      if (call.body.is_discarded())
+        return send_error(res, ErrorCode::invalid_argument, "the body is not valid JSON (send a JSON object, or nothing)");
+      if (!call.body.is_object()) return send_error(res, ErrorCode::invalid_argument, "the body must be a JSON object");
+    }
+    route->handle(call);
+  }
+
+  // ---- routes -----------------------------------------------------------------
+
+  // A task the caller may name: system tasks only when authenticated.
+  bool visible(Call& c, const std::string& task) {
+    if (task.find(':') == std::string::npos || c.authed) return true;
+    send_error(c.res, ErrorCode::not_found, "task " + task + " not found");
     return false;
   }
 
-  // A task the caller may see: configured, or with history; system tasks
-  // only for authenticated callers.
-  bool task_visible(const std::string& task, const httplib::Request& req) {
-    const bool system = task.find(':') != std::string::npos;
-    if (system) return authenticated(req) && (task == retention::kRetentionTask || task == retention::kCompactorTask);
-    if (deps.config->find_task(task)) return true;
-    auto runs = deps.store->list_runs(store::RunQuery{task, 1, std::nullopt, std::nullopt});
-    return runs && !runs->empty();
+  template <class T>
+  void answer(Call& c, const Result<T>& r, int status = 200) {
+    if (!r) return send_error(c.res, r.error());
+    send_json(c.res, status, ops::to_json(*r));
   }
 
-  // The run `id` of `task`, or a 404/500 already sent.
-  std::optional<store::Run> find_run(const httplib::Request& req, httplib::Response& res) {
-    const std::string task = req.matches[1];
-    if (!task_visible(task, req)) {
-      send_error(res, 404, "task " + task + " not found");
-      return std::nullopt;
-    }
-    auto id = parse_int(req.matches[2]);
-    auto run = deps.store->get_run(id.value_or(0));
-    if (!run) {
-      send_error(res, run.error());
-      return std::nullopt;
-    }
-    if (run->task != task) {
-      send_error(res, 404, "run " + std::to_string(*id) + " is not a run of " + task);
-      return std::nullopt;
-    }
-    return *run;
-  }
-
-  // Parses a JSON object body, refusing unknown fields. nullopt = 400 sent.
-  std::optional<json> body_object(const httplib::Request& req, httplib::Response& res,
-                                  std::initializer_list<const char*> fields) {
-    if (req.body.empty()) return json::object();
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) {
-      send_error(res, 400, "malformed JSON body");
-      return std::nullopt;
-    }
-    if (!body.is_object()) {
-      send_error(res, 400, "the body must be a JSON object");
-      return std::nullopt;
-    }
-    for (const auto& [key, value] : body.items()) {
-      bool known = false;
-      for (const char* f : fields) known = known || key == f;
-      if (!known) {
-        send_error(res, 400, "unknown field \"" + key + "\"");
-        return std::nullopt;
-      }
-    }
-    return body;
-  }
-
-  void routes() {
-    server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 200, json{{"status", "ok"}});
+  void install() {
+    ops::Ops& o = *deps.ops;
+    add("GET", "/healthz", false, [this](Call& c) {
+      const std::string problem = deps.health ? deps.health() : std::string();
+      if (problem.empty()) return send_json(c.res, 200, Json{{"status", "ok"}});
+      send_json(c.res, 503, Json{{"status", "degraded"}, {"reason", problem}});
     });
 
-    server.Get("/api/tasks", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!only_params(req, res, {})) return;
-      const bool authed = authenticated(req);
-      std::map<std::string, store::TaskSummary> summaries;
-      if (auto list = deps.store->task_summaries()) {
-        for (auto& s : *list) summaries[s.task] = std::move(s);
-      } else {
-        return send_error(res, list.error());
-      }
-      json out = json::array();
-      std::set<std::string> listed;
-      for (const scheduler::TaskView& t : deps.scheduler->tasks()) {
-        if (t.system && !authed) continue;
-        json j{{"task", t.name},       {"cron", t.cron},     {"timezone", t.timezone}, {"configured", true},
-               {"system", t.system},   {"running", t.running}, {"queued", t.queued},
-               {"next_fire", time_json(t.next_fire)}};
-        auto it = summaries.find(t.name);
-        j["runs"] = it == summaries.end() ? 0 : it->second.runs;
-        j["last_run"] = it == summaries.end() || !it->second.last_run ? json(nullptr) : run_json(*it->second.last_run);
-        out.push_back(std::move(j));
-        listed.insert(t.name);
-      }
-      for (const auto& [name, s] : summaries) {
-        if (listed.count(name) || (name.find(':') != std::string::npos && !authed)) continue;
-        out.push_back(json{{"task", name},
-                           {"configured", false},
-                           {"system", name.find(':') != std::string::npos},
-                           {"runs", s.runs},
-                           {"last_run", s.last_run ? run_json(*s.last_run) : json(nullptr)}});
-      }
-      send_json(res, 200, out);
+    add("GET", "/api/tasks", false, [&o](Call& c) {
+      if (!c.only({})) return;
+      auto tasks = o.tasks(c.authed);
+      if (!tasks) return send_error(c.res, tasks.error());
+      send_json(c.res, 200, ops::to_json(*tasks));
     });
 
-    server.Get(std::string("/api/tasks/") + kTaskPattern + "/runs",
-               [this](const httplib::Request& req, httplib::Response& res) {
-                 if (!only_params(req, res, {"limit", "before", "status"})) return;
-                 const std::string task = req.matches[1];
-                 if (!task_visible(task, req)) return send_error(res, 404, "task " + task + " not found");
-                 std::optional<int64_t> limit, before;
-                 if (!int_param(req, res, "limit", 1, 1000, limit) || !int_param(req, res, "before", 1, INT64_MAX, before))
-                   return;
-                 store::RunQuery q{task, static_cast<int>(limit.value_or(50)), before, std::nullopt};
-                 if (req.has_param("status")) {
-                   q.status = store::parse_status(req.get_param_value("status"));
-                   if (!q.status) return send_error(res, 400, "status: unknown status \"" + req.get_param_value("status") + "\"");
-                 }
-                 auto runs = deps.store->list_runs(q);
-                 if (!runs) return send_error(res, runs.error());
-                 json items = json::array();
-                 for (const auto& r : *runs) items.push_back(run_json(r));
-                 json out{{"runs", items}};
-                 out["next_before"] = static_cast<int>(runs->size()) == q.limit ? json(runs->back().id) : json(nullptr);
-                 send_json(res, 200, out);
-               });
-
-    server.Get(std::string("/api/tasks/") + kTaskPattern + "/runs/" + kIdPattern,
-               [this](const httplib::Request& req, httplib::Response& res) {
-                 if (!only_params(req, res, {})) return;
-                 if (auto run = find_run(req, res)) send_json(res, 200, run_json(*run));
-               });
-
-    server.Get(std::string("/api/tasks/") + kTaskPattern + "/runs/" + kIdPattern + "/log",
-               [this](const httplib::Request& req, httplib::Response& res) {
-                 if (!only_params(req, res, {"from_line", "lines", "since", "tail"})) return;
-                 auto run = find_run(req, res);
-                 if (!run) return;
-                 logs::ReadRequest r;
-                 std::optional<int64_t> from, lines, tail;
-                 if (!int_param(req, res, "from_line", 1, INT64_MAX, from) ||
-                     !int_param(req, res, "lines", 1, 10'000, lines) || !int_param(req, res, "tail", 1, 10'000, tail))
-                   return;
-                 if (from) r.from_line = *from;
-                 r.lines = lines.value_or(1000);
-                 r.tail = tail;
-                 if (req.has_param("since")) {
-                   r.since = parse_rfc3339(req.get_param_value("since"));
-                   if (!r.since) return send_error(res, 400, "since: expected an RFC 3339 time, e.g. 2026-11-23T04:00:00Z");
-                 }
-                 if (run->log_path.empty()) return send_error(res, 404, "run " + std::to_string(run->id) + " has no log");
-                 auto page = logs::read_log(deps.config->daemon.data_dir + "/" + run->log_path, r);
-                 if (!page) return send_error(res, page.error());
-                 json lines_json = json::array();
-                 for (const auto& l : page->lines) lines_json.push_back(line_json(l));
-                 send_json(res, 200,
-                           json{{"lines", lines_json},
-                                {"first_available", page->first_available},
-                                {"next_line", page->next_line},
-                                {"at_end", page->at_end},
-                                {"partial_last_line", page->partial_last_line},
-                                {"finalized", page->finalized},
-                                {"run_status", store::to_string(run->status)},
-                                {"note", page->note}});
-               });
-
-    server.Get(std::string("/api/tasks/") + kTaskPattern + "/runs/" + kIdPattern + "/log/stream",
-               [this](const httplib::Request& req, httplib::Response& res) { stream(req, res); });
-
-    server.Post(std::string("/api/tasks/") + kTaskPattern + "/run",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  if (!require_auth(req, res) || !only_params(req, res, {"wait"})) return;
-                  const std::string task = req.matches[1];
-                  const std::string wait = req.has_param("wait") ? req.get_param_value("wait") : "false";
-                  if (wait != "true" && wait != "false") return send_error(res, 400, "wait: expected true or false");
-                  if (!body_object(req, res, {})) return;
-                  std::unique_ptr<events::Subscription> sub;
-                  if (wait == "true") sub = deps.bus->subscribe(events::Filter{std::nullopt, task});
-                  auto id = deps.scheduler->run_now(task);
-                  if (!id) return send_error(res, id.error());
-                  if (sub) {
-                    while (!stopping) {
-                      auto run = deps.store->get_run(*id);
-                      if (run && store::is_terminal(run->status)) return send_json(res, 200, run_json(*run));
-                      sub->take(std::chrono::milliseconds(500));
-                    }
-                    return send_error(res, 503, "the daemon is shutting down; run " + std::to_string(*id) + " was started");
-                  }
-                  auto run = deps.store->get_run(*id);
-                  if (!run) return send_error(res, run.error());
-                  send_json(res, 202, run_json(*run));
-                });
-
-    server.Post(std::string("/api/tasks/") + kTaskPattern + "/runs/" + kIdPattern + "/cancel",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  if (!require_auth(req, res) || !only_params(req, res, {}) || !body_object(req, res, {})) return;
-                  auto run = find_run(req, res);
-                  if (!run) return;
-                  if (store::is_terminal(run->status))
-                    return send_error(res, 409, "run " + std::to_string(run->id) + " already ended (" +
-                                                    store::to_string(run->status) + ")");
-                  if (auto st = deps.scheduler->cancel(run->id); !st) return send_error(res, st.error());
-                  send_json(res, 202, json{{"id", run->id}, {"cancelling", true}});
-                });
-
-    server.Post("/api/maintenance/purge", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!require_auth(req, res) || !only_params(req, res, {})) return;
-      auto body = body_object(req, res, {"older_than", "task", "status", "limit", "dry_run"});
-      if (!body) return;
-      if (!body->contains("older_than") || !(*body)["older_than"].is_string())
-        return send_error(res, 400, "older_than: required, a duration string such as \"30d\"");
-      std::optional<std::string> task;
-      std::optional<std::string> status;
-      std::optional<int64_t> limit;
-      bool dry_run = false;
-      if (body->contains("task") && !(*body)["task"].is_null()) {
-        if (!(*body)["task"].is_string()) return send_error(res, 400, "task: expected a string");
-        task = (*body)["task"].get<std::string>();
+    add("GET", "/api/tasks/" + kTask + "/runs", false, [this, &o](Call& c) {
+      if (!c.only({"limit", "before", "status"}) || !visible(c, c.arg(1))) return;
+      std::optional<int64_t> limit, before;
+      if (!c.integer("limit", 1, 1000, limit) || !c.integer("before", 1, INT64_MAX, before)) return;
+      ops::RunsQuery q{c.arg(1), static_cast<int>(limit.value_or(50)), before, std::nullopt};
+      if (c.has("status")) {
+        auto st = ops::parse_status(c.query["status"]);
+        if (!st) return send_error(c.res, st.error());
+        q.status = *st;
       }
-      if (body->contains("status") && !(*body)["status"].is_null()) {
-        if (!(*body)["status"].is_string()) return send_error(res, 400, "status: expected a string");
-        status = (*body)["status"].get<std::string>();
-      }
-      if (body->contains("limit") && !(*body)["limit"].is_null()) {
-        if (!(*body)["limit"].is_number_integer()) return send_error(res, 400, "limit: expected an integer");
-        limit = (*body)["limit"].get<int64_t>();
-      }
-      if (body->contains("dry_run")) {
-        if (!(*body)["dry_run"].is_boolean()) return send_error(res, 400, "dry_run: expected true or false");
-        dry_run = (*body)["dry_run"].get<bool>();
-      }
-      auto request = retention::make_purge_request((*body)["older_than"].get<std::string>(), task,
-                                                   status ? std::optional<std::string_view>(*status) : std::nullopt,
-                                                   limit, dry_run);
-      if (!request) return send_error(res, request.error());
-      auto out = retention::manual_purge(*deps.store, *deps.executor, *request, *deps.clock);
-      if (!out) return send_error(res, out.error());
-      json tasks = json::array();
-      int64_t runs = 0, bytes = 0;
-      for (const auto& v : out->per_task) {
-        tasks.push_back({{"task", v.task}, {"runs", v.runs}, {"log_bytes", v.log_bytes}});
-        runs += v.runs;
-        bytes += v.log_bytes;
-      }
-      json j{{"dry_run", dry_run}, {"cutoff", format_rfc3339(out->cutoff)}, {"tasks", tasks},
-             {"message", out->message}, {"run_id", out->run_id ? json(*out->run_id) : json(nullptr)}};
-      j["runs"] = dry_run ? runs : out->report.rows;
-      j["log_bytes"] = dry_run ? bytes : out->report.log_bytes;
-      if (!dry_run) {
-        j["files_deleted"] = out->report.files_deleted;
-        j["file_errors"] = out->report.file_errors;
-      }
-      send_json(res, 200, j);
+      answer(c, o.runs(q));
     });
 
-    server.Post("/api/maintenance/compact", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!require_auth(req, res) || !only_params(req, res, {})) return;
-      auto body = body_object(req, res, {"full"});
-      if (!body) return;
+    add("GET", "/api/tasks/" + kTask + "/runs/" + kId, false, [this, &o](Call& c) {
+      if (!c.only({}) || !visible(c, c.arg(1))) return;
+      answer(c, o.run(c.arg(1), *parse_int(c.arg(2))));
+    });
+
+    add("GET", "/api/tasks/" + kTask + "/runs/" + kId + "/log", false, [this, &o](Call& c) {
+      if (!c.only({"from_line", "lines", "since", "tail"}) || !visible(c, c.arg(1))) return;
+      std::optional<int64_t> from, lines, tail;
+      if (!c.integer("from_line", 1, INT64_MAX, from) || !c.integer("lines", 1, ops::kMaxLogPage, lines) ||
+          !c.integer("tail", 1, ops::kMaxLogPage, tail))
+        return;
+      ops::LogQuery q{c.arg(1), *parse_int(c.arg(2)), {}, from.has_value()};
+      if (from) q.read.from_line = *from;
+      q.read.lines = tail ? lines : lines.value_or(1000);
+      q.read.tail = tail;
+      if (c.has("since")) {
+        q.read.since = parse_rfc3339(c.query["since"]);
+        if (!q.read.since)
+          return send_error(c.res, ErrorCode::invalid_argument, "since: expected an RFC 3339 time, e.g. 2026-11-23T04:00:00Z");
+      }
+      answer(c, o.log(q));
+    });
+
+    add("GET", "/api/tasks/" + kTask + "/runs/" + kId + "/log/stream", false,
+        [this](Call& c) { stream(c); });
+
+    add("POST", "/api/tasks/" + kTask + "/run", true, [&o](Call& c) {
+      bool wait = false;
+      if (!c.only({"wait"}) || !c.flag("wait", wait) || !c.fields({})) return;
+      auto run = o.run_now(ops::RunNowRequest{c.arg(1), wait});
+      if (!run) return send_error(c.res, run.error());
+      send_json(c.res, store::is_terminal(run->status) ? 200 : 202, ops::to_json(*run));
+    });
+
+    add("POST", "/api/tasks/" + kTask + "/runs/" + kId + "/cancel", true, [this, &o](Call& c) {
+      if (!c.only({}) || !c.fields({})) return;
+      answer(c, o.cancel(c.arg(1), *parse_int(c.arg(2))), 202);
+    });
+
+    add("POST", "/api/tasks/" + kTask + "/runs/" + kId + "/delete", true, [this, &o](Call& c) {
+      if (!c.only({}) || !c.fields({})) return;
+      answer(c, o.delete_run(c.arg(1), *parse_int(c.arg(2))));
+    });
+
+    add("POST", "/api/maintenance/purge", true, [&o](Call& c) {
+      if (!c.only({})) return;
+      auto request = ops::purge_request_from_json(c.body);
+      if (!request) return send_error(c.res, request.error());
+      auto out = o.purge(*request);
+      if (!out) return send_error(c.res, out.error());
+      send_json(c.res, 200, ops::to_json(*out, request->dry_run));
+    });
+
+    add("POST", "/api/maintenance/compact", true, [this, &o](Call& c) {
       bool full = false;
-      if (body->contains("full")) {
-        if (!(*body)["full"].is_boolean()) return send_error(res, 400, "full: expected true or false");
-        full = (*body)["full"].get<bool>();
+      if (!c.only({}) || !c.fields({"full"}) || !c.body_flag("full", full)) return;
+      answer(c, o.compact(full ? retention::CompactMode::full : retention::CompactMode::incremental));
+    });
+
+    add("GET", "/api/maintenance/status", false, [this, &o](Call& c) {
+      if (!c.only({})) return;
+      answer(c, o.status());
+    });
+
+    add("GET", "/api/maintenance/check", false, [this, &o](Call& c) {
+      if (!c.only({})) return;
+      answer(c, o.check(false));
+    });
+
+    add("POST", "/api/maintenance/check", true, [this, &o](Call& c) {
+      bool repair = false;
+      if (!c.only({}) || !c.fields({"repair"}) || !c.body_flag("repair", repair)) return;
+      answer(c, o.check(repair));
+    });
+
+    add("GET", "/metrics", false, [this](Call& c) {
+      if (!deps.metrics) return send_error(c.res, ErrorCode::not_found, "no metrics here");
+      auto m = deps.metrics();
+      if (!m) return send_error(c.res, m.error());
+      int clients = 0;
+      {
+        std::lock_guard lock(streams_mu);
+        clients = streams;
       }
-      auto out = retention::manual_compact(*deps.store, full ? retention::CompactMode::full : retention::CompactMode::incremental,
-                                           *deps.clock);
-      if (!out) return send_error(res, out.error());
-      send_json(res, 200, json{{"message", out->message},
-                               {"pages_freed", out->report.pages_freed},
-                               {"bytes_reclaimed", std::max<int64_t>(0, out->report.bytes_before - out->report.bytes_after)},
-                               {"run_id", out->run_id ? json(*out->run_id) : json(nullptr)}});
-    });
-
-    server.Get("/api/maintenance/status", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!only_params(req, res, {})) return;
-      auto status = maintenance_status(*deps.store, *deps.config, deps.clock->now(), cached_log_dir_bytes());
-      if (!status) return send_error(res, status.error());
-      send_json(res, 200, *status);
-    });
-
-    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics(), "text/plain; version=0.0.4");
-    });
-
-    server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (!res.body.empty()) return;
-      if (res.status == 404) send_error(res, 404, "no such route: " + req.method + " " + req.path);
-      else if (res.status == 413) send_error(res, 413, "request body too large (at most 1 MiB)");
-      else send_error(res, res.status, "HTTP error " + std::to_string(res.status));
-    });
-    server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "internal error";
-      try {
-        if (ep) std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = std::string("internal error: ") + e.what();
-      } catch (...) {
-      }
-      send_error(res, 500, what);
+      c.res.set_content(prometheus(*m, clients), "text/plain; version=0.0.4");
     });
   }
 
-  int64_t cached_log_dir_bytes() {
-    std::lock_guard lock(dir_size_mu);
-    const TimePoint now = deps.clock->now();
-    if (now - log_dir_measured > std::chrono::seconds(30) || log_dir_measured == TimePoint{}) {
-      log_dir_bytes = logs::directory_bytes(deps.config->daemon.data_dir + "/logs");
-      log_dir_measured = now;
-    }
-    return log_dir_bytes;
-  }
-
-  // Server-Sent Events for one run's log: replay from the file, then follow
-  // the bus; gaps (a slow client's dropped events) are refilled from the file.
-  void stream(const httplib::Request& req, httplib::Response& res) {
-    if (!only_params(req, res, {"from"})) return;
-    auto run = find_run(req, res);
-    if (!run) return;
+  // Server-Sent Events for one run's log: ops::Ops::follow, framed.
+  void stream(Call& c) {
+    if (!c.only({"from"}) || !visible(c, c.arg(1))) return;
     std::optional<int64_t> from;
-    if (!int_param(req, res, "from", -100'000, INT64_MAX, from)) return;
-    // A run that is still queued has no log yet: wait for it to start.
-    for (int i = 0; i < 600 && run->log_path.empty() && !store::is_terminal(run->status) && !stopping; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      auto again = deps.store->get_run(run->id);
-      if (!again) return send_error(res, again.error());
-      run = std::move(*again);
+    if (!c.integer("from", -ops::kMaxLogPage * 10, INT64_MAX, from)) return;
+    ops::FollowRequest request{c.arg(1), *parse_int(c.arg(2)), from.value_or(1)};
+    request.idle_timeout = std::chrono::duration_cast<Millis>(limits.stream_idle);
+    if (c.req.has_header("Last-Event-ID")) {
+      auto last = parse_int(c.req.get_header_value("Last-Event-ID"));
+      if (!last || *last < 0)
+        return send_error(c.res, ErrorCode::invalid_argument, "Last-Event-ID: expected a line number");
+      request.from = *last + 1;
     }
-    if (run->log_path.empty()) return send_error(res, 404, "run " + std::to_string(run->id) + " has no log");
-    int64_t start = from.value_or(1);
-    if (req.has_header("Last-Event-ID")) {
-      auto last = parse_int(req.get_header_value("Last-Event-ID"));
-      if (!last || *last < 0) return send_error(res, 400, "Last-Event-ID: expected a line number");
-      start = *last + 1;
-    }
-    const std::string client = req.remote_addr;
+    // Refuse at once what follow() would refuse (unknown run, no log).
+    auto run = deps.ops->run(request.task, request.run_id);
+    if (!run) return send_error(c.res, run.error());
+    if (run->log_path.empty() && store::is_terminal(run->status))
+      return send_error(c.res, ErrorCode::not_found, "run " + std::to_string(run->id) + " has no log");
+    const std::string client = c.req.remote_addr;
     {
       std::lock_guard lock(streams_mu);
-      if (stopping) return send_error(res, 503, "the daemon is shutting down");
-      if (streams >= limits.max_streams) return send_error(res, 429, "too many log streams open");
+      if (stopping) return send_error(c.res, ErrorCode::busy, "the daemon is shutting down");
+      if (streams >= limits.max_streams) return send_json(c.res, 429, Json{{"error", "too many log streams open"}});
       if (streams_by_client[client] >= limits.max_streams_per_client)
-        return send_error(res, 429, "too many log streams open from " + client);
+        return send_json(c.res, 429, Json{{"error", "too many log streams open from " + client}});
       ++streams;
       ++streams_by_client[client];
     }
-    auto sub = std::shared_ptr<events::Subscription>(deps.bus->subscribe(events::Filter{run->id, std::nullopt}));
-    const std::string path = deps.config->daemon.data_dir + "/" + run->log_path;
-    const int64_t run_id = run->id;
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");
-    res.set_chunked_content_provider(
+    c.res.set_header("Cache-Control", "no-cache");
+    c.res.set_header("X-Accel-Buffering", "no");
+    c.res.set_chunked_content_provider(
         "text/event-stream",
-        [this, sub, path, run_id, start](size_t, httplib::DataSink& sink) mutable {
-          follow(sink, *sub, path, run_id, start);
+        [this, request](size_t, httplib::DataSink& sink) {
+          SseSink out(*this, sink);
+          if (auto st = deps.ops->follow(request, out); !st) {
+            ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::error);
+            e.text = st.error().message;
+            out.on_event(e);
+            out.flush();
+          }
           sink.done();
           return true;
         },
@@ -516,186 +547,46 @@ struct Server::Impl {
         });
   }
 
-  void follow(httplib::DataSink& sink, events::Subscription& sub, const std::string& path, int64_t run_id,
-              int64_t start) {
-    // Events are gathered and written once per batch: one write per event
-    // would cost a syscall each, times every client.
-    std::string pending;
-    auto flush = [&]() {
-      if (pending.empty()) return true;
-      const bool ok = sink.is_writable() && sink.write(pending.data(), pending.size());
-      pending.clear();
-      return ok;
-    };
-    auto write = [&](const std::string& s) {
-      pending += s;
-      return pending.size() < (256 << 10) || flush();
-    };
-    int64_t next = start;
-    int64_t last_id = start - 1;
-    // Sends complete lines from the file from `next` on; false when the client is gone.
-    auto replay = [&]() -> bool {
-      while (true) {
-        logs::ReadRequest r;
-        if (next < 0) r.tail = -next;
-        else r.from_line = next;
-        r.lines = 1000;
-        auto page = logs::read_log(path, r);
-        if (!page) {
-          write(sse_event("error", last_id, json{{"error", page.error().message}}));
-          flush();
-          return false;
-        }
-        for (const auto& l : page->lines) {
-          if (l.number == page->next_line) break;  // a partial last line: wait until it is complete
-          last_id = l.number;
-          if (!write(sse_event("line", l.number, line_json(l)))) return false;
-        }
-        const int64_t before = next;
-        next = page->next_line;
-        if (!flush()) return false;
-        if (page->lines.empty() || page->at_end || next == before) return true;
-      }
-    };
-    auto done = [&](const std::string& status) {
-      if (!replay()) return;
-      write(sse_event("done", last_id, json{{"status", status}}));
-      flush();
-    };
-    if (!replay()) return;
-    auto current = deps.store->get_run(run_id);
-    if (current && store::is_terminal(current->status)) return done(store::to_string(current->status));
-    auto idle_since = std::chrono::steady_clock::now();
-    auto last_write = idle_since;
-    while (!stopping) {
-      events::Batch batch = sub.take(std::chrono::milliseconds(500));
+  // Gathers frames and writes them once per burst: one write per event
+  // would cost a syscall each, times every client.
+  class SseSink : public ops::FollowSink {
+   public:
+    SseSink(Impl& server, httplib::DataSink& sink) : server_(server), sink_(sink) {}
+    bool on_event(const ops::FollowEvent& e) override {
+      last_id_ = e.id;
+      pending_ += sse_frame(e);
+      return pending_.size() < (256 << 10) || flush();
+    }
+    bool flush() override {
       const auto now = std::chrono::steady_clock::now();
-      if (batch.dropped > 0) {
-        if (!write(sse_event("dropped", last_id, json{{"count", batch.dropped}}))) return;
-        if (!replay()) return;  // the file has what the bus dropped
-        last_write = now;
+      if (pending_.empty() && now - last_write_ > server_.limits.keepalive) pending_ = ": keepalive\n\n";
+      if (server_.stopping && !ended_) {
+        ended_ = true;
+        ops::FollowEvent done = ops::FollowEvent::of(ops::FollowEvent::Kind::done);
+        done.id = last_id_;
+        done.text = "shutdown";
+        pending_ += sse_frame(done);
+        write();
+        return false;
       }
-      for (const events::Event& e : batch.events) {
-        idle_since = now;
-        switch (e.kind) {
-          case events::Kind::log_line:
-            if (e.line < next) break;
-            if (e.line > next && !replay()) return;  // fill a gap from the file
-            if (e.line != next) break;
-            if (!write(sse_event("line", e.line,
-                                 json{{"line", e.line},
-                                      {"stream", std::string(1, e.stream)},
-                                      {"time", format_rfc3339(from_unix_ms(e.time_ms), true)},
-                                      {"text", e.text}})))
-              return;
-            last_id = e.line;
-            next = e.line + 1;
-            break;
-          case events::Kind::log_rotated:
-            if (!write(sse_event("rotated", last_id, json{{"text", e.text}}))) return;
-            break;
-          case events::Kind::log_truncated:
-          case events::Kind::disk_pressure:
-            if (!write(sse_event("dropped", last_id, json{{"text", e.text}, {"bytes", e.count}}))) return;
-            break;
-          case events::Kind::run_state: {
-            auto st = store::parse_status(e.text);
-            if (st && store::is_terminal(*st)) return done(e.text);
-            break;
-          }
-        }
-        last_write = now;
-      }
-      if (!flush()) return;
-      if (now - idle_since > limits.stream_idle) {
-        write(sse_event("done", last_id, json{{"status", "idle_timeout"}}));
-        flush();
-        return;
-      }
-      if (now - last_write > limits.keepalive) {
-        if (!write(": keepalive\n\n") || !flush()) return;
-        last_write = now;
-        // The run may have ended while its last event was lost.
-        auto r = deps.store->get_run(run_id);
-        if (r && store::is_terminal(r->status)) return done(store::to_string(r->status));
-      }
+      return write();
     }
-    done("shutdown");
-  }
 
-  std::string metrics() {
-    std::ostringstream out;
-    {
-      std::lock_guard lock(counts_mu);
-      out << "# HELP cronkeep_runs_finished_total Runs that reached a terminal status since the daemon started.\n"
-             "# TYPE cronkeep_runs_finished_total counter\n";
-      for (const auto& [key, n] : finished)
-        out << "cronkeep_runs_finished_total{task=\"" << prom_escape(key.first) << "\",status=\"" << key.second
-            << "\"} " << n << "\n";
+   private:
+    bool write() {
+      if (pending_.empty()) return true;
+      const bool ok = sink_.is_writable() && sink_.write(pending_.data(), pending_.size());
+      pending_.clear();
+      last_write_ = std::chrono::steady_clock::now();
+      return ok;
     }
-    out << "# HELP cronkeep_runs_running Runs in flight.\n# TYPE cronkeep_runs_running gauge\n";
-    out << "# HELP cronkeep_runs_queued Runs waiting for a slot.\n# TYPE cronkeep_runs_queued gauge\n";
-    for (const auto& t : deps.scheduler->tasks()) {
-      out << "cronkeep_runs_running{task=\"" << prom_escape(t.name) << "\"} " << t.running << "\n";
-      out << "cronkeep_runs_queued{task=\"" << prom_escape(t.name) << "\"} " << t.queued << "\n";
-    }
-    if (auto last = deps.store->last_outcomes()) {
-      out << "# HELP cronkeep_last_success_timestamp_seconds When each task last succeeded.\n"
-             "# TYPE cronkeep_last_success_timestamp_seconds gauge\n";
-      for (const auto& l : *last)
-        if (l.last_success)
-          out << "cronkeep_last_success_timestamp_seconds{task=\"" << prom_escape(l.task) << "\"} "
-              << to_unix_ms(*l.last_success) / 1000.0 << "\n";
-      out << "# HELP cronkeep_last_failure_timestamp_seconds When each task last failed.\n"
-             "# TYPE cronkeep_last_failure_timestamp_seconds gauge\n";
-      for (const auto& l : *last)
-        if (l.last_failure)
-          out << "cronkeep_last_failure_timestamp_seconds{task=\"" << prom_escape(l.task) << "\"} "
-              << to_unix_ms(*l.last_failure) / 1000.0 << "\n";
-    }
-    const scheduler::Lateness late = deps.scheduler->lateness();
-    out << "# HELP cronkeep_scheduler_lateness_seconds How late scheduled runs started.\n"
-           "# TYPE cronkeep_scheduler_lateness_seconds histogram\n";
-    uint64_t cumulative = 0;
-    for (size_t b = 0; b < scheduler::Lateness::kBuckets; ++b) {
-      cumulative += late.counts[b];
-      out << "cronkeep_scheduler_lateness_seconds_bucket{le=\"" << scheduler::Lateness::kBoundsMs[b] / 1000.0 << "\"} "
-          << cumulative << "\n";
-    }
-    out << "cronkeep_scheduler_lateness_seconds_bucket{le=\"+Inf\"} " << late.count << "\n"
-        << "cronkeep_scheduler_lateness_seconds_sum " << late.sum_ms / 1000.0 << "\n"
-        << "cronkeep_scheduler_lateness_seconds_count " << late.count << "\n";
-    if (auto m = deps.store->maintenance_summaries()) {
-      int64_t rows = 0, files = 0, bytes = 0, reclaimed = 0;
-      for (const auto& s : *m) {
-        rows += s.total.rows_deleted;
-        files += s.total.files_deleted;
-        bytes += s.total.log_bytes_freed;
-        reclaimed += s.total.db_bytes_reclaimed;
-      }
-      out << "# TYPE cronkeep_retention_rows_deleted_total counter\ncronkeep_retention_rows_deleted_total " << rows
-          << "\n# TYPE cronkeep_retention_files_deleted_total counter\ncronkeep_retention_files_deleted_total " << files
-          << "\n# TYPE cronkeep_retention_log_bytes_freed_total counter\ncronkeep_retention_log_bytes_freed_total "
-          << bytes << "\n# TYPE cronkeep_compactor_bytes_reclaimed_total counter\ncronkeep_compactor_bytes_reclaimed_total "
-          << reclaimed << "\n";
-    }
-    if (auto st = deps.store->db_stats()) {
-      out << "# TYPE cronkeep_database_bytes gauge\ncronkeep_database_bytes " << st->db_bytes()
-          << "\n# TYPE cronkeep_database_free_pages gauge\ncronkeep_database_free_pages " << st->freelist_count
-          << "\n# TYPE cronkeep_wal_bytes gauge\ncronkeep_wal_bytes " << st->wal_bytes << "\n";
-    }
-    out << "# TYPE cronkeep_log_dir_bytes gauge\ncronkeep_log_dir_bytes " << cached_log_dir_bytes() << "\n";
-    out << "# TYPE cronkeep_log_events_dropped_total counter\ncronkeep_log_events_dropped_total "
-        << deps.bus->total_dropped() << "\n";
-    out << "# HELP cronkeep_log_disk_pressure_total log.disk_pressure events since the daemon started.\n"
-           "# TYPE cronkeep_log_disk_pressure_total counter\ncronkeep_log_disk_pressure_total "
-        << disk_pressure_events.load() << "\n";
-    {
-      std::lock_guard lock(streams_mu);
-      out << "# TYPE cronkeep_sse_clients gauge\ncronkeep_sse_clients " << streams << "\n";
-    }
-    return out.str();
-  }
+    Impl& server_;
+    httplib::DataSink& sink_;
+    std::string pending_;
+    int64_t last_id_ = 0;
+    bool ended_ = false;
+    std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+  };
 };
 
 Server::Server(Deps deps, Limits limits) : impl_(std::make_unique<Impl>()) {
@@ -707,13 +598,10 @@ Server::~Server() { stop(); }
 
 Status Server::start(const std::string& listen) {
   Impl& s = *impl_;
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return fail(ErrorCode::invalid_argument, "listen: expected host:port, got " + listen);
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  auto port = parse_int(listen.substr(colon + 1));
-  if (!port || *port < 0 || *port > 65535) return fail(ErrorCode::invalid_argument, "listen: bad port in " + listen);
-  s.routes();
+  auto endpoint = ops::parse_listen(listen);
+  if (!endpoint) return tl::unexpected(endpoint.error());
+  s.listen_host = lower(endpoint->host);
+  s.install();
   s.server.set_payload_max_length(s.limits.max_body_bytes);
   // Each connection holds a worker while it is read: short timeouts bound
   // how long idle or slow clients can keep workers from others.
@@ -721,30 +609,51 @@ Status Server::start(const std::string& listen) {
   s.server.set_write_timeout(std::chrono::seconds(10));
   s.server.set_keep_alive_timeout(2);
   s.server.set_tcp_nodelay(true);  // small JSON replies must not wait for delayed ACKs
+  // SO_REUSEADDR only: with cpp-httplib's default SO_REUSEPORT a second
+  // daemon could bind the same port and take half the requests.
+  s.server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   const int workers = s.limits.threads + s.limits.max_streams;
   s.server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
-  if (*port == 0) {
-    s.port = s.server.bind_to_any_port(host);
+  auto handler = [&s](const httplib::Request& req, httplib::Response& res) { s.dispatch(req, res, false); };
+  s.server.Get(".*", handler);
+  s.server.Post(".*", handler);
+  // A POST without Content-Length (nor chunks) has no body: answer it here,
+  // before cpp-httplib would wait for the connection to close.
+  s.server.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "POST" && !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      s.dispatch(req, res, true);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413) send_json(res, 413, Json{{"error", "request body too large (at most 1 MiB)"}});
+    else if (res.status == 404) send_error(res, ErrorCode::not_found, "no such route: " + req.method + " " + req.path);
+    else send_json(res, res.status, Json{{"error", "HTTP error " + std::to_string(res.status)}});
+  });
+  s.server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = std::string("internal error: ") + e.what();
+    } catch (...) {
+    }
+    send_error(res, ErrorCode::internal, what);
+  });
+  if (endpoint->port == 0) {
+    s.port = s.server.bind_to_any_port(endpoint->host);
     if (s.port < 0) return fail(ErrorCode::io, "cannot listen on " + listen);
   } else {
-    if (!s.server.bind_to_port(host, static_cast<int>(*port)))
-      return fail(ErrorCode::io, "cannot listen on " + listen + ": address in use or not available");
-    s.port = static_cast<int>(*port);
+    if (!s.server.bind_to_port(endpoint->host, endpoint->port))
+      return fail(ErrorCode::io, "cannot listen on " + listen +
+                                     ": the address is in use (another daemon?) or not available on this machine");
+    s.port = endpoint->port;
   }
-  s.counter_sub = s.deps.bus->subscribe();
-  s.counter = std::thread([&s] {
-    while (!s.counter_sub->closed()) {
-      events::Batch b = s.counter_sub->take(std::chrono::milliseconds(1000));
-      for (const auto& e : b.events) {
-        if (e.kind == events::Kind::disk_pressure) s.disk_pressure_events.fetch_add(1);
-        if (e.kind != events::Kind::run_state) continue;
-        auto st = store::parse_status(e.text);
-        if (!st || !store::is_terminal(*st)) continue;
-        std::lock_guard lock(s.counts_mu);
-        ++s.finished[{e.task, e.text}];
-      }
-    }
-  });
   s.thread = std::thread([&s] { s.server.listen_after_bind(); });
   return {};
 }
@@ -755,44 +664,13 @@ void Server::stop() {
   Impl& s = *impl_;
   if (s.stopping.exchange(true)) return;
   {
-    // Open streams see `stopping`, send `done` and end within a poll interval.
+    // Open streams see `stopping` at their next flush (at most every
+    // half-second), send `done` and end.
     std::unique_lock lock(s.streams_mu);
     s.streams_cv.wait_for(lock, std::chrono::seconds(3), [&] { return s.streams == 0; });
   }
   s.server.stop();
   if (s.thread.joinable()) s.thread.join();
-  if (s.counter_sub) s.counter_sub->close();
-  if (s.counter.joinable()) s.counter.join();
-}
-
-Result<std::string> load_or_create_token(const config::Config& config) {
-  const bool generated = config.daemon.token_file.empty();
-  const std::string path = generated ? config.daemon.data_dir + "/token" : config.daemon.token_file;
-  std::ifstream in(path);
-  if (in) {
-    std::string token;
-    std::getline(in, token);
-    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-    if (token.empty()) return fail(ErrorCode::invalid_argument, "token file " + path + " is empty");
-    return token;
-  }
-  if (!generated) return fail(ErrorCode::io, "cannot read token_file " + path + ": " + std::strerror(errno));
-  std::random_device rd;
-  std::string token;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) {
-    const unsigned v = rd() & 0xff;
-    token += kHex[v >> 4];
-    token += kHex[v & 0xf];
-  }
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return fail(ErrorCode::io, "cannot create " + path + ": " + std::strerror(errno));
-  const std::string line = token + "\n";
-  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
-      ::rename(tmp.c_str(), path.c_str()) != 0)
-    return fail(ErrorCode::io, "cannot write " + path + ": " + std::strerror(errno));
-  return token;
 }
 
 }  // namespace cronkeep::http

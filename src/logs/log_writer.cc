@@ -82,15 +82,6 @@ bool format::parse(const std::string& text, Meta& m) {
   return m.first_line >= 1;
 }
 
-Result<std::string> relative_log_path(std::string_view task, TimePoint started, int64_t run_id) {
-  // The same rule as config::valid_task_name; checked again here because
-  // this string becomes a path.
-  bool ok = !task.empty() && task.size() <= 128 && std::isalnum(static_cast<unsigned char>(task[0]));
-  for (char c : task) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
-  if (!ok) return fail(ErrorCode::invalid_argument, "invalid task name \"" + std::string(task) + "\"");
-  return "logs/" + std::string(task) + "/" + format_file_stamp(started) + "_" + std::to_string(run_id) + ".log";
-}
-
 Status finalize_crashed(const std::string& path) {
   format::Meta m;
   std::ifstream in(path + ".meta");
@@ -360,7 +351,7 @@ struct LogWriter::State {
       refusing = true;
       return;
     }
-    write_meta();
+    if (auto st = write_meta(); !st) note_error(st.error().message);  // the run goes on; the first error is kept
     marker("log rotated: the previous " + format_size(prev_bytes) + " moved to .prev (log_max_size = " +
                format_size(options.max_size) + ", log_on_full = drop_old)",
            now);
@@ -381,7 +372,7 @@ struct LogWriter::State {
     marker(note + (options.on_full == OnFull::kill_task ? "; stopping the task" : "; further output dropped"), now);
     refusing = true;
     meta.bytes_dropped = stats->bytes_dropped;
-    write_meta();
+    if (auto st = write_meta(); !st) note_error(st.error().message);  // the run goes on; the first error is kept
     publish(events::Kind::disk_pressure, note, now);
     return options.on_full == OnFull::kill_task ? Verdict::stop_disk_pressure : Verdict::keep_going;
   }
@@ -446,7 +437,7 @@ Verdict LogWriter::append(std::string_view bytes, Stream stream_kind, TimePoint 
                  (kill ? "kill_task): stopping the task" : "drop_new): further output dropped"),
              now);
     s.meta.bytes_dropped = stats_.bytes_dropped;
-    s.write_meta();
+    if (auto st = s.write_meta(); !st) s.note_error(st.error().message);
     s.publish(events::Kind::log_truncated, "log full", now);
     return kill ? Verdict::stop_overflow : Verdict::keep_going;
   }

@@ -7,12 +7,8 @@
 // format is docs/log-format.md), and reading ranges of lines back in time
 // logarithmic in the log's size. Must not know about SQL or HTTP.
 //
-// Layout (DESIGN.md "Data directory"):
-//   logs/{task}/{YYYYMMDD}_{HHMMSS}_{run_id}.log        the bytes
-//   ….log.idx / ….log.tidx / ….log.meta                 sidecars
-//   ….log.prev (+ .prev.idx, .prev.tidx)                 rotated-out part (drop_old)
-// Task names are validated at config load; this part refuses any name that
-// could escape the logs directory.
+// Where a log lives is layout::DataDir's business (layout/layout.h); this
+// part works on the paths it is given.
 #pragma once
 
 #include <cstdint>
@@ -35,16 +31,6 @@ namespace cronkeep::logs {
 // A line longer than this (without a newline) is split: the index counts
 // each 64 KiB piece as a line of its own. The bytes are not changed.
 inline constexpr size_t kMaxLineBytes = 64 * 1024;
-
-// The suffixes of every file that belongs to one run's log, ".log" excluded
-// ("" is the log itself). Retention removes all of them. Order matters: a
-// rotation renames the log to ".prev" before its sidecars, so when ".prev"
-// does not exist neither do the ".prev.*" after it.
-inline constexpr const char* kFileSuffixes[] = {"", ".idx", ".tidx", ".meta", ".prev", ".prev.idx", ".prev.tidx"};
-
-// "logs/backup/20261123_040000_42.log", relative to the data directory.
-// Errors: invalid_argument when `task` is not a valid task name.
-Result<std::string> relative_log_path(std::string_view task, TimePoint started, int64_t run_id);
 
 enum class OnFull { drop_old, drop_new, kill_task };
 enum class Stream : char { out = 'o', err = 'e', marker = 'm' };

@@ -17,7 +17,7 @@
 
 #include "base/fault.h"
 #include "base/units.h"
-#include "logs/logs.h"
+#include "layout/layout.h"
 
 namespace cronkeep::retention {
 namespace {
@@ -41,63 +41,25 @@ Policy policy_from(const config::Config& config) {
   return p;
 }
 
-Executor::Executor(store::Store& store, std::string data_dir, int64_t max_batch)
-    : store_(store), data_dir_(std::move(data_dir)), max_batch_(std::max<int64_t>(1, max_batch)) {}
+Executor::Executor(store::Store& store, layout::DataDir dir, int64_t max_batch)
+    : store_(store), dir_(std::move(dir)), max_batch_(std::max<int64_t>(1, max_batch)) {}
 
 void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, PurgeReport& report,
                             std::vector<int64_t>& cleared) {
-  // One descriptor per task directory: each unlink then resolves a single
-  // name, not the whole path (a purge removes up to seven names per run).
-  std::map<std::string, UniqueFd> dirs;
-  for (const store::Tombstone& t : tombstones) {
-    // Tombstones come from rows the store wrote; still, never follow a path
-    // that could leave the logs directory.
-    const size_t slash = t.log_path.rfind('/');
-    if (t.log_path.empty() || t.log_path[0] == '/' || t.log_path.find("..") != std::string::npos ||
-        t.log_path.rfind("logs/", 0) != 0 || slash == std::string::npos) {
-      cleared.push_back(t.id);
-      continue;
-    }
-    const std::string dir = data_dir_ + "/" + t.log_path.substr(0, slash);
-    const std::string name = t.log_path.substr(slash + 1);
-    auto it = dirs.find(dir);
-    if (it == dirs.end()) it = dirs.emplace(dir, UniqueFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC))).first;
-    if (!it->second.valid()) {  // the whole directory is gone: so are its files
-      if (errno == ENOENT || !it->second.valid()) ++report.files_missing;
-      cleared.push_back(t.id);
-      continue;
-    }
-    bool ok = true;
-    for (const char* suffix : logs::kFileSuffixes) {
-      const std::string file = name + suffix;
-      if (::unlinkat(it->second.get(), file.c_str(), 0) == 0) {
-        ++report.files_deleted;
-      } else if (errno != ENOENT) {
-        ok = false;
-        ++report.file_errors;
-        if (report.first_error.empty()) report.first_error = dir + "/" + file + ": " + std::strerror(errno);
-      } else if (*suffix == '\0') {
-        ++report.files_missing;
-      } else if (std::string_view(suffix) == ".prev") {
-        break;  // never rotated: rotation renames the log to .prev before its sidecars
-      }
-    }
-    if (ok) cleared.push_back(t.id);
-  }
-  // A task directory left empty goes too; rmdir refuses a non-empty one
-  // without listing it (a new log may just have appeared: that is fine).
-  for (auto& [dir, fd] : dirs) {
-    fd.reset();
-    ::rmdir(dir.c_str());
-  }
+  std::vector<std::string> paths;
+  paths.reserve(tombstones.size());
+  for (const store::Tombstone& t : tombstones) paths.push_back(t.log_path);
+  layout::Removal removal;
+  const std::vector<bool> gone = layout::remove_run_files(dir_, paths, removal);
+  for (size_t i = 0; i < tombstones.size(); ++i)
+    if (gone[i]) cleared.push_back(tombstones[i].id);
+  report.files_deleted += removal.files_deleted;
+  report.files_missing += removal.files_missing;
+  report.file_errors += removal.file_errors;
+  if (report.first_error.empty()) report.first_error = removal.first_error;
 }
 
 Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const Progress& progress) {
-  // Deleting is bulk work: this thread yields the CPU to the scheduler's
-  // (raising it back needs privileges, so it stays lowered; purges run on
-  // threads of their own in the daemon).
-  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
-  if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) < 10) ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 10);
   PurgeReport report;
   for (const Expired& e : expired) ++report.by_reason[e.reason];
   int64_t batch = std::min<int64_t>(max_batch_, 256);
@@ -225,33 +187,41 @@ std::string describe(const CompactReport& r) {
 namespace {
 
 // Records a manual maintenance action as a run of a system task.
-std::optional<int64_t> record_manual_run(store::Store& store, const char* task, TimePoint started, TimePoint ended,
-                                         bool ok, const std::string& message, store::MaintenanceFigures figures) {
+Result<int64_t> record_manual_run(store::Store& store, const char* task, TimePoint started, TimePoint ended, bool ok,
+                                  const std::string& message, store::MaintenanceFigures figures) {
   store::NewRun row;
   row.task = task;
   row.trigger = store::Trigger::manual;
   row.status = store::RunStatus::running;
   row.created_at = started;
   auto id = store.insert_run(row);
-  if (!id) return std::nullopt;
+  if (!id) return id;
   store::RunEnd end;
   end.status = ok ? store::RunStatus::succeeded : store::RunStatus::failed;
   end.finished_at = ended;
   end.duration_ms = (ended - started).count();
   end.message = message;
-  store.finish_run(*id, end);
+  if (auto st = store.finish_run(*id, end); !st) return tl::unexpected(st.error());
   figures.run_id = *id;
   figures.task = task;
-  store.record_maintenance(figures);
+  if (auto st = store.record_maintenance(figures); !st) return tl::unexpected(st.error());
   return *id;
+}
+
+// The work is done either way; a failure to record it is said in the message.
+void note_recorded(const Result<int64_t>& id, std::optional<int64_t>& run_id, std::string& message) {
+  if (id) run_id = *id;
+  else message += "; not recorded in the history: " + id.error().message;
 }
 
 }  // namespace
 
 Result<PurgeRequest> make_purge_request(std::string_view older_than, std::optional<std::string> task,
                                         std::optional<std::string_view> status, std::optional<int64_t> limit,
-                                        bool dry_run) {
+                                        bool dry_run, bool all) {
   PurgeRequest r;
+  r.older_than_text = std::string(older_than);
+  r.all = all;
   auto d = parse_duration(older_than);
   if (!d) return fail(ErrorCode::invalid_argument, "older_than: " + d.error().message);
   r.older_than = *d;
@@ -269,7 +239,8 @@ Result<PurgeRequest> make_purge_request(std::string_view older_than, std::option
   r.limit = limit;
   r.dry_run = dry_run;
   r.origin = "older_than " + std::string(older_than) + (r.task ? ", task " + *r.task : "") +
-             (status ? ", status " + std::string(*status) : "") + (limit ? ", limit " + std::to_string(*limit) : "");
+             (status ? ", status " + std::string(*status) : "") + (limit ? ", limit " + std::to_string(*limit) : "") +
+             (all ? ", all" : "");
   return r;
 }
 
@@ -278,12 +249,42 @@ Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const
   const TimePoint now = clock.now();
   PurgeOutcome out;
   out.cutoff = now - req.older_than;
-  auto found = store.find_purgeable(store::PurgeQuery{out.cutoff, req.task, req.status, req.limit});
+  out.dry_run = req.dry_run;
+  auto found = store.find_purgeable(store::PurgeQuery{out.cutoff, req.task, req.status, req.all ? req.limit : std::nullopt});
   if (!found) return tl::unexpected(found.error());
+  std::set<int64_t> kept;
+  if (!req.all) {
+    // Each task's newest success and newest failure stay (DESIGN.md: the
+    // age rules keep them; a manual purge does too unless --all).
+    std::set<std::string> tasks;
+    for (const auto& r : *found) tasks.insert(r.task);
+    for (const std::string& task : tasks)
+      for (auto status : {store::RunStatus::succeeded, store::RunStatus::failed, store::RunStatus::timeout,
+                          store::RunStatus::crashed, store::RunStatus::log_overflow}) {
+        auto newest = store.list_runs(store::RunQuery{task, 1, std::nullopt, status});
+        if (!newest) return tl::unexpected(newest.error());
+        if (!newest->empty()) kept.insert(newest->front().id);
+      }
+    // Of the failure statuses, only the newest failure overall is kept.
+    std::map<std::string, int64_t> newest_failure;
+    for (int64_t id : kept) {
+      auto run = store.get_run(id);
+      if (!run) return tl::unexpected(run.error());
+      if (store::is_failure(run->status)) newest_failure[run->task] = std::max(newest_failure[run->task], id);
+    }
+    for (auto it = kept.begin(); it != kept.end();) {
+      auto run = store.get_run(*it);
+      if (!run) return tl::unexpected(run.error());
+      if (store::is_failure(run->status) && newest_failure[run->task] != *it) it = kept.erase(it);
+      else ++it;
+    }
+  }
   std::map<std::string, TaskVolume> volumes;
   std::vector<Expired> expired;
   expired.reserve(found->size());
   for (const auto& r : *found) {
+    if (kept.count(r.id)) continue;
+    if (!req.all && req.limit && static_cast<int64_t>(expired.size()) >= *req.limit) break;
     TaskVolume& v = volumes[r.task];
     v.task = r.task;
     ++v.runs;
@@ -305,7 +306,8 @@ Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const
   auto report = executor.purge(expired, progress);
   const TimePoint ended = clock.now();
   if (!report) {
-    record_manual_run(store, kRetentionTask, now, ended, false, "Manual purge failed: " + report.error().message, {});
+    // The purge's own error is the one to report; recording it is best effort.
+    (void)record_manual_run(store, kRetentionTask, now, ended, false, "Manual purge failed: " + report.error().message, {});
     return tl::unexpected(report.error());
   }
   out.report = *report;
@@ -317,9 +319,10 @@ Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const
   if (report->file_errors)
     out.message += "; " + std::to_string(report->file_errors) + " file(s) could not be removed and will be retried (" +
                    report->first_error + ")";
-  out.run_id = record_manual_run(store, kRetentionTask, now, ended, report->file_errors == 0, out.message,
-                                 store::MaintenanceFigures{0, "", report->rows, report->files_deleted,
-                                                           report->file_errors, report->log_bytes, 0});
+  note_recorded(record_manual_run(store, kRetentionTask, now, ended, report->file_errors == 0, out.message,
+                                  store::MaintenanceFigures{0, "", report->rows, report->files_deleted,
+                                                            report->file_errors, report->log_bytes, 0}),
+                out.run_id, out.message);
   return out;
 }
 
@@ -327,15 +330,17 @@ Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, con
   const TimePoint started = clock.now();
   auto report = compact(store, mode);
   if (!report) {
-    record_manual_run(store, kCompactorTask, started, clock.now(), false, report.error().message, {});
+    // The compaction's own error is the one to report; recording it is best effort.
+    (void)record_manual_run(store, kCompactorTask, started, clock.now(), false, report.error().message, {});
     return tl::unexpected(report.error());
   }
   CompactOutcome out;
   out.report = *report;
   out.message = (mode == CompactMode::full ? "Full VACUUM: " : "") + describe(*report);
-  out.run_id = record_manual_run(
-      store, kCompactorTask, started, clock.now(), true, out.message,
-      store::MaintenanceFigures{0, "", 0, 0, 0, 0, std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+  note_recorded(record_manual_run(store, kCompactorTask, started, clock.now(), true, out.message,
+                                  store::MaintenanceFigures{0, "", 0, 0, 0, 0,
+                                                            std::max<int64_t>(0, report->bytes_before - report->bytes_after)}),
+                out.run_id, out.message);
   return out;
 }
 

@@ -25,6 +25,7 @@
 #include "base/result.h"
 #include "base/time.h"
 #include "config/config.h"
+#include "layout/layout.h"
 #include "retention/planner.h"
 #include "store/store.h"
 
@@ -53,8 +54,10 @@ using Progress = std::function<void(int64_t done, int64_t total)>;
 
 class Executor {
  public:
-  // `data_dir` is absolute; `max_batch` >= 1 (config [retention] batch_size).
-  Executor(store::Store& store, std::string data_dir, int64_t max_batch);
+  // `max_batch` >= 1 (config [retention] batch_size). Thread-safe: it
+  // holds no state between calls, and the store serialises the writes; two
+  // purges may run at once (a run deleted by one is skipped by the other).
+  Executor(store::Store& store, layout::DataDir dir, int64_t max_batch);
 
   // Deletes the given runs in batches (in-flight ones are skipped by the
   // store), then their files. The batch size adapts between 16 and
@@ -71,7 +74,7 @@ class Executor {
                     std::vector<int64_t>& cleared);
 
   store::Store& store_;
-  std::string data_dir_;
+  const layout::DataDir dir_;
   int64_t max_batch_;
 };
 
@@ -106,7 +109,9 @@ struct PurgeRequest {
   std::optional<store::RunStatus> status; // Requires: terminal
   std::optional<int64_t> limit;           // >= 1
   bool dry_run = false;
-  std::string origin;                     // "--older-than 30d …" / "POST /api/maintenance/purge": for the message
+  bool all = false;                       // also each task's newest success and newest failure
+  std::string older_than_text;            // as the user wrote it ("30d")
+  std::string origin;                     // "older_than 30d, task backup": for the message
 };
 
 struct TaskVolume {
@@ -116,6 +121,7 @@ struct TaskVolume {
 };
 
 struct PurgeOutcome {
+  bool dry_run = false;
   std::vector<TaskVolume> per_task;  // what was (or, for a dry run, would be) deleted, by task
   PurgeReport report;                // empty for a dry run
   TimePoint cutoff{};
@@ -127,10 +133,12 @@ struct PurgeOutcome {
 // invalid_argument naming the parameter (older_than, status, limit).
 Result<PurgeRequest> make_purge_request(std::string_view older_than, std::optional<std::string> task,
                                         std::optional<std::string_view> status, std::optional<int64_t> limit,
-                                        bool dry_run);
+                                        bool dry_run, bool all = false);
 
 // Runs a manual purge through `executor` and records it as a run of
 // cronkeep:retention (trigger manual); a dry run deletes and records nothing.
+// Unless request.all, each task's newest succeeded run and newest failure
+// are kept, so "last success" and "last failure" survive any purge.
 Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const PurgeRequest& request,
                                   const Clock& clock, const Progress& progress = {});
 

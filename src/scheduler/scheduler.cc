@@ -11,6 +11,7 @@
 #include "base/fault.h"
 #include "base/units.h"
 #include "events/events.h"
+#include "layout/layout.h"
 #include "logs/logs.h"
 #include "runner/runner.h"
 
@@ -25,14 +26,12 @@ constexpr Millis kMaxRetryWait = std::chrono::minutes(5);
 constexpr size_t kMaxLostFireScan = 100'000;
 
 // The log a run created before its row named it: logs/{task}/*_{id}.log.
-std::optional<std::string> find_log_of(const std::string& data_dir, const std::string& task, int64_t id) {
-  if (!logs::relative_log_path(task, TimePoint{}, id)) return std::nullopt;  // not a path-safe name
-  const std::string suffix = "_" + std::to_string(id) + ".log";
+std::optional<std::string> find_log_of(const layout::DataDir& dir, const std::string& task, int64_t id) {
+  if (!layout::valid_task_name(task)) return std::nullopt;  // not a path-safe name
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/logs/" + task, ec)) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir.task_logs(task), ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return "logs/" + task + "/" + name;
+    if (layout::DataDir::run_id_of(name) == id) return "logs/" + task + "/" + name;
   }
   return std::nullopt;
 }
@@ -80,7 +79,7 @@ struct Scheduler::Active {
 };
 
 Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options)
-    : config_(config), store_(store), clock_(clock), options_(std::move(options)) {
+    : config_(config), store_(store), clock_(clock), options_(std::move(options)), dir_(options_.data_dir) {
   rng_.seed(options_.seed ? options_.seed : std::random_device{}());
   for (const config::Task& task : config_.tasks) {
     auto schedule = cron::Schedule::parse(task.cron);
@@ -91,7 +90,7 @@ Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& c
       spdlog::error("task {}: invalid schedule or zone; it will not fire", task.name);
       continue;
     }
-    tasks_.push_back(TaskState{task, *schedule, *zone, std::nullopt, {}, 0, {}, {}});
+    tasks_.push_back(TaskState{task, *schedule, *zone, std::nullopt, {}, 0, {}, {}, std::nullopt, std::nullopt});
   }
   for (const SystemTask& sys : options_.system_tasks) {
     auto schedule = cron::Schedule::parse(sys.cron);
@@ -105,7 +104,8 @@ Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& c
     task.policy.max_concurrent = 1;
     task.policy.on_overlap = config::Overlap::skip;
     task.policy.queue_max = 1;
-    tasks_.push_back(TaskState{task, *schedule, cron::Zone::utc(), std::nullopt, {}, 0, {}, sys.body});
+    tasks_.push_back(TaskState{task, *schedule, cron::Zone::utc(), std::nullopt, {}, 0, {}, sys.body, std::nullopt,
+                               std::nullopt});
   }
 }
 
@@ -126,7 +126,7 @@ Status Scheduler::start() {
   // adopted, so no file is left without a row naming it.
   for (store::Run& r : *left) {
     if (r.log_path.empty()) {
-      auto found = find_log_of(options_.data_dir, r.task, r.id);
+      auto found = find_log_of(dir_, r.task, r.id);
       if (!found) continue;
       if (auto st = store_.adopt_log(r.id, *found); !st) {
         spdlog::warn("run {}: {}", r.id, st.error().message);
@@ -134,12 +134,22 @@ Status Scheduler::start() {
       }
       r.log_path = *found;
     }
-    const std::string path = options_.data_dir + "/" + r.log_path;
+    const std::string path = dir_.absolute(r.log_path);
     if (::access(path.c_str(), F_OK) != 0) continue;
     if (auto st = logs::finalize_crashed(path); !st) spdlog::warn("run {}: {}", r.id, st.error().message);
   }
 
+  // Last success and failure per task are read once here and kept up to
+  // date as runs end, so listings and /metrics never scan the history.
+  auto outcomes = store_.last_outcomes();
+  if (!outcomes) return tl::unexpected(outcomes.error());
   std::lock_guard lock(mu_);
+  for (TaskState& ts : tasks_)
+    for (const store::LastOutcome& o : *outcomes)
+      if (o.task == ts.task.name) {
+        ts.last_success = o.last_success;
+        ts.last_failure = o.last_failure;
+      }
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
     auto last = store_.last_fire(ts.task.name);
@@ -205,11 +215,11 @@ void Scheduler::handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, 
                                  : std::string("daemon was not running (catch_up = ") + config::to_string(p.catch_up) + ")";
   if (summarised > 0) {
     const TimePoint last_summarised = first_individual > 0 ? lost[first_individual - 1] : lost.front();
-    insert(t, Trigger::schedule, last_summarised, 1, std::nullopt, RunStatus::missed,
+    record_terminal(t, Trigger::schedule, last_summarised, RunStatus::missed,
            std::to_string(summarised) + " fire(s) up to " + format_rfc3339(last_summarised) + " missed: " + reason);
   }
   for (size_t i = first_individual; i < first_run; ++i)
-    insert(t, Trigger::schedule, lost[i], 1, std::nullopt, RunStatus::missed, "fire missed: " + reason);
+    record_terminal(t, Trigger::schedule, lost[i], RunStatus::missed, "fire missed: " + reason);
   for (size_t i = first_run; i < lost.size(); ++i) fire(t, lost[i], Trigger::catch_up);
 }
 
@@ -276,13 +286,13 @@ void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
   const std::string limit = "max_concurrent = " + std::to_string(p.max_concurrent);
   switch (p.on_overlap) {
     case config::Overlap::skip:
-      insert(t, trigger, nominal, 1, std::nullopt, RunStatus::skipped,
-             "skipped: previous run still running (" + limit + ", on_overlap = skip)");
+      record_terminal(t, trigger, nominal, RunStatus::skipped,
+                      "skipped: previous run still running (" + limit + ", on_overlap = skip)");
       return;
     case config::Overlap::queue:
       if (static_cast<int>(ts.queue.size()) >= p.queue_max) {
-        insert(t, trigger, nominal, 1, std::nullopt, RunStatus::skipped,
-               "skipped: queue full (queue_max = " + std::to_string(p.queue_max) + ")");
+        record_terminal(t, trigger, nominal, RunStatus::skipped,
+                        "skipped: queue full (queue_max = " + std::to_string(p.queue_max) + ")");
         return;
       }
       break;
@@ -317,6 +327,13 @@ Result<int64_t> Scheduler::insert(size_t t, Trigger trigger, std::optional<TimeP
   auto id = store_.insert_run(row);
   if (!id) spdlog::error("task {}: cannot record run: {}", row.task, id.error().message);
   return id;
+}
+
+void Scheduler::record_terminal(size_t t, Trigger trigger, std::optional<TimePoint> scheduled, RunStatus status,
+                                std::string message) {
+  // insert() has logged a failure; a skipped or missed record has nothing
+  // else to undo.
+  (void)insert(t, trigger, scheduled, 1, std::nullopt, status, std::move(message));
 }
 
 void Scheduler::start_or_queue(const Launch& run) {
@@ -367,8 +384,13 @@ void Scheduler::work_system(const Launch& run) {
   end.duration_ms = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - t0).count();
   end.status = result ? RunStatus::succeeded : RunStatus::failed;
   end.message = result ? *result : result.error().message;
-  if (!result) spdlog::error("{} failed: {}", ts.task.name, end.message);
-  if (auto st = store_.finish_run(run.id, end); !st) spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
+  if (auto st = store_.finish_run(run.id, end); !st) {
+    spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
+  } else {
+    recorded(run, end);
+    if (result) spdlog::info("{} run {}: {}", ts.task.name, run.id, end.message);
+    else spdlog::error("{} run {} failed: {}", ts.task.name, run.id, end.message);
+  }
   finished(run, end.status);
 }
 
@@ -389,7 +411,7 @@ void Scheduler::work(Launch run) {
   const TimePoint started = clock_.now();
   const uint64_t min_free = config_.storage.min_free_space;
   std::unique_ptr<logs::LogWriter> log;
-  auto rel = logs::relative_log_path(task.name, started, run.id);
+  auto rel = layout::DataDir::relative_log_path(task.name, started, run.id);
   std::unique_ptr<runner::Execution> exec;
   std::optional<uint64_t> free_bytes;
   if (min_free > 0)
@@ -400,7 +422,7 @@ void Scheduler::work(Launch run) {
     fail_run("insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
              ", min_free_space = " + format_size(min_free));
   } else if (auto writer = logs::LogWriter::create(
-                 options_.data_dir + "/" + *rel,
+                 dir_.absolute(*rel),
                  logs::WriterOptions{task.policy.log_max_size, on_full(task.policy.log_on_full), min_free,
                                      options_.data_dir, options_.bus, task.name, run.id});
              !writer) {
@@ -409,10 +431,8 @@ void Scheduler::work(Launch run) {
              !st) {
     // The log file exists before the row names it; a run cancelled while
     // queued no longer accepts the start.
-    for (const char* suffix : logs::kFileSuffixes) {
-      std::error_code ec;
-      std::filesystem::remove(options_.data_dir + "/" + *rel + suffix, ec);
-    }
+    layout::Removal removal;
+    (void)layout::remove_run_files(dir_, {*rel}, removal);
     spdlog::warn("run {}: not started: {}", run.id, st.error().message);
     finished(run, RunStatus::cancelled);
     return;
@@ -487,9 +507,22 @@ void Scheduler::work(Launch run) {
     if (!ls.error.empty()) end.message += "; log error: " + ls.error;
   }
   fault::crash_point("scheduler.before_finish_run");
-  if (auto st = store_.finish_run(run.id, end); !st) spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
-  publish_state(run, end.status);
+  if (auto st = store_.finish_run(run.id, end); !st) {
+    spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
+  } else {
+    recorded(run, end);
+    if (end.status != RunStatus::succeeded)
+      spdlog::warn("{} run {} {}: {}", task.name, run.id, store::to_string(end.status), end.message);
+  }
   finished(run, end.status);
+}
+
+void Scheduler::recorded(const Launch& run, const store::RunEnd& end) {
+  std::lock_guard lock(mu_);
+  TaskState& ts = tasks_[run.task];
+  ++counters_.finished[{ts.task.name, store::to_string(end.status)}];
+  if (end.status == RunStatus::succeeded) ts.last_success = end.finished_at;
+  if (store::is_failure(end.status)) ts.last_failure = end.finished_at;
 }
 
 void Scheduler::publish_state(const Launch& run, RunStatus status) {
@@ -512,6 +545,9 @@ void Scheduler::finished(const Launch& run, RunStatus status) {
     retries_.push_back(RetryTimer{clock_.now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
                                   run.retry_of.value_or(run.id)});
   }
+  // Published after the retry is planned, so whoever sees this end and asks
+  // retry_pending() gets the right answer.
+  publish_state(run, status);
   dispatch_queue(run.task);
   --workers_;
   wake_.notify_all();
@@ -627,8 +663,24 @@ std::vector<TaskView> Scheduler::tasks() const {
   std::vector<TaskView> out;
   for (const TaskState& ts : tasks_)
     out.push_back(TaskView{ts.task.name, ts.task.cron, ts.zone.name(), ts.next_fire, ts.running,
-                           static_cast<int>(ts.queue.size()), static_cast<bool>(ts.body)});
+                           static_cast<int>(ts.queue.size()), static_cast<bool>(ts.body), ts.last_success,
+                           ts.last_failure});
   return out;
+}
+
+Counters Scheduler::counters() const {
+  std::lock_guard lock(mu_);
+  return counters_;
+}
+
+bool Scheduler::retry_pending(int64_t first_run_id) const {
+  std::lock_guard lock(mu_);
+  for (const RetryTimer& r : retries_)
+    if (r.retry_of == first_run_id) return true;
+  for (const TaskState& ts : tasks_)
+    for (const Launch& l : ts.queue)
+      if (l.retry_of == first_run_id) return true;
+  return false;
 }
 
 }  // namespace cronkeep::scheduler

@@ -50,6 +50,7 @@
 #include "base/result.h"
 #include "config/config.h"
 #include "cron/cron.h"
+#include "layout/layout.h"
 #include "store/store.h"
 
 namespace cronkeep::runner {
@@ -90,6 +91,14 @@ struct TaskView {
   int running = 0;
   int queued = 0;
   bool system = false;  // a system task (shown to authenticated callers only)
+  std::optional<TimePoint> last_success;  // finished_at of the newest recorded success
+  std::optional<TimePoint> last_failure;  // of the newest failed/timeout/crashed/log_overflow run
+};
+
+// Runs recorded as ended since the daemon started, by (task, status):
+// counted once each, after the end is in the database.
+struct Counters {
+  std::map<std::pair<std::string, std::string>, uint64_t> finished;
 };
 
 // How late scheduled runs started (started_at - scheduled_at, jitter
@@ -148,6 +157,11 @@ class Scheduler {
 
   std::vector<TaskView> tasks() const;
   Lateness lateness() const;
+  Counters counters() const;
+  // True while a retry of the chain that `first_run_id` began is waiting
+  // (its timer, or queued for a slot). For run-now callers that wait for a
+  // chain's final attempt.
+  bool retry_pending(int64_t first_run_id) const;
 
  private:
   struct Active;
@@ -168,6 +182,8 @@ class Scheduler {
     int running = 0;
     std::deque<Launch> queue;
     std::function<Result<std::string>(int64_t)> body;  // set for system tasks
+    std::optional<TimePoint> last_success;
+    std::optional<TimePoint> last_failure;
   };
   struct RetryTimer {
     TimePoint due;
@@ -186,6 +202,9 @@ class Scheduler {
   void dispatch_queue(size_t t);
   Result<int64_t> insert(size_t t, store::Trigger trigger, std::optional<TimePoint> scheduled, int attempt,
                          std::optional<int64_t> retry_of, store::RunStatus status, std::string message);
+  // A row born terminal (skipped, missed); a failure is logged by insert().
+  void record_terminal(size_t t, store::Trigger trigger, std::optional<TimePoint> scheduled, store::RunStatus status,
+                       std::string message);
   void end_queued(int64_t id, std::string message);
 
   // Worker thread body (takes mu_ itself when needed).
@@ -194,11 +213,14 @@ class Scheduler {
   void record_lateness(Millis late);
   void work_system(const Launch& launch);
   void finished(const Launch& launch, store::RunStatus status);
+  // Counts a run whose end was recorded (takes mu_).
+  void recorded(const Launch& launch, const store::RunEnd& end);
 
   const config::Config config_;
   store::Store& store_;
   Clock& clock_;
   const Options options_;
+  const layout::DataDir dir_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;     // the loop: something changed
@@ -209,6 +231,7 @@ class Scheduler {
   std::mt19937_64 rng_;
   int workers_ = 0;
   Lateness lateness_;
+  Counters counters_;
   bool stopping_ = false;
 };
 

@@ -153,18 +153,36 @@ Status exec(sqlite3* db, const char* sql) {
   return {};
 }
 
+// After a failed statement: the first error is the one reported; should the
+// ROLLBACK fail too, SQLite rolls the transaction back when the connection
+// closes or the next BEGIN fails loudly.
+void rollback(sqlite3* db) { (void)exec(db, "ROLLBACK"); }
+
 constexpr const char* kRunColumns =
     "id, task, trigger, attempt, retry_of, status, scheduled_at, created_at, started_at, finished_at, "
     "exit_code, signal, duration_ms, cpu_ms, max_rss_kb, log_path, log_bytes, message";
 
-Run read_run(const Stmt& s) {
+// A status or trigger this build does not know is corruption (or a newer
+// schema), never silently some other value.
+Result<RunStatus> status_column(const Stmt& s, int column, int64_t id) {
+  const std::string text = s.text(column);
+  if (auto st = parse_status(text)) return *st;
+  return fail(ErrorCode::corruption, "run " + std::to_string(id) + " has an unknown status \"" + text + "\"");
+}
+
+Result<Run> read_run(const Stmt& s) {
   Run r;
   r.id = s.int64(0);
   r.task = s.text(1);
-  r.trigger = parse_trigger(s.text(2)).value_or(Trigger::schedule);
+  auto trigger = parse_trigger(s.text(2));
+  if (!trigger)
+    return fail(ErrorCode::corruption, "run " + std::to_string(r.id) + " has an unknown trigger \"" + s.text(2) + "\"");
+  r.trigger = *trigger;
   r.attempt = static_cast<int>(s.int64(3));
   r.retry_of = s.opt_int64(4);
-  r.status = parse_status(s.text(5)).value_or(RunStatus::crashed);
+  auto status = status_column(s, 5, r.id);
+  if (!status) return tl::unexpected(status.error());
+  r.status = *status;
   r.scheduled_at = s.opt_time(6);
   r.created_at = from_unix_ms(s.int64(7));
   r.started_at = s.opt_time(8);
@@ -199,31 +217,31 @@ Status migrate(sqlite3* db) {
     if (mode.text(0) != "wal") return fail(ErrorCode::io, "could not enable WAL journal mode (got " + mode.text(0) + ")");
   }
   if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return st;
-  auto rollback = [db](Status st) {
-    exec(db, "ROLLBACK");
+  auto undo = [db](Status st) {
+    rollback(db);
     return st;
   };
   if (auto st = exec(db,
                      "CREATE TABLE IF NOT EXISTS schema_migrations ("
                      " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
       !st)
-    return rollback(st);
+    return undo(st);
   int64_t current = 0;
   {
     Stmt q(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-    if (!q.ok() || q.step() != SQLITE_ROW) return rollback(sql_error(db, "reading schema version"));
+    if (!q.ok() || q.step() != SQLITE_ROW) return undo(sql_error(db, "reading schema version"));
     current = q.int64(0);
   }
   constexpr int64_t kLatest = sizeof(kMigrations) / sizeof(kMigrations[0]);
   if (current > kLatest)
-    return rollback(fail(ErrorCode::corruption, "database schema version " + std::to_string(current) +
+    return undo(fail(ErrorCode::corruption, "database schema version " + std::to_string(current) +
                                                     " is newer than this cronkeep supports (" +
                                                     std::to_string(kLatest) + ")"));
   for (int64_t v = current + 1; v <= kLatest; ++v) {
-    if (auto st = exec(db, kMigrations[v - 1]); !st) return rollback(st);
+    if (auto st = exec(db, kMigrations[v - 1]); !st) return undo(st);
     Stmt ins(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now') * 1000)");
     ins.bind(1, v);
-    if (ins.step() != SQLITE_DONE) return rollback(sql_error(db, "recording migration"));
+    if (ins.step() != SQLITE_DONE) return undo(sql_error(db, "recording migration"));
   }
   return exec(db, "COMMIT");
 }
@@ -276,7 +294,7 @@ class SqliteStore final : public Store {
     body();
     fault::crash_point("store.before_batch_commit");
     if (auto st = exec(writer_.get(), "COMMIT"); !st) {
-      exec(writer_.get(), "ROLLBACK");
+      rollback(writer_.get());
       return st;
     }
     return {};
@@ -394,7 +412,9 @@ class SqliteStore final : public Store {
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
       TaskSummary t;
-      t.last_run = read_run(s);
+      auto run = read_run(s);
+      if (!run) return tl::unexpected(run.error());
+      t.last_run = std::move(*run);
       t.task = t.last_run->task;
       t.runs = s.int64(18);
       out.push_back(std::move(t));
@@ -438,7 +458,7 @@ class SqliteStore final : public Store {
     Deleted out;
     auto abort = [&](std::string what) {
       auto err = sql_error(db, what);
-      exec(db, "ROLLBACK");
+      rollback(db);
       return err;
     };
     Stmt pick(db, "SELECT log_path, log_bytes FROM runs WHERE id = ? AND status NOT IN ('pending', 'running')");
@@ -467,7 +487,7 @@ class SqliteStore final : public Store {
     }
     fault::crash_point("store.before_delete_commit");
     if (auto st = exec(db, "COMMIT"); !st) {
-      exec(db, "ROLLBACK");
+      rollback(db);
       return tl::unexpected(st.error());
     }
     return out;
@@ -495,7 +515,7 @@ class SqliteStore final : public Store {
       del.bind(1, id);
       if (del.step() != SQLITE_DONE) {
         auto err = sql_error(db, "clearing tombstone");
-        exec(db, "ROLLBACK");
+        rollback(db);
         return err;
       }
     }
@@ -635,7 +655,11 @@ class SqliteStore final : public Store {
     std::vector<LogRef> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW)
-      out.push_back(LogRef{s.int64(0), parse_status(s.text(1)).value_or(RunStatus::crashed), s.text(2)});
+    {
+      auto status = status_column(s, 1, s.int64(0));
+      if (!status) return tl::unexpected(status.error());
+      out.push_back(LogRef{s.int64(0), *status, s.text(2)});
+    }
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing log paths");
     return out;
   }
@@ -671,8 +695,11 @@ class SqliteStore final : public Store {
     std::vector<RunBrief> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW)
-      out.push_back(RunBrief{s.int64(0), s.text(1), parse_status(s.text(2)).value_or(RunStatus::crashed),
-                             from_unix_ms(s.int64(3)), s.int64(4)});
+    {
+      auto status = status_column(s, 2, s.int64(0));
+      if (!status) return tl::unexpected(status.error());
+      out.push_back(RunBrief{s.int64(0), s.text(1), *status, from_unix_ms(s.int64(3)), s.int64(4)});
+    }
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), what);
     return out;
   }
@@ -680,7 +707,11 @@ class SqliteStore final : public Store {
   Result<std::vector<Run>> collect(Stmt& s, const std::string& what) {
     std::vector<Run> out;
     int rc;
-    while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_run(s));
+    while ((rc = s.step()) == SQLITE_ROW) {
+      auto run = read_run(s);
+      if (!run) return tl::unexpected(run.error());
+      out.push_back(std::move(*run));
+    }
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), what);
     return out;
   }

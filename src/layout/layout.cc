@@ -1,0 +1,124 @@
+#include "layout/layout.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <map>
+
+#include "base/unique_fd.h"
+
+namespace cronkeep::layout {
+namespace {
+
+bool name_byte(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
+}
+
+bool alnum_byte(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+
+}  // namespace
+
+bool valid_task_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxTaskNameLength || !alnum_byte(name[0])) return false;
+  for (char c : name)
+    if (!name_byte(c)) return false;
+  return name.find("..") == std::string_view::npos;
+}
+
+bool is_system_task_name(std::string_view name) {
+  constexpr std::string_view kPrefix = "cronkeep:";
+  if (name.size() <= kPrefix.size() || name.substr(0, kPrefix.size()) != kPrefix) return false;
+  for (char c : name.substr(kPrefix.size()))
+    if (c < 'a' || c > 'z') return false;
+  return true;
+}
+
+DataDir::DataDir(std::string root) : root_(std::move(root)) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
+Result<std::string> DataDir::relative_log_path(std::string_view task, TimePoint started, int64_t run_id) {
+  if (!valid_task_name(task))
+    return fail(ErrorCode::invalid_argument, "invalid task name \"" + std::string(task) + "\": " + kTaskNameRule);
+  return "logs/" + std::string(task) + "/" + format_file_stamp(started) + "_" + std::to_string(run_id) + ".log";
+}
+
+bool DataDir::valid_log_path(std::string_view p) {
+  constexpr std::string_view kLogs = "logs/";
+  if (p.substr(0, kLogs.size()) != kLogs) return false;
+  p.remove_prefix(kLogs.size());
+  const size_t slash = p.find('/');
+  if (slash == std::string_view::npos || !valid_task_name(p.substr(0, slash))) return false;
+  const std::string_view file = p.substr(slash + 1);
+  if (file.size() <= 4 || file.find('/') != std::string_view::npos || file[0] == '.') return false;
+  if (file.substr(file.size() - 4) != ".log") return false;
+  for (char c : file)
+    if (!name_byte(c)) return false;
+  return true;
+}
+
+int64_t DataDir::run_id_of(std::string_view file_name) {
+  if (file_name.size() < 5 || file_name.substr(file_name.size() - 4) != ".log") return 0;
+  file_name.remove_suffix(4);
+  const size_t underscore = file_name.rfind('_');
+  if (underscore == std::string_view::npos) return 0;
+  int64_t id = 0;
+  const char* first = file_name.data() + underscore + 1;
+  const char* last = file_name.data() + file_name.size();
+  auto [p, ec] = std::from_chars(first, last, id);
+  return ec == std::errc() && p == last && id > 0 ? id : 0;
+}
+
+std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::string>& paths, Removal& removal) {
+  std::vector<bool> gone(paths.size(), true);
+  // One descriptor per task directory: each unlink then resolves a single
+  // name, not the whole path (a run has up to seven files).
+  std::map<std::string, UniqueFd> dirs;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& rel = paths[i];
+    if (!DataDir::valid_log_path(rel)) continue;  // never build a path from it
+    const size_t slash = rel.rfind('/');
+    const std::string task_dir = dir.absolute(rel.substr(0, slash));
+    const std::string name = rel.substr(slash + 1);
+    auto it = dirs.find(task_dir);
+    if (it == dirs.end())
+      it = dirs.emplace(task_dir, UniqueFd(::open(task_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC))).first;
+    if (!it->second.valid()) {
+      if (errno == ENOENT || errno == ENOTDIR) {
+        ++removal.files_missing;  // the whole directory is gone: so are its files
+      } else {
+        gone[i] = false;
+        ++removal.file_errors;
+        if (removal.first_error.empty()) removal.first_error = task_dir + ": " + std::strerror(errno);
+      }
+      continue;
+    }
+    for (const char* suffix : kLogFileSuffixes) {
+      const std::string file = name + suffix;
+      if (::unlinkat(it->second.get(), file.c_str(), 0) == 0) {
+        ++removal.files_deleted;
+      } else if (errno != ENOENT) {
+        gone[i] = false;
+        ++removal.file_errors;
+        if (removal.first_error.empty()) removal.first_error = task_dir + "/" + file + ": " + std::strerror(errno);
+      } else if (*suffix == '\0') {
+        ++removal.files_missing;
+      } else if (std::string_view(suffix) == ".prev") {
+        break;  // never rotated: rotation renames the log to .prev before its sidecars
+      }
+    }
+  }
+  // A task directory left empty goes too; rmdir refuses a non-empty one
+  // without listing it (a new log may just have appeared: that is fine).
+  for (auto& [path, fd] : dirs) {
+    fd.reset();
+    ::rmdir(path.c_str());
+  }
+  return gone;
+}
+
+}  // namespace cronkeep::layout

@@ -1,0 +1,762 @@
+// The operations on the data directory: the daemon's (through its
+// scheduler, bus and maintenance thread) and the CLI's without a daemon.
+#include "ops/local.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <set>
+
+#include "base/file_lock.h"
+#include "base/units.h"
+#include "cron/cron.h"
+#include "events/events.h"
+#include "layout/layout.h"
+#include "scheduler/scheduler.h"
+
+namespace cronkeep::ops {
+namespace {
+
+namespace fs = std::filesystem;
+using store::RunStatus;
+
+constexpr auto kLogDirSizeTtl = std::chrono::seconds(30);
+constexpr int64_t kFollowPage = 1000;
+
+Error no_daemon(const config::Config& config, const std::string& what) {
+  return Error{ErrorCode::conflict, "no daemon is running on " + config.daemon.data_dir + ": " + what +
+                                        " needs one (start it with `cronkeep daemon`)"};
+}
+
+Error read_only(const std::string& what) {
+  return Error{ErrorCode::busy, what + " needs write access to the data directory"};
+}
+
+// Lowers the calling thread's CPU priority (Linux: per thread).
+void lower_own_priority() {
+  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) < 10) ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 10);
+}
+
+std::optional<TimePoint> next_fire_of(const std::string& expr, const std::string& zone_name, TimePoint now) {
+  auto schedule = cron::Schedule::parse(expr);
+  auto zone = cron::Zone::locate(zone_name);
+  if (!schedule || !zone) return std::nullopt;
+  return schedule->next_fire(now, *zone);
+}
+
+}  // namespace
+
+// ---- the maintenance thread ---------------------------------------------------
+
+MaintenanceThread::MaintenanceThread() : thread_([this] { loop(); }) {}
+
+MaintenanceThread::~MaintenanceThread() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void MaintenanceThread::run(const std::function<void()>& job) {
+  std::promise<void> done;
+  std::function<void()> wrapped = [&] {
+    job();
+    done.set_value();
+  };
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(&wrapped);
+  }
+  cv_.notify_all();
+  done.get_future().wait();
+}
+
+void MaintenanceThread::loop() {
+  lower_own_priority();
+  std::unique_lock lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    std::function<void()>* job = queue_.front();
+    queue_.pop_front();
+    lock.unlock();
+    (*job)();
+    lock.lock();
+  }
+}
+
+// ---- Local ----------------------------------------------------------------------
+
+struct Local::Impl {
+  LocalDeps d;
+  layout::DataDir dir;
+  std::atomic<bool> stopping{false};
+
+  std::mutex size_mu;
+  int64_t log_dir_bytes = 0;
+  std::optional<std::chrono::steady_clock::time_point> measured;
+
+  explicit Impl(LocalDeps deps) : d(deps), dir(deps.config->daemon.data_dir) {}
+
+  // Runs a blocking job on the maintenance thread (or here, without one).
+  template <class T>
+  T maintain(const std::function<T()>& job) {
+    if (!d.maintenance) return job();
+    std::optional<T> out;
+    d.maintenance->run([&] { out.emplace(job()); });
+    return std::move(*out);
+  }
+
+  int64_t cached_log_dir_bytes() {
+    std::lock_guard lock(size_mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (!d.daemon || !measured || now - *measured > kLogDirSizeTtl) {
+      log_dir_bytes = logs::directory_bytes(dir.logs());
+      measured = now;
+    }
+    return log_dir_bytes;
+  }
+
+  bool known_task(std::string_view task) {
+    if (d.config->find_task(task)) return true;
+    if (task == retention::kRetentionTask || task == retention::kCompactorTask) return true;
+    if (!d.store) return false;
+    auto runs = d.store->list_runs(store::RunQuery{std::string(task), 1, std::nullopt, std::nullopt});
+    return runs && !runs->empty();
+  }
+
+  Error unknown_task(std::string_view task) {
+    std::vector<std::string> names;
+    for (const config::Task& t : d.config->tasks) names.push_back(t.name);
+    if (d.store)
+      if (auto list = d.store->task_summaries())
+        for (const auto& s : *list)
+          if (!d.config->find_task(s.task) && !layout::is_system_task_name(s.task)) names.push_back(s.task);
+    std::string known;
+    for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
+    return Error{ErrorCode::not_found, "task " + std::string(task) + " not found (known tasks: " +
+                                           (known.empty() ? std::string("none") : known) + ")"};
+  }
+
+  Result<store::Run> find_run(std::string_view task, int64_t id) {
+    if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
+    if (!known_task(task)) return tl::unexpected(unknown_task(task));
+    if (!d.store) return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
+    auto run = d.store->get_run(id);
+    if (!run) return run;
+    if (run->task != task)
+      return fail(ErrorCode::not_found, "run " + std::to_string(id) + " is not a run of " + std::string(task));
+    return run;
+  }
+
+  Result<std::string> log_file(const store::Run& run) {
+    if (run.log_path.empty())
+      return fail(ErrorCode::not_found,
+                  "run " + std::to_string(run.id) + " has no log (status " + store::to_string(run.status) + ")");
+    if (!layout::DataDir::valid_log_path(run.log_path))
+      return fail(ErrorCode::corruption, "run " + std::to_string(run.id) + " has an invalid log path");
+    return dir.absolute(run.log_path);
+  }
+};
+
+Local::Local(LocalDeps deps) : impl_(std::make_unique<Impl>(deps)) {}
+Local::~Local() = default;
+
+void Local::stop() { impl_->stopping = true; }
+
+Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
+  Impl& s = *impl_;
+  const config::Config& cfg = *s.d.config;
+  const TimePoint now = s.d.clock->now();
+  std::map<std::string, store::TaskSummary> summaries;
+  std::map<std::string, store::LastOutcome> outcomes;
+  if (s.d.store) {
+    auto list = s.d.store->task_summaries();
+    if (!list) return tl::unexpected(list.error());
+    for (auto& t : *list) summaries[t.task] = std::move(t);
+    if (!s.d.scheduler) {  // the daemon keeps these in memory
+      auto last = s.d.store->last_outcomes();
+      if (!last) return tl::unexpected(last.error());
+      for (auto& o : *last) outcomes[o.task] = std::move(o);
+    }
+  }
+  std::vector<TaskInfo> out;
+  std::set<std::string> listed;
+  auto fill_history = [&](TaskInfo& t) {
+    auto it = summaries.find(t.name);
+    if (it != summaries.end()) {
+      t.runs = it->second.runs;
+      t.last_run = it->second.last_run;
+    }
+    if (auto o = outcomes.find(t.name); o != outcomes.end()) {
+      t.last_success = o->second.last_success;
+      t.last_failure = o->second.last_failure;
+    }
+    t.state = t.running > 0 ? TaskState::running : t.queued > 0 ? TaskState::queued : TaskState::idle;
+    listed.insert(t.name);
+  };
+  if (s.d.scheduler) {
+    for (const scheduler::TaskView& v : s.d.scheduler->tasks()) {
+      if (v.system && !include_system) continue;
+      TaskInfo t;
+      t.name = v.name;
+      t.configured = true;
+      t.system = v.system;
+      t.cron = v.cron;
+      t.timezone = v.timezone;
+      t.next_fire = v.next_fire;
+      t.running = v.running;
+      t.queued = v.queued;
+      t.last_success = v.last_success;
+      t.last_failure = v.last_failure;
+      fill_history(t);
+      out.push_back(std::move(t));
+    }
+  } else {
+    auto add = [&](const std::string& name, const std::string& cron, const std::string& zone, bool system) {
+      TaskInfo t;
+      t.name = name;
+      t.configured = true;
+      t.system = system;
+      t.cron = cron;
+      t.timezone = zone;
+      t.next_fire = next_fire_of(cron, zone, now);
+      fill_history(t);
+      out.push_back(std::move(t));
+    };
+    for (const config::Task& task : cfg.tasks)
+      add(task.name, task.cron, task.timezone.empty() ? cfg.daemon.timezone : task.timezone, false);
+    if (include_system) {
+      add(retention::kRetentionTask, cfg.retention.schedule, "UTC", true);
+      add(retention::kCompactorTask, cfg.compactor.schedule, "UTC", true);
+    }
+  }
+  for (const auto& [name, summary] : summaries) {
+    if (listed.count(name)) continue;
+    const bool system = layout::is_system_task_name(name);
+    if (system && !include_system) continue;
+    TaskInfo t;
+    t.name = name;
+    t.system = system;
+    fill_history(t);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Result<RunsPage> Local::runs(const RunsQuery& q) {
+  Impl& s = *impl_;
+  if (auto st = check_task_name(q.task); !st) return tl::unexpected(st.error());
+  if (q.limit < 1 || q.limit > 1000)
+    return fail(ErrorCode::invalid_argument, "limit: expected an integer from 1 to 1000, got " + std::to_string(q.limit));
+  if (!s.known_task(q.task)) return tl::unexpected(s.unknown_task(q.task));
+  RunsPage page;
+  if (!s.d.store) return page;
+  auto runs = s.d.store->list_runs(store::RunQuery{q.task, q.limit, q.before, q.status});
+  if (!runs) return tl::unexpected(runs.error());
+  page.runs = std::move(*runs);
+  if (static_cast<int>(page.runs.size()) == q.limit) page.next_before = page.runs.back().id;
+  return page;
+}
+
+Result<store::Run> Local::run(std::string_view task, int64_t id) { return impl_->find_run(task, id); }
+
+Result<LogSlice> Local::log(const LogQuery& q) {
+  Impl& s = *impl_;
+  if (auto st = check_read(q.read, q.from_line_given); !st) return tl::unexpected(st.error());
+  auto run = s.find_run(q.task, q.run_id);
+  if (!run) return tl::unexpected(run.error());
+  auto path = s.log_file(*run);
+  if (!path) return tl::unexpected(path.error());
+  auto page = logs::read_log(*path, q.read);
+  if (!page) return tl::unexpected(page.error());
+  return LogSlice{std::move(*page), run->status};
+}
+
+Status Local::follow(const FollowRequest& req, FollowSink& sink) {
+  Impl& s = *impl_;
+  auto run = s.find_run(req.task, req.run_id);
+  if (!run) return tl::unexpected(run.error());
+  std::unique_ptr<events::Subscription> sub;
+  if (s.d.bus) sub = s.d.bus->subscribe(events::Filter{run->id, std::nullopt});
+  // A queued run has no log yet: wait for its start (an event), not by polling.
+  if (run->log_path.empty() && !store::is_terminal(run->status) && sub) {
+    const auto deadline = std::chrono::steady_clock::now() + req.queued_wait;
+    while (run->log_path.empty() && !store::is_terminal(run->status) && !s.stopping &&
+           std::chrono::steady_clock::now() < deadline) {
+      sub->take(std::chrono::milliseconds(500));  // a state event or the deadline's slice
+      auto again = s.d.store->get_run(run->id);
+      if (!again) return tl::unexpected(again.error());
+      run = std::move(again);
+    }
+  }
+  auto path = s.log_file(*run);
+  if (!path) return tl::unexpected(path.error());
+
+  int64_t next = req.from;
+  int64_t last_id = req.from > 0 ? req.from - 1 : 0;
+  auto emit = [&](FollowEvent e) {
+    e.id = last_id;
+    return sink.on_event(e);
+  };
+  // Sends the complete lines from the file from `next` on; false when the sink stops.
+  auto replay = [&]() -> bool {
+    while (true) {
+      logs::ReadRequest r;
+      if (next < 0) r.tail = -next;
+      else r.from_line = next;
+      r.lines = kFollowPage;
+      auto page = logs::read_log(*path, r);
+      if (!page) {
+        FollowEvent e = FollowEvent::of(FollowEvent::Kind::error);
+        e.text = page.error().message;
+        emit(e);
+        sink.flush();
+        return false;
+      }
+      for (const logs::Line& l : page->lines) {
+        if (l.number == page->next_line) break;  // a partial last line: wait until it is complete
+        last_id = l.number;
+        FollowEvent e = FollowEvent::of(FollowEvent::Kind::line);
+        e.line = l;
+        if (!emit(e)) return false;
+      }
+      const int64_t before = next;
+      next = page->next_line;
+      if (!sink.flush()) return false;
+      if (page->lines.empty() || page->at_end || next == before) return true;
+    }
+  };
+  auto done = [&](const std::string& status) -> Status {
+    if (!replay()) return {};
+    FollowEvent e = FollowEvent::of(FollowEvent::Kind::done);
+    e.text = status;
+    emit(e);
+    sink.flush();
+    return {};
+  };
+  if (!replay()) return {};
+  if (store::is_terminal(run->status) || !sub) return done(store::to_string(run->status));
+  auto current = s.d.store->get_run(run->id);
+  if (current && store::is_terminal(current->status)) return done(store::to_string(current->status));
+
+  auto idle_since = std::chrono::steady_clock::now();
+  auto last_check = idle_since;
+  while (!s.stopping) {
+    events::Batch batch = sub->take(std::chrono::milliseconds(500));
+    const auto now = std::chrono::steady_clock::now();
+    if (batch.dropped > 0) {
+      FollowEvent e = FollowEvent::of(FollowEvent::Kind::dropped);
+      e.count = static_cast<int64_t>(batch.dropped);
+      e.text = std::to_string(batch.dropped) + " event(s) dropped for a slow reader; refilled from the file";
+      if (!emit(e) || !replay()) return {};
+    }
+    for (const events::Event& ev : batch.events) {
+      idle_since = now;
+      switch (ev.kind) {
+        case events::Kind::log_line: {
+          if (ev.line < next) break;
+          if (ev.line > next && !replay()) return {};  // fill a gap from the file
+          if (ev.line != next) break;
+          FollowEvent e = FollowEvent::of(FollowEvent::Kind::line);
+          e.line.number = ev.line;
+          e.line.stream = ev.stream;
+          e.line.time = from_unix_ms(ev.time_ms);
+          e.line.text = ev.text;
+          last_id = ev.line;
+          next = ev.line + 1;
+          if (!emit(e)) return {};
+          break;
+        }
+        case events::Kind::log_rotated: {
+          FollowEvent e = FollowEvent::of(FollowEvent::Kind::rotated);
+          e.text = ev.text;
+          if (!emit(e)) return {};
+          break;
+        }
+        case events::Kind::log_truncated:
+        case events::Kind::disk_pressure: {
+          FollowEvent e = FollowEvent::of(FollowEvent::Kind::dropped);
+          e.text = ev.text;
+          e.count = ev.count;
+          if (!emit(e)) return {};
+          break;
+        }
+        case events::Kind::run_state: {
+          auto st = store::parse_status(ev.text);
+          if (st && store::is_terminal(*st)) return done(ev.text);
+          break;
+        }
+      }
+    }
+    if (!sink.flush()) return {};
+    if (now - idle_since > req.idle_timeout) return done("idle_timeout");
+    if (now - last_check > std::chrono::seconds(15)) {
+      // The run may have ended while its last event was dropped.
+      last_check = now;
+      auto r = s.d.store->get_run(run->id);
+      if (r && store::is_terminal(r->status)) return done(store::to_string(r->status));
+    }
+  }
+  return done("shutdown");
+}
+
+Result<store::Run> Local::run_now(const RunNowRequest& req) {
+  Impl& s = *impl_;
+  if (auto st = check_task_name(req.task); !st) return tl::unexpected(st.error());
+  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "running a task"));
+  std::unique_ptr<events::Subscription> sub;
+  if (req.wait && s.d.bus) sub = s.d.bus->subscribe(events::Filter{std::nullopt, req.task, true});
+  auto id = s.d.scheduler->run_now(req.task);
+  if (!id) return tl::unexpected(id.error());
+  auto run = s.d.store->get_run(*id);
+  if (!req.wait || !sub || !run) return run;
+  // Follow the retry chain to its final attempt: each end is published
+  // after its retry is planned, so retry_pending() is exact at that moment.
+  const int64_t first = *id;
+  std::set<int64_t> chain{first};
+  const auto deadline = std::chrono::steady_clock::now() + req.wait_timeout;
+  while (!s.stopping) {
+    if (store::is_terminal(run->status) && !s.d.scheduler->retry_pending(first)) return run;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return run;
+    const auto slice = std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::seconds(1));
+    events::Batch batch = sub->take(std::chrono::duration_cast<std::chrono::milliseconds>(slice));
+    int64_t newest = run->id;
+    for (const events::Event& e : batch.events) {
+      if (!chain.count(e.run_id)) {
+        auto r = s.d.store->get_run(e.run_id);
+        if (!r || r->retry_of != first) continue;
+        chain.insert(e.run_id);
+      }
+      newest = std::max(newest, e.run_id);
+    }
+    // Re-read also on a quiet slice: a queued run cancelled ends without an event.
+    auto again = s.d.store->get_run(newest);
+    if (!again) return again;
+    run = std::move(again);
+  }
+  return fail(ErrorCode::busy, "the daemon is shutting down; run " + std::to_string(run->id) + " was started");
+}
+
+Result<CancelResult> Local::cancel(std::string_view task, int64_t id) {
+  Impl& s = *impl_;
+  auto run = s.find_run(task, id);
+  if (!run) return tl::unexpected(run.error());
+  if (store::is_terminal(run->status))
+    return fail(ErrorCode::conflict,
+                "run " + std::to_string(id) + " already ended (" + store::to_string(run->status) + ")");
+  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "cancelling a run"));
+  if (auto st = s.d.scheduler->cancel(id); !st) return tl::unexpected(st.error());
+  return CancelResult{id, true};
+}
+
+Result<DeleteResult> Local::delete_run(std::string_view task, int64_t id) {
+  Impl& s = *impl_;
+  auto run = s.find_run(task, id);
+  if (!run) return tl::unexpected(run.error());
+  if (!store::is_terminal(run->status))
+    return fail(ErrorCode::conflict, "run " + std::to_string(id) + " is " + store::to_string(run->status) +
+                                         ": cancel it first, only ended runs can be deleted");
+  if (!s.d.executor) return tl::unexpected(read_only("deleting a run"));
+  return s.maintain<Result<DeleteResult>>([&]() -> Result<DeleteResult> {
+    auto report = s.d.executor->purge({retention::Expired{id, retention::Reason::manual}});
+    if (!report) return tl::unexpected(report.error());
+    if (report->rows == 0) return fail(ErrorCode::conflict, "run " + std::to_string(id) + " could not be deleted");
+    DeleteResult out{id, run->task, report->log_bytes, report->files_deleted, ""};
+    out.message = "Deleted run " + std::to_string(id) + " of " + run->task + " and " +
+                  std::to_string(report->files_deleted) + " file(s) (" +
+                  format_size(static_cast<uint64_t>(report->log_bytes)) + " of logs)";
+    if (report->file_errors > 0)
+      out.message += "; " + std::to_string(report->file_errors) + " file(s) could not be removed and will be retried (" +
+                     report->first_error + ")";
+    return out;
+  });
+}
+
+Result<retention::PurgeOutcome> Local::purge(const retention::PurgeRequest& req, const retention::Progress& progress) {
+  Impl& s = *impl_;
+  if (req.task) {
+    if (auto st = check_task_name(*req.task); !st) return tl::unexpected(st.error());
+    if (!s.known_task(*req.task)) return tl::unexpected(s.unknown_task(*req.task));
+  }
+  if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
+  if (!req.dry_run && !s.d.executor) return tl::unexpected(read_only("purging"));
+  return s.maintain<Result<retention::PurgeOutcome>>([&] {
+    if (req.dry_run) {
+      // A dry run only reads: this executor is never asked to delete.
+      retention::Executor idle(*s.d.store, s.dir, 1);
+      return retention::manual_purge(*s.d.store, idle, req, *s.d.clock);
+    }
+    return retention::manual_purge(*s.d.store, *s.d.executor, req, *s.d.clock, progress);
+  });
+}
+
+Result<retention::CompactOutcome> Local::compact(retention::CompactMode mode) {
+  Impl& s = *impl_;
+  if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
+  if (!s.d.executor) return tl::unexpected(read_only("compacting"));
+  return s.maintain<Result<retention::CompactOutcome>>(
+      [&] { return retention::manual_compact(*s.d.store, mode, *s.d.clock); });
+}
+
+Result<MaintenanceStatus> Local::status() {
+  Impl& s = *impl_;
+  const config::Config& cfg = *s.d.config;
+  if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
+  auto stats = s.d.store->db_stats();
+  if (!stats) return tl::unexpected(stats.error());
+  auto summaries = s.d.store->maintenance_summaries();
+  if (!summaries) return tl::unexpected(summaries.error());
+  MaintenanceStatus out;
+  out.database = *stats;
+  out.log_dir_bytes = s.cached_log_dir_bytes();
+  const TimePoint now = s.d.clock->now();
+  for (auto [name, schedule] : {std::pair{retention::kRetentionTask, cfg.retention.schedule},
+                                std::pair{retention::kCompactorTask, cfg.compactor.schedule}}) {
+    SystemTaskStatus t;
+    t.task = name;
+    t.schedule = schedule;
+    t.next_run = next_fire_of(schedule, "UTC", now);
+    auto last = s.d.store->list_runs(store::RunQuery{name, 1, std::nullopt, std::nullopt});
+    if (!last) return tl::unexpected(last.error());
+    if (!last->empty()) t.last_run = last->front();
+    for (const auto& m : *summaries)
+      if (m.last.task == name) {
+        t.last_figures = m.last;
+        t.total_figures = m.total;
+      }
+    out.system_tasks.push_back(std::move(t));
+  }
+  return out;
+}
+
+Result<CheckReport> Local::check(bool repair) {
+  Impl& s = *impl_;
+  if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
+  if (repair && !s.d.executor) return tl::unexpected(read_only("check --repair"));
+  return s.maintain<Result<CheckReport>>([&]() -> Result<CheckReport> {
+    store::Store& st = *s.d.store;
+    CheckReport out;
+    auto problem = [&](std::string kind, std::string detail, bool fixed) {
+      out.problems.push_back(CheckProblem{std::move(kind), std::move(detail), fixed});
+      if (fixed) ++out.repaired;
+    };
+
+    auto integrity = st.integrity_check();
+    if (!integrity) return tl::unexpected(integrity.error());
+    if (*integrity != "ok") problem("integrity", *integrity, false);
+
+    // Runs in flight (the daemon's) are left alone: their logs are being written.
+    std::set<int64_t> in_flight;
+    if (s.d.daemon) {
+      auto live = st.in_flight_runs();
+      if (!live) return tl::unexpected(live.error());
+      for (const auto& r : *live) in_flight.insert(r.id);
+    }
+
+    auto paths = st.log_paths();
+    if (!paths) return tl::unexpected(paths.error());
+    std::set<std::string> known;
+    for (const store::LogRef& ref : *paths) {
+      known.insert(ref.log_path);
+      if (in_flight.count(ref.id)) continue;
+      const std::string id = "run " + std::to_string(ref.id);
+      if (!layout::DataDir::valid_log_path(ref.log_path)) {
+        problem("bad_log_path", id + ": " + ref.log_path + " is not a log path", false);
+        continue;
+      }
+      const std::string full = s.dir.absolute(ref.log_path);
+      std::error_code ec;
+      if (!fs::exists(full, ec)) {
+        // The log is gone: its sidecars go too, and the row stops naming it.
+        bool fixed = false;
+        if (repair) {
+          layout::Removal removal;
+          const bool gone = layout::remove_run_files(s.dir, {ref.log_path}, removal).front();
+          fixed = gone && st.forget_log(ref.id, "log file was missing (cronkeep check --repair)").has_value();
+        }
+        problem("missing_log", id + ": " + ref.log_path, fixed);
+        continue;
+      }
+      const logs::SidecarCheck sc = logs::check_sidecars(full);
+      if (!sc.index_ok) {
+        // An unreadable .meta is rewritten; a bad index stays (reads scan).
+        const bool fixed = repair && sc.problem == "unreadable .meta" && store::is_terminal(ref.status) &&
+                           logs::finalize_crashed(full).has_value();
+        problem("bad_sidecar", id + ": " + ref.log_path + ": " + sc.problem + " (reads fall back to scanning)", fixed);
+      } else if (!sc.finalized && store::is_terminal(ref.status)) {
+        const bool fixed = repair && logs::finalize_crashed(full).has_value();
+        problem("unfinalized_log", id + " (" + store::to_string(ref.status) + "): " + ref.log_path +
+                                       " was not finalized (its writer stopped or could not finish)",
+                fixed);
+      }
+    }
+
+    auto tombs = st.list_tombstones(1'000'000);
+    if (!tombs) return tl::unexpected(tombs.error());
+    std::set<std::string> tombstoned;
+    for (const auto& t : *tombs) tombstoned.insert(t.log_path);
+    if (!tombs->empty()) {
+      bool fixed = false;
+      if (repair) {
+        auto r = s.d.executor->replay_tombstones();
+        fixed = r && r->file_errors == 0;
+      }
+      problem("tombstones", std::to_string(tombs->size()) + " leftover tombstone(s) of an interrupted purge", fixed);
+    }
+
+    // Files and directories under logs/ that no run names.
+    std::error_code ec;
+    std::vector<fs::path> task_dirs;
+    for (const auto& entry : fs::directory_iterator(s.dir.logs(), ec)) {
+      const std::string name = entry.path().filename().string();
+      const std::string rel_dir = "logs/" + name;
+      if (!entry.is_directory() || !layout::valid_task_name(name)) {
+        // cronkeep writes only task directories here; a stray regular file
+        // (named by the listing, not by anyone's input) may go.
+        const bool fixed = repair && entry.is_regular_file() && ::unlink(entry.path().c_str()) == 0;
+        problem("stray_file", rel_dir + " does not belong in logs/", fixed);
+        continue;
+      }
+      bool empty = true;
+      std::vector<std::string> orphans;
+      std::error_code ec2;
+      for (const auto& file : fs::directory_iterator(entry.path(), ec2)) {
+        empty = false;
+        std::string fname = file.path().filename().string();
+        // The log a sidecar belongs to: strip the suffix.
+        std::string base = fname;
+        for (const char* suffix : layout::kLogFileSuffixes) {
+          const std::string_view sv(suffix);
+          if (!sv.empty() && base.size() > sv.size() && base.compare(base.size() - sv.size(), sv.size(), sv) == 0) {
+            base.resize(base.size() - sv.size());
+            break;
+          }
+        }
+        const std::string rel = rel_dir + "/" + base;
+        if (known.count(rel) || tombstoned.count(rel)) continue;
+        if (in_flight.count(layout::DataDir::run_id_of(base))) continue;
+        if (std::find(orphans.begin(), orphans.end(), rel) == orphans.end()) orphans.push_back(rel);
+      }
+      for (const std::string& rel : orphans) {
+        bool fixed = false;
+        if (repair) {
+          layout::Removal removal;
+          fixed = layout::remove_run_files(s.dir, {rel}, removal).front();
+        }
+        const bool has_log = fs::exists(s.dir.absolute(rel), ec2);
+        problem(has_log || fixed ? "orphan_log" : "orphan_sidecar", rel + " has no run", fixed);
+      }
+      if (empty) {
+        const bool fixed = repair && ::rmdir(entry.path().c_str()) == 0;
+        problem("empty_dir", rel_dir + " is empty", fixed);
+      }
+    }
+    out.ok = std::all_of(out.problems.begin(), out.problems.end(), [](const CheckProblem& p) { return p.repaired; });
+    return out;
+  });
+}
+
+Result<Metrics> Local::metrics() {
+  Impl& s = *impl_;
+  if (!s.d.scheduler || !s.d.store) return fail(ErrorCode::conflict, "metrics are served by the daemon");
+  Metrics m;
+  m.finished = s.d.scheduler->counters().finished;
+  for (const scheduler::TaskView& v : s.d.scheduler->tasks())
+    m.tasks.push_back(Metrics::TaskGauges{v.name, v.running, v.queued, v.last_success, v.last_failure});
+  const scheduler::Lateness late = s.d.scheduler->lateness();
+  m.lateness_bounds_ms.assign(std::begin(scheduler::Lateness::kBoundsMs), std::end(scheduler::Lateness::kBoundsMs));
+  m.lateness_counts.assign(std::begin(late.counts), std::end(late.counts));
+  m.lateness_count = late.count;
+  m.lateness_sum_ms = late.sum_ms;
+  auto summaries = s.d.store->maintenance_summaries();
+  if (!summaries) return tl::unexpected(summaries.error());
+  for (const auto& sum : *summaries) {
+    store::MaintenanceFigures& total =
+        sum.last.task == retention::kCompactorTask ? m.compactor_total : m.retention_total;
+    total.rows_deleted += sum.total.rows_deleted;
+    total.files_deleted += sum.total.files_deleted;
+    total.file_errors += sum.total.file_errors;
+    total.log_bytes_freed += sum.total.log_bytes_freed;
+    total.db_bytes_reclaimed += sum.total.db_bytes_reclaimed;
+  }
+  auto stats = s.d.store->db_stats();
+  if (!stats) return tl::unexpected(stats.error());
+  m.database = *stats;
+  m.log_dir_bytes = s.cached_log_dir_bytes();
+  if (s.d.bus) m.log_events_dropped = s.d.bus->total_dropped();
+  return m;
+}
+
+// ---- the CLI's data directory ---------------------------------------------------
+
+namespace {
+
+// Owns what open_local() opened; the Local it wraps points into it.
+class OwnedLocal : public Ops {
+ public:
+  OwnedLocal(const config::Config& config, std::optional<FileLock> lock, std::unique_ptr<store::Store> store)
+      : lock_(std::move(lock)), store_(std::move(store)) {
+    if (store_ && lock_) executor_.emplace(*store_, layout::DataDir(config.daemon.data_dir), config.retention.batch_size);
+    local_ = std::make_unique<Local>(
+        LocalDeps{&config, store_.get(), executor_ ? &*executor_ : nullptr, nullptr, nullptr, &clock_, nullptr, false});
+  }
+  Result<std::vector<TaskInfo>> tasks(bool s) override { return local_->tasks(s); }
+  Result<RunsPage> runs(const RunsQuery& q) override { return local_->runs(q); }
+  Result<store::Run> run(std::string_view t, int64_t id) override { return local_->run(t, id); }
+  Result<LogSlice> log(const LogQuery& q) override { return local_->log(q); }
+  Status follow(const FollowRequest& r, FollowSink& s) override { return local_->follow(r, s); }
+  Result<store::Run> run_now(const RunNowRequest& r) override { return local_->run_now(r); }
+  Result<CancelResult> cancel(std::string_view t, int64_t id) override { return local_->cancel(t, id); }
+  Result<DeleteResult> delete_run(std::string_view t, int64_t id) override { return local_->delete_run(t, id); }
+  Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& r, const retention::Progress& p) override {
+    return local_->purge(r, p);
+  }
+  Result<retention::CompactOutcome> compact(retention::CompactMode m) override { return local_->compact(m); }
+  Result<MaintenanceStatus> status() override { return local_->status(); }
+  Result<CheckReport> check(bool repair) override { return local_->check(repair); }
+
+ private:
+  SystemClock clock_;
+  std::optional<FileLock> lock_;
+  std::unique_ptr<store::Store> store_;
+  std::optional<retention::Executor> executor_;
+  std::unique_ptr<Local> local_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Ops>> open_local(const config::Config& config, Access access) {
+  const layout::DataDir dir(config.daemon.data_dir);
+  const bool exists = fs::exists(dir.database());
+  std::optional<FileLock> lock;
+  std::unique_ptr<store::Store> store;
+  if (access == Access::write) {
+    if (!exists)
+      return fail(ErrorCode::not_found, "no history yet: " + dir.database() + " does not exist (has the daemon run?)");
+    auto l = FileLock::acquire(dir.lock());
+    if (!l)
+      return fail(ErrorCode::busy, l.error().message + ": a daemon is running on this data directory; stop it first");
+    lock.emplace(std::move(*l));
+    auto s = store::open_sqlite(dir.database());
+    if (!s) return tl::unexpected(s.error());
+    store = std::move(*s);
+  } else if (exists) {
+    auto s = store::open_sqlite(dir.database(), store::OpenOptions{.read_only = true});
+    if (!s) return tl::unexpected(s.error());
+    store = std::move(*s);
+  }
+  return std::unique_ptr<Ops>(std::make_unique<OwnedLocal>(config, std::move(lock), std::move(store)));
+}
+
+}  // namespace cronkeep::ops

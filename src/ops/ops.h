@@ -1,0 +1,264 @@
+// ops/ops.h: every use case cronkeep offers, as one interface.
+//
+// Owns: what a user can ask of cronkeep (list tasks, list runs, read and
+// follow a log, run now, cancel, delete a run, purge, compact, status,
+// check/repair, validate) with the rules that go with each: which runs a
+// caller may see, which parameters are valid, what each answer contains.
+// Answers are plain structs. Must not know argv, HTTP routing or text
+// formatting: the CLI turns argv into these calls and prints the answers,
+// the HTTP API turns requests into these calls and answers JSON (ops/wire.h
+// is the one JSON shape of every struct, shared by both).
+//
+// Two implementations:
+//   - local (ops/local.h): on the data directory. Inside the daemon it acts
+//     through the scheduler and runs blocking maintenance on the maintenance
+//     thread; in the CLI without a daemon it opens the database itself
+//     (read-only, or holding the data directory's lock for writes).
+//   - remote (ops/remote.h): over a running daemon's HTTP API.
+// The CLI uses remote when a daemon holds the data directory, local
+// otherwise; a test requires both to print the same JSON.
+//
+// Errors (every method): not_found for an unknown task or run;
+// invalid_argument naming the field for bad parameters (the same text on
+// both implementations); conflict when the state forbids it (run not in
+// flight, no daemon to run a task); busy when the data directory is locked;
+// io/corruption/internal from below.
+//
+// Thread-safety: every implementation is safe to call from several threads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "base/time.h"
+#include "config/config.h"
+#include "logs/logs.h"
+#include "retention/retention.h"
+#include "store/store.h"
+
+namespace cronkeep::ops {
+
+using namespace std::chrono_literals;
+
+// ---- tasks --------------------------------------------------------------------
+
+enum class TaskState { idle, running, queued };
+const char* to_string(TaskState s);
+
+struct TaskInfo {
+  std::string name;
+  bool configured = false;                 // in the configuration (system tasks too)
+  bool system = false;                     // cronkeep:retention, cronkeep:compactor
+  std::string cron;                        // empty for a removed task
+  std::string timezone;                    // IANA name; empty for a removed task
+  std::optional<TimePoint> next_fire;      // nominal (before jitter)
+  TaskState state = TaskState::idle;       // running wins over queued
+  int running = 0;
+  int queued = 0;
+  int64_t runs = 0;                        // rows in the history
+  std::optional<store::Run> last_run;
+  std::optional<TimePoint> last_success;   // finished_at of the newest succeeded run
+  std::optional<TimePoint> last_failure;   // of the newest failed/timeout/crashed/log_overflow run
+};
+
+// ---- runs and logs ------------------------------------------------------------
+
+struct RunsQuery {
+  std::string task;
+  int limit = 50;                          // 1..1000
+  std::optional<int64_t> before;           // keyset paging: runs with id < before
+  std::optional<store::RunStatus> status;
+};
+
+struct RunsPage {
+  std::vector<store::Run> runs;            // newest first
+  std::optional<int64_t> next_before;      // pass as `before` for the next page; none at the end
+};
+
+struct LogQuery {
+  std::string task;
+  int64_t run_id = 0;
+  logs::ReadRequest read;                  // checked by check_read()
+  bool from_line_given = false;            // read.from_line was asked for (not the default)
+};
+
+struct LogSlice {
+  logs::LogPage page;
+  store::RunStatus run_status = store::RunStatus::succeeded;
+};
+
+// One thing a follower receives. `id` is the last line number delivered
+// (what a client sends back as Last-Event-ID to resume).
+struct FollowEvent {
+  enum class Kind { line, rotated, dropped, done, error };
+  Kind kind = Kind::line;
+  int64_t id = 0;
+  logs::Line line;                         // kind line
+  std::string text;                        // rotated/dropped: a note; done: the run's final status
+                                           // (or "idle_timeout", "shutdown"); error: the message
+  int64_t count = 0;                       // dropped: events lost, or bytes dropped by the log's cap
+
+  static FollowEvent of(Kind k) {
+    FollowEvent e;
+    e.kind = k;
+    return e;
+  }
+};
+const char* to_string(FollowEvent::Kind k);
+
+struct FollowRequest {
+  std::string task;
+  int64_t run_id = 0;
+  int64_t from = 1;                        // first line; negative: the last -from lines first
+  Millis queued_wait = 30s;                // how long to wait for a queued run to start
+  Millis idle_timeout = 10min;             // end with done "idle_timeout" after this long without an event
+};
+
+// Receives events in order; returns false to stop following. flush() is
+// called when a burst of events has been handed over (write it out now).
+class FollowSink {
+ public:
+  virtual ~FollowSink() = default;
+  virtual bool on_event(const FollowEvent& event) = 0;
+  virtual bool flush() { return true; }
+};
+
+// ---- actions ------------------------------------------------------------------
+
+struct RunNowRequest {
+  std::string task;
+  bool wait = false;                       // wait for the end of the retry chain's final attempt
+  Millis wait_timeout = 24h;               // give up waiting after this (the run goes on)
+};
+
+struct CancelResult {
+  int64_t id = 0;
+  bool cancelling = true;                  // a running run gets SIGTERM; a queued one ends at once
+};
+
+struct DeleteResult {
+  int64_t id = 0;
+  std::string task;
+  int64_t log_bytes = 0;
+  int64_t files_deleted = 0;
+  std::string message;
+};
+
+struct SystemTaskStatus {
+  std::string task;
+  std::string schedule;
+  std::optional<TimePoint> next_run;
+  std::optional<store::Run> last_run;
+  std::optional<store::MaintenanceFigures> last_figures;
+  std::optional<store::MaintenanceFigures> total_figures;
+};
+
+struct MaintenanceStatus {
+  std::vector<SystemTaskStatus> system_tasks;
+  store::DbStats database;
+  int64_t log_dir_bytes = 0;
+};
+
+struct CheckProblem {
+  std::string kind;                        // integrity, missing_log, bad_sidecar, unfinalized_log, tombstones,
+                                           // orphan_log, orphan_sidecar, empty_dir
+  std::string detail;
+  bool repaired = false;
+};
+
+struct CheckReport {
+  bool ok = true;                          // no problem left (after repair, when repairing)
+  std::vector<CheckProblem> problems;
+  int64_t repaired = 0;
+};
+
+// ---- the interface ------------------------------------------------------------
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  // Configured tasks in file order, then the system tasks (when
+  // `include_system`), then removed tasks that still have history, by name.
+  virtual Result<std::vector<TaskInfo>> tasks(bool include_system) = 0;
+  // A task's runs, newest first. Errors: not_found when the task is neither
+  // configured nor has history.
+  virtual Result<RunsPage> runs(const RunsQuery& query) = 0;
+  // One run of `task`. Errors: not_found (also when the run belongs to another task).
+  virtual Result<store::Run> run(std::string_view task, int64_t id) = 0;
+  // Lines of a run's log. Errors: not_found when the run has no log.
+  virtual Result<LogSlice> log(const LogQuery& query) = 0;
+  // Replays the log from `from`, then follows it live until the run ends
+  // (done), the sink stops, or the idle timeout. A run still queued is
+  // waited for (up to queued_wait). Returns after the last event.
+  virtual Status follow(const FollowRequest& request, FollowSink& sink) = 0;
+  // Starts (or queues) a manual run; with `wait`, returns the final
+  // attempt's run once it has ended (retries followed), or the latest
+  // attempt when wait_timeout passes. Errors: conflict without a daemon.
+  virtual Result<store::Run> run_now(const RunNowRequest& request) = 0;
+  // Errors: conflict when the run already ended, or without a daemon.
+  virtual Result<CancelResult> cancel(std::string_view task, int64_t id) = 0;
+  // Deletes one terminal run: row and files, crash-safely (tombstone first,
+  // through the retention executor). Errors: conflict for a run in flight.
+  virtual Result<DeleteResult> delete_run(std::string_view task, int64_t id) = 0;
+  // A manual purge (retention::manual_purge); a dry run deletes nothing.
+  // Errors: not_found for an unknown task (the message lists the known ones).
+  virtual Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& request,
+                                                const retention::Progress& progress = {}) = 0;
+  virtual Result<retention::CompactOutcome> compact(retention::CompactMode mode) = 0;
+  virtual Result<MaintenanceStatus> status() = 0;
+  // Verifies the data directory; `repair` fixes what it can. Errors: busy
+  // (repair) when a daemon runs: repair needs it stopped.
+  virtual Result<CheckReport> check(bool repair) = 0;
+};
+
+// Lines per page of a log read (the API's cap on `lines` and `tail`).
+inline constexpr int64_t kMaxLogPage = 10'000;
+
+// ---- choosing an implementation ------------------------------------------------
+
+enum class Access { read, write };
+
+// What the CLI uses: the running daemon's API (remote) when a daemon holds
+// the data directory's lock, the data directory itself (local) otherwise.
+// Errors: io when a daemon runs but its token cannot be read; those of
+// open_local().
+Result<std::unique_ptr<Ops>> open(const config::Config& config, Access access);
+
+// ---- parameters, checked in one place ----------------------------------------
+
+// "status: unknown status \"x\" (expected …)".
+Result<store::RunStatus> parse_status(std::string_view text, std::string_view field = "status");
+// A log read's parameters. Errors: invalid_argument when tail is combined
+// with from_line or since, or when a count is out of range.
+Status check_read(const logs::ReadRequest& read, bool from_line_given);
+// A task name as a user writes it: a valid task name or a system task.
+// Errors: invalid_argument naming the rule.
+Status check_task_name(std::string_view task);
+
+// ---- validate (needs no data directory) --------------------------------------
+
+struct ValidatedTask {
+  std::string task;
+  std::string cron;
+  std::string timezone;
+  std::vector<TimePoint> next_fires;
+};
+
+struct ValidateReport {
+  std::string file;
+  bool ok = false;
+  std::vector<std::string> problems;       // "file:line:column: key: message"
+  std::vector<ValidatedTask> tasks;        // when ok: each task's next three fires after `now`
+};
+
+ValidateReport validate(const std::string& config_path, TimePoint now);
+
+}  // namespace cronkeep::ops

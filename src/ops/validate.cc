@@ -1,0 +1,61 @@
+// Parameters checked in one place for the CLI and the API, and `validate`.
+#include "cron/cron.h"
+#include "layout/layout.h"
+#include "ops/ops.h"
+
+namespace cronkeep::ops {
+
+Result<store::RunStatus> parse_status(std::string_view text, std::string_view field) {
+  if (auto s = store::parse_status(text)) return *s;
+  return fail(ErrorCode::invalid_argument,
+              std::string(field) + ": unknown status \"" + std::string(text) +
+                  "\" (expected pending, running, succeeded, failed, timeout, cancelled, crashed, log_overflow, "
+                  "skipped or missed)");
+}
+
+Status check_read(const logs::ReadRequest& read, bool from_line_given) {
+  if (read.tail && (from_line_given || read.since))
+    return fail(ErrorCode::invalid_argument, "tail: cannot be combined with from_line or since (tail reads the end)");
+  if (read.since && from_line_given)
+    return fail(ErrorCode::invalid_argument, "since: cannot be combined with from_line (both say where to start)");
+  if (read.from_line < 1) return fail(ErrorCode::invalid_argument, "from_line: must be at least 1");
+  if (read.lines && (*read.lines < 1 || *read.lines > read.max_lines))
+    return fail(ErrorCode::invalid_argument, "lines: expected an integer from 1 to " + std::to_string(read.max_lines));
+  if (read.tail && (*read.tail < 1 || *read.tail > read.max_lines))
+    return fail(ErrorCode::invalid_argument, "tail: expected an integer from 1 to " + std::to_string(read.max_lines));
+  return {};
+}
+
+Status check_task_name(std::string_view task) {
+  if (layout::valid_task_name(task) || layout::is_system_task_name(task)) return {};
+  return fail(ErrorCode::invalid_argument, "task: invalid task name \"" + std::string(task) + "\" (" +
+                                               layout::kTaskNameRule + ")");
+}
+
+ValidateReport validate(const std::string& config_path, TimePoint now) {
+  ValidateReport out;
+  out.file = config_path;
+  auto cfg = config::load_config(config_path);
+  if (!cfg) {
+    for (const config::Problem& p : cfg.error()) out.problems.push_back(p.to_string());
+    return out;
+  }
+  out.ok = true;
+  for (const config::Task& task : cfg->tasks) {
+    ValidatedTask v;
+    v.task = task.name;
+    v.cron = task.cron;
+    v.timezone = task.timezone.empty() ? cfg->daemon.timezone : task.timezone;
+    auto schedule = cron::Schedule::parse(task.cron);
+    auto zone = cron::Zone::locate(v.timezone);
+    std::optional<TimePoint> f = now;
+    for (int i = 0; i < 3 && f && schedule && zone; ++i) {
+      f = schedule->next_fire(*f, *zone);
+      if (f) v.next_fires.push_back(*f);
+    }
+    out.tasks.push_back(std::move(v));
+  }
+  return out;
+}
+
+}  // namespace cronkeep::ops

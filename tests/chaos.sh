@@ -20,7 +20,14 @@ done
 RANDOM=$seed
 work=$(mktemp -d /tmp/cronkeep-chaos-XXXXXX)
 pid=""
-cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; pkill -9 -f "chaos-marker-$$" 2>/dev/null || true; rm -rf "$work"; }
+# Tasks left behind by killed daemons: each wrote its shell's pid, which is
+# also its process group (the runner starts each task in its own); only those
+# are killed, by pid.
+cleanup() {
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  [ -f "$work/pids" ] && while read -r p; do kill -9 -- "-$p" 2>/dev/null || true; done < "$work/pids"
+  rm -rf "$work"
+}
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 {
@@ -35,7 +42,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
       1) cmd="for n in 1 2 3 4 5 6 7 8 9 10; do echo line \$n of run \$CRONKEEP_RUN_ID chaos-marker-$$; done; sleep 0.3" ;;
       2) cmd="head -c 5000 /dev/zero | tr '\\\\0' x; echo; sleep 0.1; exit \$((CRONKEEP_RUN_ID % 2))" ;;
     esac
-    printf '[tasks.c%02d]\ncron = "@every 1s"\nrun = "%s"\n' "$i" "$cmd"
+    printf '[tasks.c%02d]\ncron = "@every 1s"\nrun = "echo $$ >> %s/pids; %s"\n' "$i" "$work" "$cmd"
   done
 } > "$work/c.toml"
 here=$(cd "$(dirname "$0")" && pwd)

@@ -26,7 +26,7 @@ for point in "${points[@]}"; do
     echo '[compactor]'; echo 'schedule = "@every 2s"'
     echo '[defaults]'; echo 'keep_runs = KEEP'; echo 'log_max_size = "1KB"'
     for i in $(seq 1 20); do
-      printf '[tasks.p%d]\ncron = "@every 1s"\nrun = "for n in $(seq 1 200); do echo line $n of $CRONKEEP_RUN_ID; done; sleep 0.2"\n' "$i"
+      printf '[tasks.p%d]\ncron = "@every 1s"\nrun = "echo $$ >> %s/pids; for n in $(seq 1 200); do echo line $n of $CRONKEEP_RUN_ID; done; sleep 0.2"\n' "$i" "$work"
     done
   } > "$work/c.toml"
   (
@@ -47,7 +47,9 @@ for point in "${points[@]}"; do
     echo "== $point"
     "$here/invariants.sh" "$bin" c.toml data || { echo "     (kept in $work)"; exit 1; }
   ) || { failures=$((failures + 1)); continue; }
-  pkill -9 -f "of \$CRONKEEP_RUN_ID" 2>/dev/null || true
+  # Tasks left behind by the killed daemon: each wrote its shell's pid, which
+  # is also its process group (the runner starts each task in its own).
+  [ -f "$work/pids" ] && while read -r p; do kill -9 -- "-$p" 2>/dev/null || true; done < "$work/pids"
   rm -rf "$work"
 done
 echo "crash points: ${#points[@]} tried, $failures failed"

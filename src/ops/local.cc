@@ -634,10 +634,11 @@ Result<CheckReport> Local::check(bool repair) {
       for (const auto& file : fs::directory_iterator(entry.path(), ec2)) {
         empty = false;
         std::string fname = file.path().filename().string();
-        // The log a sidecar belongs to: strip the suffix.
+        // The log a sidecar belongs to: strip the longest suffix (".prev.idx"
+        // before ".idx"), so walk the list from its end.
         std::string base = fname;
-        for (const char* suffix : layout::kLogFileSuffixes) {
-          const std::string_view sv(suffix);
+        for (auto it = std::rbegin(layout::kLogFileSuffixes); it != std::rend(layout::kLogFileSuffixes); ++it) {
+          const std::string_view sv(*it);
           if (!sv.empty() && base.size() > sv.size() && base.compare(base.size() - sv.size(), sv.size(), sv) == 0) {
             base.resize(base.size() - sv.size());
             break;

@@ -262,6 +262,9 @@ std::string prometheus(const ops::Metrics& m, int sse_clients) {
   out << "# HELP cronkeep_log_events_dropped_total Live log events dropped for slow readers.\n"
          "# TYPE cronkeep_log_events_dropped_total counter\ncronkeep_log_events_dropped_total "
       << m.log_events_dropped << "\n";
+  out << "# HELP cronkeep_log_disk_pressure_total Runs whose log output hit min_free_space since the daemon started.\n"
+         "# TYPE cronkeep_log_disk_pressure_total counter\ncronkeep_log_disk_pressure_total "
+      << m.disk_pressure_runs << "\n";
   out << "# TYPE cronkeep_sse_clients gauge\ncronkeep_sse_clients " << sse_clients << "\n";
   return out.str();
 }

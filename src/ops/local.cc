@@ -672,7 +672,9 @@ Result<Metrics> Local::metrics() {
   Impl& s = *impl_;
   if (!s.d.scheduler || !s.d.store) return fail(ErrorCode::conflict, "metrics are served by the daemon");
   Metrics m;
-  m.finished = s.d.scheduler->counters().finished;
+  const scheduler::Counters counters = s.d.scheduler->counters();
+  m.finished = counters.finished;
+  m.disk_pressure_runs = counters.disk_pressure_runs;
   for (const scheduler::TaskView& v : s.d.scheduler->tasks())
     m.tasks.push_back(Metrics::TaskGauges{v.name, v.running, v.queued, v.last_success, v.last_failure});
   const scheduler::Lateness late = s.d.scheduler->lateness();

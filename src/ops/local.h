@@ -82,6 +82,7 @@ struct Metrics {
   store::DbStats database;
   int64_t log_dir_bytes = 0;
   uint64_t log_events_dropped = 0;
+  uint64_t disk_pressure_runs = 0;
 };
 
 class Local : public Ops {

@@ -505,6 +505,10 @@ void Scheduler::work(Launch run) {
                      (ls.rotations > 0 ? " (" + std::to_string(ls.rotations) + " rotation(s))" : "") +
                      (ls.disk_pressure ? " (disk pressure)" : "");
     if (!ls.error.empty()) end.message += "; log error: " + ls.error;
+    if (ls.disk_pressure) {
+      std::lock_guard lock(mu_);
+      ++counters_.disk_pressure_runs;
+    }
   }
   fault::crash_point("scheduler.before_finish_run");
   if (auto st = store_.finish_run(run.id, end); !st) {

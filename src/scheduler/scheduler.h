@@ -99,6 +99,7 @@ struct TaskView {
 // counted once each, after the end is in the database.
 struct Counters {
   std::map<std::pair<std::string, std::string>, uint64_t> finished;
+  uint64_t disk_pressure_runs = 0;  // runs whose log hit min_free_space (log.disk_pressure)
 };
 
 // How late scheduled runs started (started_at - scheduled_at, jitter

@@ -162,8 +162,14 @@ struct TaskSummary {
   std::optional<Run> last_run;
 };
 
-// The interface every backend implements. Implementations are thread-safe:
-// writes are serialised on one writer connection; reads may run concurrently.
+// The interface every backend implements. Thread-safety (SQLite): every
+// method may be called from any thread. Writes (insert/mark/finish, delete,
+// tombstones, compaction) are serialised on one writer connection; reads are
+// serialised on one reader connection. So one read and one write proceed at
+// the same time, but two reads wait for each other: a long read
+// (list_briefs, integrity_check, log_paths) delays the API's reads while it
+// runs. checkpoint() uses a connection of its own. A read-only store (the
+// CLI's) refuses writes with conflict.
 class Store {
  public:
   virtual ~Store() = default;

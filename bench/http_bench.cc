@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   cfg.tasks.push_back(big);
   SystemClock clock;
   events::Bus bus;
+  if (!config::prepare(cfg).empty()) return 1;
   scheduler::Scheduler sched(cfg, **store, clock, scheduler::Options{dir, std::chrono::seconds(1), 1, {}, &bus});
   retention::Executor executor(**store, layout::DataDir(dir), 1000);
   ops::MaintenanceThread maintenance;

@@ -54,6 +54,7 @@ double cronkeep_rate(int n, int concurrency) {
   SystemClock clock;
   double rate = 0;
   {
+    if (!config::prepare(cfg).empty()) return 1;
     scheduler::Scheduler s(cfg, **store, clock, scheduler::Options{dir, std::chrono::seconds(10), 1, {}, nullptr});
     if (!s.start()) std::abort();
     const auto t0 = std::chrono::steady_clock::now();

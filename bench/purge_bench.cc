@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
   }
   cfg.storage.min_free_space = 0;
   SystemClock clock;
+  if (!config::prepare(cfg).empty()) return 1;
   scheduler::Scheduler sched(cfg, **store, clock, scheduler::Options{cfg.daemon.data_dir, std::chrono::seconds(5), 1, {}, nullptr});
   if (!sched.start()) return 1;
   std::thread loop([&] { sched.run_loop(); });

@@ -13,6 +13,8 @@
 #include "base/clock.h"
 #include "events/events.h"
 #include "http/http.h"
+#include "layout/layout.h"
+#include "ops/local.h"
 #include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
@@ -29,6 +31,8 @@ struct World {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<retention::Executor> executor;
   std::unique_ptr<scheduler::Scheduler> sched;
+  ops::MaintenanceThread maintenance;
+  std::unique_ptr<ops::Local> local;
   std::unique_ptr<http::Server> server;
   std::unique_ptr<httplib::Client> client;
 
@@ -42,15 +46,17 @@ struct World {
     t.run = "true";
     t.workdir = dir;
     cfg.tasks.push_back(t);
+    if (!config::prepare(cfg).empty()) std::abort();
     store = std::move(*store::open_sqlite(dir + "/cronkeep.db"));
-    executor = std::make_unique<retention::Executor>(*store, dir, 100);
+    executor = std::make_unique<retention::Executor>(*store, layout::DataDir(dir), 100);
     sched = std::make_unique<scheduler::Scheduler>(cfg, *store, clock,
                                                    scheduler::Options{dir, std::chrono::seconds(1), 1, {}, &bus});
-    sched->start();
-    sched->run_now("hello");
+    if (!sched->start() || !sched->run_now("hello")) std::abort();
     sched->wait_idle(std::chrono::seconds(5));
+    local = std::make_unique<ops::Local>(
+        ops::LocalDeps{&cfg, store.get(), executor.get(), sched.get(), &bus, &clock, &maintenance, true});
     server = std::make_unique<http::Server>(
-        http::Deps{&cfg, store.get(), sched.get(), &bus, executor.get(), &clock, "fuzz-token"});
+        http::Deps{local.get(), [this] { return local->metrics(); }, {}, "fuzz-token-of-at-least-32-characters"});
     if (!server->start("127.0.0.1:0")) std::abort();
     client = std::make_unique<httplib::Client>("127.0.0.1", server->port());
     client->set_keep_alive(true);
@@ -72,7 +78,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (char& c : path)
     if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) c = '_';  // a request line cannot hold these
   httplib::Headers headers;
-  if (data[0] & 1) headers.emplace("Authorization", "Bearer fuzz-token");
+  if (data[0] & 1) headers.emplace("Authorization", "Bearer fuzz-token-of-at-least-32-characters");
   // Stream routes follow a run until it ends; keep them to finished runs.
   const bool stream = path.find("/stream") != std::string::npos;
   if (stream && !(data[0] & 2)) return 0;

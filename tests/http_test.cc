@@ -35,7 +35,9 @@ class HttpTest : public ::testing::Test {
     store_ = std::move(*s);
     executor_ = std::make_unique<retention::Executor>(*store_, layout::DataDir(dir_.path()), 100);
     std::vector<scheduler::SystemTask> system = {
-        {retention::kRetentionTask, "@every 1h", [](int64_t) -> Result<std::string> { return std::string("ok"); }}};
+        {retention::kRetentionTask, "@every 1h", [](int64_t) -> Result<std::string> { return std::string("ok"); },
+         std::nullopt}};
+    ASSERT_TRUE(config::prepare(config_).empty());
     scheduler_ = std::make_unique<scheduler::Scheduler>(
         config_, *store_, clock_, scheduler::Options{dir_.path(), 2s, 1, std::move(system), &bus_});
     ASSERT_TRUE(scheduler_->start());

@@ -51,6 +51,7 @@ class SchedulerTest : public ::testing::Test {
   void release() { std::ofstream(dir_ / "release").flush(); }
 
   void start(Millis shutdown_timeout = 10s, std::vector<SystemTask> system = {}) {
+    EXPECT_TRUE(config::prepare(config_).empty());
     scheduler_ = std::make_unique<Scheduler>(config_, *store_, clock_,
                                              Options{dir_.path(), shutdown_timeout, 42, std::move(system)});
     auto st = scheduler_->start();
@@ -428,9 +429,10 @@ TEST_F(SchedulerTest, TasksFollowTheirOwnTimeZone) {
 TEST_F(SchedulerTest, SystemTasksAreRecordedAsSystemRunsWithTheirResult) {
   int calls = 0;
   std::vector<SystemTask> system = {
-      {"cronkeep:ok", "@every 1m", [&](int64_t) -> Result<std::string> { return "did " + std::to_string(++calls); }},
+      {"cronkeep:ok", "@every 1m", [&](int64_t) -> Result<std::string> { return "did " + std::to_string(++calls); },
+       std::nullopt},
       {"cronkeep:broken", "@every 1m",
-       [](int64_t) -> Result<std::string> { return fail(ErrorCode::io, "disk on fire"); }},
+       [](int64_t) -> Result<std::string> { return fail(ErrorCode::io, "disk on fire"); }, std::nullopt},
   };
   start(10s, std::move(system));
   at(1min);

@@ -323,7 +323,7 @@ class Reader {
     if (!string(n, key, v, Empty::refused)) return;
     auto z = cron::Zone::locate(v);
     if (!z) {
-      add(n.source(), key, z.error().message + " (expected an IANA name such as \"UTC\" or \"Europe/Berlin\")");
+      add(n.source(), key, z.error().message);
       return;
     }
     out = v;
@@ -684,6 +684,7 @@ tl::expected<Config, Problems> parse(std::string_view text, std::string_view fil
     });
     return tl::unexpected(std::move(problems));
   }
+  if (Problems problems = prepare(config); !problems.empty()) return tl::unexpected(std::move(problems));
   return config;
 }
 
@@ -706,6 +707,25 @@ const char* to_string(CatchUp v) { return name_of(kCatchUpNames, v); }
 const char* to_string(Backoff v) { return name_of(kBackoffNames, v); }
 const char* to_string(Backend v) { return name_of(kBackendNames, v); }
 const char* to_string(Vacuum v) { return name_of(kVacuumNames, v); }
+
+Problems prepare(Config& config) {
+  Problems problems;
+  auto schedule = [&](const std::string& text, const std::string& key, std::optional<cron::Schedule>& out) {
+    auto s = cron::Schedule::parse(text);
+    if (s) out = std::move(*s);
+    else problems.push_back(Problem{config.path, 0, 0, key, s.error().message});
+  };
+  schedule(config.retention.schedule, "retention.schedule", config.retention.parsed);
+  schedule(config.compactor.schedule, "compactor.schedule", config.compactor.parsed);
+  for (Task& t : config.tasks) {
+    schedule(t.cron, "tasks." + t.name + ".cron", t.schedule);
+    if (t.timezone.empty()) t.timezone = config.daemon.timezone;
+    auto z = cron::Zone::locate(t.timezone);
+    if (z) t.zone = *z;
+    else problems.push_back(Problem{config.path, 0, 0, "tasks." + t.name + ".timezone", z.error().message});
+  }
+  return problems;
+}
 
 const Task* Config::find_task(std::string_view name) const {
   for (const Task& t : tasks)

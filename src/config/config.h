@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,7 @@
 #include <tl/expected.hpp>
 
 #include "base/time.h"
+#include "cron/cron.h"
 
 namespace cronkeep::config {
 
@@ -66,6 +68,9 @@ struct Task {
   std::map<std::string, std::string> env;  // added to the daemon's environment
   std::string workdir;     // absolute after loading; empty = the data_dir
   TaskPolicy policy;       // [defaults] overridden by the task's own keys
+  // Parsed once, by parse_config (or prepare() for a Config built in code):
+  std::optional<cron::Schedule> schedule;  // `cron`, parsed
+  std::optional<cron::Zone> zone;          // `timezone`, located
 };
 
 struct Daemon {
@@ -86,14 +91,16 @@ struct Storage {
 };
 
 struct Retention {
-  std::string schedule = "@every 1h";  // cron expression
+  std::string schedule = "@every 1h";  // cron expression (in UTC)
+  std::optional<cron::Schedule> parsed;  // `schedule`, parsed (prepare())
   Millis max_age = 365 * 24h;
   int64_t max_runs = 1'000'000;        // >= 1
   int64_t batch_size = 1000;           // >= 1
 };
 
 struct Compactor {
-  std::string schedule = "@every 1h";
+  std::string schedule = "@every 1h";    // cron expression (in UTC)
+  std::optional<cron::Schedule> parsed;  // `schedule`, parsed (prepare())
   Vacuum vacuum = Vacuum::incremental;
 };
 
@@ -133,6 +140,12 @@ tl::expected<Config, Problems> parse_config(std::string_view text, std::string_v
 // Reads the file at `path` and parses it. A file that cannot be read is one
 // Problem naming the path and the OS error.
 tl::expected<Config, Problems> load_config(const std::string& path);
+
+// Parses every schedule and locates every zone of `config` into the parsed
+// fields (a task without a timezone gets [daemon] timezone). parse_config
+// does this; code that builds a Config by hand calls it. Returns the
+// problems (an invalid expression or zone), empty when all parsed.
+Problems prepare(Config& config);
 
 // True when `name` is a valid task name (layout::valid_task_name).
 bool valid_task_name(std::string_view name);

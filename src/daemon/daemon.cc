@@ -69,7 +69,7 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
          std::string message = retention::describe(*report, policy, now);
          if (report->file_errors > 0) return fail(ErrorCode::io, message);
          return message;
-       }},
+       }, config.retention.parsed},
       {retention::kCompactorTask, config.compactor.schedule, [&store, mode](int64_t run_id) -> Result<std::string> {
          lower_own_priority();
          auto report = retention::compact(store, mode);
@@ -80,7 +80,7 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
              !st)
            return tl::unexpected(st.error());
          return retention::describe(*report);
-       }},
+       }, config.compactor.parsed},
   };
 }
 

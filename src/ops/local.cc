@@ -44,9 +44,8 @@ void lower_own_priority() {
   if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) < 10) ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 10);
 }
 
-std::optional<TimePoint> next_fire_of(const std::string& expr, const std::string& zone_name, TimePoint now) {
-  auto schedule = cron::Schedule::parse(expr);
-  auto zone = cron::Zone::locate(zone_name);
+std::optional<TimePoint> next_fire_of(const std::optional<cron::Schedule>& schedule,
+                                      const std::optional<cron::Zone>& zone, TimePoint now) {
   if (!schedule || !zone) return std::nullopt;
   return schedule->next_fire(now, *zone);
 }
@@ -222,22 +221,22 @@ Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
       out.push_back(std::move(t));
     }
   } else {
-    auto add = [&](const std::string& name, const std::string& cron, const std::string& zone, bool system) {
+    auto add = [&](const std::string& name, const std::string& cron, const std::optional<cron::Schedule>& schedule,
+                   const std::optional<cron::Zone>& zone, bool system) {
       TaskInfo t;
       t.name = name;
       t.configured = true;
       t.system = system;
       t.cron = cron;
-      t.timezone = zone;
-      t.next_fire = next_fire_of(cron, zone, now);
+      t.timezone = zone ? zone->name() : "";
+      t.next_fire = next_fire_of(schedule, zone, now);
       fill_history(t);
       out.push_back(std::move(t));
     };
-    for (const config::Task& task : cfg.tasks)
-      add(task.name, task.cron, task.timezone.empty() ? cfg.daemon.timezone : task.timezone, false);
+    for (const config::Task& task : cfg.tasks) add(task.name, task.cron, task.schedule, task.zone, false);
     if (include_system) {
-      add(retention::kRetentionTask, cfg.retention.schedule, "UTC", true);
-      add(retention::kCompactorTask, cfg.compactor.schedule, "UTC", true);
+      add(retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed, cron::Zone::utc(), true);
+      add(retention::kCompactorTask, cfg.compactor.schedule, cfg.compactor.parsed, cron::Zone::utc(), true);
     }
   }
   for (const auto& [name, summary] : summaries) {
@@ -521,12 +520,13 @@ Result<MaintenanceStatus> Local::status() {
   out.database = *stats;
   out.log_dir_bytes = s.cached_log_dir_bytes();
   const TimePoint now = s.d.clock->now();
-  for (auto [name, schedule] : {std::pair{retention::kRetentionTask, cfg.retention.schedule},
-                                std::pair{retention::kCompactorTask, cfg.compactor.schedule}}) {
+  for (auto [name, schedule, parsed] :
+       {std::tuple{retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed},
+        std::tuple{retention::kCompactorTask, cfg.compactor.schedule, cfg.compactor.parsed}}) {
     SystemTaskStatus t;
     t.task = name;
     t.schedule = schedule;
-    t.next_run = next_fire_of(schedule, "UTC", now);
+    t.next_run = next_fire_of(parsed, cron::Zone::utc(), now);
     auto last = s.d.store->list_runs(store::RunQuery{name, 1, std::nullopt, std::nullopt});
     if (!last) return tl::unexpected(last.error());
     if (!last->empty()) t.last_run = last->front();

@@ -45,12 +45,10 @@ ValidateReport validate(const std::string& config_path, TimePoint now) {
     ValidatedTask v;
     v.task = task.name;
     v.cron = task.cron;
-    v.timezone = task.timezone.empty() ? cfg->daemon.timezone : task.timezone;
-    auto schedule = cron::Schedule::parse(task.cron);
-    auto zone = cron::Zone::locate(v.timezone);
+    v.timezone = task.timezone;
     std::optional<TimePoint> f = now;
-    for (int i = 0; i < 3 && f && schedule && zone; ++i) {
-      f = schedule->next_fire(*f, *zone);
+    for (int i = 0; i < 3 && f && task.schedule && task.zone; ++i) {
+      f = task.schedule->next_fire(*f, *task.zone);
       if (f) v.next_fires.push_back(*f);
     }
     out.tasks.push_back(std::move(v));

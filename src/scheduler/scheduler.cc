@@ -82,18 +82,16 @@ Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& c
     : config_(config), store_(store), clock_(clock), options_(std::move(options)), dir_(options_.data_dir) {
   rng_.seed(options_.seed ? options_.seed : std::random_device{}());
   for (const config::Task& task : config_.tasks) {
-    auto schedule = cron::Schedule::parse(task.cron);
-    const std::string& zone_name = task.timezone.empty() ? config_.daemon.timezone : task.timezone;
-    auto zone = cron::Zone::locate(zone_name);
-    // Requires validated config; a task that slipped through is never fired.
-    if (!schedule || !zone) {
-      spdlog::error("task {}: invalid schedule or zone; it will not fire", task.name);
+    // Requires a prepared config (config::prepare); a task that slipped
+    // through unparsed is never fired.
+    if (!task.schedule || !task.zone) {
+      spdlog::error("task {}: schedule or zone not parsed (config::prepare); it will not fire", task.name);
       continue;
     }
-    tasks_.push_back(TaskState{task, *schedule, *zone, std::nullopt, {}, 0, {}, {}, std::nullopt, std::nullopt});
+    tasks_.push_back(TaskState{task, *task.schedule, *task.zone, std::nullopt, {}, 0, {}, {}, std::nullopt, std::nullopt});
   }
   for (const SystemTask& sys : options_.system_tasks) {
-    auto schedule = cron::Schedule::parse(sys.cron);
+    auto schedule = sys.schedule ? Result<cron::Schedule>(*sys.schedule) : cron::Schedule::parse(sys.cron);
     if (!schedule) {
       spdlog::error("system task {}: invalid schedule \"{}\"; it will not fire", sys.name, sys.cron);
       continue;
@@ -494,7 +492,13 @@ void Scheduler::work(Launch run) {
     if (outcome.stopped == runner::StopReason::log_overflow)
       end.message = "log reached log_max_size = " + format_size(task.policy.log_max_size) + " (log_on_full = kill_task); " +
                     end.message.substr(end.message.find("; ") + 2);
-    if (!stop_message.empty()) end.message = stop_message + "; " + end.message;
+    if (!stop_message.empty()) {
+      // Say why once: "cancelled by request; killed by SIGTERM", not the
+      // runner's own "cancelled; " after it.
+      if (outcome.stopped == runner::StopReason::cancelled && end.message.find("; ") != std::string::npos)
+        end.message = end.message.substr(end.message.find("; ") + 2);
+      end.message = stop_message + "; " + end.message;
+    }
   }
   if (log) {
     if (auto st = log->finalize(clock_.now()); !st) spdlog::error("run {}: log: {}", run.id, st.error().message);

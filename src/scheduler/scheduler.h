@@ -70,8 +70,9 @@ namespace cronkeep::scheduler {
 // catch-up after downtime.
 struct SystemTask {
   std::string name;  // contains ':' so no configured task can take it
-  std::string cron;  // validated by config
+  std::string cron;  // as configured, for listings
   std::function<Result<std::string>(int64_t run_id)> body;
+  std::optional<cron::Schedule> schedule;  // `cron` parsed by config; parsed here when unset (tests, tools)
 };
 
 struct Options {

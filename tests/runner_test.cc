@@ -1,4 +1,6 @@
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -146,6 +148,23 @@ TEST(Runner, DoesNotWaitForBackgroundChildrenThatKeepThePipe) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
   EXPECT_EQ(r.outcome.exit_code, 0);
   EXPECT_EQ(r.output, "parent done\n");
+}
+
+TEST(Runner, TheTaskInheritsNoDescriptorButStdinStdoutAndStderr) {
+  // A descriptor the daemon opened without O_CLOEXEC (a socket accepted by a
+  // library, a file opened by a dependency) must not reach the task.
+  const int opened = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(opened, 0);
+  const int leaked = ::fcntl(opened, F_DUPFD, 100);  // F_DUPFD leaves FD_CLOEXEC clear
+  ::close(opened);
+  ASSERT_GE(leaked, 100);
+  ASSERT_EQ(::fcntl(leaked, F_GETFD) & FD_CLOEXEC, 0);
+  // ls inherits exactly what the shell has, plus the directory it reads
+  // /proc/self/fd with (the lowest free number, 3).
+  Ran r = run(shell("ls /proc/self/fd"));
+  ::close(leaked);
+  EXPECT_EQ(r.outcome.exit_code, 0);
+  EXPECT_EQ(r.output, "0\n1\n2\n3\n") << "the task inherited descriptors beyond 0-2";
 }
 
 TEST(Runner, MeasuresCpuTimeAndPeakMemoryOfTheChild) {

@@ -3,6 +3,7 @@
 // can wake the pump.
 #include "runner/runner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -45,6 +47,32 @@ std::vector<std::string> build_environment(const std::map<std::string, std::stri
   }
   for (const auto& [k, v] : extra) out.push_back(k + "=" + v);
   return out;
+}
+
+// Adds to `actions` the closing of every descriptor from 3 up. glibc 2.34+
+// does it in the child with close_range(3, ~0U, 0), falling back to a walk
+// of /proc/self/fd on kernels without close_range. Elsewhere, the
+// descriptors open now are closed one by one (one opened by another thread
+// between this walk and the spawn could still slip through). Returns 0 or
+// an errno value.
+int close_all_but_stdio(posix_spawn_file_actions_t* actions) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  return posix_spawn_file_actions_addclosefrom_np(actions, 3);
+#else
+  std::vector<int> open_fds;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return errno;
+  const int own = ::dirfd(dir);
+  while (const dirent* entry = ::readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end != entry->d_name && *end == '\0' && fd > 2 && fd != own) open_fds.push_back(static_cast<int>(fd));
+  }
+  ::closedir(dir);
+  for (int fd : open_fds)
+    if (const int err = posix_spawn_file_actions_addclose(actions, fd); err != 0) return err;
+  return 0;
+#endif
 }
 
 constexpr SteadyTime kNever = SteadyTime::max();
@@ -96,6 +124,13 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
   posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
   posix_spawn_file_actions_addchdir_np(&actions, command.workdir.c_str());
+  // Nothing but 0-2 reaches the task, whatever the daemon or a library left
+  // without O_CLOEXEC (an accepted socket, a database file): the last action
+  // closes every other descriptor in the child.
+  if (const int err = close_all_but_stdio(&actions); err != 0) {
+    posix_spawn_file_actions_destroy(&actions);
+    return fail(ErrorCode::io, "posix_spawn_file_actions: " + errno_text(err));
+  }
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);

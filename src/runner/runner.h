@@ -3,7 +3,7 @@
 // Owns: `/bin/sh -c COMMAND` in a process group of its own, its environment
 // and working directory, the pipes that carry stdout and stderr (read as they
 // become readable, so the chunks keep their arrival order as the daemon sees
-// it), timeouts and the stop sequence
+// it; the child inherits no descriptor but 0-2), timeouts and the stop sequence
 // (SIGTERM to the group, SIGKILL after graceful_stop), the exit status and
 // the child's resource usage (wait4). Must not know about SQL, HTTP, or where
 // the output goes: it hands every chunk it reads to a sink.

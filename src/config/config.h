@@ -79,8 +79,8 @@ struct Daemon {
 };
 
 struct Storage {
-  Backend backend = Backend::sqlite;
-  std::string postgres_url;                      // required for postgres
+  Backend backend = Backend::sqlite;             // postgres is refused until it exists
+  std::string postgres_url;                      // unused until postgres exists
   uint64_t min_free_space = 1024ull * 1024 * 1024;  // bytes
   uint64_t max_size = 0;                         // all log bytes; 0 = none
 };

@@ -331,6 +331,38 @@ TEST_F(SchedulerTest, RetriesFailuresWithExponentialBackoffAsRunsOfTheirOwn) {
   EXPECT_FALSE(r[0].retry_of);
 }
 
+TEST_F(SchedulerTest, ALogOverflowThatKillsTheTaskIsAFailureForRetries) {
+  // log_on_full = kill_task ends the run log_overflow: the task did not do
+  // its work, like a timeout, so it is retried (as RunWisp does).
+  auto& t = add_task("chatty", "@every 1h", "head -c 100000 /dev/zero; sleep 30");
+  t.policy.log_max_size = 4096;
+  t.policy.log_on_full = config::LogOnFull::kill_task;
+  t.policy.graceful_stop = 0ms;
+  t.policy.retry_attempts = 1;
+  t.policy.retry_delay = 5s;
+  t.policy.retry_backoff = config::Backoff::constant;
+  clock_.set(kT0 - 1h + 1s);
+  start();
+  at(0s);
+  settle();
+  ASSERT_EQ(runs("chatty").size(), 1u);
+  EXPECT_EQ(runs("chatty")[0].status, RunStatus::log_overflow) << runs("chatty")[0].message;
+  at(4'999ms);
+  settle();
+  ASSERT_EQ(runs("chatty").size(), 1u);
+  at(5s);
+  settle();
+  auto r = runs("chatty");
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].trigger, Trigger::retry);
+  EXPECT_EQ(r[1].attempt, 2);
+  EXPECT_EQ(r[1].retry_of, r[0].id);
+  EXPECT_EQ(r[1].status, RunStatus::log_overflow);
+  at(1h - 1s);  // retry_attempts = 1: no third attempt
+  settle();
+  EXPECT_EQ(runs("chatty").size(), 2u);
+}
+
 TEST_F(SchedulerTest, JitterDelaysTheStartButNotTheNominalTime) {
   add_task("j", "@every 1m", "true").policy.jitter = 30s;
   start();

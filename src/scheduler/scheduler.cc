@@ -508,7 +508,12 @@ void Scheduler::finished(const Launch& run, RunStatus status) {
   --ts.running;
   active_.erase(run.id);
   const auto& p = ts.task.policy;
-  if (!stopping_ && (status == RunStatus::failed || status == RunStatus::timeout) && run.attempt <= p.retry_attempts) {
+  // log_overflow (kill_task) ended a run that did not finish its work, as a
+  // timeout does; cancelled and crashed runs were ended on purpose or by the
+  // daemon's own end.
+  const bool failure =
+      status == RunStatus::failed || status == RunStatus::timeout || status == RunStatus::log_overflow;
+  if (!stopping_ && failure && run.attempt <= p.retry_attempts) {
     retries_.push_back(RetryTimer{clock_.now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
                                   run.retry_of.value_or(run.id)});
   }

@@ -26,7 +26,7 @@
 //   - when the loop itself was late (suspend, overload) and several fires of
 //     a task are due at once, the newest fires normally and the older ones
 //     are `missed`;
-//   - retries: a run ending failed or timeout is retried retry_attempts
+//   - retries: a run ending failed, timeout or log_overflow is retried retry_attempts
 //     times, each a run of its own (trigger retry, attempt n, retry_of the
 //     first run), after retry_delay scaled by retry_backoff, capped at 5 min;
 //   - run-now, retries and catch-up runs never skip: they start or queue.

@@ -67,6 +67,49 @@ TEST(Planner, TheNewestRunAndNewestFailureSurviveTheAgeRulesOfAQuietTask) {
   EXPECT_EQ(ids(e), (std::set<int64_t>{1, 3}));
 }
 
+TEST(Planner, SkippedAndMissedRecordsDoNotDisplaceRunsThatExecuted) {
+  // on_overlap = "skip" and keep_runs = 3: a long run makes many skipped
+  // rows; they are counted on a list of their own.
+  std::vector<RunFacts> runs;
+  for (int i = 1; i <= 3; ++i) runs.push_back(fact(i, "t", RunStatus::succeeded, 1h));
+  for (int i = 4; i <= 13; ++i) runs.push_back(fact(i, "t", RunStatus::skipped, 1h));
+  for (int i = 14; i <= 15; ++i) runs.push_back(fact(i, "t", RunStatus::missed, 1h));
+  runs.push_back(fact(16, "t", RunStatus::failed, 1h));
+  auto e = plan_purge(simple(3, 30 * kDay, 90 * kDay), runs, kNow);
+  // Executed: 1, 2, 3, 16 -> the oldest, 1, goes. Records: 4..15 -> the three
+  // newest (13, 14, 15) stay.
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1, 4, 5, 6, 7, 8, 9, 10, 11, 12}));
+  for (const auto& x : e) EXPECT_EQ(x.reason, Reason::keep_runs);
+}
+
+TEST(Planner, TheNewestSuccessAndNewestFailureSurviveKeepRuns) {
+  std::vector<RunFacts> runs = {fact(1, "ok-then-failing", RunStatus::succeeded, 5h)};
+  for (int i = 2; i <= 6; ++i) runs.push_back(fact(i, "ok-then-failing", RunStatus::failed, 1h));
+  runs.push_back(fact(7, "failed-then-ok", RunStatus::timeout, 5h));
+  for (int i = 8; i <= 12; ++i) runs.push_back(fact(i, "failed-then-ok", RunStatus::succeeded, 1h));
+  auto e = plan_purge(simple(2, 30 * kDay, 90 * kDay), runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{2, 3, 4, 8, 9, 10}));
+}
+
+TEST(Planner, TheNewestSuccessSurvivesTheAgeRulesBehindNewerFailures) {
+  std::vector<RunFacts> runs = {
+      fact(1, "t", RunStatus::succeeded, 200 * kDay), fact(2, "t", RunStatus::succeeded, 100 * kDay),
+      fact(3, "t", RunStatus::failed, 1 * kDay), fact(4, "t", RunStatus::skipped, 1h)};
+  auto e = plan_purge(simple(100, 30 * kDay, 90 * kDay), runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1}));
+}
+
+TEST(Planner, DatabaseCeilingsExemptNothing) {
+  // max_age is the ceiling "whatever the task says": the newest success goes too.
+  Policy p = simple(100, 300 * kDay, 300 * kDay);
+  p.max_age = 50 * kDay;
+  std::vector<RunFacts> runs = {fact(1, "t", RunStatus::succeeded, 60 * kDay),
+                                fact(2, "t", RunStatus::failed, 1 * kDay)};
+  auto e = plan_purge(p, runs, kNow);
+  ASSERT_EQ(ids(e), (std::set<int64_t>{1}));
+  EXPECT_EQ(e[0].reason, Reason::max_age);
+}
+
 TEST(Planner, NeverExpiresInFlightRuns) {
   std::vector<RunFacts> runs = {fact(1, "t", RunStatus::running, 999 * kDay, 5000),
                                 fact(2, "t", RunStatus::pending, 999 * kDay, 5000),
@@ -116,21 +159,26 @@ std::set<int64_t> oracle(const Policy& p, const std::vector<RunFacts>& runs, Tim
     auto it = p.tasks.find(task);
     return it == p.tasks.end() ? p.defaults : it->second;
   };
+  // Runs that executed and skipped/missed records are counted apart.
+  auto record = [](RunStatus s) { return s == RunStatus::skipped || s == RunStatus::missed; };
   std::set<int64_t> expired;
   for (const RunFacts& r : runs) {
     if (!store::is_terminal(r.status)) continue;
     const TaskRules tr = rules(r.task);
-    int64_t newer = 0;
-    bool newer_failure = false;
+    int64_t newer_same_list = 0;
+    bool newer_any = false, newer_success = false, newer_failure = false;
     for (const RunFacts& o : runs) {
       if (o.task != r.task || !store::is_terminal(o.status) || o.id <= r.id) continue;
-      ++newer;
+      newer_any = true;
+      if (record(o.status) == record(r.status)) ++newer_same_list;
+      if (o.status == RunStatus::succeeded) newer_success = true;
       if (store::is_failure(o.status)) newer_failure = true;
     }
     const bool failure = store::is_failure(r.status);
-    const bool exempt = newer == 0 || (failure && !newer_failure);
+    const bool exempt = !newer_any || (r.status == RunStatus::succeeded && !newer_success) ||
+                        (failure && !newer_failure);
     const Millis limit = failure ? tr.keep_failed_for : tr.keep_for;
-    if (newer >= tr.keep_runs) expired.insert(r.id);
+    if (!exempt && newer_same_list >= tr.keep_runs) expired.insert(r.id);
     else if (!exempt && limit.count() > 0 && now - r.finished_at > limit) expired.insert(r.id);
     else if (p.max_age.count() > 0 && now - r.finished_at > p.max_age) expired.insert(r.id);
   }

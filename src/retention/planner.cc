@@ -33,9 +33,16 @@ std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> 
   std::unordered_map<const RunFacts*, Reason> verdict;
   verdict.reserve(terminal.size() / 4 + 16);
 
-  // Per task, newest first: count rank, newest terminal and newest failure.
+  // Per task, newest first. Runs that executed and the records of fires that
+  // never ran (skipped, missed) are ranked on lists of their own, so a burst
+  // of skipped fires cannot push the task's real results out. The newest
+  // terminal run, the newest success and the newest failure are protected
+  // from every per-task rule.
   struct TaskPass {
-    int64_t rank = 0;
+    int64_t executed_rank = 0;
+    int64_t record_rank = 0;
+    bool seen_any = false;
+    bool seen_success = false;
     bool seen_failure = false;
   };
   std::unordered_map<std::string_view, TaskPass> pass;
@@ -44,16 +51,22 @@ std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> 
     auto found = policy.tasks.find(r.task);
     const TaskRules& rules = found != policy.tasks.end() ? found->second : policy.defaults;
     TaskPass& tp = pass[r.task];
-    const bool newest = tp.rank == 0;
     const bool failure = store::is_failure(r.status);
-    const bool newest_failure = failure && !tp.seen_failure;
-    if (failure) tp.seen_failure = true;
-    ++tp.rank;
+    const bool success = r.status == store::RunStatus::succeeded;
+    const bool is_record = r.status == store::RunStatus::skipped || r.status == store::RunStatus::missed;
+    const bool is_protected = !tp.seen_any || (success && !tp.seen_success) || (failure && !tp.seen_failure);
+    tp.seen_any = true;
+    tp.seen_success = tp.seen_success || success;
+    tp.seen_failure = tp.seen_failure || failure;
+    const int64_t rank = ++(is_record ? tp.record_rank : tp.executed_rank);
     std::optional<Reason> why;
-    if (tp.rank > rules.keep_runs) why = Reason::keep_runs;
-    if (!why && !newest && !newest_failure) {
-      const Millis limit = failure ? rules.keep_failed_for : rules.keep_for;
-      if (limit.count() > 0 && now - r.finished_at > limit) why = failure ? Reason::keep_failed_for : Reason::keep_for;
+    if (!is_protected) {
+      if (rank > rules.keep_runs) {
+        why = Reason::keep_runs;
+      } else {
+        const Millis limit = failure ? rules.keep_failed_for : rules.keep_for;
+        if (limit.count() > 0 && now - r.finished_at > limit) why = failure ? Reason::keep_failed_for : Reason::keep_for;
+      }
     }
     if (!why && policy.max_age.count() > 0 && now - r.finished_at > policy.max_age) why = Reason::max_age;
     if (why) verdict.emplace(&r, *why);

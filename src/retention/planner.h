@@ -3,10 +3,13 @@
 //
 // Rules (DESIGN.md "Retention and compaction", docs/retention.md):
 //   per task   a terminal run is expired when it is not among the task's
-//              keep_runs newest terminal runs (by id), or when it finished
-//              more than keep_for ago (keep_failed_for for failed, timeout,
-//              crashed, log_overflow). The task's newest terminal run and its
-//              newest failure are exempt from these two age rules.
+//              keep_runs newest terminal runs of its kind (by id), or when it
+//              finished more than keep_for ago (keep_failed_for for failed,
+//              timeout, crashed, log_overflow). Two kinds are counted apart:
+//              runs that executed, and records of fires that never ran
+//              (skipped, missed), so records never displace real results.
+//              The task's newest terminal run, newest success (succeeded)
+//              and newest failure are exempt from all per-task rules.
 //              Runs of tasks that are not configured follow the defaults.
 //   database   max_age: no terminal run older than this, no exemption;
 //              max_runs: at most this many terminal runs survive, oldest go;

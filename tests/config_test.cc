@@ -79,6 +79,7 @@ TEST(ConfigDefaults, AnEmptyFileGivesEveryDocumentedDefault) {
   EXPECT_EQ(c.retention.max_age, 365 * 24h);
   EXPECT_EQ(c.retention.max_runs, 1'000'000);
   EXPECT_EQ(c.retention.batch_size, 1000);
+  EXPECT_EQ(c.retention.max_fraction_per_sweep, 0.5);
   EXPECT_EQ(c.compactor.schedule, "@every 1h");
   EXPECT_EQ(c.compactor.vacuum, Vacuum::incremental);
   const TaskPolicy& d = c.defaults;
@@ -158,6 +159,7 @@ schedule   = "@every 30m"
 max_age    = "180d"
 max_runs   = 5000
 batch_size = 250
+max_fraction_per_sweep = 0.25
 
 [compactor]
 schedule = "0 3 * * *"
@@ -201,6 +203,7 @@ workdir = "/srv/backup"
   EXPECT_EQ(c.retention.max_age, 180 * 24h);
   EXPECT_EQ(c.retention.max_runs, 5000);
   EXPECT_EQ(c.retention.batch_size, 250);
+  EXPECT_EQ(c.retention.max_fraction_per_sweep, 0.25);
   EXPECT_EQ(c.compactor.schedule, "0 3 * * *");
   EXPECT_EQ(c.compactor.vacuum, Vacuum::full);
   const TaskPolicy& d = c.defaults;
@@ -744,6 +747,41 @@ TEST(ConfigIntegers, EnforceTheDocumentedRanges) {
       ASSERT_EQ(cfg.error().size(), 1u);
       EXPECT_EQ(cfg.error()[0].key, std::string(c.section) + "." + c.key);
       EXPECT_TRUE(contains(cfg.error()[0].message, "(got " + std::string(c.value) + ")")) << cfg.error()[0].message;
+    }
+  }
+}
+
+TEST(ConfigRetention, MaxFractionPerSweepIsANumberAboveZeroAndAtMostOne) {
+  struct Case {
+    const char* value;
+    double expected;  // 0 = refused
+    const char* message;
+  };
+  const Case cases[] = {
+      {"0.5", 0.5, ""},
+      {"1", 1.0, ""},
+      {"1.0", 1.0, ""},
+      {"0.001", 0.001, ""},
+      {"0", 0, "must be greater than 0 and at most 1 (got 0)"},
+      {"0.0", 0, "must be greater than 0 and at most 1 (got 0)"},
+      {"-0.5", 0, "must be greater than 0 and at most 1 (got -0.5)"},
+      {"1.5", 0, "must be greater than 0 and at most 1 (got 1.5)"},
+      {"nan", 0, "must be greater than 0 and at most 1"},
+      {"inf", 0, "must be greater than 0 and at most 1"},
+      {"\"0.5\"", 0, "expected a number such as 0.5, got a string; write it without quotes"},
+      {"true", 0, "expected a number such as 0.5, got a boolean"},
+  };
+  for (const Case& c : cases) {
+    const std::string text = std::string("[retention]\nmax_fraction_per_sweep = ") + c.value + "\n";
+    SCOPED_TRACE(text);
+    if (c.expected > 0) {
+      EXPECT_EQ(parse_ok(text).retention.max_fraction_per_sweep, c.expected);
+    } else {
+      Problem p = one_problem(text);
+      EXPECT_EQ(p.key, "retention.max_fraction_per_sweep");
+      EXPECT_EQ(p.line, 2);
+      EXPECT_EQ(p.column, 26);
+      EXPECT_TRUE(contains(p.message, c.message)) << p.message;
     }
   }
 }

@@ -1,8 +1,11 @@
 #include "retention/planner.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <unordered_map>
+
+#include "base/units.h"
 
 namespace cronkeep::retention {
 
@@ -92,6 +95,51 @@ std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> 
   for (const RunFacts* r : terminal)
     if (auto it = verdict.find(r); it != verdict.end()) out.push_back(Expired{r->id, it->second});
   return out;
+}
+
+bool is_age_rule(Reason r) { return r == Reason::keep_for || r == Reason::keep_failed_for || r == Reason::max_age; }
+
+Policy without_age_rules(Policy policy) {
+  policy.max_age = Millis(0);
+  policy.defaults.keep_for = policy.defaults.keep_failed_for = Millis(0);
+  for (auto& [name, rules] : policy.tasks) rules.keep_for = rules.keep_failed_for = Millis(0);
+  return policy;
+}
+
+std::optional<std::string> age_rules_held_back(const Policy& policy, std::span<const RunFacts> runs,
+                                               std::span<const Expired> plan, TimePoint now) {
+  int64_t terminal = 0;
+  std::optional<TimePoint> newest_executed;
+  for (const RunFacts& r : runs) {
+    if (!store::is_terminal(r.status)) continue;
+    ++terminal;
+    if (r.status == store::RunStatus::skipped || r.status == store::RunStatus::missed) continue;
+    if (!newest_executed || r.finished_at > *newest_executed) newest_executed = r.finished_at;
+  }
+  int64_t by_age = 0;
+  for (const Expired& e : plan) by_age += is_age_rule(e.reason) ? 1 : 0;
+  if (by_age == 0) return std::nullopt;
+
+  const std::string hint =
+      ". If the clock is right, delete them with `cronkeep purge --older-than D` or raise max_fraction_per_sweep";
+  if (static_cast<double>(by_age) > policy.max_fraction_per_sweep * static_cast<double>(terminal)) {
+    char fractions[64];
+    std::snprintf(fractions, sizeof fractions, "%.0f%% > max_fraction_per_sweep = %g",
+                  100.0 * static_cast<double>(by_age) / static_cast<double>(terminal), policy.max_fraction_per_sweep);
+    return "age rules held back: they would delete " + std::to_string(by_age) + " of " + std::to_string(terminal) +
+           " terminal run(s) (" + fractions + "), which suggests a clock fault (now " + format_rfc3339(now) + ")" + hint;
+  }
+
+  Millis window = policy.max_age;
+  if (window.count() == 0) {
+    window = std::max(policy.defaults.keep_for, policy.defaults.keep_failed_for);
+    for (const auto& [name, rules] : policy.tasks) window = std::max({window, rules.keep_for, rules.keep_failed_for});
+  }
+  if (newest_executed && window.count() > 0 && now - *newest_executed > window)
+    return "age rules held back: now (" + format_rfc3339(now) + ") is " + format_duration(now - *newest_executed) +
+           " after the newest run (" + format_rfc3339(*newest_executed) + "), more than the retention window (" +
+           format_duration(window) + "), which suggests a clock fault" + hint;
+  return std::nullopt;
 }
 
 }  // namespace cronkeep::retention

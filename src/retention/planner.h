@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,6 +42,7 @@ struct Policy {
   Millis max_age{365LL * 86'400'000};                    // 0 = none
   int64_t max_runs = 1'000'000;                          // 0 = none
   uint64_t max_log_bytes = 0;                            // 0 = none
+  double max_fraction_per_sweep = 0.5;                   // 0 < x <= 1; see age_rules_held_back
 };
 
 // What the planner needs to know of one run (id, task, status, finished_at,
@@ -59,5 +61,25 @@ struct Expired {
 // Returns the expired runs among `runs`, in increasing id order.
 // Requires: ids are unique. Thread-safe (no shared state).
 std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> runs, TimePoint now);
+
+// True for the rules that expire a run because of its age (keep_for,
+// keep_failed_for, max_age): the ones a wrong clock turns against the history.
+bool is_age_rule(Reason r);
+
+// `policy` with its age rules off (keep_for, keep_failed_for, max_age = 0):
+// only count and size rules remain.
+Policy without_age_rules(Policy policy);
+
+// The guard against clock faults (docs/retention.md). Given the plan that
+// plan_purge(policy, runs, now) returned, says why its age rules must not
+// run now, or returns nullopt when they may:
+//   - they would expire more than policy.max_fraction_per_sweep of the
+//     terminal runs; or
+//   - `now` is later than the newest terminal run that executed (skipped and
+//     missed records excluded) by more than the retention window: max_age,
+//     or when max_age is 0 the longest keep_for/keep_failed_for in `policy`.
+// The text names the figures and what to do. Pure; thread-safe.
+std::optional<std::string> age_rules_held_back(const Policy& policy, std::span<const RunFacts> runs,
+                                               std::span<const Expired> plan, TimePoint now);
 
 }  // namespace cronkeep::retention

@@ -29,7 +29,12 @@
 //   - retries: a run ending failed, timeout or log_overflow is retried retry_attempts
 //     times, each a run of its own (trigger retry, attempt n, retry_of the
 //     first run), after retry_delay scaled by retry_backoff, capped at 5 min;
-//   - run-now, retries and catch-up runs never skip: they start or queue.
+//   - run-now, retries and catch-up runs never skip: they start or queue;
+//   - a step of the wall clock (it moved by a second or more than the
+//     steady clock between two ticks; run_loop ticks at least once a second)
+//     moves pending retries by the step, so they keep their real wait; after a
+//     step back, every task's next fire is recomputed from the new now; fires a
+//     step forward passed over are lost fires of a late loop (above).
 #pragma once
 
 #include <condition_variable>
@@ -44,6 +49,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/clock.h"
@@ -79,6 +85,11 @@ struct Options {
   uint64_t seed = 0;                // jitter randomness; 0 = from std::random_device
   std::vector<SystemTask> system_tasks;
   events::Bus* bus = nullptr;       // run state changes and log lines go here when set
+  // A clock that steps of the wall clock do not move, in ms from any origin.
+  // Default (empty): CLOCK_BOOTTIME, which counts suspend as the wall clock
+  // does, so a resume is not taken for a step. Tests pass one that follows
+  // their FakeClock and step the FakeClock alone.
+  std::function<Millis()> steady = {};
 };
 
 // What the CLI and the API show about a task.
@@ -118,13 +129,16 @@ class Scheduler {
   // Errors: whatever the store returns.
   Status start();
 
-  // Fires everything due at clock.now() and returns the instant the next
-  // thing is due (nullopt: nothing ever will be). Never blocks on a process.
+  // Notices a step of the wall clock since the last tick (see the policies
+  // above), fires everything due at clock.now() and returns the instant the
+  // next thing is due (nullopt: nothing ever will be). Never blocks on a
+  // process.
   std::optional<TimePoint> tick();
 
-  // The daemon's loop: tick, then sleep until the next due instant or until
-  // woken (run finished, run-now, shutdown). Returns after shutdown() began.
-  // Uses real waiting: meant for SystemClock.
+  // The daemon's loop: tick, then sleep until the next due instant, for at
+  // most a second (so a step of the wall clock is noticed within a second
+  // whichever way it goes), or until woken (run finished, run-now,
+  // shutdown). Returns after shutdown() began. Uses real waiting.
   void run_loop();
 
   // Starts (or queues) a manual run of `task` now; returns its run id.
@@ -176,6 +190,8 @@ class Scheduler {
     int64_t retry_of;  // the first run's id
   };
   // All private methods require mu_ held.
+  Millis steady_now() const;
+  void notice_clock_step(TimePoint now);
   void schedule_next(size_t t, TimePoint after);
   void fire_due(TimePoint now);
   void fire(size_t t, TimePoint nominal, store::Trigger trigger);
@@ -210,6 +226,8 @@ class Scheduler {
   int workers_ = 0;
   Lateness lateness_;
   bool stopping_ = false;
+  // The wall and steady clocks at the last tick, to notice steps.
+  std::optional<std::pair<TimePoint, Millis>> clock_ref_;
 };
 
 }  // namespace cronkeep::scheduler

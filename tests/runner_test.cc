@@ -1,10 +1,12 @@
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <vector>
 
 #include "runner/runner.h"
 #include "test_util.h"
@@ -167,13 +169,39 @@ TEST(Runner, TheTaskInheritsNoDescriptorButStdinStdoutAndStderr) {
   EXPECT_EQ(r.output, "0\n1\n2\n3\n") << "the task inherited descriptors beyond 0-2";
 }
 
+int64_t own_peak_kb() {
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
+  return self.ru_maxrss;
+}
+
 TEST(Runner, MeasuresCpuTimeAndPeakMemoryOfTheChild) {
-  Ran r = run(shell("dd if=/dev/zero of=/dev/null bs=64M count=4 2>/dev/null; "
+  // A buffer larger than this process's own peak, so the figure is the task's.
+  const int64_t mib = own_peak_kb() / 1024 + 64;
+  Ran r = run(shell("dd if=/dev/zero of=/dev/null bs=" + std::to_string(mib) + "M count=4 2>/dev/null; "
                     "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"));
   EXPECT_EQ(r.outcome.exit_code, 0);
-  EXPECT_GT(r.outcome.max_rss_kb, 60'000);  // dd's 64 MiB buffer
+  ASSERT_TRUE(r.outcome.max_rss_kb);
+  EXPECT_GT(*r.outcome.max_rss_kb, (mib - 4) * 1024);  // dd's buffer
+  EXPECT_LT(*r.outcome.max_rss_kb, (mib + 64) * 1024);
   EXPECT_GT(r.outcome.cpu_ms, 20);
   EXPECT_GE(r.outcome.duration.count(), r.outcome.cpu_ms / 2);
+}
+
+TEST(Runner, ReportsNoPeakMemoryRatherThanTheDaemons) {
+  // The child shares the daemon's memory until exec, and the kernel counts
+  // that in the child's peak: `true` used to report the daemon's peak. Make
+  // the daemon's peak large, then a tiny task must report nothing, not it.
+  {
+    std::vector<char> ballast(static_cast<size_t>(own_peak_kb() + 64 * 1024) * 1024);
+    for (size_t i = 0; i < ballast.size(); i += 4096) ballast[i] = 1;
+    volatile char sink = ballast[ballast.size() / 2];
+    (void)sink;
+  }
+  Ran r = run(shell("true"));
+  EXPECT_EQ(r.outcome.exit_code, 0);
+  EXPECT_FALSE(r.outcome.max_rss_kb) << "reported " << *r.outcome.max_rss_kb << " kB for `true`; own peak "
+                                     << own_peak_kb() << " kB";
 }
 
 }  // namespace

@@ -125,7 +125,8 @@ TEST_F(SchedulerTest, FiresOnTimeAndRecordsTheRunWithItsLog) {
   EXPECT_EQ(r.log_bytes, 11);
   EXPECT_TRUE(std::regex_match(r.log_path, std::regex(R"(logs/hello/20261123_040010_\d+\.log)"))) << r.log_path;
   EXPECT_EQ(cronkeep::testing::read_file(dir_ / r.log_path), "hello\noops\n");
-  EXPECT_GE(r.max_rss_kb.value_or(0), 1);
+  // `echo` peaks far below this process: its figure cannot be told from ours.
+  EXPECT_FALSE(r.max_rss_kb);
   ASSERT_TRUE(scheduler_->tasks()[0].next_fire);
   EXPECT_EQ(*scheduler_->tasks()[0].next_fire, kT0 + 20s);
 }

@@ -152,6 +152,12 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
 
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp.data());
+  // glibc's posix_spawn returns once the child has exec'd (CLONE_VM |
+  // CLONE_VFORK), and the exec recorded the peak of the memory it shared
+  // with the daemon as the child's ru_maxrss. The daemon's peak now is at
+  // least that (peaks only grow).
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return fail(ErrorCode::io, "cannot start /bin/sh in " + command.workdir + ": " + errno_text(rc));
@@ -161,6 +167,7 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   auto exec = std::unique_ptr<Execution>(new Execution());
   exec->pid_ = pid;
   exec->command_ = command;
+  exec->daemon_peak_kb_ = self.ru_maxrss;
   exec->out_ = std::move(read_end);
   exec->err_ = std::move(err_read);
   // glibc 2.36's <sys/pidfd.h> lacks extern "C"; the syscall is stable.
@@ -279,7 +286,8 @@ Outcome Execution::wait(const OutputSink& sink) {
     else if (WIFSIGNALED(status)) out.signal = WTERMSIG(status);
     out.cpu_ms = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000 +
                  (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000;
-    out.max_rss_kb = usage.ru_maxrss;
+    // Above the daemon's peak at spawn, the figure can only be the task's.
+    if (usage.ru_maxrss > daemon_peak_kb_) out.max_rss_kb = usage.ru_maxrss;
   }
   out.stopped = static_cast<StopReason>(stop_reason_.load());
   return out;

@@ -45,7 +45,12 @@ struct Outcome {
   StopReason stopped = StopReason::none;  // the first stop requested, if any
   Millis duration{0};             // spawn → reaped, monotonic
   int64_t cpu_ms = 0;             // user + system time of the child and its reaped descendants
-  int64_t max_rss_kb = 0;         // peak resident set size
+  // The task's peak resident set size (kB, the largest of the shell and
+  // its reaped descendants), or nullopt when the kernel's figure cannot be
+  // told apart from the daemon's own memory: the spawned child shares the
+  // daemon's memory until exec, so its ru_maxrss is at least the daemon's
+  // peak at that moment. Only a figure above that is the task's own.
+  std::optional<int64_t> max_rss_kb;
 };
 
 enum class Stream { out, err };
@@ -88,6 +93,7 @@ class Execution {
   UniqueFd pidfd_;      // readable when the child exits
   UniqueFd wake_;       // eventfd: stop() wakes wait()
   Command command_;
+  int64_t daemon_peak_kb_ = 0;  // the daemon's own peak RSS once the child had exec'd
   std::atomic<int> stop_reason_{static_cast<int>(StopReason::none)};
   bool reaped_ = false;
 };

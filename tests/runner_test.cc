@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
@@ -167,6 +168,69 @@ TEST(Runner, TheTaskInheritsNoDescriptorButStdinStdoutAndStderr) {
   ::close(leaked);
   EXPECT_EQ(r.outcome.exit_code, 0);
   EXPECT_EQ(r.output, "0\n1\n2\n3\n") << "the task inherited descriptors beyond 0-2";
+}
+
+// Whether `pid` is gone (or a zombie nobody reaped yet: it runs no more).
+bool gone(pid_t pid) {
+  const std::string stat = cronkeep::testing::read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return true;
+  const size_t paren = stat.rfind(')');
+  return paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] == 'Z';
+}
+
+// A task that starts a process in a session of its own (out of the run's
+// process group) and writes its pid to `pid_file` before going on.
+std::string detach(const std::string& pid_file, const std::string& then) {
+  return "setsid sh -c 'echo $$ > " + pid_file + "; exec sleep 300' & "
+         "while [ ! -s " + pid_file + " ]; do sleep 0.01; done; " + then;
+}
+
+pid_t read_pid(const std::string& file) { return static_cast<pid_t>(std::atoi(cronkeep::testing::read_file(file).c_str())); }
+
+TEST(Runner, ATimeoutAlsoKillsProcessesThatLeftTheGroup) {
+  cronkeep::testing::TempDir dir;
+  Command c = shell(detach(dir / "pid", "sleep 30"));
+  c.timeout = 300ms;
+  Ran r = run(c);
+  const pid_t detached = read_pid(dir / "pid");
+  ASSERT_GT(detached, 0);
+  bool dead = false;
+  for (int i = 0; i < 200 && !dead; ++i) {  // SIGKILL is sent before wait() returns; allow the kernel 2 s
+    dead = gone(detached);
+    if (!dead) std::this_thread::sleep_for(10ms);
+  }
+  if (!dead) ::kill(detached, SIGKILL);  // ours: clean up before failing
+  EXPECT_TRUE(dead) << "the detached sleep " << detached << " outlived the run's timeout";
+  EXPECT_EQ(r.outcome.stopped, StopReason::timeout);
+  ASSERT_EQ(r.outcome.killed.size(), 1u);
+  EXPECT_EQ(r.outcome.killed[0].pid, detached);
+  EXPECT_EQ(r.outcome.killed[0].name, "sleep");
+  EXPECT_NE(describe(r.outcome).find("; killed 1 detached process(es): " + std::to_string(detached) + " (sleep)"),
+            std::string::npos)
+      << describe(r.outcome);
+}
+
+TEST(Runner, ARunThatEndsByItselfReportsDetachedProcessesLeftRunning) {
+  cronkeep::testing::TempDir dir;
+  Ran r = run(shell(detach(dir / "pid", "echo done")));
+  const pid_t detached = read_pid(dir / "pid");
+  ASSERT_GT(detached, 0);
+  const bool alive = !gone(detached);
+  ::kill(detached, SIGKILL);  // cron's behaviour leaves it running; the test cleans up
+  EXPECT_TRUE(alive);
+  EXPECT_EQ(r.outcome.exit_code, 0);
+  EXPECT_TRUE(r.outcome.killed.empty());
+  ASSERT_EQ(r.outcome.left_running.size(), 1u);
+  EXPECT_EQ(r.outcome.left_running[0].pid, detached);
+  EXPECT_EQ(describe(r.outcome), "exit code 0; 1 detached process(es) left running: " + std::to_string(detached) +
+                                     " (sleep)");
+}
+
+TEST(Runner, AnOrdinaryRunReportsNoLeftovers) {
+  Ran r = run(shell("echo hi; (sleep 0.01) ; true"));
+  EXPECT_TRUE(r.outcome.killed.empty());
+  EXPECT_TRUE(r.outcome.left_running.empty());
+  EXPECT_EQ(describe(r.outcome), "exit code 0");
 }
 
 int64_t own_peak_kb() {

@@ -127,18 +127,15 @@ Millis Scheduler::steady_now() const {
   return Millis(int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000);
 }
 
-void Scheduler::notice_clock_step(TimePoint now) {
-  const Millis steady = steady_now();
+void Scheduler::notice_clock_step(TimePoint now, Millis steady) {
   const std::optional<std::pair<TimePoint, Millis>> ref = clock_ref_;
   clock_ref_ = std::make_pair(now, steady);
   if (!ref) return;
   const Millis step = (now - ref->first) - (steady - ref->second);
   if (step > -kClockStep && step < kClockStep) return;
-  spdlog::warn("the wall clock stepped {} by {} (now {}); retries moved with it{}", step.count() < 0 ? "back" : "forward",
+  spdlog::warn("the wall clock stepped {} by {} (now {}){}", step.count() < 0 ? "back" : "forward",
                format_duration(step.count() < 0 ? -step : step), format_rfc3339(now),
-               step.count() < 0 ? ", next fires recomputed from now" : "");
-  // A retry keeps the real wait it was given.
-  for (RetryTimer& r : retries_) r.due += step;
+               step.count() < 0 ? "; next fires recomputed from now" : "");
   // After a step back, next fires computed before it lie as far ahead as the
   // step: recompute them, or every task would stall that long. After a step
   // forward the fires passed over are due now and fire_due treats them as
@@ -251,15 +248,16 @@ std::optional<TimePoint> Scheduler::tick() {
   std::lock_guard lock(mu_);
   if (stopping_) return std::nullopt;
   const TimePoint now = clock_.now();
-  notice_clock_step(now);
+  const Millis steady = steady_now();
+  notice_clock_step(now, steady);
   // Everything due now is recorded in one commit; the workers launched
   // meanwhile start their bookkeeping as soon as it lands. The loop wakes
   // every second: no transaction when nothing is due.
   const bool due = std::any_of(tasks_.begin(), tasks_.end(),
                                [&](const TaskState& ts) { return ts.next_fire && ts.next_due <= now; }) ||
-                   std::any_of(retries_.begin(), retries_.end(), [&](const RetryTimer& r) { return r.due <= now; });
+                   std::any_of(retries_.begin(), retries_.end(), [&](const RetryTimer& r) { return r.due <= steady; });
   if (due) {
-    Status batch = store_.write_batch([&] { fire_due(now); });
+    Status batch = store_.write_batch([&] { fire_due(now, steady); });
     if (!batch) spdlog::error("recording fires: {}", batch.error().message);
   }
 
@@ -267,11 +265,11 @@ std::optional<TimePoint> Scheduler::tick() {
   for (const TaskState& ts : tasks_)
     if (ts.next_fire && (!next || ts.next_due < *next)) next = ts.next_due;
   for (const RetryTimer& r : retries_)
-    if (!next || r.due < *next) next = r.due;
+    if (const TimePoint at = now + (r.due - steady); !next || at < *next) next = at;
   return next;
 }
 
-void Scheduler::fire_due(TimePoint now) {
+void Scheduler::fire_due(TimePoint now, Millis steady) {
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
     if (!ts.next_fire || ts.next_due > now) continue;
@@ -293,7 +291,7 @@ void Scheduler::fire_due(TimePoint now) {
   // Retries whose wait is over.
   std::vector<RetryTimer> due_retries;
   std::erase_if(retries_, [&](const RetryTimer& r) {
-    if (r.due > now) return false;
+    if (r.due > steady) return false;
     due_retries.push_back(r);
     return true;
   });
@@ -555,7 +553,7 @@ void Scheduler::finished(const Launch& run, RunStatus status) {
   const bool failure =
       status == RunStatus::failed || status == RunStatus::timeout || status == RunStatus::log_overflow;
   if (!stopping_ && failure && run.attempt <= p.retry_attempts) {
-    retries_.push_back(RetryTimer{clock_.now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
+    retries_.push_back(RetryTimer{steady_now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
                                   run.retry_of.value_or(run.id)});
   }
   dispatch_queue(run.task);

@@ -31,10 +31,10 @@
 //     first run), after retry_delay scaled by retry_backoff, capped at 5 min;
 //   - run-now, retries and catch-up runs never skip: they start or queue;
 //   - a step of the wall clock (it moved by a second or more than the
-//     steady clock between two ticks; run_loop ticks at least once a second)
-//     moves pending retries by the step, so they keep their real wait; after a
-//     step back, every task's next fire is recomputed from the new now; fires a
-//     step forward passed over are lost fires of a late loop (above).
+//     steady clock between two ticks; run_loop ticks at least once a second):
+//     after a step back, every task's next fire is recomputed from the new
+//     now; fires a step forward passed over are lost fires of a late loop
+//     (above). Retry waits run on the steady clock and keep their real length.
 #pragma once
 
 #include <condition_variable>
@@ -184,16 +184,16 @@ class Scheduler {
     std::function<Result<std::string>(int64_t)> body;  // set for system tasks
   };
   struct RetryTimer {
-    TimePoint due;
+    Millis due;       // on the steady clock (steady_now()), so steps of the wall clock do not move it
     size_t task;
     int attempt;      // the attempt number the retry will have
     int64_t retry_of;  // the first run's id
   };
   // All private methods require mu_ held.
   Millis steady_now() const;
-  void notice_clock_step(TimePoint now);
+  void notice_clock_step(TimePoint now, Millis steady);
   void schedule_next(size_t t, TimePoint after);
-  void fire_due(TimePoint now);
+  void fire_due(TimePoint now, Millis steady);
   void fire(size_t t, TimePoint nominal, store::Trigger trigger);
   enum class CatchUpRuns { by_policy, none };
   void handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs);

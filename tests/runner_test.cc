@@ -226,6 +226,21 @@ TEST(Runner, ARunThatEndsByItselfReportsDetachedProcessesLeftRunning) {
                                      " (sleep)");
 }
 
+TEST(Runner, EachRunCarriesItsOwnSpawnIdOnly) {
+  // A daemon started by a task of another daemon, or a task's env, must not
+  // hand an old mark on: it would make leftovers of someone else's processes.
+  ::setenv("CRONKEEP_SPAWN_ID", "inherited", 1);
+  Command c = shell("env | grep -c '^CRONKEEP_SPAWN_ID='; echo \"$CRONKEEP_SPAWN_ID\"");
+  c.env["CRONKEEP_SPAWN_ID"] = "configured";
+  Ran a = run(c);
+  Ran b = run(c);
+  ::unsetenv("CRONKEEP_SPAWN_ID");
+  const std::string prefix = "1\n" + std::to_string(::getpid()) + "-";
+  EXPECT_EQ(a.output.rfind(prefix, 0), 0u) << a.output;
+  EXPECT_EQ(b.output.rfind(prefix, 0), 0u) << b.output;
+  EXPECT_NE(a.output, b.output);
+}
+
 TEST(Runner, AnOrdinaryRunReportsNoLeftovers) {
   Ran r = run(shell("echo hi; (sleep 0.01) ; true"));
   EXPECT_TRUE(r.outcome.killed.empty());

@@ -38,15 +38,22 @@ constexpr size_t kDrainAfterExit = 1 << 20;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
+constexpr std::string_view kSpawnIdName = "CRONKEEP_SPAWN_ID";
+
+// The daemon's environment, with `extra` added or replacing, and the
+// runner's own entry (kSpawnIdName) left out: the caller adds the run's.
 std::vector<std::string> build_environment(const std::map<std::string, std::string>& extra) {
   std::vector<std::string> out;
   for (char** e = environ; *e; ++e) {
     std::string_view entry(*e);
     const auto eq = entry.find('=');
-    if (eq != std::string_view::npos && extra.count(std::string(entry.substr(0, eq)))) continue;
+    if (eq != std::string_view::npos &&
+        (extra.count(std::string(entry.substr(0, eq))) || entry.substr(0, eq) == kSpawnIdName))
+      continue;
     out.emplace_back(entry);
   }
-  for (const auto& [k, v] : extra) out.push_back(k + "=" + v);
+  for (const auto& [k, v] : extra)
+    if (k != kSpawnIdName) out.push_back(k + "=" + v);
   return out;
 }
 
@@ -80,7 +87,7 @@ int close_all_but_stdio(posix_spawn_file_actions_t* actions) {
 // daemon (its pid and a counter) and across daemons (the pid).
 std::string next_spawn_id() {
   static std::atomic<uint64_t> counter{0};
-  return "CRONKEEP_SPAWN_ID=" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+  return std::string(kSpawnIdName) + "=" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
 }
 
 // Live processes whose environment holds `entry` (a whole NAME=VALUE entry).

@@ -79,6 +79,7 @@ TEST(ConfigDefaults, AnEmptyFileGivesEveryDocumentedDefault) {
   EXPECT_EQ(c.retention.max_age, 365 * 24h);
   EXPECT_EQ(c.retention.max_runs, 1'000'000);
   EXPECT_EQ(c.retention.batch_size, 1000);
+  EXPECT_EQ(c.retention.max_fraction_per_sweep, 0.5);
   EXPECT_EQ(c.compactor.schedule, "@every 1h");
   EXPECT_EQ(c.compactor.vacuum, Vacuum::incremental);
   const TaskPolicy& d = c.defaults;
@@ -148,7 +149,7 @@ shutdown_timeout = "30s"
 token_file = "/etc/cronkeep/token"
 
 [storage]
-backend        = "postgres"
+backend        = "sqlite"
 postgres_url   = "postgres://db1/cronkeep"
 min_free_space = "2GB"
 max_size       = "10GB"
@@ -158,6 +159,7 @@ schedule   = "@every 30m"
 max_age    = "180d"
 max_runs   = 5000
 batch_size = 250
+max_fraction_per_sweep = 0.25
 
 [compactor]
 schedule = "0 3 * * *"
@@ -193,14 +195,15 @@ workdir = "/srv/backup"
   EXPECT_EQ(c.daemon.timezone, "Europe/Berlin");
   EXPECT_EQ(c.daemon.shutdown_timeout, 30s);
   EXPECT_EQ(c.daemon.token_file, "/etc/cronkeep/token");
-  EXPECT_EQ(c.storage.backend, Backend::postgres);
-  EXPECT_EQ(c.storage.postgres_url, "postgres://db1/cronkeep");
+  EXPECT_EQ(c.storage.backend, Backend::sqlite);
+  EXPECT_EQ(c.storage.postgres_url, "postgres://db1/cronkeep");  // kept, unused by sqlite
   EXPECT_EQ(c.storage.min_free_space, 2ull * 1024 * 1024 * 1024);
   EXPECT_EQ(c.storage.max_size, 10ull * 1024 * 1024 * 1024);
   EXPECT_EQ(c.retention.schedule, "@every 30m");
   EXPECT_EQ(c.retention.max_age, 180 * 24h);
   EXPECT_EQ(c.retention.max_runs, 5000);
   EXPECT_EQ(c.retention.batch_size, 250);
+  EXPECT_EQ(c.retention.max_fraction_per_sweep, 0.25);
   EXPECT_EQ(c.compactor.schedule, "0 3 * * *");
   EXPECT_EQ(c.compactor.vacuum, Vacuum::full);
   const TaskPolicy& d = c.defaults;
@@ -532,18 +535,22 @@ TEST(ConfigEnums, EveryValueOfEveryEnumIsAccepted) {
   }
 }
 
-TEST(ConfigEnums, PostgresBackendIsAcceptedWithAUrl) {
-  Config c = parse_ok("[storage]\nbackend = \"postgres\"\npostgres_url = \"postgresql://u@h/db\"\n");
-  EXPECT_EQ(c.storage.backend, Backend::postgres);
+TEST(ConfigEnums, PostgresBackendIsRefusedUntilItExistsAtTheBackendKey) {
+  // Accepting it would run on SQLite in silence while the user believes
+  // several nodes share one database.
+  for (const char* text : {"[storage]\nbackend = \"postgres\"\npostgres_url = \"postgresql://u@h/db\"\n",
+                           "[storage]\nbackend = \"postgres\"\n"}) {
+    SCOPED_TRACE(text);
+    Problem p = one_problem(text);
+    EXPECT_EQ(p.file, kFile);
+    EXPECT_EQ(p.key, "storage.backend");
+    EXPECT_EQ(p.line, 2);
+    EXPECT_EQ(p.column, 11);
+    EXPECT_TRUE(contains(p.message, "the PostgreSQL backend is not available yet")) << p.message;
+    EXPECT_TRUE(contains(p.message, "backend = \"sqlite\"")) << p.message;
+    EXPECT_TRUE(contains(p.to_string(), std::string(kFile) + ":2:11: storage.backend: ")) << p.to_string();
+  }
   EXPECT_STREQ(to_string(Backend::postgres), "postgres");
-}
-
-TEST(ConfigEnums, PostgresBackendWithoutAUrlIsAProblemAtTheBackendKey) {
-  Problem p = one_problem("[storage]\nbackend = \"postgres\"\n");
-  EXPECT_EQ(p.key, "storage.postgres_url");
-  EXPECT_EQ(p.line, 2);
-  EXPECT_EQ(p.column, 11);
-  EXPECT_TRUE(contains(p.message, "required when backend = \"postgres\"")) << p.message;
 }
 
 TEST(ConfigEnums, AnUnknownValueListsTheAllowedOnes) {
@@ -740,6 +747,41 @@ TEST(ConfigIntegers, EnforceTheDocumentedRanges) {
       ASSERT_EQ(cfg.error().size(), 1u);
       EXPECT_EQ(cfg.error()[0].key, std::string(c.section) + "." + c.key);
       EXPECT_TRUE(contains(cfg.error()[0].message, "(got " + std::string(c.value) + ")")) << cfg.error()[0].message;
+    }
+  }
+}
+
+TEST(ConfigRetention, MaxFractionPerSweepIsANumberAboveZeroAndAtMostOne) {
+  struct Case {
+    const char* value;
+    double expected;  // 0 = refused
+    const char* message;
+  };
+  const Case cases[] = {
+      {"0.5", 0.5, ""},
+      {"1", 1.0, ""},
+      {"1.0", 1.0, ""},
+      {"0.001", 0.001, ""},
+      {"0", 0, "must be greater than 0 and at most 1 (got 0)"},
+      {"0.0", 0, "must be greater than 0 and at most 1 (got 0)"},
+      {"-0.5", 0, "must be greater than 0 and at most 1 (got -0.5)"},
+      {"1.5", 0, "must be greater than 0 and at most 1 (got 1.5)"},
+      {"nan", 0, "must be greater than 0 and at most 1"},
+      {"inf", 0, "must be greater than 0 and at most 1"},
+      {"\"0.5\"", 0, "expected a number such as 0.5, got a string; write it without quotes"},
+      {"true", 0, "expected a number such as 0.5, got a boolean"},
+  };
+  for (const Case& c : cases) {
+    const std::string text = std::string("[retention]\nmax_fraction_per_sweep = ") + c.value + "\n";
+    SCOPED_TRACE(text);
+    if (c.expected > 0) {
+      EXPECT_EQ(parse_ok(text).retention.max_fraction_per_sweep, c.expected);
+    } else {
+      Problem p = one_problem(text);
+      EXPECT_EQ(p.key, "retention.max_fraction_per_sweep");
+      EXPECT_EQ(p.line, 2);
+      EXPECT_EQ(p.column, 26);
+      EXPECT_TRUE(contains(p.message, c.message)) << p.message;
     }
   }
 }

@@ -5,7 +5,9 @@
 #include <random>
 #include <set>
 
+#include "daemon/daemon.h"
 #include "retention/retention.h"
+#include "scheduler/scheduler.h"
 #include "test_util.h"
 
 namespace cronkeep::retention {
@@ -67,6 +69,49 @@ TEST(Planner, TheNewestRunAndNewestFailureSurviveTheAgeRulesOfAQuietTask) {
   EXPECT_EQ(ids(e), (std::set<int64_t>{1, 3}));
 }
 
+TEST(Planner, SkippedAndMissedRecordsDoNotDisplaceRunsThatExecuted) {
+  // on_overlap = "skip" and keep_runs = 3: a long run makes many skipped
+  // rows; they are counted on a list of their own.
+  std::vector<RunFacts> runs;
+  for (int i = 1; i <= 3; ++i) runs.push_back(fact(i, "t", RunStatus::succeeded, 1h));
+  for (int i = 4; i <= 13; ++i) runs.push_back(fact(i, "t", RunStatus::skipped, 1h));
+  for (int i = 14; i <= 15; ++i) runs.push_back(fact(i, "t", RunStatus::missed, 1h));
+  runs.push_back(fact(16, "t", RunStatus::failed, 1h));
+  auto e = plan_purge(simple(3, 30 * kDay, 90 * kDay), runs, kNow);
+  // Executed: 1, 2, 3, 16 -> the oldest, 1, goes. Records: 4..15 -> the three
+  // newest (13, 14, 15) stay.
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1, 4, 5, 6, 7, 8, 9, 10, 11, 12}));
+  for (const auto& x : e) EXPECT_EQ(x.reason, Reason::keep_runs);
+}
+
+TEST(Planner, TheNewestSuccessAndNewestFailureSurviveKeepRuns) {
+  std::vector<RunFacts> runs = {fact(1, "ok-then-failing", RunStatus::succeeded, 5h)};
+  for (int i = 2; i <= 6; ++i) runs.push_back(fact(i, "ok-then-failing", RunStatus::failed, 1h));
+  runs.push_back(fact(7, "failed-then-ok", RunStatus::timeout, 5h));
+  for (int i = 8; i <= 12; ++i) runs.push_back(fact(i, "failed-then-ok", RunStatus::succeeded, 1h));
+  auto e = plan_purge(simple(2, 30 * kDay, 90 * kDay), runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{2, 3, 4, 8, 9, 10}));
+}
+
+TEST(Planner, TheNewestSuccessSurvivesTheAgeRulesBehindNewerFailures) {
+  std::vector<RunFacts> runs = {
+      fact(1, "t", RunStatus::succeeded, 200 * kDay), fact(2, "t", RunStatus::succeeded, 100 * kDay),
+      fact(3, "t", RunStatus::failed, 1 * kDay), fact(4, "t", RunStatus::skipped, 1h)};
+  auto e = plan_purge(simple(100, 30 * kDay, 90 * kDay), runs, kNow);
+  EXPECT_EQ(ids(e), (std::set<int64_t>{1}));
+}
+
+TEST(Planner, DatabaseCeilingsExemptNothing) {
+  // max_age is the ceiling "whatever the task says": the newest success goes too.
+  Policy p = simple(100, 300 * kDay, 300 * kDay);
+  p.max_age = 50 * kDay;
+  std::vector<RunFacts> runs = {fact(1, "t", RunStatus::succeeded, 60 * kDay),
+                                fact(2, "t", RunStatus::failed, 1 * kDay)};
+  auto e = plan_purge(p, runs, kNow);
+  ASSERT_EQ(ids(e), (std::set<int64_t>{1}));
+  EXPECT_EQ(e[0].reason, Reason::max_age);
+}
+
 TEST(Planner, NeverExpiresInFlightRuns) {
   std::vector<RunFacts> runs = {fact(1, "t", RunStatus::running, 999 * kDay, 5000),
                                 fact(2, "t", RunStatus::pending, 999 * kDay, 5000),
@@ -110,27 +155,117 @@ TEST(Planner, MaxSizeCountsEveryLogButExpiresOnlyTerminalRuns) {
   EXPECT_EQ(e[0].reason, Reason::max_size);
 }
 
+// ---------------------------------------------------------------------------
+// The guard against clock faults (max_fraction_per_sweep)
+
+Policy with_ages(Millis keep_for, Millis max_age, double fraction = 0.5) {
+  Policy p = simple(100, keep_for, keep_for);
+  p.max_age = max_age;
+  p.max_fraction_per_sweep = fraction;
+  return p;
+}
+
+std::optional<std::string> guard(const Policy& p, const std::vector<RunFacts>& runs, TimePoint now) {
+  return age_rules_held_back(p, runs, plan_purge(p, runs, now), now);
+}
+
+TEST(AgeGuard, LetsAnOrdinarySweepThrough) {
+  // An hourly task, 4 days of history, keep_for 3 days: a quarter goes.
+  std::vector<RunFacts> runs;
+  for (int i = 0; i < 96; ++i) runs.push_back(fact(i + 1, "t", RunStatus::succeeded, Millis(int64_t(96 - i) * 3'600'000)));
+  const Policy p = with_ages(3 * kDay, 365 * kDay);
+  EXPECT_EQ(plan_purge(p, runs, kNow).size(), 24u);
+  EXPECT_EQ(guard(p, runs, kNow), std::nullopt);
+}
+
+TEST(AgeGuard, HoldsBackAgeRulesThatWouldDeleteMoreThanTheFraction) {
+  std::vector<RunFacts> runs;
+  for (int i = 1; i <= 4; ++i) runs.push_back(fact(i, "t", RunStatus::succeeded, (10 - i) * kDay));
+  // 9d, 8d, 7d, 6d old. keep_for 7d and 7.5d expire runs 1, 2 (2 of 4: exactly
+  // the fraction, allowed); keep_for 6.5d expires 1, 2, 3 (3 of 4: held).
+  EXPECT_EQ(guard(with_ages(7 * kDay + 12h, 0ms), runs, kNow), std::nullopt);
+  EXPECT_EQ(guard(with_ages(7 * kDay, 0ms), runs, kNow), std::nullopt);
+  auto held = guard(with_ages(6 * kDay + 12h, 0ms), runs, kNow);
+  ASSERT_TRUE(held);
+  EXPECT_NE(held->find("would delete 3 of 4 terminal run(s) (75% > max_fraction_per_sweep = 0.5)"), std::string::npos)
+      << *held;
+  EXPECT_NE(held->find("cronkeep purge --older-than"), std::string::npos) << *held;
+  EXPECT_EQ(guard(with_ages(6 * kDay + 12h, 0ms, 0.75), runs, kNow), std::nullopt);
+}
+
+TEST(AgeGuard, CountsOnlyWhatTheAgeRulesDelete) {
+  // keep_runs expires 8 of 10: not the guard's business.
+  std::vector<RunFacts> runs;
+  for (int i = 1; i <= 10; ++i) runs.push_back(fact(i, "t", RunStatus::succeeded, Millis(int64_t(11 - i) * 3'600'000)));
+  Policy p = with_ages(1 * kDay, 365 * kDay);
+  p.defaults.keep_runs = 2;
+  EXPECT_EQ(plan_purge(p, runs, kNow).size(), 8u);
+  EXPECT_EQ(guard(p, runs, kNow), std::nullopt);
+}
+
+TEST(AgeGuard, HoldsBackASweepLaterThanTheNewestRunByMoreThanTheWindow) {
+  // Many fresh skipped records after a jump do not hide it: the newest run
+  // that executed is what counts. The fraction alone would let this pass.
+  std::vector<RunFacts> runs = {fact(1, "t", RunStatus::succeeded, 401 * kDay),
+                                fact(2, "t", RunStatus::succeeded, 400 * kDay)};
+  for (int i = 3; i <= 10; ++i) runs.push_back(fact(i, "t", RunStatus::missed, 1h));
+  const Policy p = with_ages(30 * kDay, 365 * kDay, 1.0);
+  auto held = guard(p, runs, kNow);
+  ASSERT_TRUE(held);
+  EXPECT_NE(held->find("after the newest run"), std::string::npos) << *held;
+  EXPECT_NE(held->find("retention window (365d)"), std::string::npos) << *held;
+  // Without max_age, the window is the longest keep_for / keep_failed_for.
+  Policy no_max_age = with_ages(30 * kDay, 0ms, 1.0);
+  no_max_age.tasks["other"] = TaskRules{5, 10 * kDay, 500 * kDay};
+  EXPECT_EQ(guard(no_max_age, runs, kNow), std::nullopt);  // 400d < 500d
+  no_max_age.tasks["other"].keep_failed_for = 300 * kDay;
+  EXPECT_TRUE(guard(no_max_age, runs, kNow));
+}
+
+TEST(AgeGuard, WithoutAgeRulesKeepsCountAndSizeRules) {
+  Policy p = with_ages(1 * kDay, 2 * kDay);
+  p.defaults.keep_runs = 3;
+  p.tasks["x"] = TaskRules{4, 1 * kDay, 1 * kDay};
+  p.max_runs = 7;
+  p.max_log_bytes = 99;
+  const Policy q = without_age_rules(p);
+  EXPECT_EQ(q.max_age, 0ms);
+  EXPECT_EQ(q.defaults.keep_for, 0ms);
+  EXPECT_EQ(q.defaults.keep_failed_for, 0ms);
+  EXPECT_EQ(q.tasks.at("x").keep_for, 0ms);
+  EXPECT_EQ(q.tasks.at("x").keep_failed_for, 0ms);
+  EXPECT_EQ(q.defaults.keep_runs, 3);
+  EXPECT_EQ(q.tasks.at("x").keep_runs, 4);
+  EXPECT_EQ(q.max_runs, 7);
+  EXPECT_EQ(q.max_log_bytes, 99u);
+}
+
 // The rules, written as directly as they are stated, one run at a time.
 std::set<int64_t> oracle(const Policy& p, const std::vector<RunFacts>& runs, TimePoint now) {
   auto rules = [&](const std::string& task) {
     auto it = p.tasks.find(task);
     return it == p.tasks.end() ? p.defaults : it->second;
   };
+  // Runs that executed and skipped/missed records are counted apart.
+  auto record = [](RunStatus s) { return s == RunStatus::skipped || s == RunStatus::missed; };
   std::set<int64_t> expired;
   for (const RunFacts& r : runs) {
     if (!store::is_terminal(r.status)) continue;
     const TaskRules tr = rules(r.task);
-    int64_t newer = 0;
-    bool newer_failure = false;
+    int64_t newer_same_list = 0;
+    bool newer_any = false, newer_success = false, newer_failure = false;
     for (const RunFacts& o : runs) {
       if (o.task != r.task || !store::is_terminal(o.status) || o.id <= r.id) continue;
-      ++newer;
+      newer_any = true;
+      if (record(o.status) == record(r.status)) ++newer_same_list;
+      if (o.status == RunStatus::succeeded) newer_success = true;
       if (store::is_failure(o.status)) newer_failure = true;
     }
     const bool failure = store::is_failure(r.status);
-    const bool exempt = newer == 0 || (failure && !newer_failure);
+    const bool exempt = !newer_any || (r.status == RunStatus::succeeded && !newer_success) ||
+                        (failure && !newer_failure);
     const Millis limit = failure ? tr.keep_failed_for : tr.keep_for;
-    if (newer >= tr.keep_runs) expired.insert(r.id);
+    if (!exempt && newer_same_list >= tr.keep_runs) expired.insert(r.id);
     else if (!exempt && limit.count() > 0 && now - r.finished_at > limit) expired.insert(r.id);
     else if (p.max_age.count() > 0 && now - r.finished_at > p.max_age) expired.insert(r.id);
   }
@@ -315,6 +450,45 @@ TEST_F(ExecutorTest, SweepAppliesThePolicyAndReportsReasons) {
       << describe(*r, p, kNow);
   auto again = sweep(*store_, ex, p, kNow);
   EXPECT_EQ(again->rows, 0);
+}
+
+TEST_F(ExecutorTest, ASweepAfterAForwardClockJumpAppliesOnlyCountAndSizeRulesAndFails) {
+  for (int i = 0; i < 30; ++i) add_run("t", RunStatus::succeeded, kNow - Millis(int64_t(30 - i) * 3'600'000));
+  Policy p = simple(10, 30 * kDay, 90 * kDay);
+  p.max_age = 365 * kDay;
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
+  const TimePoint jumped = kNow + 400 * kDay;
+  auto r = sweep(*store_, ex, p, jumped);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::conflict);
+  const std::string& m = r.error().message;
+  EXPECT_EQ(m.rfind("Retention stopped: age rules held back: ", 0), 0u) << m;
+  EXPECT_NE(m.find("Count and size rules applied: Purged 20 run(s)"), std::string::npos) << m;
+  EXPECT_EQ(store_->list_briefs()->size(), 10u);  // keep_runs still applied, max_age not
+  // With the clock back where it belongs, the sweep runs normally.
+  auto back = sweep(*store_, ex, p, kNow);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->rows, 0);
+}
+
+TEST_F(ExecutorTest, TheRetentionSystemTaskRecordsAFailedRunSayingWhy) {
+  for (int i = 0; i < 5; ++i) add_run("t", RunStatus::succeeded, kNow - Millis(int64_t(5 - i) * 3'600'000));
+  config::Config config;
+  config.daemon.data_dir = dir_.path();
+  FakeClock clock(kNow + 400 * kDay);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
+  scheduler::Scheduler sched(config, *store_, clock,
+                             scheduler::Options{dir_.path(), 2s, 1, daemon::system_tasks(config, *store_, ex, clock)});
+  ASSERT_TRUE(sched.start());
+  auto id = sched.run_now(kRetentionTask);
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(sched.wait_idle(20s));
+  auto run = store_->get_run(*id);
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->status, RunStatus::failed);
+  EXPECT_EQ(run->message.rfind("Retention stopped: age rules held back", 0), 0u) << run->message;
+  EXPECT_EQ(store_->list_briefs()->size(), 6u);  // the five runs and the failed sweep
+  sched.shutdown();
 }
 
 TEST_F(ExecutorTest, CompactionGivesFreedPagesBackToTheFileSystem) {

@@ -24,6 +24,7 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <sstream>
 #include <tuple>
 #include <utility>
 
@@ -285,6 +286,28 @@ class Reader {
     }
   }
 
+  // A number in (0, 1]; an integer (1) is read as a float.
+  void fraction(const toml::node& n, const std::string& key, double& out) {
+    double v = 0;
+    if (const auto* f = n.as_floating_point()) {
+      v = f->get();
+    } else if (const auto* i = n.as_integer()) {
+      v = static_cast<double>(i->get());
+    } else {
+      std::string msg = std::string("expected a number such as 0.5, got ") + type_name(n);
+      if (n.is_string()) msg += "; write it without quotes";
+      add(n.source(), key, msg);
+      return;
+    }
+    if (!(v > 0 && v <= 1)) {  // also refuses nan
+      std::ostringstream got;
+      got << v;
+      add(n.source(), key, "must be greater than 0 and at most 1 (got " + got.str() + ")");
+      return;
+    }
+    out = v;
+  }
+
   template <class E, size_t N>
   void enumeration(const toml::node& n, const std::string& key, const EnumName<E> (&names)[N], E& out) {
     std::string v;
@@ -457,6 +480,8 @@ constexpr KeySpec<Retention> kRetentionKeys[] = {
     {"max_age", [](auto& r, auto& n, auto& k, auto& s) { r.duration(n, k, Zero::refused, s.max_age); }},
     {"max_runs", [](auto& r, auto& n, auto& k, auto& s) { r.integer(n, k, 1, kInt64Max, s.max_runs); }},
     {"batch_size", [](auto& r, auto& n, auto& k, auto& s) { r.integer(n, k, 1, kMaxBatchSize, s.batch_size); }},
+    {"max_fraction_per_sweep",
+     [](auto& r, auto& n, auto& k, auto& s) { r.fraction(n, k, s.max_fraction_per_sweep); }},
 };
 
 constexpr KeySpec<Compactor> kCompactorKeys[] = {
@@ -654,10 +679,14 @@ tl::expected<Config, Problems> parse(std::string_view text, std::string_view fil
   if (const auto* n = root.get("compactor")) read_section(r, *n, "compactor", kCompactorKeys, config.compactor);
   if (const auto* n = root.get("defaults")) read_section(r, *n, "defaults", kPolicyKeys, config.defaults);
 
-  if (config.storage.backend == Backend::postgres && config.storage.postgres_url.empty()) {
+  // The value is part of the format (DESIGN.md) but no store implements it
+  // yet; accepting it would record on SQLite while the user believes several
+  // nodes share one database.
+  if (config.storage.backend == Backend::postgres) {
     const toml::node* backend = root.at_path("storage.backend").node();
-    r.add(backend ? backend->source() : toml::source_region{}, "storage.postgres_url",
-          "required when backend = \"postgres\"");
+    r.add(backend ? backend->source() : toml::source_region{}, "storage.backend",
+          "the PostgreSQL backend is not available yet in this version of cronkeep; use backend = \"sqlite\" "
+          "(the default)");
   }
 
   if (const auto* n = root.get("tasks")) {

@@ -84,8 +84,8 @@ struct Daemon {
 };
 
 struct Storage {
-  Backend backend = Backend::sqlite;
-  std::string postgres_url;                      // required for postgres
+  Backend backend = Backend::sqlite;             // postgres is refused until it exists
+  std::string postgres_url;                      // unused until postgres exists
   uint64_t min_free_space = 1024ull * 1024 * 1024;  // bytes
   uint64_t max_size = 0;                         // all log bytes; 0 = none
 };
@@ -96,6 +96,11 @@ struct Retention {
   Millis max_age = 365 * 24h;
   int64_t max_runs = 1'000'000;        // >= 1
   int64_t batch_size = 1000;           // >= 1
+  // 0 < x <= 1. A sweep whose age rules (keep_for, keep_failed_for, max_age)
+  // would delete more than this fraction of the terminal runs, or that runs
+  // later than the newest run by more than the retention window, deletes by
+  // count and size only and fails, saying why (a clock fault is likely).
+  double max_fraction_per_sweep = 0.5;
 };
 
 struct Compactor {

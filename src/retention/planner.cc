@@ -1,8 +1,11 @@
 #include "retention/planner.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <unordered_map>
+
+#include "base/units.h"
 
 namespace cronkeep::retention {
 
@@ -33,9 +36,16 @@ std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> 
   std::unordered_map<const RunFacts*, Reason> verdict;
   verdict.reserve(terminal.size() / 4 + 16);
 
-  // Per task, newest first: count rank, newest terminal and newest failure.
+  // Per task, newest first. Runs that executed and the records of fires that
+  // never ran (skipped, missed) are ranked on lists of their own, so a burst
+  // of skipped fires cannot push the task's real results out. The newest
+  // terminal run, the newest success and the newest failure are protected
+  // from every per-task rule.
   struct TaskPass {
-    int64_t rank = 0;
+    int64_t executed_rank = 0;
+    int64_t record_rank = 0;
+    bool seen_any = false;
+    bool seen_success = false;
     bool seen_failure = false;
   };
   std::unordered_map<std::string_view, TaskPass> pass;
@@ -44,16 +54,22 @@ std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> 
     auto found = policy.tasks.find(r.task);
     const TaskRules& rules = found != policy.tasks.end() ? found->second : policy.defaults;
     TaskPass& tp = pass[r.task];
-    const bool newest = tp.rank == 0;
     const bool failure = store::is_failure(r.status);
-    const bool newest_failure = failure && !tp.seen_failure;
-    if (failure) tp.seen_failure = true;
-    ++tp.rank;
+    const bool success = r.status == store::RunStatus::succeeded;
+    const bool is_record = r.status == store::RunStatus::skipped || r.status == store::RunStatus::missed;
+    const bool is_protected = !tp.seen_any || (success && !tp.seen_success) || (failure && !tp.seen_failure);
+    tp.seen_any = true;
+    tp.seen_success = tp.seen_success || success;
+    tp.seen_failure = tp.seen_failure || failure;
+    const int64_t rank = ++(is_record ? tp.record_rank : tp.executed_rank);
     std::optional<Reason> why;
-    if (tp.rank > rules.keep_runs) why = Reason::keep_runs;
-    if (!why && !newest && !newest_failure) {
-      const Millis limit = failure ? rules.keep_failed_for : rules.keep_for;
-      if (limit.count() > 0 && now - r.finished_at > limit) why = failure ? Reason::keep_failed_for : Reason::keep_for;
+    if (!is_protected) {
+      if (rank > rules.keep_runs) {
+        why = Reason::keep_runs;
+      } else {
+        const Millis limit = failure ? rules.keep_failed_for : rules.keep_for;
+        if (limit.count() > 0 && now - r.finished_at > limit) why = failure ? Reason::keep_failed_for : Reason::keep_for;
+      }
     }
     if (!why && policy.max_age.count() > 0 && now - r.finished_at > policy.max_age) why = Reason::max_age;
     if (why) verdict.emplace(&r, *why);
@@ -79,6 +95,51 @@ std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> 
   for (const RunFacts* r : terminal)
     if (auto it = verdict.find(r); it != verdict.end()) out.push_back(Expired{r->id, it->second});
   return out;
+}
+
+bool is_age_rule(Reason r) { return r == Reason::keep_for || r == Reason::keep_failed_for || r == Reason::max_age; }
+
+Policy without_age_rules(Policy policy) {
+  policy.max_age = Millis(0);
+  policy.defaults.keep_for = policy.defaults.keep_failed_for = Millis(0);
+  for (auto& [name, rules] : policy.tasks) rules.keep_for = rules.keep_failed_for = Millis(0);
+  return policy;
+}
+
+std::optional<std::string> age_rules_held_back(const Policy& policy, std::span<const RunFacts> runs,
+                                               std::span<const Expired> plan, TimePoint now) {
+  int64_t terminal = 0;
+  std::optional<TimePoint> newest_executed;
+  for (const RunFacts& r : runs) {
+    if (!store::is_terminal(r.status)) continue;
+    ++terminal;
+    if (r.status == store::RunStatus::skipped || r.status == store::RunStatus::missed) continue;
+    if (!newest_executed || r.finished_at > *newest_executed) newest_executed = r.finished_at;
+  }
+  int64_t by_age = 0;
+  for (const Expired& e : plan) by_age += is_age_rule(e.reason) ? 1 : 0;
+  if (by_age == 0) return std::nullopt;
+
+  const std::string hint =
+      ". If the clock is right, delete them with `cronkeep purge --older-than D` or raise max_fraction_per_sweep";
+  if (static_cast<double>(by_age) > policy.max_fraction_per_sweep * static_cast<double>(terminal)) {
+    char fractions[64];
+    std::snprintf(fractions, sizeof fractions, "%.0f%% > max_fraction_per_sweep = %g",
+                  100.0 * static_cast<double>(by_age) / static_cast<double>(terminal), policy.max_fraction_per_sweep);
+    return "age rules held back: they would delete " + std::to_string(by_age) + " of " + std::to_string(terminal) +
+           " terminal run(s) (" + fractions + "), which suggests a clock fault (now " + format_rfc3339(now) + ")" + hint;
+  }
+
+  Millis window = policy.max_age;
+  if (window.count() == 0) {
+    window = std::max(policy.defaults.keep_for, policy.defaults.keep_failed_for);
+    for (const auto& [name, rules] : policy.tasks) window = std::max({window, rules.keep_for, rules.keep_failed_for});
+  }
+  if (newest_executed && window.count() > 0 && now - *newest_executed > window)
+    return "age rules held back: now (" + format_rfc3339(now) + ") is " + format_duration(now - *newest_executed) +
+           " after the newest run (" + format_rfc3339(*newest_executed) + "), more than the retention window (" +
+           format_duration(window) + "), which suggests a clock fault" + hint;
+  return std::nullopt;
 }
 
 }  // namespace cronkeep::retention

@@ -3,10 +3,13 @@
 //
 // Rules (DESIGN.md "Retention and compaction", docs/retention.md):
 //   per task   a terminal run is expired when it is not among the task's
-//              keep_runs newest terminal runs (by id), or when it finished
-//              more than keep_for ago (keep_failed_for for failed, timeout,
-//              crashed, log_overflow). The task's newest terminal run and its
-//              newest failure are exempt from these two age rules.
+//              keep_runs newest terminal runs of its kind (by id), or when it
+//              finished more than keep_for ago (keep_failed_for for failed,
+//              timeout, crashed, log_overflow). Two kinds are counted apart:
+//              runs that executed, and records of fires that never ran
+//              (skipped, missed), so records never displace real results.
+//              The task's newest terminal run, newest success (succeeded)
+//              and newest failure are exempt from all per-task rules.
 //              Runs of tasks that are not configured follow the defaults.
 //   database   max_age: no terminal run older than this, no exemption;
 //              max_runs: at most this many terminal runs survive, oldest go;
@@ -17,6 +20,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,6 +42,7 @@ struct Policy {
   Millis max_age{365LL * 86'400'000};                    // 0 = none
   int64_t max_runs = 1'000'000;                          // 0 = none
   uint64_t max_log_bytes = 0;                            // 0 = none
+  double max_fraction_per_sweep = 0.5;                   // 0 < x <= 1; see age_rules_held_back
 };
 
 // What the planner needs to know of one run (id, task, status, finished_at,
@@ -56,5 +61,25 @@ struct Expired {
 // Returns the expired runs among `runs`, in increasing id order.
 // Requires: ids are unique. Thread-safe (no shared state).
 std::vector<Expired> plan_purge(const Policy& policy, std::span<const RunFacts> runs, TimePoint now);
+
+// True for the rules that expire a run because of its age (keep_for,
+// keep_failed_for, max_age): the ones a wrong clock turns against the history.
+bool is_age_rule(Reason r);
+
+// `policy` with its age rules off (keep_for, keep_failed_for, max_age = 0):
+// only count and size rules remain.
+Policy without_age_rules(Policy policy);
+
+// The guard against clock faults (docs/retention.md). Given the plan that
+// plan_purge(policy, runs, now) returned, says why its age rules must not
+// run now, or returns nullopt when they may:
+//   - they would expire more than policy.max_fraction_per_sweep of the
+//     terminal runs; or
+//   - `now` is later than the newest terminal run that executed (skipped and
+//     missed records excluded) by more than the retention window: max_age,
+//     or when max_age is 0 the longest keep_for/keep_failed_for in `policy`.
+// The text names the figures and what to do. Pure; thread-safe.
+std::optional<std::string> age_rules_held_back(const Policy& policy, std::span<const RunFacts> runs,
+                                               std::span<const Expired> plan, TimePoint now);
 
 }  // namespace cronkeep::retention

@@ -38,6 +38,7 @@ Policy policy_from(const config::Config& config) {
   p.max_age = config.retention.max_age;
   p.max_runs = config.retention.max_runs;
   p.max_log_bytes = config.storage.max_size;
+  p.max_fraction_per_sweep = config.retention.max_fraction_per_sweep;
   return p;
 }
 
@@ -112,7 +113,12 @@ Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy&
   if (!leftover) return tl::unexpected(leftover.error());
   auto runs = store.list_briefs();
   if (!runs) return tl::unexpected(runs.error());
-  const std::vector<Expired> expired = plan_purge(policy, *runs, now);
+  std::vector<Expired> expired = plan_purge(policy, *runs, now);
+  // A clock stepped forward makes every run look old: rather than trust it,
+  // apply only the count and size rules and fail loudly.
+  const std::optional<std::string> held = age_rules_held_back(policy, *runs, expired, now);
+  const Policy applied = held ? without_age_rules(policy) : policy;
+  if (held) expired = plan_purge(applied, *runs, now);
   runs->clear();
   runs->shrink_to_fit();
   auto report = executor.purge(expired);
@@ -120,6 +126,8 @@ Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy&
   report->files_deleted += leftover->files_deleted;
   report->file_errors += leftover->file_errors;
   if (report->first_error.empty()) report->first_error = leftover->first_error;
+  if (held) return fail(ErrorCode::conflict, "Retention stopped: " + *held + ". Count and size rules applied: " +
+                                                 describe(*report, applied, now));
   return report;
 }
 

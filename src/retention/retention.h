@@ -78,7 +78,11 @@ class Executor {
   int64_t max_batch_;
 };
 
-// One sweep: lists the runs, plans with `policy` at `now`, purges.
+// One sweep: lists the runs, plans with `policy` at `now`, purges. When
+// age_rules_held_back() objects to the plan (a clock fault is likely), only
+// the count and size rules are applied, and the sweep returns conflict with
+// a message that starts "Retention stopped: ", says why and what the count
+// and size rules purged. Other errors: the store's.
 Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy& policy, TimePoint now);
 
 // "Purged 1532 run(s) and 4.1 MB of logs (keep_for: 1200, keep_runs: 300, max_age: 32; cutoff …)".

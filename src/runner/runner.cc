@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <algorithm>
@@ -37,15 +38,22 @@ constexpr size_t kDrainAfterExit = 1 << 20;
 
 std::string errno_text(int err) { return std::strerror(err); }
 
+constexpr std::string_view kSpawnIdName = "CRONKEEP_SPAWN_ID";
+
+// The daemon's environment, with `extra` added or replacing, and the
+// runner's own entry (kSpawnIdName) left out: the caller adds the run's.
 std::vector<std::string> build_environment(const std::map<std::string, std::string>& extra) {
   std::vector<std::string> out;
   for (char** e = environ; *e; ++e) {
     std::string_view entry(*e);
     const auto eq = entry.find('=');
-    if (eq != std::string_view::npos && extra.count(std::string(entry.substr(0, eq)))) continue;
+    if (eq != std::string_view::npos &&
+        (extra.count(std::string(entry.substr(0, eq))) || entry.substr(0, eq) == kSpawnIdName))
+      continue;
     out.emplace_back(entry);
   }
-  for (const auto& [k, v] : extra) out.push_back(k + "=" + v);
+  for (const auto& [k, v] : extra)
+    if (k != kSpawnIdName) out.push_back(k + "=" + v);
   return out;
 }
 
@@ -73,6 +81,60 @@ int close_all_but_stdio(posix_spawn_file_actions_t* actions) {
     if (const int err = posix_spawn_file_actions_addclose(actions, fd); err != 0) return err;
   return 0;
 #endif
+}
+
+// The entry that marks every process of one execution. Unique in the
+// daemon (its pid and a counter) and across daemons (the pid).
+std::string next_spawn_id() {
+  static std::atomic<uint64_t> counter{0};
+  return std::string(kSpawnIdName) + "=" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+// Live processes whose environment holds `entry` (a whole NAME=VALUE entry).
+// Best effort: a process that replaced its environment is not found; one
+// of another user is unreadable unless the daemon runs as root. Zombies
+// have an empty environ and are skipped.
+std::vector<Leftover> find_marked(const std::string& entry) {
+  std::vector<Leftover> out;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return out;
+  std::string environ_text;
+  std::vector<char> buffer(64 * 1024);
+  while (const dirent* d = ::readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(d->d_name, &end, 10);
+    if (end == d->d_name || *end != '\0' || pid <= 0 || pid == ::getpid()) continue;
+    UniqueFd fd(::open(("/proc/" + std::string(d->d_name) + "/environ").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) continue;
+    environ_text.clear();
+    ssize_t n;
+    while (environ_text.size() < (1u << 20) && (n = ::read(fd.get(), buffer.data(), buffer.size())) > 0)
+      environ_text.append(buffer.data(), static_cast<size_t>(n));
+    bool found = false;
+    for (size_t at = 0; at < environ_text.size() && !found;) {
+      const size_t nul = environ_text.find('\0', at);
+      const size_t len = (nul == std::string::npos ? environ_text.size() : nul) - at;
+      found = std::string_view(environ_text).substr(at, len) == entry;
+      at += len + 1;
+    }
+    if (!found) continue;
+    Leftover l;
+    l.pid = static_cast<pid_t>(pid);
+    UniqueFd comm(::open(("/proc/" + std::string(d->d_name) + "/comm").c_str(), O_RDONLY | O_CLOEXEC));
+    if (comm.valid() && (n = ::read(comm.get(), buffer.data(), 64)) > 0)
+      l.name.assign(buffer.data(), static_cast<size_t>(n) - (buffer[static_cast<size_t>(n) - 1] == '\n' ? 1 : 0));
+    out.push_back(std::move(l));
+  }
+  ::closedir(proc);
+  return out;
+}
+
+std::string list_leftovers(const std::vector<Leftover>& list) {
+  std::string text;
+  for (size_t i = 0; i < list.size() && i < 5; ++i)
+    text += (i ? ", " : "") + std::to_string(list[i].pid) + (list[i].name.empty() ? "" : " (" + list[i].name + ")");
+  if (list.size() > 5) text += ", …";
+  return text;
 }
 
 constexpr SteadyTime kNever = SteadyTime::max();
@@ -143,6 +205,8 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<std::string> env = build_environment(command.env);
+  const std::string spawn_id = next_spawn_id();
+  env.push_back(spawn_id);
   std::vector<char*> envp;
   envp.reserve(env.size() + 1);
   for (auto& e : env) envp.push_back(e.data());
@@ -152,6 +216,12 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
 
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp.data());
+  // glibc's posix_spawn returns once the child has exec'd (CLONE_VM |
+  // CLONE_VFORK), and the exec recorded the peak of the memory it shared
+  // with the daemon as the child's ru_maxrss. The daemon's peak now is at
+  // least that (peaks only grow).
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return fail(ErrorCode::io, "cannot start /bin/sh in " + command.workdir + ": " + errno_text(rc));
@@ -161,6 +231,8 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   auto exec = std::unique_ptr<Execution>(new Execution());
   exec->pid_ = pid;
   exec->command_ = command;
+  exec->daemon_peak_kb_ = self.ru_maxrss;
+  exec->spawn_id_ = spawn_id;
   exec->out_ = std::move(read_end);
   exec->err_ = std::move(err_read);
   // glibc 2.36's <sys/pidfd.h> lacks extern "C"; the syscall is stable.
@@ -269,9 +341,18 @@ Outcome Execution::wait(const OutputSink& sink) {
   // Whatever the shell wrote before it exited is in the pipe now.
   for (int which : {0, 1})
     if (open[which]) read_available(which, kDrainAfterExit);
-  // A stopped run leaves no stragglers in its group; a run that ended by
-  // itself keeps cron's behaviour (background children live on).
-  if (term_sent) ::kill(-pid_, SIGKILL);
+  // A stopped run leaves no stragglers in its group, nor outside it (setsid,
+  // double fork); a run that ended by itself keeps cron's behaviour
+  // (background children live on) and says so. Looking for detached ones
+  // reads every process's environ, so after a normal end it is done only
+  // while something still holds the output pipe.
+  if (term_sent) {
+    ::kill(-pid_, SIGKILL);
+    out.killed = find_marked(spawn_id_);
+    for (const Leftover& l : out.killed) ::kill(l.pid, SIGKILL);
+  } else if (open[0] || open[1]) {
+    out.left_running = find_marked(spawn_id_);
+  }
   reaped_ = true;
   out.duration = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
   if (r == pid_) {
@@ -279,7 +360,8 @@ Outcome Execution::wait(const OutputSink& sink) {
     else if (WIFSIGNALED(status)) out.signal = WTERMSIG(status);
     out.cpu_ms = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000 +
                  (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1000;
-    out.max_rss_kb = usage.ru_maxrss;
+    // Above the daemon's peak at spawn, the figure can only be the task's.
+    if (usage.ru_maxrss > daemon_peak_kb_) out.max_rss_kb = usage.ru_maxrss;
   }
   out.stopped = static_cast<StopReason>(stop_reason_.load());
   return out;
@@ -303,6 +385,11 @@ std::string describe(const Outcome& o) {
     case StopReason::cancelled: text = "cancelled; " + text; break;
     case StopReason::log_overflow: text = "log overflow; " + text; break;
   }
+  if (!o.killed.empty())
+    text += "; killed " + std::to_string(o.killed.size()) + " detached process(es): " + list_leftovers(o.killed);
+  if (!o.left_running.empty())
+    text += "; " + std::to_string(o.left_running.size()) +
+            " detached process(es) left running: " + list_leftovers(o.left_running);
   return text;
 }
 

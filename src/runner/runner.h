@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 #include "base/time.h"
@@ -39,13 +40,33 @@ struct Command {
 // Why the runner stopped a process before it ended by itself.
 enum class StopReason { none, timeout, cancelled, log_overflow };
 
+// A process of the run still alive after the shell was reaped.
+struct Leftover {
+  pid_t pid = -1;
+  std::string name;  // /proc/PID/comm
+};
+
 struct Outcome {
   std::optional<int> exit_code;   // set when the shell exited
   std::optional<int> signal;      // set when it was killed by a signal
   StopReason stopped = StopReason::none;  // the first stop requested, if any
   Millis duration{0};             // spawn → reaped, monotonic
   int64_t cpu_ms = 0;             // user + system time of the child and its reaped descendants
-  int64_t max_rss_kb = 0;         // peak resident set size
+  // The task's peak resident set size (kB, the largest of the shell and
+  // its reaped descendants), or nullopt when the kernel's figure cannot be
+  // told apart from the daemon's own memory: the spawned child shares the
+  // daemon's memory until exec, so its ru_maxrss is at least the daemon's
+  // peak at that moment. Only a figure above that is the task's own.
+  std::optional<int64_t> max_rss_kb;
+  // Processes of the run that left its process group (setsid, a double
+  // fork) and were still alive after the shell was reaped. Found by the
+  // environment entry CRONKEEP_SPAWN_ID every process of the run inherits.
+  // A stopped run (timeout, cancel, overflow) has them killed (SIGKILL) and
+  // listed in `killed`; a run that ended by itself leaves them running, as
+  // cron does, and lists them in `left_running` (looked for only while one
+  // of them still holds the output pipe; see docs/scheduling.md).
+  std::vector<Leftover> killed;
+  std::vector<Leftover> left_running;
 };
 
 enum class Stream { out, err };
@@ -88,12 +109,15 @@ class Execution {
   UniqueFd pidfd_;      // readable when the child exits
   UniqueFd wake_;       // eventfd: stop() wakes wait()
   Command command_;
+  std::string spawn_id_;        // "CRONKEEP_SPAWN_ID=…" in the run's environment
+  int64_t daemon_peak_kb_ = 0;  // the daemon's own peak RSS once the child had exec'd
   std::atomic<int> stop_reason_{static_cast<int>(StopReason::none)};
   bool reaped_ = false;
 };
 
 // A short human reading of an outcome: "exit code 0", "killed by SIGKILL",
-// "timed out after 5s", "command not found (exit code 127)".
+// "timed out after 5s", "command not found (exit code 127)"; leftovers are
+// appended ("; 1 detached process(es) left running: 4242 (sleep)").
 std::string describe(const Outcome& outcome);
 
 }  // namespace cronkeep::runner

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <thread>
 
+#include <time.h>
 #include <unistd.h>
 
 #include "base/fault.h"
@@ -22,6 +23,11 @@ using store::RunStatus;
 using store::Trigger;
 
 constexpr Millis kMaxRetryWait = std::chrono::minutes(5);
+// The wall clock moving this much more (or less) than the steady clock
+// between two ticks is a step, not drift: NTP slews at most 0.5 ms/s.
+constexpr Millis kClockStep{1000};
+// run_loop's longest sleep: how soon a step of the wall clock is noticed.
+constexpr Millis kClockCheckInterval{1000};
 // Enumerating lost fires stops here; beyond it only the last day is examined.
 constexpr size_t kMaxLostFireScan = 100'000;
 
@@ -112,6 +118,30 @@ Scheduler::~Scheduler() {
   idle_cv_.wait(lock, [&] { return workers_ == 0; });
 }
 
+Millis Scheduler::steady_now() const {
+  if (options_.steady) return options_.steady();
+  timespec ts{};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return Millis(int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000);
+}
+
+void Scheduler::notice_clock_step(TimePoint now, Millis steady) {
+  const std::optional<std::pair<TimePoint, Millis>> ref = clock_ref_;
+  clock_ref_ = std::make_pair(now, steady);
+  if (!ref) return;
+  const Millis step = (now - ref->first) - (steady - ref->second);
+  if (step > -kClockStep && step < kClockStep) return;
+  spdlog::warn("the wall clock stepped {} by {} (now {}){}", step.count() < 0 ? "back" : "forward",
+               format_duration(step.count() < 0 ? -step : step), format_rfc3339(now),
+               step.count() < 0 ? "; next fires recomputed from now" : "");
+  // After a step back, next fires computed before it lie as far ahead as the
+  // step: recompute them, or every task would stall that long. After a step
+  // forward the fires passed over are due now and fire_due treats them as
+  // the lost fires of a late loop (the newest runs, the rest are missed).
+  if (step.count() < 0)
+    for (size_t t = 0; t < tasks_.size(); ++t) schedule_next(t, now);
+}
+
 Status Scheduler::start() {
   const TimePoint now = clock_.now();
   auto left = store_.in_flight_runs();
@@ -148,6 +178,7 @@ Status Scheduler::start() {
         ts.last_success = o.last_success;
         ts.last_failure = o.last_failure;
       }
+  clock_ref_ = std::make_pair(now, steady_now());
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
     auto last = store_.last_fire(ts.task.name);
@@ -225,20 +256,28 @@ std::optional<TimePoint> Scheduler::tick() {
   std::lock_guard lock(mu_);
   if (stopping_) return std::nullopt;
   const TimePoint now = clock_.now();
+  const Millis steady = steady_now();
+  notice_clock_step(now, steady);
   // Everything due now is recorded in one commit; the workers launched
-  // meanwhile start their bookkeeping as soon as it lands.
-  Status batch = store_.write_batch([&] { fire_due(now); });
-  if (!batch) spdlog::error("recording fires: {}", batch.error().message);
+  // meanwhile start their bookkeeping as soon as it lands. The loop wakes
+  // every second: no transaction when nothing is due.
+  const bool due = std::any_of(tasks_.begin(), tasks_.end(),
+                               [&](const TaskState& ts) { return ts.next_fire && ts.next_due <= now; }) ||
+                   std::any_of(retries_.begin(), retries_.end(), [&](const RetryTimer& r) { return r.due <= steady; });
+  if (due) {
+    Status batch = store_.write_batch([&] { fire_due(now, steady); });
+    if (!batch) spdlog::error("recording fires: {}", batch.error().message);
+  }
 
   std::optional<TimePoint> next;
   for (const TaskState& ts : tasks_)
     if (ts.next_fire && (!next || ts.next_due < *next)) next = ts.next_due;
   for (const RetryTimer& r : retries_)
-    if (!next || r.due < *next) next = r.due;
+    if (const TimePoint at = now + (r.due - steady); !next || at < *next) next = at;
   return next;
 }
 
-void Scheduler::fire_due(TimePoint now) {
+void Scheduler::fire_due(TimePoint now, Millis steady) {
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
     if (!ts.next_fire || ts.next_due > now) continue;
@@ -260,7 +299,7 @@ void Scheduler::fire_due(TimePoint now) {
   // Retries whose wait is over.
   std::vector<RetryTimer> due_retries;
   std::erase_if(retries_, [&](const RetryTimer& r) {
-    if (r.due > now) return false;
+    if (r.due > steady) return false;
     due_retries.push_back(r);
     return true;
   });
@@ -549,8 +588,13 @@ void Scheduler::finished(const Launch& run, RunStatus status) {
   --ts.running;
   active_.erase(run.id);
   const auto& p = ts.task.policy;
-  if (!stopping_ && (status == RunStatus::failed || status == RunStatus::timeout) && run.attempt <= p.retry_attempts) {
-    retries_.push_back(RetryTimer{clock_.now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
+  // log_overflow (kill_task) ended a run that did not finish its work, as a
+  // timeout does; cancelled and crashed runs were ended on purpose or by the
+  // daemon's own end.
+  const bool failure =
+      status == RunStatus::failed || status == RunStatus::timeout || status == RunStatus::log_overflow;
+  if (!stopping_ && failure && run.attempt <= p.retry_attempts) {
+    retries_.push_back(RetryTimer{steady_now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
                                   run.retry_of.value_or(run.id)});
   }
   // Published after the retry is planned, so whoever sees this end and asks
@@ -569,12 +613,11 @@ void Scheduler::run_loop() {
     const std::optional<TimePoint> next = tick();
     lock.lock();
     if (stopping_) break;
-    if (next) {
-      const auto deadline = std::chrono::system_clock::time_point(next->time_since_epoch());
-      wake_.wait_until(lock, deadline);
-    } else {
-      wake_.wait(lock);
-    }
+    // Sleep on the steady clock, a second at most: a wall-clock deadline
+    // would not see a step back, nor wake early for a step forward.
+    Millis wait = kClockCheckInterval;
+    if (next) wait = std::clamp(std::chrono::ceil<Millis>(*next - clock_.now()), Millis(0), kClockCheckInterval);
+    wake_.wait_for(lock, wait);
   }
 }
 

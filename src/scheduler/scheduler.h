@@ -26,10 +26,15 @@
 //   - when the loop itself was late (suspend, overload) and several fires of
 //     a task are due at once, the newest fires normally and the older ones
 //     are `missed`;
-//   - retries: a run ending failed or timeout is retried retry_attempts
+//   - retries: a run ending failed, timeout or log_overflow is retried retry_attempts
 //     times, each a run of its own (trigger retry, attempt n, retry_of the
 //     first run), after retry_delay scaled by retry_backoff, capped at 5 min;
-//   - run-now, retries and catch-up runs never skip: they start or queue.
+//   - run-now, retries and catch-up runs never skip: they start or queue;
+//   - a step of the wall clock (it moved by a second or more than the
+//     steady clock between two ticks; run_loop ticks at least once a second):
+//     after a step back, every task's next fire is recomputed from the new
+//     now; fires a step forward passed over are lost fires of a late loop
+//     (above). Retry waits run on the steady clock and keep their real length.
 #pragma once
 
 #include <condition_variable>
@@ -44,6 +49,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/clock.h"
@@ -81,6 +87,11 @@ struct Options {
   uint64_t seed = 0;                // jitter randomness; 0 = from std::random_device
   std::vector<SystemTask> system_tasks;
   events::Bus* bus = nullptr;       // run state changes and log lines go here when set
+  // A clock that steps of the wall clock do not move, in ms from any origin.
+  // Default (empty): CLOCK_BOOTTIME, which counts suspend as the wall clock
+  // does, so a resume is not taken for a step. Tests pass one that follows
+  // their FakeClock and step the FakeClock alone.
+  std::function<Millis()> steady = {};
 };
 
 // What the CLI and the API show about a task.
@@ -129,13 +140,16 @@ class Scheduler {
   // Errors: whatever the store returns.
   Status start();
 
-  // Fires everything due at clock.now() and returns the instant the next
-  // thing is due (nullopt: nothing ever will be). Never blocks on a process.
+  // Notices a step of the wall clock since the last tick (see the policies
+  // above), fires everything due at clock.now() and returns the instant the
+  // next thing is due (nullopt: nothing ever will be). Never blocks on a
+  // process.
   std::optional<TimePoint> tick();
 
-  // The daemon's loop: tick, then sleep until the next due instant or until
-  // woken (run finished, run-now, shutdown). Returns after shutdown() began.
-  // Uses real waiting: meant for SystemClock.
+  // The daemon's loop: tick, then sleep until the next due instant, for at
+  // most a second (so a step of the wall clock is noticed within a second
+  // whichever way it goes), or until woken (run finished, run-now,
+  // shutdown). Returns after shutdown() began. Uses real waiting.
   void run_loop();
 
   // Starts (or queues) a manual run of `task` now; returns its run id.
@@ -188,14 +202,16 @@ class Scheduler {
     std::optional<TimePoint> last_failure;
   };
   struct RetryTimer {
-    TimePoint due;
+    Millis due;       // on the steady clock (steady_now()), so steps of the wall clock do not move it
     size_t task;
     int attempt;      // the attempt number the retry will have
     int64_t retry_of;  // the first run's id
   };
   // All private methods require mu_ held.
+  Millis steady_now() const;
+  void notice_clock_step(TimePoint now, Millis steady);
   void schedule_next(size_t t, TimePoint after);
-  void fire_due(TimePoint now);
+  void fire_due(TimePoint now, Millis steady);
   void fire(size_t t, TimePoint nominal, store::Trigger trigger);
   enum class CatchUpRuns { by_policy, none };
   void handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs);
@@ -235,6 +251,8 @@ class Scheduler {
   Lateness lateness_;
   Counters counters_;
   bool stopping_ = false;
+  // The wall and steady clocks at the last tick, to notice steps.
+  std::optional<std::pair<TimePoint, Millis>> clock_ref_;
 };
 
 }  // namespace cronkeep::scheduler

@@ -154,5 +154,26 @@ mkdir -p data3/logs/quick && echo junk > data3/logs/quick/20260101_000000_999.lo
 check "check reports an orphan log with exit 1" bash -c "'$bin' check -c maint.toml | grep -q orphan_log && ! '$bin' check -c maint.toml >/dev/null"
 check "check --repair removes it" bash -c "'$bin' check --repair -c maint.toml && '$bin' check -c maint.toml"
 
+# 6. `logs` prints the captured bytes exactly (a 200,000-byte line is not
+#    split), and on a terminal shows control bytes instead of sending them.
+cat > bytes.toml <<'TOML'
+[daemon]
+data_dir = "data4"
+listen = "127.0.0.1:PORT"
+[tasks.long]
+cron = "@yearly"
+run = "head -c 200000 /dev/zero | tr '\\0' x; echo; printf 'esc \\033[31mred\\033[0m nul \\000 end\\n'"
+TOML
+sed -i "s/PORT/$(free_port)/" bytes.toml
+"$bin" daemon -c bytes.toml > bytes.log 2>&1 &
+daemon_pid=$!
+wait_for 10 bash -c "'$bin' status -c bytes.toml" || true
+long_id=$("$bin" run long --wait --json -c bytes.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+check "logs is byte-identical to the captured log (cmp)" bash -c "'$bin' logs long $long_id -c bytes.toml | cmp - data4/logs/long/*_$long_id.log"
+check "the long line is one line of 200,000 bytes" test "$("$bin" logs long "$long_id" -c bytes.toml | head -1 | wc -c)" -eq 200001
+check "on a terminal, ESC and NUL are shown escaped, not sent" bash -c "script -qec \"'$bin' logs long $long_id -c bytes.toml --from-line 4\" /dev/null | grep -aq 'esc \\\\x1b\\[31mred'"
+kill -TERM "$daemon_pid"; wait "$daemon_pid" || true
+daemon_pid=""
+
 if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
 echo "e2e: all checks passed"

@@ -118,6 +118,13 @@ TEST_F(LogsTest, SplitsLinesLongerThan64KiBWithoutChangingTheBytes) {
   EXPECT_EQ(p.lines[0].text.size(), kMaxLineBytes);
   EXPECT_EQ(p.lines[2].text.size(), 10u);
   EXPECT_EQ(p.lines[3].text, "short");
+  // The pieces say so, so a reader can print the bytes back exactly.
+  EXPECT_TRUE(p.lines[0].continued);
+  EXPECT_TRUE(p.lines[1].continued);
+  EXPECT_FALSE(p.lines[2].continued);
+  std::string back;
+  for (const Line& l : p.lines) back += l.text + (l.continued ? "" : "\n");
+  EXPECT_EQ(back, huge + "\nshort\n");
 }
 
 TEST_F(LogsTest, BinaryAndNulBytesAreCapturedAsWritten) {
@@ -266,6 +273,22 @@ TEST_F(LogsTest, ALogBeingWrittenIsReadableUpToWhatIsOnDisk) {
   LogPage q = read(r);
   ASSERT_EQ(q.lines.size(), 2u);
   EXPECT_EQ(q.lines[0].text, "partial");
+}
+
+TEST_F(LogsTest, ALiveLogTellsStderrFromStdoutBeforeItEnds) {
+  auto w = writer();
+  // Within a second of each other, so no time-based flush happens between.
+  w->append("out\n", Stream::out, kT0 + 900ms);
+  w->append("err one\nerr two\n", Stream::err, kT0 + 1100ms);
+  w->append("out again\n", Stream::out, kT0 + 1200ms);
+  LogPage p = read();  // no finalize: the run is live
+  ASSERT_EQ(p.lines.size(), 4u);
+  EXPECT_EQ(p.lines[0].stream, 'o');
+  EXPECT_EQ(p.lines[1].stream, 'e');
+  EXPECT_EQ(p.lines[2].stream, 'e');
+  EXPECT_EQ(p.lines[3].stream, 'o');
+  ASSERT_TRUE(p.lines[1].time);
+  EXPECT_EQ(*p.lines[1].time, kT0 + 1100ms);
 }
 
 }  // namespace

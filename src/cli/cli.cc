@@ -158,13 +158,33 @@ struct LogsArgs {
   bool json = false;
 };
 
+// Control bytes a terminal would act on (ESC, NUL, BEL …) are shown, not
+// sent: "\x1b". Tabs stay. Only used when stdout is a terminal: piped
+// output is the captured bytes exactly.
+std::string visible(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      char buf[5];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 void print_line(const logs::Line& l, bool as_json, bool newline) {
   if (as_json) {
     std::cout << ops::dump(ops::to_json(l)) << "\n";
     return;
   }
-  std::cout << l.text;
-  if (newline) std::cout << '\n';
+  static const bool terminal = ::isatty(STDOUT_FILENO);
+  if (terminal) std::cout << visible(l.text);
+  else std::cout.write(l.text.data(), static_cast<std::streamsize>(l.text.size()));
+  if (newline && !l.continued) std::cout << '\n';
 }
 
 // Prints followed events: lines as they come, notes on stderr.

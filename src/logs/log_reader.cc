@@ -128,9 +128,11 @@ class LineScanner {
   }
   bool ok() const { return fd_.valid(); }
   // Returns false at end of file. `complete` is false for a last line
-  // without a newline.
-  bool next(std::string* out, bool& complete) {
+  // without a newline; `split` is true for a piece of a longer line (no
+  // newline after it: the line goes on in the next).
+  bool next(std::string* out, bool& complete, bool& split) {
     if (out) out->clear();
+    split = false;
     size_t taken = 0;
     while (true) {
       if (pos_ == len_ && !refill()) {
@@ -152,6 +154,7 @@ class LineScanner {
       }
       if (taken == kMaxLineBytes) {
         complete = true;
+        split = true;
         return true;
       }
     }
@@ -208,8 +211,8 @@ int64_t end_line(const Segment& s) {
     offset = last.offset;
   }
   LineScanner scan(s.path, offset);
-  bool complete;
-  while (scan.next(nullptr, complete)) ++line;
+  bool complete, split;
+  while (scan.next(nullptr, complete, split)) ++line;
   return line;
 }
 
@@ -281,13 +284,15 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
     if (!scan.ok()) return fail(ErrorCode::io, "cannot read log " + s.path + ": " + std::strerror(errno));
     std::string text;
     bool complete = true;
+    bool split = false;
     while (static_cast<int64_t>(page.lines.size()) < want) {
       const bool wanted = line >= start;
-      if (!scan.next(wanted ? &text : nullptr, complete)) break;
+      if (!scan.next(wanted ? &text : nullptr, complete, split)) break;
       if (wanted) {
         Line l;
         l.number = line;
         l.text = std::move(text);
+        l.continued = split;
         l.stream = '?';
         if (s.indexed) {
           while (rec + 1 < s.idx.size() && static_cast<int64_t>(s.idx[rec + 1].line) <= line) ++rec;

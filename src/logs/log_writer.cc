@@ -139,6 +139,7 @@ struct LogWriter::State {
   std::vector<format::IdxRecord> idx_buf;
   std::vector<format::TidxRecord> tidx_buf;
   TimePoint last_flush{};
+  bool flush_now = false;  // a record live readers need was buffered
   uint64_t written_at_space_check = 0;
   TimePoint last_space_check{};
   bool refusing = false;            // drop_new full or disk pressure: bytes are counted, not written
@@ -230,12 +231,16 @@ struct LogWriter::State {
       idx_buf.push_back(r);
       lines_since_checkpoint = 0;
       offset_at_checkpoint = offset;
+      // A live reader labels the lines after the last record on disk with
+      // its stream: a switch must reach the disk now, not with the batch.
+      if (stream != prev_stream) flush_now = true;
     }
     prev_stream = stream;
     ++lines_since_checkpoint;
     if (pending_time) {
       tidx_buf.push_back(format::TidxRecord{to_unix_ms(*pending_time), static_cast<uint64_t>(line), offset});
       pending_time.reset();
+      flush_now = true;  // at most once a second: live readers see the right time
     }
   }
 
@@ -294,8 +299,11 @@ struct LogWriter::State {
     file_bytes += bytes.size();
     stats->bytes_written += bytes.size();
     stats->bytes_on_disk = file_bytes + prev_bytes;
-    if (idx_buf.size() >= kFlushRecords || tidx_buf.size() >= kFlushRecords || now - last_flush >= Millis(1000))
+    if (flush_now || idx_buf.size() >= kFlushRecords || tidx_buf.size() >= kFlushRecords ||
+        now - last_flush >= Millis(1000)) {
+      flush_now = false;
       flush_sidecars(now);
+    }
   }
 
   // A synthetic line saying what happened; starts on a line of its own.

@@ -107,6 +107,7 @@ struct Line {
   std::string text;              // without its newline
   char stream = 'o';             // 'o', 'e', 'm' (marker), '?' (unknown: index unusable)
   std::optional<TimePoint> time; // when it arrived (second precision), if indexed
+  bool continued = false;        // a 64 KiB piece of a longer line: no newline follows it in the file
 };
 
 struct ReadRequest {

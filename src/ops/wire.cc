@@ -142,7 +142,9 @@ Result<store::Run> run_from_json(const Json& j) {
 }
 
 Json to_json(const logs::Line& l) {
-  return Json{{"line", l.number}, {"stream", std::string(1, l.stream)}, {"time", time_json(l.time)}, {"text", l.text}};
+  Json j{{"line", l.number}, {"stream", std::string(1, l.stream)}, {"time", time_json(l.time)}, {"text", l.text}};
+  if (l.continued) j["continued"] = true;  // only on the pieces of a line over 64 KiB
+  return j;
 }
 
 Result<logs::Line> line_from_json(const Json& j) {
@@ -153,6 +155,7 @@ Result<logs::Line> line_from_json(const Json& j) {
   l.stream = stream.size() == 1 ? stream[0] : '?';
   l.time = r.time("time");
   l.text = r.string("text");
+  if (r.has("continued")) l.continued = r.boolean("continued");
   return r.done(std::move(l));
 }
 

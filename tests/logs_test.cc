@@ -275,6 +275,25 @@ TEST_F(LogsTest, ALogBeingWrittenIsReadableUpToWhatIsOnDisk) {
   EXPECT_EQ(q.lines[0].text, "partial");
 }
 
+TEST_F(LogsTest, APageIsBoundedInBytesAsWellAsLines) {
+  // 95 MB without a newline are 1,450 pieces of 64 KiB: a read of 10,000
+  // "lines" must not hold them all in memory at once.
+  auto w = writer();
+  const std::string chunk(1 << 20, 'x');
+  for (int i = 0; i < 16; ++i) w->append(chunk, Stream::out, kT0);
+  ASSERT_TRUE(w->finalize(kT0));
+  ReadRequest r;
+  r.lines = 10'000;
+  r.max_bytes = 1 << 20;
+  LogPage p = read(r);
+  EXPECT_EQ(p.lines.size(), 16u);  // 16 x 64 KiB = 1 MiB
+  EXPECT_FALSE(p.at_end);
+  EXPECT_EQ(p.next_line, 17);
+  r.from_line = p.next_line;
+  LogPage q = read(r);
+  EXPECT_EQ(q.lines.front().number, 17);
+}
+
 TEST_F(LogsTest, ALiveLogTellsStderrFromStdoutBeforeItEnds) {
   auto w = writer();
   // Within a second of each other, so no time-based flush happens between.

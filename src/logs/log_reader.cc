@@ -268,7 +268,9 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
   while (si + 1 < segs.size() && segs[si + 1].first_line <= start) ++si;
   int64_t line = segs[si].first_line;
   page.next_line = start;
-  for (; si < segs.size() && static_cast<int64_t>(page.lines.size()) < want; ++si) {
+  int64_t bytes = 0;  // text returned so far: a page stops at req.max_bytes too
+  auto full = [&] { return static_cast<int64_t>(page.lines.size()) >= want || bytes >= req.max_bytes; };
+  for (; si < segs.size() && !full(); ++si) {
     const Segment& s = segs[si];
     uint64_t offset = 0;
     line = s.first_line;
@@ -285,7 +287,7 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
     std::string text;
     bool complete = true;
     bool split = false;
-    while (static_cast<int64_t>(page.lines.size()) < want) {
+    while (!full()) {
       const bool wanted = line >= start;
       if (!scan.next(wanted ? &text : nullptr, complete, split)) break;
       if (wanted) {
@@ -303,6 +305,7 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
           while (trec + 1 < s.tidx.size() && static_cast<int64_t>(s.tidx[trec + 1].line) <= line) ++trec;
           if (static_cast<int64_t>(s.tidx[trec].line) <= line) l.time = from_unix_ms(s.tidx[trec].time_ms);
         }
+        bytes += static_cast<int64_t>(l.text.size());
         page.lines.push_back(std::move(l));
         page.partial_last_line = !complete;
         page.next_line = complete || page.finalized ? line + 1 : line;
@@ -311,7 +314,7 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
     }
   }
   // More after what we return?
-  if (static_cast<int64_t>(page.lines.size()) >= want) {
+  if (full()) {
     page.at_end = page.next_line >= end_line(segs.back());
   }
   return page;

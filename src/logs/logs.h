@@ -116,6 +116,7 @@ struct ReadRequest {
   std::optional<TimePoint> since;        // instead of from_line: first line arrived at or after
   std::optional<int64_t> tail;           // instead of from_line: the last K lines
   int64_t max_lines = 100'000;           // hard cap on one read
+  int64_t max_bytes = 4 << 20;           // a page ends once its text reaches this (a line is at most 64 KiB)
 };
 
 struct LogPage {

@@ -223,6 +223,24 @@ TEST_F(StoreTest, WritesStayInTheWalUntilACheckpointMovesThem) {
   EXPECT_EQ(runs_in_main_file(dir_, path_), 200);
 }
 
+TEST_F(StoreTest, TheWalShrinksBackAfterACheckpointOnceItGrewPast16MB) {
+  // Automatic checkpoints are off (the daemon checkpoints off the hot
+  // path); without journal_size_limit the WAL file kept its peak size.
+  const std::string wal = path_ + "-wal";
+  NewRun r;
+  r.task = "t";
+  r.status = RunStatus::skipped;
+  r.created_at = at(1);
+  r.finished_at = at(1);
+  r.message = std::string(64 << 10, 'x');
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(store_->insert_run(r));  // ~26 MB of WAL
+  EXPECT_GT(std::filesystem::file_size(wal), 16u << 20);
+  ASSERT_TRUE(store_->checkpoint());
+  r.message = "small";
+  ASSERT_TRUE(store_->insert_run(r));  // the WAL starts over, and is cut to the limit
+  EXPECT_LE(std::filesystem::file_size(wal), 16u << 20);
+}
+
 TEST(StoreOpen, RefusesAFileThatIsNotADatabase) {
   TempDir dir;
   {

@@ -29,8 +29,12 @@ namespace cronkeep::daemon {
 namespace {
 
 // Checkpoints run here, off the scheduler's path, so no fire waits for the
-// WAL's fsync (DESIGN.md "Writing to SQLite without stalling the clock").
+// WAL's fsync (DESIGN.md "Writing to SQLite without stalling the clock"):
+// every 5 s, and at once when the WAL passes 16 MB (checked each second),
+// so a busy scheduler cannot grow it without bound between compactor runs.
 constexpr auto kCheckpointEvery = std::chrono::seconds(5);
+constexpr auto kWalCheckEvery = std::chrono::seconds(1);
+constexpr int64_t kWalCheckpointBytes = 16 << 20;
 
 retention::CompactMode compact_mode(config::Vacuum v) {
   switch (v) {
@@ -155,9 +159,16 @@ int run(const config::Config& config) {
   bool stopping = false;
   std::thread checkpointer([&] {
     std::unique_lock guard(mu);
-    while (!cv.wait_for(guard, kCheckpointEvery, [&] { return stopping; })) {
+    auto last = std::chrono::steady_clock::now();
+    while (!cv.wait_for(guard, kWalCheckEvery, [&] { return stopping; })) {
       guard.unlock();
-      if (auto st = (*store)->checkpoint(); !st) spdlog::warn("{}", st.error().message);
+      std::error_code size_ec;
+      const auto wal = std::filesystem::file_size(dir.wal(), size_ec);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last >= kCheckpointEvery || (!size_ec && static_cast<int64_t>(wal) > kWalCheckpointBytes)) {
+        last = now;
+        if (auto st = (*store)->checkpoint(); !st) spdlog::warn("{}", st.error().message);
+      }
       guard.lock();
     }
   });

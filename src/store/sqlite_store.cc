@@ -428,9 +428,11 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<RunBrief>> list_briefs() override {
-    std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), "SELECT id, task, status, COALESCE(finished_at, created_at), log_bytes FROM runs ORDER BY id");
-    return collect_briefs(s, "listing runs for retention");
+    std::lock_guard lock(bulk_mu_);
+    auto db = bulk();
+    if (!db) return tl::unexpected(db.error());
+    Stmt s(*db, "SELECT id, task, status, COALESCE(finished_at, created_at), log_bytes FROM runs ORDER BY id");
+    return collect_briefs(*db, s, "listing runs for retention");
   }
 
   Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& q) override {
@@ -441,14 +443,16 @@ class SqliteStore final : public Store {
     if (q.status) sql += " AND status = ?3";
     sql += " ORDER BY id";
     if (q.limit) sql += " LIMIT ?4";
-    std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), sql.c_str());
-    if (!s.ok()) return sql_error(reader_.get(), "finding runs to purge");
+    std::lock_guard lock(bulk_mu_);
+    auto db = bulk();
+    if (!db) return tl::unexpected(db.error());
+    Stmt s(*db, sql.c_str());
+    if (!s.ok()) return sql_error(*db, "finding runs to purge");
     s.bind(1, to_unix_ms(q.finished_before));
     if (q.task) s.bind(2, *q.task);
     if (q.status) s.bind(3, to_string(*q.status));
     if (q.limit) s.bind(4, *q.limit);
-    return collect_briefs(s, "finding runs to purge");
+    return collect_briefs(*db, s, "finding runs to purge");
   }
 
   Result<Deleted> delete_runs(const std::vector<int64_t>& ids) override {
@@ -617,15 +621,17 @@ class SqliteStore final : public Store {
   }
 
   Result<std::string> integrity_check() override {
-    std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), "PRAGMA integrity_check");
+    std::lock_guard lock(bulk_mu_);
+    auto db = bulk();
+    if (!db) return tl::unexpected(db.error());
+    Stmt s(*db, "PRAGMA integrity_check");
     std::string out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) {
       if (!out.empty()) out += "\n";
       out += s.text(0);
     }
-    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "integrity_check");
+    if (rc != SQLITE_DONE) return sql_error(*db, "integrity_check");
     return out;
   }
 
@@ -654,8 +660,10 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<LogRef>> log_paths() override {
-    std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), "SELECT id, status, log_path FROM runs WHERE log_path != '' ORDER BY id");
+    std::lock_guard lock(bulk_mu_);
+    auto db = bulk();
+    if (!db) return tl::unexpected(db.error());
+    Stmt s(*db, "SELECT id, status, log_path FROM runs WHERE log_path != '' ORDER BY id");
     std::vector<LogRef> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW)
@@ -664,7 +672,7 @@ class SqliteStore final : public Store {
       if (!status) return tl::unexpected(status.error());
       out.push_back(LogRef{s.int64(0), *status, s.text(2)});
     }
-    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing log paths");
+    if (rc != SQLITE_DONE) return sql_error(*db, "listing log paths");
     return out;
   }
 
@@ -695,7 +703,19 @@ class SqliteStore final : public Store {
     return {};
   }
 
-  Result<std::vector<RunBrief>> collect_briefs(Stmt& s, const std::string& what) {
+  // The connection for long reads (retention's listings, checks): of its
+  // own, so the API's reads on reader_ never wait behind them. Requires:
+  // bulk_mu_ held.
+  Result<sqlite3*> bulk() {
+    if (!bulk_.get()) {
+      if (sqlite3_open_v2(path_.c_str(), bulk_.out(), SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+        return fail(ErrorCode::io, "cannot open database " + path_ + ": " + sqlite3_errmsg(bulk_.get()));
+      if (auto st = configure(bulk_.get(), false); !st) return tl::unexpected(st.error());
+    }
+    return bulk_.get();
+  }
+
+  Result<std::vector<RunBrief>> collect_briefs(sqlite3* db, Stmt& s, const std::string& what) {
     std::vector<RunBrief> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW)
@@ -704,7 +724,7 @@ class SqliteStore final : public Store {
       if (!status) return tl::unexpected(status.error());
       out.push_back(RunBrief{s.int64(0), s.text(1), *status, from_unix_ms(s.int64(3)), s.int64(4)});
     }
-    if (rc != SQLITE_DONE) return sql_error(reader_.get(), what);
+    if (rc != SQLITE_DONE) return sql_error(db, what);
     return out;
   }
 
@@ -736,6 +756,8 @@ class SqliteStore final : public Store {
   Db writer_;
   Db reader_;
   Db checkpointer_;
+  std::mutex bulk_mu_;
+  Db bulk_;
   bool read_only_ = false;
 };
 

@@ -165,11 +165,12 @@ struct TaskSummary {
 // The interface every backend implements. Thread-safety (SQLite): every
 // method may be called from any thread. Writes (insert/mark/finish, delete,
 // tombstones, compaction) are serialised on one writer connection; reads are
-// serialised on one reader connection. So one read and one write proceed at
-// the same time, but two reads wait for each other: a long read
-// (list_briefs, integrity_check, log_paths) delays the API's reads while it
-// runs. checkpoint() uses a connection of its own. A read-only store (the
-// CLI's) refuses writes with conflict.
+// serialised on one reader connection; the long reads (list_briefs,
+// find_purgeable, integrity_check, log_paths: retention's and check's) on a
+// third connection of their own, so a sweep never makes the API's reads
+// wait. So a short read, a long read and a write proceed at the same time;
+// two short reads wait for each other. checkpoint() uses a connection of its
+// own. A read-only store (the CLI's) refuses writes with conflict.
 class Store {
  public:
   virtual ~Store() = default;

@@ -19,6 +19,7 @@ const TimePoint kT0 = from_unix_ms(1'795'406'400'000);
 class LogsTest : public ::testing::Test {
  protected:
   std::unique_ptr<LogWriter> writer(WriterOptions o = {}) {
+    fs::create_directories(dir_ / "logs");  // the daemon makes logs/; the writer only the task's directory
     auto w = LogWriter::create(path_, std::move(o));
     EXPECT_TRUE(w) << w.error().message;
     return std::move(*w);
@@ -273,6 +274,14 @@ TEST_F(LogsTest, ALogBeingWrittenIsReadableUpToWhatIsOnDisk) {
   LogPage q = read(r);
   ASSERT_EQ(q.lines.size(), 2u);
   EXPECT_EQ(q.lines[0].text, "partial");
+}
+
+TEST_F(LogsTest, AMissingLogsDirectoryIsNeverMadeAgain) {
+  // logs/ gone means the data directory moved: the writer must not recreate it.
+  auto w = LogWriter::create(path_, {});
+  ASSERT_FALSE(w);
+  EXPECT_NE(w.error().message.find("cannot create log directory"), std::string::npos) << w.error().message;
+  EXPECT_FALSE(fs::exists(dir_ / "logs"));
 }
 
 TEST_F(LogsTest, APageIsBoundedInBytesAsWellAsLines) {

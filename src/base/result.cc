@@ -10,6 +10,7 @@ const char* to_string(ErrorCode code) {
     case ErrorCode::io: return "io";
     case ErrorCode::corruption: return "corruption";
     case ErrorCode::busy: return "busy";
+    case ErrorCode::no_space: return "no_space";
     case ErrorCode::internal: return "internal";
   }
   return "internal";
@@ -17,7 +18,8 @@ const char* to_string(ErrorCode code) {
 
 std::optional<ErrorCode> parse_error_code(std::string_view name) {
   for (auto c : {ErrorCode::invalid_argument, ErrorCode::not_found, ErrorCode::conflict, ErrorCode::io,
-                 ErrorCode::corruption, ErrorCode::busy, ErrorCode::internal})
+                 ErrorCode::corruption, ErrorCode::busy, ErrorCode::no_space,
+                 ErrorCode::internal})
     if (name == to_string(c)) return c;
   return std::nullopt;
 }

@@ -21,6 +21,7 @@ enum class ErrorCode {
   io,                // the operating system refused (open, write, spawn …)
   corruption,        // stored data does not parse
   busy,              // a lock is held by someone else
+  no_space,          // the file system is full (ENOSPC, SQLITE_FULL)
   internal,          // a broken invariant or an unexpected library failure
 };
 

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "events/events.h"
 #include "http/http.h"
 #include "layout/layout.h"
+#include "logs/logs.h"
 #include "ops/local.h"
 #include "ops/remote.h"
 #include "retention/retention.h"
@@ -125,6 +127,7 @@ int run(const config::Config& config) {
                  replayed->file_errors);
   }
 
+  if (auto st = layout::make_reserve(dir); !st) spdlog::warn("{} (deletes may fail on a full disk)", st.error().message);
   auto token = ops::load_or_create_token(config);
   if (!token) {
     spdlog::error("{}", token.error().message);
@@ -144,7 +147,9 @@ int run(const config::Config& config) {
   http::Limits limits;
   limits.max_streams = config.daemon.max_log_streams;
   limits.max_streams_per_client = config.daemon.max_log_streams_per_client;
-  http::Server api(http::Deps{&local, [&local] { return local.metrics(); }, {}, *token}, limits);
+  http::Server api(http::Deps{&local, [&local] { return local.metrics(); }, [&scheduler] { return scheduler.health(); },
+                              *token},
+                   limits);
   if (auto st = api.start(config.daemon.listen); !st) {
     spdlog::error("{}", st.error().message);
     scheduler.shutdown();
@@ -157,13 +162,37 @@ int run(const config::Config& config) {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+  // The data directory as it was at start: moved or deleted under a
+  // running daemon, rows would go to the moved database and logs to a
+  // recreated directory. Checked each second; no run starts meanwhile.
+  struct stat home{};
+  ::stat(data_dir.c_str(), &home);
+  bool moved = false;
   std::thread checkpointer([&] {
     std::unique_lock guard(mu);
     auto last = std::chrono::steady_clock::now();
     while (!cv.wait_for(guard, kWalCheckEvery, [&] { return stopping; })) {
       guard.unlock();
+      struct stat now_st{};
+      const bool same = ::stat(data_dir.c_str(), &now_st) == 0 && now_st.st_dev == home.st_dev &&
+                        now_st.st_ino == home.st_ino;
+      if (!same && !moved) {
+        moved = true;
+        const std::string why = "the data directory " + data_dir + " was moved or deleted while the daemon ran; "
+                                "restart the daemon on the right directory";
+        spdlog::error("{}; no run starts until it is back", why);
+        scheduler.set_blocked(why);
+      } else if (same && moved) {
+        moved = false;
+        spdlog::info("the data directory {} is back; runs start again", data_dir);
+        scheduler.set_blocked(std::nullopt);
+      }
       std::error_code size_ec;
       const auto wal = std::filesystem::file_size(dir.wal(), size_ec);
+      // The space reserve (layout.h), made again once there is room.
+      if (::access(dir.reserve().c_str(), F_OK) != 0)
+        if (auto free_bytes = logs::free_space(data_dir); free_bytes && *free_bytes > 4 * layout::kReserveBytes)
+          if (auto st = layout::make_reserve(dir); !st) spdlog::warn("{}", st.error().message);
       const auto now = std::chrono::steady_clock::now();
       if (now - last >= kCheckpointEvery || (!size_ec && static_cast<int64_t>(wal) > kWalCheckpointBytes)) {
         last = now;

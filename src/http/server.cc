@@ -35,7 +35,8 @@ int status_for(ErrorCode code) {
     case ErrorCode::invalid_argument: return 400;
     case ErrorCode::not_found: return 404;
     case ErrorCode::conflict: return 409;
-    case ErrorCode::busy: return 503;
+    case ErrorCode::busy:
+    case ErrorCode::no_space: return 503;
     case ErrorCode::io:
     case ErrorCode::corruption:
     case ErrorCode::internal: return 500;

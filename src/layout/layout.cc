@@ -121,4 +121,21 @@ std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::st
   return gone;
 }
 
+Status make_reserve(const DataDir& dir, int64_t bytes) {
+  const std::string path = dir.reserve();
+  if (::access(path.c_str(), F_OK) == 0) return {};
+  const std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return fail(errno == ENOSPC ? ErrorCode::no_space : ErrorCode::io, tmp + ": " + std::strerror(errno));
+  const int err = ::posix_fallocate(fd.get(), 0, bytes);
+  if (err != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = err != 0 ? err : errno;
+    ::unlink(tmp.c_str());
+    return fail(e == ENOSPC ? ErrorCode::no_space : ErrorCode::io, "reserving space in " + path + ": " + std::strerror(e));
+  }
+  return {};
+}
+
+bool release_reserve(const DataDir& dir) { return ::unlink(dir.reserve().c_str()) == 0; }
+
 }  // namespace cronkeep::layout

@@ -59,6 +59,8 @@ class DataDir {
   std::string wal() const { return root_ + "/cronkeep.db-wal"; }
   std::string lock() const { return root_ + "/cronkeep.lock"; }
   std::string generated_token() const { return root_ + "/token"; }
+  // Preallocated space given up when the disk is full, so deletes can run.
+  std::string reserve() const { return root_ + "/reserve"; }
   std::string logs() const { return root_ + "/logs"; }
   // {root}/logs/{task}. Requires: valid_task_name(task).
   std::string task_logs(std::string_view task) const { return logs() + "/" + std::string(task); }
@@ -95,5 +97,19 @@ struct Removal {
 // Thread-safe; resolves each name relative to an open directory descriptor.
 std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::string>& relative_paths,
                                    Removal& removal);
+
+// ---- the space reserve ------------------------------------------------------------
+
+// A full file system must not keep cronkeep from deleting (SQLite needs room
+// in its WAL to delete). The daemon keeps {root}/reserve allocated
+// (kReserveBytes); a delete that fails for lack of space releases it and
+// tries again; the reserve is made again once space returns.
+inline constexpr int64_t kReserveBytes = 8 << 20;
+
+// Allocates the reserve if it is missing (posix_fallocate). Errors: io,
+// no_space (nothing is left behind then).
+Status make_reserve(const DataDir& dir, int64_t bytes = kReserveBytes);
+// Gives the reserve's space back; returns whether there was one to give.
+bool release_reserve(const DataDir& dir);
 
 }  // namespace cronkeep::layout

@@ -2,6 +2,7 @@
 // buffered and written in batches, the line bookkeeping done with memchr over
 // each chunk, so the cost per byte stays close to a plain copy.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -140,6 +141,7 @@ struct LogWriter::State {
   std::vector<format::TidxRecord> tidx_buf;
   TimePoint last_flush{};
   bool flush_now = false;  // a record live readers need was buffered
+  bool meta_final = false; // the finalized .meta is on disk
   uint64_t written_at_space_check = 0;
   TimePoint last_space_check{};
   bool refusing = false;            // drop_new full or disk pressure: bytes are counted, not written
@@ -390,9 +392,12 @@ LogWriter::LogWriter(std::unique_ptr<State> state) : state_(std::move(state)) { 
 LogWriter::~LogWriter() = default;
 
 Result<std::unique_ptr<LogWriter>> LogWriter::create(const std::string& path, WriterOptions options) {
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
-  if (ec) return fail(ErrorCode::io, "cannot create log directory for " + path + ": " + ec.message());
+  // Only the task's own directory is created (retention removes it when it
+  // empties): a missing logs/ means the data directory moved or went away,
+  // and is never quietly made anew.
+  const std::string dir = fs::path(path).parent_path().string();
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    return fail(ErrorCode::io, "cannot create log directory " + dir + ": " + std::strerror(errno));
   auto state = std::make_unique<State>();
   state->path = path;
   state->options = std::move(options);
@@ -454,25 +459,28 @@ Verdict LogWriter::append(std::string_view bytes, Stream stream_kind, TimePoint 
 
 Status LogWriter::finalize(TimePoint now) {
   State& s = *state_;
-  if (s.finalized) return {};
-  if (stats_.truncated && s.options.on_full == OnFull::drop_new && stats_.bytes_dropped > 0)
-    s.marker(std::to_string(stats_.bytes_dropped) + " byte(s) of output were dropped after the log was full", now);
-  if (!s.at_line_start) s.end_line(now);
-  s.flush_sidecars(now);
-  fault::crash_point("logs.before_finalize");
-  s.finalized = true;
-  s.meta.bytes_dropped = stats_.bytes_dropped;
-  s.meta.finalized = true;
-  stats_.bytes_on_disk = s.file_bytes + s.prev_bytes;
+  if (!s.finalized) {
+    if (stats_.truncated && s.options.on_full == OnFull::drop_new && stats_.bytes_dropped > 0)
+      s.marker(std::to_string(stats_.bytes_dropped) + " byte(s) of output were dropped after the log was full", now);
+    if (!s.at_line_start) s.end_line(now);
+    s.flush_sidecars(now);
+    fault::crash_point("logs.before_finalize");
+    s.finalized = true;
+    s.meta.bytes_dropped = stats_.bytes_dropped;
+    s.meta.finalized = true;
+    stats_.bytes_on_disk = s.file_bytes + s.prev_bytes;
+    s.log.reset();
+    s.idx.reset();
+    s.tidx.reset();
+  }
+  if (s.meta_final) return {};
   // A run that printed nothing keeps just its empty .log: one file created
   // per run is what launch throughput is made of on a busy file system.
   const bool empty = stats_.bytes_written == 0 && stats_.rotations == 0 && stats_.bytes_dropped == 0;
-  Status st = empty ? Status{} : s.write_meta();
-  s.log.reset();
-  s.idx.reset();
-  s.tidx.reset();
-  if (!st) return st;
-  if (!stats_.error.empty()) return fail(ErrorCode::io, stats_.error);
+  // On a full disk the .meta may not fit: the caller may call again later.
+  if (!empty)
+    if (Status st = s.write_meta(); !st) return st;
+  s.meta_final = true;
   return {};
 }
 

@@ -79,7 +79,10 @@ class LogWriter {
 
   // Ends the log: indexes a partial last line, flushes the sidecars and
   // marks .meta finalized (an empty log gets no .meta: `check_sidecars`
-  // counts an empty log without one as finalized). Idempotent.
+  // counts an empty log without one as finalized). Errors: io or no_space
+  // when the finalized .meta cannot be written; calling again retries
+  // writing it (on a full disk, once space returns). Idempotent once it
+  // succeeded. Write errors during the run are in stats().error, not here.
   Status finalize(TimePoint now);
 
   const WriterStats& stats() const { return stats_; }

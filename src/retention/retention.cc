@@ -72,6 +72,10 @@ Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const P
     for (size_t i = next; i < next + n; ++i) ids.push_back(expired[i].id);
     const auto t0 = std::chrono::steady_clock::now();
     auto deleted = store_.delete_runs(ids);
+    // A full disk must not keep us from freeing it: give up the reserve
+    // (layout.h) and try once more.
+    if (!deleted && deleted.error().code == ErrorCode::no_space && layout::release_reserve(dir_))
+      deleted = store_.delete_runs(ids);
     const auto took = std::chrono::steady_clock::now() - t0;
     if (!deleted) return tl::unexpected(deleted.error());
     fault::crash_point("retention.after_delete_commit");

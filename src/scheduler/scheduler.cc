@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fault.h"
@@ -144,6 +145,10 @@ void Scheduler::notice_clock_step(TimePoint now, Millis steady) {
 
 Status Scheduler::start() {
   const TimePoint now = clock_.now();
+  // logs/ is made here, once; later a missing logs/ means the data
+  // directory moved, and the log writer does not make it again.
+  if (::mkdir(dir_.logs().c_str(), 0755) != 0 && errno != EEXIST)
+    return fail(ErrorCode::io, "cannot create " + dir_.logs() + ": " + std::strerror(errno));
   auto left = store_.in_flight_runs();
   if (!left) return tl::unexpected(left.error());
   auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
@@ -264,9 +269,26 @@ std::optional<TimePoint> Scheduler::tick() {
   const bool due = std::any_of(tasks_.begin(), tasks_.end(),
                                [&](const TaskState& ts) { return ts.next_fire && ts.next_due <= now; }) ||
                    std::any_of(retries_.begin(), retries_.end(), [&](const RetryTimer& r) { return r.due <= steady; });
+  if (!pending_ends_.empty() || !unrecorded_fires_.empty()) flush_unrecorded(now);
   if (due) {
-    Status batch = store_.write_batch([&] { fire_due(now, steady); });
-    if (!batch) spdlog::error("recording fires: {}", batch.error().message);
+    // Runs start only once their rows are committed: a failed commit (a full
+    // disk) rolls the rows back, and a run must never start without its row.
+    TickBatch batch;
+    batch_ = &batch;
+    Status st = store_.write_batch([&] { fire_due(now, steady); });
+    batch_ = nullptr;
+    if (st) {
+      for (const Launch& l : batch.launches) start_or_queue(l);
+    } else {
+      spdlog::error("recording {} fire(s): {}; they are recorded as missed once the database accepts writes",
+                    batch.fired.size(), st.error().message);
+      write_problem_ = "cannot record runs: " + st.error().message;
+      for (const auto& [t, nominal] : batch.fired) unrecorded_fires_.push_back(UnrecordedFire{t, nominal, st.error().message});
+      for (RetryTimer r : batch.retries) {
+        r.due = steady + Millis(1000);  // try the retry again shortly
+        retries_.push_back(r);
+      }
+    }
   }
 
   std::optional<TimePoint> next;
@@ -304,6 +326,7 @@ void Scheduler::fire_due(TimePoint now, Millis steady) {
     return true;
   });
   for (const RetryTimer& r : due_retries) {
+    if (batch_) batch_->retries.push_back(r);
     auto id = insert(r.task, Trigger::retry, std::nullopt, r.attempt, r.retry_of, RunStatus::pending, "");
     if (id) start_or_queue(Launch{*id, r.task, r.attempt, r.retry_of});
   }
@@ -313,6 +336,11 @@ void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
   TaskState& ts = tasks_[t];
   const auto& p = ts.task.policy;
   if (ts.body) trigger = Trigger::system;
+  if (batch_) batch_->fired.emplace_back(t, nominal);
+  if (blocked_) {
+    record_terminal(t, trigger, nominal, RunStatus::missed, "fire missed: " + *blocked_);
+    return;
+  }
   const std::optional<TimePoint> scheduled =
       trigger == Trigger::schedule ? std::optional<TimePoint>(nominal) : std::nullopt;
   if (trigger == Trigger::catch_up || ts.running < p.max_concurrent) {
@@ -374,6 +402,10 @@ void Scheduler::record_terminal(size_t t, Trigger trigger, std::optional<TimePoi
 }
 
 void Scheduler::start_or_queue(const Launch& run) {
+  if (batch_) {
+    batch_->launches.push_back(run);  // after the commit (tick())
+    return;
+  }
   TaskState& ts = tasks_[run.task];
   if (ts.running < ts.task.policy.max_concurrent && ts.queue.empty()) launch(run);
   else ts.queue.push_back(run);
@@ -421,13 +453,9 @@ void Scheduler::work_system(const Launch& run) {
   end.duration_ms = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - t0).count();
   end.status = result ? RunStatus::succeeded : RunStatus::failed;
   end.message = result ? *result : result.error().message;
-  if (auto st = store_.finish_run(run.id, end); !st) {
-    spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
-  } else {
-    recorded(run, end);
-    if (result) spdlog::info("{} run {}: {}", ts.task.name, run.id, end.message);
-    else spdlog::error("{} run {} failed: {}", ts.task.name, run.id, end.message);
-  }
+  if (!record_end(run, end)) return;
+  if (result) spdlog::info("{} run {}: {}", ts.task.name, run.id, end.message);
+  else spdlog::error("{} run {} failed: {}", ts.task.name, run.id, end.message);
   finished(run, end.status);
 }
 
@@ -539,8 +567,12 @@ void Scheduler::work(Launch run) {
       end.message = stop_message + "; " + end.message;
     }
   }
+  bool log_finalized = true;
   if (log) {
-    if (auto st = log->finalize(clock_.now()); !st) spdlog::error("run {}: log: {}", run.id, st.error().message);
+    if (auto st = log->finalize(clock_.now()); !st) {
+      spdlog::error("run {}: log: {}; finalized again when the disk has room", run.id, st.error().message);
+      log_finalized = false;
+    }
     const logs::WriterStats& ls = log->stats();
     end.log_bytes = static_cast<int64_t>(ls.bytes_on_disk);
     if (ls.bytes_dropped > 0)
@@ -554,22 +586,97 @@ void Scheduler::work(Launch run) {
     }
   }
   fault::crash_point("scheduler.before_finish_run");
-  if (auto st = store_.finish_run(run.id, end); !st) {
-    spdlog::error("run {}: cannot record end: {}", run.id, st.error().message);
-  } else {
-    recorded(run, end);
-    if (end.status != RunStatus::succeeded)
-      spdlog::warn("{} run {} {}: {}", task.name, run.id, store::to_string(end.status), end.message);
-  }
+  if (!record_end(run, end, log_finalized ? nullptr : std::move(log))) return;
+  if (end.status != RunStatus::succeeded)
+    spdlog::warn("{} run {} {}: {}", task.name, run.id, store::to_string(end.status), end.message);
   finished(run, end.status);
 }
 
-void Scheduler::recorded(const Launch& run, const store::RunEnd& end) {
+bool Scheduler::record_end(const Launch& run, const store::RunEnd& end, std::unique_ptr<logs::LogWriter> unfinished) {
+  if (auto st = store_.finish_run(run.id, end); !st) {
+    // The process has ended; its result must not be lost (a full disk):
+    // kept here and recorded by tick() once the database takes writes.
+    spdlog::error("run {}: cannot record its end ({}); kept in memory, recorded when the database accepts writes "
+                  "again",
+                  run.id, st.error().message);
+    {
+      std::lock_guard lock(mu_);
+      write_problem_ = "cannot record runs: " + st.error().message;
+      pending_ends_.push_back(PendingEnd{run, end, false, std::move(unfinished)});
+    }
+    finished(run, end.status, false);
+    return false;
+  }
   std::lock_guard lock(mu_);
+  recorded_locked(run, end);
+  // Recorded, but its log's .meta could not be written: finalized later.
+  if (unfinished) pending_ends_.push_back(PendingEnd{run, end, true, std::move(unfinished)});
+  return true;
+}
+
+void Scheduler::recorded_locked(const Launch& run, const store::RunEnd& end) {
   TaskState& ts = tasks_[run.task];
   ++counters_.finished[{ts.task.name, store::to_string(end.status)}];
   if (end.status == RunStatus::succeeded) ts.last_success = end.finished_at;
   if (store::is_failure(end.status)) ts.last_failure = end.finished_at;
+}
+
+void Scheduler::flush_unrecorded(TimePoint now) {
+  while (!pending_ends_.empty()) {
+    PendingEnd& p = pending_ends_.front();
+    if (!p.recorded) {
+      auto st = store_.finish_run(p.run.id, p.end);
+      if (!st && st.error().code != ErrorCode::conflict && st.error().code != ErrorCode::not_found) {
+        write_problem_ = "cannot record runs: " + st.error().message;
+        return;
+      }
+      p.recorded = true;
+      if (st) {
+        spdlog::info("run {}: its end ({}) is recorded now", p.run.id, store::to_string(p.end.status));
+        recorded_locked(p.run, p.end);
+        publish_state(p.run, p.end.status);
+      }
+    }
+    if (p.log) {
+      if (auto st = p.log->finalize(now); !st) {
+        write_problem_ = "cannot finalize logs: " + st.error().message;
+        return;
+      }
+    }
+    pending_ends_.erase(pending_ends_.begin());
+  }
+  while (!unrecorded_fires_.empty()) {
+    const UnrecordedFire& f = unrecorded_fires_.front();
+    store::NewRun row;
+    row.task = tasks_[f.task].task.name;
+    row.trigger = Trigger::schedule;
+    row.status = RunStatus::missed;
+    row.scheduled_at = f.nominal;
+    row.created_at = now;
+    row.finished_at = now;
+    row.message = "fire missed: it could not be recorded when due (" + f.why + ")";
+    if (auto id = store_.insert_run(row); !id) {
+      write_problem_ = "cannot record runs: " + id.error().message;
+      return;
+    }
+    unrecorded_fires_.erase(unrecorded_fires_.begin());
+  }
+  write_problem_.clear();
+}
+
+std::string Scheduler::health() const {
+  std::lock_guard lock(mu_);
+  if (blocked_) return *blocked_;
+  if (!write_problem_.empty())
+    return write_problem_ + " (" + std::to_string(pending_ends_.size()) + " run end(s) and " +
+           std::to_string(unrecorded_fires_.size()) + " fire(s) waiting to be recorded)";
+  return "";
+}
+
+void Scheduler::set_blocked(std::optional<std::string> reason) {
+  std::lock_guard lock(mu_);
+  blocked_ = std::move(reason);
+  wake_.notify_all();
 }
 
 void Scheduler::publish_state(const Launch& run, RunStatus status) {
@@ -582,7 +689,7 @@ void Scheduler::publish_state(const Launch& run, RunStatus status) {
   options_.bus->publish(std::move(e));
 }
 
-void Scheduler::finished(const Launch& run, RunStatus status) {
+void Scheduler::finished(const Launch& run, RunStatus status, bool publish) {
   std::lock_guard lock(mu_);
   TaskState& ts = tasks_[run.task];
   --ts.running;
@@ -598,8 +705,9 @@ void Scheduler::finished(const Launch& run, RunStatus status) {
                                   run.retry_of.value_or(run.id)});
   }
   // Published after the retry is planned, so whoever sees this end and asks
-  // retry_pending() gets the right answer.
-  publish_state(run, status);
+  // retry_pending() gets the right answer. An end not yet recorded is
+  // published once it is (flush_unrecorded).
+  if (publish) publish_state(run, status);
   dispatch_queue(run.task);
   --workers_;
   wake_.notify_all();
@@ -624,6 +732,7 @@ void Scheduler::run_loop() {
 Result<int64_t> Scheduler::run_now(std::string_view name) {
   std::lock_guard lock(mu_);
   if (stopping_) return fail(ErrorCode::conflict, "the daemon is shutting down");
+  if (blocked_) return fail(ErrorCode::busy, "no run starts now: " + *blocked_);
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
     if (ts.task.name != name) continue;
@@ -684,6 +793,13 @@ void Scheduler::shutdown() {
     if (active->exec) active->exec->stop(runner::StopReason::cancelled);
   }
   idle_cv_.wait(lock, [&] { return workers_ == 0; });
+  // A last try for what the database refused; what still fails is lost
+  // to this process (the next start marks those runs crashed).
+  if (!pending_ends_.empty() || !unrecorded_fires_.empty()) {
+    flush_unrecorded(clock_.now());
+    if (!pending_ends_.empty())
+      spdlog::error("{} run end(s) could not be recorded before shutdown: {}", pending_ends_.size(), write_problem_);
+  }
 }
 
 bool Scheduler::wait_idle(Millis timeout) {

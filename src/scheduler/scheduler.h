@@ -62,6 +62,9 @@
 namespace cronkeep::runner {
 class Execution;
 }
+namespace cronkeep::logs {
+class LogWriter;
+}
 namespace cronkeep::events {
 class Bus;
 }
@@ -174,6 +177,15 @@ class Scheduler {
   std::vector<TaskView> tasks() const;
   Lateness lateness() const;
   Counters counters() const;
+  // "" when healthy; otherwise why not: writes failing (a full disk: run
+  // ends and fires are kept and recorded once writes work again), or the
+  // reason given to set_blocked(). For /healthz.
+  std::string health() const;
+  // While set, no run starts: fires are recorded as missed with `reason`,
+  // run_now fails with busy. nullopt lifts it. For the daemon, which sees
+  // its data directory moved or deleted.
+  void set_blocked(std::optional<std::string> reason);
+
   // True while a retry of the chain that `first_run_id` began is waiting
   // (its timer, or queued for a slot). For run-now callers that wait for a
   // chain's final attempt.
@@ -230,9 +242,20 @@ class Scheduler {
   void publish_state(const Launch& run, store::RunStatus status);
   void record_lateness(Millis late);
   void work_system(const Launch& launch);
-  void finished(const Launch& launch, store::RunStatus status);
-  // Counts a run whose end was recorded (takes mu_).
-  void recorded(const Launch& launch, const store::RunEnd& end);
+  // Releases the run's slot, plans a retry; publishes the end unless
+  // `publish` is false (an end not recorded yet). Takes mu_.
+  void finished(const Launch& launch, store::RunStatus status, bool publish = true);
+  // Records a run's end; when the store refuses (a full disk), keeps it in
+  // pending_ends_ and releases the slot. Returns whether it was recorded.
+  // Takes mu_.
+  // `unfinished`: the run's log writer when its finalize failed (kept to
+  // finalize again later).
+  bool record_end(const Launch& launch, const store::RunEnd& end,
+                  std::unique_ptr<logs::LogWriter> unfinished = nullptr);
+  // Counts a run whose end was recorded.
+  void recorded_locked(const Launch& launch, const store::RunEnd& end);
+  // Records what could not be recorded before: run ends, then fires (as missed).
+  void flush_unrecorded(TimePoint now);
 
   const config::Config config_;
   store::Store& store_;
@@ -250,6 +273,29 @@ class Scheduler {
   int workers_ = 0;
   Lateness lateness_;
   Counters counters_;
+  // What the database refused (a full disk), kept until it takes writes.
+  struct PendingEnd {
+    Launch run;
+    store::RunEnd end;
+    bool recorded = false;                 // the row has its end; only the log waits
+    std::unique_ptr<logs::LogWriter> log;  // set when the log's finalize failed
+  };
+  struct UnrecordedFire {
+    size_t task;
+    TimePoint nominal;
+    std::string why;
+  };
+  std::vector<PendingEnd> pending_ends_;
+  std::vector<UnrecordedFire> unrecorded_fires_;
+  std::string write_problem_;               // the last write failure while something waits; "" = healthy
+  std::optional<std::string> blocked_;      // set_blocked(): why no run starts
+  // During tick()'s batch: launches wait for the commit.
+  struct TickBatch {
+    std::vector<Launch> launches;
+    std::vector<std::pair<size_t, TimePoint>> fired;
+    std::vector<RetryTimer> retries;
+  };
+  TickBatch* batch_ = nullptr;
   bool stopping_ = false;
   // The wall and steady clocks at the last tick, to notice steps.
   std::optional<std::pair<TimePoint, Millis>> clock_ref_;

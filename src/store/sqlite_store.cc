@@ -140,6 +140,7 @@ tl::unexpected<Error> sql_error(sqlite3* db, std::string_view what) {
   if (code == SQLITE_BUSY || code == SQLITE_LOCKED) ec = ErrorCode::busy;
   else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) ec = ErrorCode::corruption;
   else if (code == SQLITE_CONSTRAINT) ec = ErrorCode::conflict;
+  else if (code == SQLITE_FULL) ec = ErrorCode::no_space;
   return fail(ec, std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
@@ -148,7 +149,7 @@ Status exec(sqlite3* db, const char* sql) {
   if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    return fail(ErrorCode::io, std::string("sqlite: ") + msg);
+    return fail(sqlite3_errcode(db) == SQLITE_FULL ? ErrorCode::no_space : ErrorCode::io, std::string("sqlite: ") + msg);
   }
   return {};
 }

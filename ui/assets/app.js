@@ -516,8 +516,8 @@ function ansi(text, into) {
 // ---- the log viewer ------------------------------------------------------------
 
 const LH = 18;            // px per line (CSS .ln)
-const BLOCK = 200;        // lines per ranged read
-const MAX_BLOCKS = 64;    // kept in memory
+const BLOCK = 64;         // lines per ranged read (about a screenful: only what is on screen is fetched)
+const MAX_BLOCKS = 200;   // kept in memory
 const MAX_PX = 8_000_000; // scroll height cap; beyond it the scroll position maps to lines proportionally
 const MAX_CHARS = 4000;   // shown per line; the rest is counted (download the raw log for it)
 

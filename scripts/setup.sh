@@ -13,11 +13,16 @@ packages=(
   libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl procps python3
+  # the web UI's browser tests: Debian's chromium, driven by playwright-core from npm
+  chromium
   # fuzzers: libFuzzer comes with clang's runtime
   clang libclang-rt-14-dev
   # peers and load tools for the benchmarks under bench/
   s6 runit daemontools wrk hyperfine
 )
+
+# Node and npm for the browser tests, from Debian unless some node is there already.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -30,6 +35,10 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# playwright-core for the browser tests, exactly as locked (no browser download:
+# the tests use /usr/bin/chromium).
+(cd ui/tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
 # Options are passed only when set, so running setup after test.sh (or the
 # other way round) does not flip the cache and rebuild everything.

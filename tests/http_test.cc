@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "events/events.h"
 #include "http/http.h"
 #include "layout/layout.h"
@@ -343,6 +345,79 @@ TEST_F(HttpTest, MaintenanceStatusAndCompact) {
   EXPECT_EQ(s["system_tasks"][1]["last_run"]["trigger"], "manual");
   EXPECT_GT(s["database"]["bytes"].get<int64_t>(), 0);
   EXPECT_EQ(s["database"]["auto_vacuum"], "incremental");
+}
+
+// ---- for the web UI ----
+
+TEST_F(HttpTest, UiIsServedFromTheBinaryWithAStrictCspAndHashedAssets) {
+  auto index = client_->Get("/");
+  ASSERT_TRUE(index);
+  EXPECT_EQ(index->status, 200);
+  EXPECT_NE(index->get_header_value("Content-Security-Policy").find("default-src 'none'; script-src 'self'"),
+            std::string::npos);
+  EXPECT_EQ(index->get_header_value("Cache-Control"), "no-cache");
+  const size_t at = index->body.find("/assets/app.");
+  ASSERT_NE(at, std::string::npos) << index->body;
+  const std::string asset = index->body.substr(at, index->body.find('"', at) - at);
+  auto js = client_->Get(asset.c_str());
+  ASSERT_TRUE(js);
+  EXPECT_EQ(js->status, 200);
+  EXPECT_EQ(js->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+  EXPECT_NE(js->get_header_value("Cache-Control").find("immutable"), std::string::npos);
+  auto again = client_->Get(asset.c_str(), {{"If-None-Match", js->get_header_value("ETag")}});
+  EXPECT_EQ(again->status, 304);
+  EXPECT_EQ(client_->Get("/assets/app.js")->status, 404);  // only the hashed name
+  EXPECT_EQ(client_->Get("/", {{"Host", "evil.example"}})->status, 400);
+}
+
+TEST_F(HttpTest, RetentionPreviewSaysWhereEachRuleComesFromAndDeletesNothing) {
+  config_.tasks[0].policy.keep_runs = 1;  // hello keeps one run: the task's own value
+  for (int i = 0; i < 3; ++i) run_and_wait("hello");
+  auto p = body(client_->Get("/api/tasks/hello/retention"));
+  ASSERT_TRUE(p.is_object()) << p;
+  EXPECT_EQ(p["rules"][0], json({{"key", "keep_runs"}, {"value", "1"}, {"source", "task"}}));
+  EXPECT_EQ(p["rules"][1]["source"], "[defaults]");
+  EXPECT_EQ(p["terminal_runs"], 3);
+  EXPECT_EQ(p["expired_runs"], 2);
+  EXPECT_EQ(p["by_reason"]["keep_runs"], 2);
+  EXPECT_EQ(store_->list_runs(store::RunQuery{"hello", 10, std::nullopt, std::nullopt})->size(), 3u);
+  EXPECT_EQ(client_->Get("/api/tasks/nope/retention")->status, 404);
+  EXPECT_EQ(client_->Get("/api/tasks/cronkeep:retention/retention")->status, 404);  // hidden without the token
+}
+
+TEST_F(HttpTest, RawLogIsTheFileBytesInRanges) {
+  const int64_t id = run_and_wait("hello");
+  const std::string base = "/api/tasks/hello/runs/" + std::to_string(id) + "/log/raw";
+  auto all = client_->Get(base.c_str());
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->status, 200);
+  EXPECT_EQ(all->body, "hello\noops\n");
+  EXPECT_EQ(all->get_header_value("X-Log-Size"), "11");
+  EXPECT_NE(all->get_header_value("Content-Disposition").find("attachment"), std::string::npos);
+  EXPECT_EQ(client_->Get((base + "?offset=6&length=3").c_str())->body, "oop");
+  EXPECT_EQ(client_->Get((base + "?offset=100").c_str())->body, "");
+  EXPECT_EQ(client_->Get((base + "?offset=-1").c_str())->status, 400);
+  EXPECT_EQ(client_->Get("/api/tasks/hello/runs/999/log/raw")->status, 404);
+}
+
+TEST_F(HttpTest, EventsStreamRunStateChanges) {
+  std::string got;
+  std::thread reader([&] {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(10s);
+    c.Get("/api/events", [&](const char* data, size_t n) {
+      got.append(data, n);
+      return got.find("\"status\":\"succeeded\"") == std::string::npos;
+    });
+  });
+  // The stream subscribes when its request is read: give it that moment, then run.
+  for (int i = 0; i < 100 && bus_.subscriber_count() == 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_GT(bus_.subscriber_count(), 0u);
+  const int64_t id = run_and_wait("hello");
+  reader.join();
+  EXPECT_NE(got.find("event: state"), std::string::npos) << got;
+  EXPECT_NE(got.find("\"run_id\":" + std::to_string(id)), std::string::npos) << got;
+  EXPECT_NE(got.find("\"task\":\"hello\""), std::string::npos) << got;
 }
 
 TEST(Token, IsGeneratedOnceWithMode0600AndReadBack) {

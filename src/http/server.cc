@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "http/http.h"
+#include "http/ui_assets.h"
 #include "ops/remote.h"
 #include "ops/wire.h"
 
@@ -487,6 +488,8 @@ struct Server::Impl {
       answer(c, o.check(repair));
     });
 
+    install_ui_routes();
+
     add("GET", "/metrics", false, [this](Call& c) {
       if (!deps.metrics) return send_error(c.res, ErrorCode::not_found, "no metrics here");
       auto m = deps.metrics();
@@ -498,6 +501,110 @@ struct Server::Impl {
       }
       c.res.set_content(prometheus(*m, clients), "text/plain; version=0.0.4");
     });
+  }
+
+  // ---- the web UI and the routes it needs (docs/api.md, "For the web UI") ----
+
+  void install_ui_routes() {
+    ops::Ops& o = *deps.ops;
+    for (const UiAsset& a : ui_assets()) {
+      std::string pattern;
+      for (char ch : a.path) {
+        if (ch == '.') pattern += '\\';
+        pattern += ch;
+      }
+      add("GET", pattern, false, [&a](Call& c) {
+        if (!c.only({})) return;
+        send_asset(c, a);
+      });
+    }
+
+    add("GET", "/api/events", false, [this](Call& c) {
+      if (!c.only({})) return;
+      watch(c);
+    });
+
+    add("GET", "/api/tasks/" + kTask + "/retention", false, [this, &o](Call& c) {
+      if (!c.only({}) || !visible(c, c.arg(1))) return;
+      answer(c, o.retention_preview(c.arg(1)));
+    });
+
+    add("GET", "/api/tasks/" + kTask + "/runs/" + kId + "/log/raw", false, [this, &o](Call& c) {
+      if (!c.only({"offset", "length"}) || !visible(c, c.arg(1))) return;
+      std::optional<int64_t> offset, length;
+      if (!c.integer("offset", 0, INT64_MAX, offset) || !c.integer("length", 1, INT64_MAX, length)) return;
+      const std::string task = c.arg(1);
+      const int64_t id = *parse_int(c.arg(2));
+      const int64_t start = offset.value_or(0);
+      // The first chunk answers errors with a status; the rest stream.
+      auto first = o.raw_log(task, id, start, std::min<int64_t>(ops::kMaxRawChunk, length.value_or(INT64_MAX)));
+      if (!first) return send_error(c.res, first.error());
+      const int64_t end = length ? std::min(first->total, start + *length) : first->total;
+      c.res.set_header("X-Log-Size", std::to_string(first->total));
+      c.res.set_header("Content-Disposition", "attachment; filename=\"" + task + "-" + std::to_string(id) + ".log\"");
+      c.res.set_header("X-Content-Type-Options", "nosniff");
+      c.res.set_header("Cache-Control", "no-store");
+      if (start >= end) return c.res.set_content("", "application/octet-stream");
+      if (first->offset + static_cast<int64_t>(first->bytes.size()) >= end) {
+        first->bytes.resize(static_cast<size_t>(end - start));
+        return c.res.set_content(std::move(first->bytes), "application/octet-stream");
+      }
+      auto chunk = std::make_shared<ops::RawLogChunk>(std::move(*first));
+      c.res.set_content_provider(
+          static_cast<size_t>(end - start), "application/octet-stream",
+          [this, task, id, start, chunk](size_t off, size_t len, httplib::DataSink& sink) {
+            const int64_t at = start + static_cast<int64_t>(off);
+            if (at < chunk->offset || at >= chunk->offset + static_cast<int64_t>(chunk->bytes.size())) {
+              auto next = deps.ops->raw_log(task, id, at, ops::kMaxRawChunk);
+              if (!next || next->bytes.empty()) return false;  // the log went away or shrank
+              *chunk = std::move(*next);
+            }
+            const size_t skip = static_cast<size_t>(at - chunk->offset);
+            const size_t n = std::min(len, chunk->bytes.size() - skip);
+            return sink.write(chunk->bytes.data() + skip, n);
+          });
+    });
+  }
+
+  // The UI's pages load scripts and styles from this origin only, run no
+  // inline script, and talk to this API only.
+  static void send_asset(Call& c, const UiAsset& a) {
+    httplib::Response& res = c.res;
+    res.set_header("Content-Security-Policy",
+                   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Referrer-Policy", "no-referrer");
+    res.set_header("X-Frame-Options", "DENY");
+    const std::string etag = "\"" + std::string(a.hash) + "\"";
+    res.set_header("ETag", etag);
+    res.set_header("Cache-Control", a.immutable ? "public, max-age=31536000, immutable" : "no-cache");
+    if (c.req.get_header_value("If-None-Match") == etag) {
+      res.status = 304;
+      return;
+    }
+    res.status = 200;
+    res.set_content(std::string(a.bytes), std::string(a.content_type));
+  }
+
+  // Server-Sent Events of run state changes (ops::Ops::watch), for the
+  // overview's live updates; counts as a log stream against the caps.
+  void watch(Call& c) {
+    const std::string client = c.req.remote_addr;
+    if (!take_stream_slot(c, client)) return;
+    ops::WatchRequest request{c.authed, std::chrono::duration_cast<Millis>(limits.stream_idle)};
+    c.res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, request](size_t, httplib::DataSink& sink) {
+          WatchSseSink out(*this, sink);
+          if (auto st = deps.ops->watch(request, out); !st) {
+            const std::string frame = "event: error\ndata: " + ops::dump(ops::to_json(st.error())) + "\n\n";
+            sink.write(frame.data(), frame.size());
+          }
+          sink.done();
+          return true;
+        },
+        [this, client](bool) { release_stream_slot(client); });
   }
 
   // Server-Sent Events for one run's log: ops::Ops::follow, framed.
@@ -519,17 +626,7 @@ struct Server::Impl {
     if (run->log_path.empty() && store::is_terminal(run->status))
       return send_error(c.res, ErrorCode::not_found, "run " + std::to_string(run->id) + " has no log");
     const std::string client = c.req.remote_addr;
-    {
-      std::lock_guard lock(streams_mu);
-      if (stopping) return send_error(c.res, ErrorCode::busy, "the daemon is shutting down");
-      if (streams >= limits.max_streams) return send_json(c.res, 429, Json{{"error", "too many log streams open"}});
-      if (streams_by_client[client] >= limits.max_streams_per_client)
-        return send_json(c.res, 429, Json{{"error", "too many log streams open from " + client}});
-      ++streams;
-      ++streams_by_client[client];
-    }
-    c.res.set_header("Cache-Control", "no-cache");
-    c.res.set_header("X-Accel-Buffering", "no");
+    if (!take_stream_slot(c, client)) return;
     c.res.set_chunked_content_provider(
         "text/event-stream",
         [this, request](size_t, httplib::DataSink& sink) {
@@ -543,33 +640,51 @@ struct Server::Impl {
           sink.done();
           return true;
         },
-        [this, client](bool) {
-          std::lock_guard lock(streams_mu);
-          --streams;
-          if (--streams_by_client[client] <= 0) streams_by_client.erase(client);
-          streams_cv.notify_all();
-        });
+        [this, client](bool) { release_stream_slot(client); });
+  }
+
+  // An SSE stream holds a worker: at most max_streams at once, and
+  // max_streams_per_client per address. False (and an answer) when full.
+  bool take_stream_slot(Call& c, const std::string& client) {
+    {
+      std::lock_guard lock(streams_mu);
+      if (stopping) return send_error(c.res, ErrorCode::busy, "the daemon is shutting down"), false;
+      if (streams >= limits.max_streams)
+        return send_json(c.res, 429, Json{{"error", "too many log streams open"}}), false;
+      if (streams_by_client[client] >= limits.max_streams_per_client)
+        return send_json(c.res, 429, Json{{"error", "too many log streams open from " + client}}), false;
+      ++streams;
+      ++streams_by_client[client];
+    }
+    c.res.set_header("Cache-Control", "no-cache");
+    c.res.set_header("X-Accel-Buffering", "no");
+    return true;
+  }
+
+  void release_stream_slot(const std::string& client) {
+    std::lock_guard lock(streams_mu);
+    --streams;
+    if (--streams_by_client[client] <= 0) streams_by_client.erase(client);
+    streams_cv.notify_all();
   }
 
   // Gathers frames and writes them once per burst: one write per event
-  // would cost a syscall each, times every client.
-  class SseSink : public ops::FollowSink {
+  // would cost a syscall each, times every client. On shutdown it appends
+  // the stream's `done` frame and ends.
+  class SseWriter {
    public:
-    SseSink(Impl& server, httplib::DataSink& sink) : server_(server), sink_(sink) {}
-    bool on_event(const ops::FollowEvent& e) override {
-      last_id_ = e.id;
-      pending_ += sse_frame(e);
+    SseWriter(Impl& server, httplib::DataSink& sink, std::function<std::string()> shutdown_frame)
+        : server_(server), sink_(sink), shutdown_frame_(std::move(shutdown_frame)) {}
+    bool add(const std::string& frame) {
+      pending_ += frame;
       return pending_.size() < (256 << 10) || flush();
     }
-    bool flush() override {
+    bool flush() {
       const auto now = std::chrono::steady_clock::now();
       if (pending_.empty() && now - last_write_ > server_.limits.keepalive) pending_ = ": keepalive\n\n";
       if (server_.stopping && !ended_) {
         ended_ = true;
-        ops::FollowEvent done = ops::FollowEvent::of(ops::FollowEvent::Kind::done);
-        done.id = last_id_;
-        done.text = "shutdown";
-        pending_ += sse_frame(done);
+        pending_ += shutdown_frame_();
         write();
         return false;
       }
@@ -586,10 +701,50 @@ struct Server::Impl {
     }
     Impl& server_;
     httplib::DataSink& sink_;
+    std::function<std::string()> shutdown_frame_;
     std::string pending_;
-    int64_t last_id_ = 0;
     bool ended_ = false;
     std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+  };
+
+  class SseSink : public ops::FollowSink {
+   public:
+    SseSink(Impl& server, httplib::DataSink& sink)
+        : writer_(server, sink, [this] {
+            ops::FollowEvent done = ops::FollowEvent::of(ops::FollowEvent::Kind::done);
+            done.id = last_id_;
+            done.text = "shutdown";
+            return sse_frame(done);
+          }) {}
+    bool on_event(const ops::FollowEvent& e) override {
+      last_id_ = e.id;
+      return writer_.add(sse_frame(e));
+    }
+    bool flush() override { return writer_.flush(); }
+
+   private:
+    SseWriter writer_;
+    int64_t last_id_ = 0;
+  };
+
+  class WatchSseSink : public ops::WatchSink {
+   public:
+    WatchSseSink(Impl& server, httplib::DataSink& sink)
+        : writer_(server, sink, [] {
+            ops::WatchEvent done;
+            done.kind = ops::WatchEvent::Kind::done;
+            done.text = "shutdown";
+            return frame(done);
+          }) {}
+    bool on_event(const ops::WatchEvent& e) override { return writer_.add(frame(e)); }
+    bool flush() override { return writer_.flush(); }
+    static std::string frame(const ops::WatchEvent& e) {
+      return (e.seq ? "id: " + std::to_string(e.seq) + "\n" : std::string()) + "event: " + ops::to_string(e.kind) +
+             "\ndata: " + ops::dump(ops::to_json(e)) + "\n\n";
+    }
+
+   private:
+    SseWriter writer_;
   };
 };
 

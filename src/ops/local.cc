@@ -2,18 +2,23 @@
 // scheduler, bus and maintenance thread) and the CLI's without a daemon.
 #include "ops/local.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <map>
 #include <set>
 
 #include "base/file_lock.h"
+#include "base/unique_fd.h"
 #include "base/units.h"
 #include "cron/cron.h"
 #include "events/events.h"
@@ -701,6 +706,137 @@ Result<Metrics> Local::metrics() {
   return m;
 }
 
+// ---- for the web UI ---------------------------------------------------------------
+
+Status Local::watch(const WatchRequest& req, WatchSink& sink) {
+  Impl& s = *impl_;
+  if (!s.d.bus || !s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "watching run states"));
+  auto sub = s.d.bus->subscribe(events::Filter{std::nullopt, std::nullopt, true});
+  auto end = [&](const char* why) {
+    WatchEvent e;
+    e.kind = WatchEvent::Kind::done;
+    e.text = why;
+    sink.on_event(e);
+    sink.flush();
+    return Status{};
+  };
+  auto idle_since = std::chrono::steady_clock::now();
+  while (!s.stopping) {
+    events::Batch batch = sub->take(std::chrono::milliseconds(500));
+    const auto now = std::chrono::steady_clock::now();
+    if (batch.dropped > 0) {
+      WatchEvent e;
+      e.kind = WatchEvent::Kind::dropped;
+      e.count = static_cast<int64_t>(batch.dropped);
+      if (!sink.on_event(e)) return {};
+    }
+    for (const events::Event& ev : batch.events) {
+      if (ev.kind != events::Kind::run_state) continue;
+      if (!req.include_system && layout::is_system_task_name(ev.task)) continue;
+      idle_since = now;
+      WatchEvent e;
+      e.seq = ev.seq;
+      e.task = ev.task;
+      e.run_id = ev.run_id;
+      e.status = ev.text;
+      e.time = from_unix_ms(ev.time_ms);
+      if (!sink.on_event(e)) return {};
+    }
+    if (!sink.flush()) return {};
+    if (now - idle_since > req.idle_timeout) return end("idle_timeout");
+  }
+  return end("shutdown");
+}
+
+Result<RetentionPreview> Local::retention_preview(std::string_view task) {
+  Impl& s = *impl_;
+  if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
+  if (!s.known_task(task)) return tl::unexpected(s.unknown_task(task));
+  const config::Config& cfg = *s.d.config;
+  RetentionPreview out;
+  out.task = std::string(task);
+  const config::Task* configured = cfg.find_task(task);
+  const bool system = layout::is_system_task_name(task);
+  // A task's own key is told from the inherited one by its value: a task
+  // that repeats the [defaults] value shows "[defaults]".
+  auto per_task = [&](const char* key, std::string value, bool differs) {
+    out.rules.push_back(RetentionRule{key, std::move(value), configured && differs ? "task" : "[defaults]"});
+  };
+  const config::TaskPolicy& d = cfg.defaults;
+  const config::TaskPolicy& p = configured ? configured->policy : d;
+  if (!system) {
+    per_task("keep_runs", std::to_string(p.keep_runs), p.keep_runs != d.keep_runs);
+    per_task("keep_for", format_duration(p.keep_for), p.keep_for != d.keep_for);
+    per_task("keep_failed_for", format_duration(p.keep_failed_for), p.keep_failed_for != d.keep_failed_for);
+  }
+  out.rules.push_back(RetentionRule{"max_age", cfg.retention.max_age.count() ? format_duration(cfg.retention.max_age) : "0",
+                                    "[retention]"});
+  out.rules.push_back(RetentionRule{"max_runs", std::to_string(cfg.retention.max_runs), "[retention]"});
+  out.rules.push_back(
+      RetentionRule{"max_size", cfg.storage.max_size ? format_size(cfg.storage.max_size) : "0", "[storage]"});
+  if (!s.d.store) return out;
+  auto runs = s.d.store->list_briefs();
+  if (!runs) return tl::unexpected(runs.error());
+  const retention::Policy policy = retention::policy_from(cfg);
+  const TimePoint now = s.d.clock->now();
+  std::vector<retention::Expired> plan = retention::plan_purge(policy, *runs, now);
+  if (auto held = retention::age_rules_held_back(policy, *runs, plan, now)) {
+    out.held_back = *held;
+    plan = retention::plan_purge(retention::without_age_rules(policy), *runs, now);
+  }
+  std::map<int64_t, const store::RunBrief*> of_task;
+  for (const store::RunBrief& r : *runs)
+    if (r.task == task && store::is_terminal(r.status)) {
+      ++out.terminal_runs;
+      of_task.emplace(r.id, &r);
+    }
+  std::map<std::string, int64_t> reasons;
+  for (const retention::Expired& e : plan) {
+    auto it = of_task.find(e.id);
+    if (it == of_task.end()) continue;
+    ++out.expired_runs;
+    out.expired_log_bytes += it->second->log_bytes;
+    ++reasons[retention::to_string(e.reason)];
+    if (!out.oldest_expired_id) out.oldest_expired_id = e.id;
+    out.newest_expired_id = e.id;
+  }
+  for (auto& [reason, n] : reasons) out.by_reason.emplace_back(reason, n);
+  return out;
+}
+
+Result<RawLogChunk> Local::raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) {
+  Impl& s = *impl_;
+  if (offset < 0) return fail(ErrorCode::invalid_argument, "offset: expected a byte offset from 0");
+  if (max_bytes < 1 || max_bytes > kMaxRawChunk)
+    return fail(ErrorCode::invalid_argument, "length: expected 1 to " + std::to_string(kMaxRawChunk) + " bytes");
+  auto run = s.find_run(task, id);
+  if (!run) return tl::unexpected(run.error());
+  auto path = s.log_file(*run);
+  if (!path) return tl::unexpected(path.error());
+  UniqueFd fd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return fail(ErrorCode::not_found, "run " + std::to_string(id) + " has no log file");
+    return fail(ErrorCode::io, "cannot open the log of run " + std::to_string(id) + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return fail(ErrorCode::io, std::string("fstat: ") + std::strerror(errno));
+  RawLogChunk out;
+  out.offset = offset;
+  out.total = st.st_size;
+  if (offset >= out.total) return out;
+  out.bytes.resize(static_cast<size_t>(std::min<int64_t>(max_bytes, out.total - offset)));
+  size_t got = 0;
+  while (got < out.bytes.size()) {
+    const ssize_t n = ::pread(fd.get(), out.bytes.data() + got, out.bytes.size() - got, offset + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(ErrorCode::io, std::string("read: ") + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.bytes.resize(got);
+  return out;
+}
+
 // ---- the CLI's data directory ---------------------------------------------------
 
 namespace {
@@ -728,6 +864,11 @@ class OwnedLocal : public Ops {
   Result<retention::CompactOutcome> compact(retention::CompactMode m) override { return local_->compact(m); }
   Result<MaintenanceStatus> status() override { return local_->status(); }
   Result<CheckReport> check(bool repair) override { return local_->check(repair); }
+  Status watch(const WatchRequest& r, WatchSink& s) override { return local_->watch(r, s); }
+  Result<RetentionPreview> retention_preview(std::string_view t) override { return local_->retention_preview(t); }
+  Result<RawLogChunk> raw_log(std::string_view t, int64_t id, int64_t offset, int64_t max_bytes) override {
+    return local_->raw_log(t, id, offset, max_bytes);
+  }
 
  private:
   SystemClock clock_;

@@ -103,6 +103,9 @@ class Local : public Ops {
   Result<retention::CompactOutcome> compact(retention::CompactMode mode) override;
   Result<MaintenanceStatus> status() override;
   Result<CheckReport> check(bool repair) override;
+  Status watch(const WatchRequest& request, WatchSink& sink) override;
+  Result<RetentionPreview> retention_preview(std::string_view task) override;
+  Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) override;
 
   // For /metrics. Errors: the store's.
   Result<Metrics> metrics();

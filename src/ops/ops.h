@@ -179,6 +179,65 @@ struct CheckReport {
   int64_t repaired = 0;
 };
 
+// ---- for the web UI: run states live, retention in effect, raw log bytes ------
+
+// A run changed state (kind state), events were lost for a slow reader
+// (dropped: the client should reload what it shows), or the watch ended
+// (done: text "idle_timeout" or "shutdown").
+struct WatchEvent {
+  enum class Kind { state, dropped, done };
+  Kind kind = Kind::state;
+  uint64_t seq = 0;                        // increasing; the SSE id
+  std::string task;                        // state
+  int64_t run_id = 0;                      // state
+  std::string status;                      // state: the run's new status (store::to_string)
+  std::optional<TimePoint> time;           // state: when it changed (UTC)
+  int64_t count = 0;                       // dropped: events lost
+  std::string text;                        // done: why
+};
+const char* to_string(WatchEvent::Kind k);
+
+struct WatchRequest {
+  bool include_system = false;             // system tasks' runs too (authenticated callers)
+  Millis idle_timeout = 10min;             // end with done "idle_timeout" after this long without an event
+};
+
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  virtual bool on_event(const WatchEvent& event) = 0;
+  virtual bool flush() { return true; }
+};
+
+// One retention setting as it applies to a task, and where its value comes
+// from: "task" (the task's own key), "[defaults]", "[retention]", "[storage]".
+struct RetentionRule {
+  std::string key;                         // keep_runs, keep_for, keep_failed_for, max_age, max_runs, max_size
+  std::string value;                       // as a user writes it: "100", "30d", "0" (none)
+  std::string source;
+};
+
+// What the next retention sweep would do to one task, were it to run now.
+struct RetentionPreview {
+  std::string task;
+  std::vector<RetentionRule> rules;
+  int64_t terminal_runs = 0;               // the task's ended runs
+  int64_t expired_runs = 0;                // of them, what the sweep would delete
+  int64_t expired_log_bytes = 0;
+  std::vector<std::pair<std::string, int64_t>> by_reason;  // retention::Reason name → runs
+  std::optional<int64_t> oldest_expired_id;
+  std::optional<int64_t> newest_expired_id;
+  std::string held_back;                   // non-empty: the age rules would be held back (clock guard), why
+};
+
+// Raw bytes of a run's log file (exactly what the process wrote), for a
+// download. A rotated-out `.prev` is not included.
+struct RawLogChunk {
+  std::string bytes;
+  int64_t offset = 0;                      // of the first byte returned
+  int64_t total = 0;                       // the file's size now
+};
+
 // ---- the interface ------------------------------------------------------------
 
 class Ops {
@@ -217,10 +276,26 @@ class Ops {
   // Verifies the data directory; `repair` fixes what it can. Errors: busy
   // (repair) when a daemon runs: repair needs it stopped.
   virtual Result<CheckReport> check(bool repair) = 0;
+
+  // ---- for the web UI (docs/api.md, "For the web UI") ----
+  // Follows run state changes of every task (system tasks only with
+  // include_system) until the sink stops, the idle timeout, or shutdown.
+  // Returns after the last event. Errors: conflict without a daemon.
+  virtual Status watch(const WatchRequest& request, WatchSink& sink) = 0;
+  // The retention rules in effect for `task` with their sources, and what
+  // a sweep now would delete of it (nothing is deleted). Reads every run's
+  // brief facts, as a sweep does. Errors: not_found for an unknown task.
+  virtual Result<RetentionPreview> retention_preview(std::string_view task) = 0;
+  // Up to `max_bytes` (1..kMaxRawChunk) of a run's log from byte `offset`.
+  // Errors: not_found when the run has no log; invalid_argument for a
+  // negative offset or a bad max_bytes.
+  virtual Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) = 0;
 };
 
 // Lines per page of a log read (the API's cap on `lines` and `tail`).
 inline constexpr int64_t kMaxLogPage = 10'000;
+// Bytes per raw_log() call.
+inline constexpr int64_t kMaxRawChunk = 4 << 20;
 
 // ---- choosing an implementation ------------------------------------------------
 

@@ -184,6 +184,79 @@ class Remote : public Ops {
     return check_from_json(*reply);
   }
 
+  // ---- for the web UI ----
+
+  Status watch(const WatchRequest& req, WatchSink& sink) override {
+    httplib::Client client = make_client(std::chrono::seconds(90));  // keepalives every 15 s
+    std::string buffer, error_body;
+    int status = 0;
+    bool stopped = false;
+    Status parse_error;
+    (void)req;  // the daemon shows system tasks to this client, which holds the token
+    auto res = client.Get(
+        "/api/events", httplib::Headers{},
+        [&](const httplib::Response& r) {
+          status = r.status;
+          return true;
+        },
+        [&](const char* data, size_t size) {
+          if (status != 200) {
+            error_body.append(data, size);
+            return true;
+          }
+          buffer.append(data, size);
+          size_t end;
+          while ((end = buffer.find("\n\n")) != std::string::npos) {
+            const std::string frame = buffer.substr(0, end);
+            buffer.erase(0, end + 2);
+            std::string event, payload;
+            int64_t id = 0;
+            split_frame(frame, event, payload, id);
+            if (event.empty()) continue;
+            auto e = watch_event_from_json(event, static_cast<uint64_t>(id), Json::parse(payload, nullptr, false));
+            if (!e) {
+              parse_error = tl::unexpected(e.error());
+              return false;
+            }
+            if (e->kind == WatchEvent::Kind::state && !req.include_system && layout::is_system_task_name(e->task))
+              continue;
+            if (!sink.on_event(*e)) {
+              stopped = true;
+              return false;
+            }
+          }
+          return sink.flush();
+        });
+    if (!parse_error) return parse_error;
+    if (stopped) return {};
+    if (status != 0 && status != 200)
+      return tl::unexpected(error_from_json(status, Json::parse(error_body, nullptr, false)));
+    if (!res && res.error() != httplib::Error::Canceled) return tl::unexpected(unreachable(res.error()));
+    return {};
+  }
+
+  Result<RetentionPreview> retention_preview(std::string_view task) override {
+    if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
+    auto reply = call("GET", task_path(task) + "/retention", nullptr, {}, 120s);
+    if (!reply) return tl::unexpected(reply.error());
+    return retention_preview_from_json(*reply);
+  }
+
+  Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) override {
+    if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
+    httplib::Client client = make_client(30s);
+    const std::string target = httplib::append_query_params(
+        run_path(task, id) + "/log/raw", {{"offset", std::to_string(offset)}, {"length", std::to_string(max_bytes)}});
+    auto res = client.Get(target);
+    if (!res) return tl::unexpected(unreachable(res.error()));
+    if (res->status >= 300) return tl::unexpected(error_from_json(res->status, Json::parse(res->body, nullptr, false)));
+    RawLogChunk out;
+    out.offset = offset;
+    out.total = parse_int(res->get_header_value("X-Log-Size")).value_or(0);
+    out.bytes = std::move(res->body);
+    return out;
+  }
+
  private:
   httplib::Client make_client(std::chrono::seconds read_timeout) const {
     httplib::Client client(endpoint_.host, endpoint_.port);
@@ -212,6 +285,25 @@ class Remote : public Ops {
     if (res->status >= 300) return tl::unexpected(error_from_json(res->status, reply));
     if (reply.is_discarded()) return fail(ErrorCode::corruption, "unexpected reply: not JSON");
     return reply;
+  }
+
+  // An SSE frame's event name, data and id (event empty for a comment).
+  static void split_frame(const std::string& frame, std::string& event, std::string& data, int64_t& id) {
+    size_t pos = 0;
+    while (pos <= frame.size()) {
+      size_t nl = frame.find('\n', pos);
+      if (nl == std::string::npos) nl = frame.size();
+      const std::string_view line(frame.data() + pos, nl - pos);
+      pos = nl + 1;
+      if (line.empty() || line[0] == ':') continue;
+      const size_t colon = line.find(':');
+      const std::string_view field = line.substr(0, colon);
+      std::string_view value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
+      if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
+      if (field == "event") event = value;
+      else if (field == "data") data += value;
+      else if (field == "id") id = parse_int(value).value_or(0);
+    }
   }
 
   // One SSE frame: nullopt for a comment-only frame.

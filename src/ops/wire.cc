@@ -542,4 +542,85 @@ Json to_json(const retention::PurgeRequest& r) {
   return j;
 }
 
+// ---- for the web UI ---------------------------------------------------------------
+
+const char* to_string(WatchEvent::Kind k) {
+  switch (k) {
+    case WatchEvent::Kind::state: return "state";
+    case WatchEvent::Kind::dropped: return "dropped";
+    case WatchEvent::Kind::done: return "done";
+  }
+  return "done";
+}
+
+Json to_json(const WatchEvent& e) {
+  switch (e.kind) {
+    case WatchEvent::Kind::state:
+      return Json{{"task", e.task}, {"run_id", e.run_id}, {"status", e.status}, {"time", time_json(e.time)}};
+    case WatchEvent::Kind::dropped: return Json{{"count", e.count}};
+    case WatchEvent::Kind::done: return Json{{"status", e.text}};
+  }
+  return Json::object();
+}
+
+Result<WatchEvent> watch_event_from_json(std::string_view kind, uint64_t seq, const Json& j) {
+  Reader r(j, "event");
+  WatchEvent e;
+  e.seq = seq;
+  if (kind == "state") {
+    e.kind = WatchEvent::Kind::state;
+    e.task = r.string("task");
+    e.run_id = r.integer("run_id");
+    e.status = r.string("status");
+    e.time = r.time("time");
+  } else if (kind == "dropped") {
+    e.kind = WatchEvent::Kind::dropped;
+    e.count = r.integer("count");
+  } else if (kind == "done") {
+    e.kind = WatchEvent::Kind::done;
+    e.text = r.string("status");
+  } else {
+    return fail(ErrorCode::corruption, "unexpected event \"" + std::string(kind) + "\" in the events stream");
+  }
+  return r.done(std::move(e));
+}
+
+Json to_json(const RetentionPreview& p) {
+  Json rules = Json::array();
+  for (const RetentionRule& r : p.rules) rules.push_back({{"key", r.key}, {"value", r.value}, {"source", r.source}});
+  Json reasons = Json::object();
+  for (const auto& [reason, n] : p.by_reason) reasons[reason] = n;
+  return Json{{"task", p.task},
+              {"rules", rules},
+              {"terminal_runs", p.terminal_runs},
+              {"expired_runs", p.expired_runs},
+              {"expired_log_bytes", p.expired_log_bytes},
+              {"by_reason", reasons},
+              {"oldest_expired_id", opt(p.oldest_expired_id)},
+              {"newest_expired_id", opt(p.newest_expired_id)},
+              {"held_back", p.held_back.empty() ? Json(nullptr) : Json(p.held_back)}};
+}
+
+Result<RetentionPreview> retention_preview_from_json(const Json& j) {
+  Reader r(j, "retention");
+  RetentionPreview p;
+  p.task = r.string("task");
+  for (const Json& rule : r.array("rules")) {
+    Reader rr(rule, "retention.rules");
+    p.rules.push_back(RetentionRule{rr.string("key"), rr.string("value"), rr.string("source")});
+    if (auto d = rr.done(0); !d) return tl::unexpected(d.error());
+  }
+  p.terminal_runs = r.integer("terminal_runs");
+  p.expired_runs = r.integer("expired_runs");
+  p.expired_log_bytes = r.integer("expired_log_bytes");
+  const Json& reasons = r.at("by_reason");
+  if (reasons.is_object())
+    for (const auto& [reason, n] : reasons.items())
+      p.by_reason.emplace_back(reason, n.is_number_integer() ? n.get<int64_t>() : 0);
+  p.oldest_expired_id = r.opt_integer("oldest_expired_id");
+  p.newest_expired_id = r.opt_integer("newest_expired_id");
+  p.held_back = r.opt_string("held_back");
+  return r.done(std::move(p));
+}
+
 }  // namespace cronkeep::ops

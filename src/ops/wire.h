@@ -63,4 +63,10 @@ Error error_from_json(int http_status, const Json& j);
 Result<retention::PurgeRequest> purge_request_from_json(const Json& body);
 Json to_json(const retention::PurgeRequest& r);
 
+// For the web UI: the events stream's `data` and the retention preview.
+Json to_json(const WatchEvent& e);
+Result<WatchEvent> watch_event_from_json(std::string_view kind, uint64_t seq, const Json& j);
+Json to_json(const RetentionPreview& p);
+Result<RetentionPreview> retention_preview_from_json(const Json& j);
+
 }  // namespace cronkeep::ops

@@ -1,0 +1,214 @@
+// The web UI in a real browser (Debian's chromium, driven by playwright-core)
+// against a real daemon on a temporary data directory.
+//
+//   node ui/tests/ui.test.mjs build/cronkeep [screenshot-dir]
+//
+// Exit 0 on success, 1 on a failure, 77 (skipped) when chromium is absent.
+import assert from 'node:assert/strict';
+import { launch, skipUnlessReady, startDaemon } from './harness.mjs';
+
+skipUnlessReady();
+const binary = process.argv[2];
+const shots = process.argv[3];
+if (!binary) { console.error('usage: ui.test.mjs CRONKEEP_BINARY [SCREENSHOT_DIR]'); process.exit(2); }
+
+const TASKS = String.raw`
+[tasks.colors]
+cron = "0 0 1 1 *"
+run = '''printf '\033[31mred text\033[0m and plain\n'; echo 'to stderr' >&2; echo 'last line'; printf 'bad \377\376 utf8 and a NUL \000 here\n'; head -c 100000 /dev/zero | tr '\0' 'x'; echo'''
+
+[tasks.many]
+cron = "0 0 1 1 *"
+run = "true"
+keep_runs = 1000
+
+[tasks.slowlog]
+cron = "0 0 1 1 *"
+run = "for i in $(seq 1 30); do echo line $i; sleep 0.1; done"
+
+[tasks.ticker]
+cron = "0 4 * * *"
+timezone = "Europe/Berlin"
+run = "echo tick"
+`;
+
+const d = await startDaemon(binary, TASKS);
+let browser;
+let step = 'start';
+const t0 = Date.now();
+const ok = (what) => console.log(`ok   ${what} (${Date.now() - t0} ms)`);
+try {
+  // Some history: 60 runs of `many`, one of `colors`.
+  step = 'seed';
+  for (let i = 0; i < 60; i++) await d.api('/api/tasks/many/run', { method: 'POST' });
+  const colors = await d.api('/api/tasks/colors/run?wait=true', { method: 'POST' });
+  assert.equal(colors.status, 'succeeded');
+  for (let i = 0; i < 200; i++) {
+    const page = await d.api('/api/tasks/many/runs?limit=100');
+    if (page.runs.length === 60 && page.runs.every((r) => r.status === 'succeeded')) break;
+    assert.ok(i < 199, 'the 60 runs of many did not finish');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  browser = await launch();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const foreign = [];
+  page.on('request', (r) => { if (!r.url().startsWith(d.base + '/') && !r.url().startsWith('data:')) foreign.push(r.url()); });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error' && !/401|404|409/.test(m.text())) errors.push(m.text()); });
+
+  // ---- overview: lists the tasks, updates live when a run ends ----
+  step = 'overview';
+  const res = await page.goto(d.base + '/');
+  assert.match(res.headers()['content-security-policy'], /default-src 'none'; script-src 'self'/);
+  await page.waitForSelector('tr[data-task="ticker"]');
+  const names = await page.$$eval('tr.task-row', (rows) => rows.map((r) => r.dataset.task));
+  assert.deepEqual(names, ['colors', 'many', 'slowlog', 'ticker']);  // system tasks hidden without a token
+  assert.match(await page.textContent('tr[data-task="ticker"]'), /every day at 04:00/);
+  await page.waitForSelector('#live:text("live")');
+  assert.equal(await page.$$eval('tr[data-task="many"] .strip span', (s) => s.length), 30);
+  const before = await page.textContent('tr[data-task="colors"] td.last');
+  const fresh = await d.api('/api/tasks/colors/run?wait=true', { method: 'POST' });  // not through the page
+  await page.waitForSelector(`tr[data-task="colors"] td.last a[href="#/run/colors/${fresh.id}"]`, { timeout: 5000 });
+  assert.notEqual(before, await page.textContent('tr[data-task="colors"] td.last'));
+  await page.fill('#filter', 'slow');
+  await page.waitForSelector('tr[data-task="colors"]', { state: 'hidden' });
+  assert.ok(await page.isVisible('tr[data-task="slowlog"]'));
+  await page.fill('#filter', '');
+  if (shots) await page.screenshot({ path: `${shots}/ui-overview.png` });
+  ok('overview lists the tasks and updates live from /api/events');
+
+  // ---- task page: keyset paging, status filter ----
+  step = 'task page';
+  await page.goto(d.base + '/#/task/many');
+  await page.waitForSelector('#runs tr[data-run]');
+  const first = await page.$$eval('#runs tr[data-run]', (r) => r.map((x) => +x.dataset.run));
+  assert.equal(first.length, 50);
+  assert.ok(first[0] > first[49]);
+  await page.click('#older');
+  await page.waitForFunction((top) => +document.querySelector('#runs tr[data-run]').dataset.run < top, first[49]);
+  const second = await page.$$eval('#runs tr[data-run]', (r) => r.map((x) => +x.dataset.run));
+  assert.equal(second.length, 10);
+  assert.ok(second[0] < first[49], 'the second page continues below the first');
+  await page.click('#newer');
+  await page.waitForSelector(`#runs tr[data-run="${first[0]}"]`);
+  await page.selectOption('#status-filter', 'failed');
+  await page.waitForFunction(() => /No runs with status failed/.test(document.querySelector("#runs").textContent), null, { timeout: 5000 }).catch(async (e) => { console.error(await page.textContent("#runs")); throw e; });
+  await page.selectOption('#status-filter', '');
+  await page.waitForSelector('#retention-preview');
+  assert.match(await page.textContent('#retention-rules'), /keep_runs\s*1000\s*task/);
+  assert.match(await page.textContent('#retention-rules'), /keep_for\s*30d\s*\[defaults\]/);
+  ok('task page pages the history (keyset) and filters by status; retention rules with sources');
+
+  // ---- sign-in: a mutating action without a token, then a wrong token, then the right one ----
+  step = 'sign-in';
+  await page.click('#run-now');
+  await page.waitForSelector('#signin[open]');
+  await page.fill('#signin-token', 'wrong-token-wrong-token-wrong-token');
+  await page.click('#signin-submit');
+  await page.waitForSelector('#signin[open] #signin-message:text("refused")');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('cronkeep.token')), null);
+  await page.fill('#signin-token', d.token);
+  await page.click('#signin-submit');
+  await page.waitForFunction(() => /^#\/run\/many\/\d+$/.test(location.hash));
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('cronkeep.token')), d.token);
+  assert.equal(await context.cookies().then((c) => c.length), 0, 'no cookie');
+  await page.waitForSelector('#run-meta .badge.st-succeeded');
+  ok('a wrong token brings the sign-in back; the right one runs the task and opens its run');
+
+  // ---- run page: stdout/stderr told apart, ANSI colours, bad bytes, long lines ----
+  step = 'run page';
+  await page.goto(`${d.base}/#/run/colors/${colors.id}`);
+  await page.waitForSelector('#log .ln.s-e');
+  assert.match(await page.textContent('#log .ln.s-e'), /to stderr/);
+  const red = await page.$eval('#log .ln.s-o .t span.f1', (s) => [s.textContent, getComputedStyle(s).color]);
+  assert.equal(red[0], 'red text');
+  assert.equal(red[1], 'rgb(205, 49, 49)');
+  assert.ok(!(await page.textContent('#log')).includes('\x1b'), 'escape codes are not shown raw');
+  const texts = await page.$$eval('#log .ln .t', (l) => l.map((x) => x.textContent));
+  assert.ok(texts.some((t) => /bad \uFFFD\uFFFD utf8 and a NUL \u2400 here/.test(t)), texts.join('|').slice(0, 500));
+  assert.ok(texts.some((t) => /^x{4000} … 61536 more characters/.test(t)), 'a 100 kB line is cut for display');
+  assert.equal(await page.getAttribute('#download', 'href'), `/api/tasks/colors/runs/${colors.id}/log/raw`);
+  const raw = await page.evaluate(async (u) => (await fetch(u)).text(), `/api/tasks/colors/runs/${colors.id}/log/raw`);
+  assert.ok(raw.startsWith('\x1b[31mred text'));
+  if (shots) await page.screenshot({ path: `${shots}/ui-run.png` });
+  ok('run page: stdout/stderr apart, ANSI red rendered, invalid UTF-8/NUL/100 kB line render, raw download');
+
+  // ---- live tail: Run now on a slow task, lines arrive over SSE ----
+  step = 'live tail';
+  await page.goto(d.base + '/#/task/slowlog');
+  await page.click('#run-now');  // signed in: no dialog
+  await page.waitForFunction(() => /^#\/run\/slowlog\/\d+$/.test(location.hash));
+  await page.waitForSelector('#run-meta .badge.st-running');
+  await page.waitForSelector('#log .ln[data-line="5"]');
+  const runningWhileLine5 = await page.isVisible('#run-meta .badge.st-running');
+  assert.ok(runningWhileLine5, 'line 5 arrived while the run was still running (live)');
+  await page.waitForSelector('#log .ln[data-line="30"]', { timeout: 15000 });
+  await page.waitForSelector('#run-meta .badge.st-succeeded');
+  const numbers = await page.$$eval('#log .ln[data-line]', (l) => l.map((x) => +x.dataset.line));
+  assert.equal(new Set(numbers).size, numbers.length, 'no line twice');
+  assert.match(await page.textContent('#log .ln[data-line="30"]'), /line 30/);
+  ok('run page tails a live run over SSE');
+
+  // ---- a run that does not exist ----
+  step = 'not found';
+  await page.goto(d.base + '/#/run/colors/999999');
+  await page.waitForSelector('#not-found');
+  assert.match(await page.textContent('#not-found'), /999999/);
+  await page.goto(d.base + '/#/task/nope');
+  await page.waitForSelector('#not-found');
+  ok('an unknown run or task says so');
+
+  // ---- maintenance: sizes, a purge previewed then confirmed ----
+  step = 'maintenance';
+  await page.goto(d.base + '/#/maintenance');
+  await page.waitForSelector('#db-size b');
+  assert.match(await page.textContent('#db-size b'), /^\d+(\.\d+)? (B|kB|MB)$/);
+  assert.match(await page.textContent('#wal-size b'), /B$/);
+  assert.match(await page.textContent('#log-size b'), /B$/);
+  await page.waitForSelector('[data-task="cronkeep:retention"]');
+  await page.fill('#purge-older', '1s');
+  await page.selectOption('#purge-task', 'many');
+  await page.click('#purge-preview-button');
+  await page.waitForSelector('#purge-total');
+  const previewed = +(await page.textContent('#purge-total'));
+  const manyBefore = (await d.api('/api/tasks/many/runs?limit=1000')).runs.length;
+  assert.ok(previewed > 0 && previewed < manyBefore, `preview ${previewed} of ${manyBefore}`);
+  assert.equal((await d.api('/api/tasks/many/runs?limit=1000')).runs.length, manyBefore, 'a preview deletes nothing');
+  if (shots) await page.screenshot({ path: `${shots}/ui-maintenance.png` });
+  await page.click('#purge-confirm');
+  await page.waitForSelector('#purge-done');
+  const manyAfter = (await d.api('/api/tasks/many/runs?limit=1000')).runs.length;
+  assert.equal(manyBefore - manyAfter, previewed, 'the purge removed the runs it previewed');
+  await page.click('#compact');
+  await page.waitForFunction(() => /reclaim|page|Compact/i.test(document.querySelector('#compact-result').textContent) && !document.querySelector('#compact').disabled);
+  ok(`maintenance shows sizes; purge previewed ${previewed} run(s) and deleted exactly those; compact`);
+
+  // ---- a 401 (token changed under the tab) brings the sign-in back ----
+  step = '401';
+  await page.evaluate(() => sessionStorage.setItem('cronkeep.token', 'stale-token-stale-token-stale-token'));
+  await page.goto(d.base + '/#/task/many');
+  await page.waitForSelector('#run-now');
+  await page.click('#run-now');
+  await page.waitForSelector('#signin[open] #signin-message:text("refused")');
+  await page.click('#signin-cancel');
+  await page.waitForSelector('#task-message.error');
+  ok('a refused token shows the sign-in again');
+
+  if (shots) {
+    await page.goto(d.base + '/#/task/many');
+    await page.waitForSelector('#retention-preview');
+    await page.screenshot({ path: `${shots}/ui-task.png` });
+  }
+  assert.deepEqual(foreign, [], 'no request leaves the host');
+  assert.deepEqual(errors, [], 'no error in the page');
+  ok('no request left the host; no page error');
+} catch (e) {
+  console.error(`FAIL at ${step}: ${e.stack || e}`);
+  process.exitCode = 1;
+} finally {
+  if (browser) await browser.close();
+  await d.stop();
+}

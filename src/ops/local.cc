@@ -508,6 +508,19 @@ Result<retention::CompactOutcome> Local::compact(retention::CompactMode mode) {
       [&] { return retention::manual_compact(*s.d.store, mode, *s.d.clock); });
 }
 
+Result<std::vector<store::NodeInfo>> Local::nodes() {
+  Impl& s = *impl_;
+  if (!s.d.store) return std::vector<store::NodeInfo>{};
+  return s.d.store->list_nodes();
+}
+
+Status Local::forget_node(std::string_view name) {
+  Impl& s = *impl_;
+  if (!s.d.store) return fail(ErrorCode::not_found, "node " + std::string(name) + " not found");
+  if (!s.d.executor) return fail(ErrorCode::busy, "read-only: forgetting a node needs the data directory's lock");
+  return s.d.store->forget_node(name);
+}
+
 Result<MaintenanceStatus> Local::status() {
   Impl& s = *impl_;
   const config::Config& cfg = *s.d.config;
@@ -727,6 +740,8 @@ class OwnedLocal : public Ops {
   }
   Result<retention::CompactOutcome> compact(retention::CompactMode m) override { return local_->compact(m); }
   Result<MaintenanceStatus> status() override { return local_->status(); }
+  Result<std::vector<store::NodeInfo>> nodes() override { return local_->nodes(); }
+  Status forget_node(std::string_view name) override { return local_->forget_node(name); }
   Result<CheckReport> check(bool repair) override { return local_->check(repair); }
 
  private:
@@ -739,9 +754,24 @@ class OwnedLocal : public Ops {
 
 }  // namespace
 
+std::string node_name(const config::Config& config) {
+  if (!config.daemon.node.empty()) return config.daemon.node;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) return "local";
+  return host;
+}
+
+Result<std::unique_ptr<store::Store>> open_store(const config::Config& config, store::OpenOptions options) {
+  options.node = node_name(config);
+  if (config.storage.backend == config::Backend::postgres)
+    return store::open_postgres(config.storage.postgres_url, options);
+  return store::open_sqlite(layout::DataDir(config.daemon.data_dir).database(), options);
+}
+
 Result<std::unique_ptr<Ops>> open_local(const config::Config& config, Access access) {
   const layout::DataDir dir(config.daemon.data_dir);
-  const bool exists = fs::exists(dir.database());
+  const bool postgres = config.storage.backend == config::Backend::postgres;
+  const bool exists = postgres || fs::exists(dir.database());
   std::optional<FileLock> lock;
   std::unique_ptr<store::Store> store;
   if (access == Access::write) {
@@ -751,11 +781,11 @@ Result<std::unique_ptr<Ops>> open_local(const config::Config& config, Access acc
     if (!l)
       return fail(ErrorCode::busy, l.error().message + ": a daemon is running on this data directory; stop it first");
     lock.emplace(std::move(*l));
-    auto s = store::open_sqlite(dir.database());
+    auto s = open_store(config);
     if (!s) return tl::unexpected(s.error());
     store = std::move(*s);
   } else if (exists) {
-    auto s = store::open_sqlite(dir.database(), store::OpenOptions{.read_only = true});
+    auto s = open_store(config, store::OpenOptions{.read_only = true});
     if (!s) return tl::unexpected(s.error());
     store = std::move(*s);
   }

@@ -217,6 +217,13 @@ class Ops {
   // Verifies the data directory; `repair` fixes what it can. Errors: busy
   // (repair) when a daemon runs: repair needs it stopped.
   virtual Result<CheckReport> check(bool repair) = 0;
+
+  // The nodes sharing the database, by name, with their last heartbeat and
+  // runs in flight (SQLite: this one node, once its daemon has run).
+  virtual Result<std::vector<store::NodeInfo>> nodes() = 0;
+  // Drops a node that is gone for good and its tombstones (its log files went
+  // with its disk). Errors: not_found; conflict for the node itself.
+  virtual Status forget_node(std::string_view name) = 0;
 };
 
 // Lines per page of a log read (the API's cap on `lines` and `tail`).

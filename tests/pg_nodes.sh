@@ -5,7 +5,8 @@
 #   1. every fire (task, scheduled_at) of `@every 1s` tasks is recorded exactly
 #      once, and both nodes ran some;
 #   2. a second process under a node name in use is refused (exit 1);
-#   3. `cronkeep nodes` and GET /api/nodes list both nodes;
+#   3. `cronkeep nodes` and GET /api/nodes list both nodes; a run's log is
+#      readable through the other node's API and CLI (forwarded);
 #   4. a node killed with kill -9 is declared dead by the other after the
 #      lease: its in-flight run becomes crashed with its name in the message;
 #   5. an unreachable server: exit 1, the URL named with its password masked.
@@ -37,6 +38,7 @@ data_dir = "data-$1"
 listen = "127.0.0.1:$2"
 node = "$1"
 node_lease = "3s"
+token_file = "token"
 shutdown_timeout = "2s"
 
 [storage]
@@ -45,7 +47,7 @@ postgres_url = "$url"
 
 [tasks.tick]
 cron = "@every 1s"
-run = "echo tick from \$HOSTNAME"
+run = "echo tick-output"
 
 [tasks.tock]
 cron = "@every 1s"
@@ -59,6 +61,7 @@ on_overlap = "skip"
 TOML
 }
 
+(umask 077; echo "shared-test-token-0123456789abcdef0123456789" > token)
 port_a=$(free_port)
 port_b=$(free_port)
 write_config a "$port_a"
@@ -96,10 +99,16 @@ check "no fire of tick lost between the nodes" test "$gaps" -eq 0
 # 3. Nodes listed.
 "$bin" nodes -c a.toml > nodes.out
 check "cronkeep nodes lists a and b" bash -c "grep -q '^a ' nodes.out && grep -q '^b ' nodes.out"
-token=$(cat data-b/token)
-curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port_b/api/nodes" > nodes.json
+token=$(cat token)
+curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port_b/api/nodes" > nodes.json || true
 check "GET /api/nodes lists both" python3 -c "
 import json; n = json.load(open('nodes.json'))['nodes']; assert sorted(x['name'] for x in n) == ['a', 'b'], n"
+
+b_run=$(sql "SELECT id FROM runs WHERE node = 'b' AND task = 'tick' AND status = 'succeeded' ORDER BY id LIMIT 1")
+"$bin" logs tick "$b_run" -c a.toml > forwarded.out 2>&1 || true
+check "node b's log read through node a's CLI (run $b_run)" grep -q tick-output forwarded.out
+curl -fsS "http://127.0.0.1:$port_a/api/tasks/tick/runs/$b_run/log" > forwarded.json || true
+check "node b's log read through node a's API" grep -q tick-output forwarded.json
 
 # 4. Kill a: after the lease b declares it dead; its in-flight runs crash.
 long_a=$(sql "SELECT COUNT(*) FROM runs WHERE node = 'a' AND status = 'running'")

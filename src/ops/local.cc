@@ -18,6 +18,7 @@
 #include "cron/cron.h"
 #include "events/events.h"
 #include "layout/layout.h"
+#include "ops/remote.h"
 #include "scheduler/scheduler.h"
 
 namespace cronkeep::ops {
@@ -165,6 +166,32 @@ struct Local::Impl {
       return fail(ErrorCode::corruption, "run " + std::to_string(run.id) + " has an invalid log path");
     return dir.absolute(run.log_path);
   }
+
+  // The API of the node holding a run's log when that is another node
+  // (several nodes, one database: logs stay where they were written), or
+  // nullptr when the log is read here: the run is this node's, or its file
+  // is here anyway. The bearer token is this node's: nodes share one token
+  // (docs/storage.md). Errors: not_found when the node is unknown or
+  // advertises no API address; invalid_argument for a bad address.
+  Result<std::unique_ptr<Ops>> holder_of(const store::Run& run) {
+    if (run.node.empty() || !d.store || run.node == d.store->node()) return nullptr;
+    if (!run.log_path.empty() && layout::DataDir::valid_log_path(run.log_path) &&
+        fs::exists(dir.absolute(run.log_path)))
+      return nullptr;
+    auto nodes = d.store->list_nodes();
+    if (!nodes) return tl::unexpected(nodes.error());
+    for (const store::NodeInfo& n : *nodes) {
+      if (n.name != run.node) continue;
+      if (n.api_address.empty()) break;
+      auto endpoint = parse_listen(n.api_address);
+      if (!endpoint) return tl::unexpected(endpoint.error());
+      auto token = read_token(*d.config);
+      if (!token) return tl::unexpected(token.error());
+      return make_remote(*endpoint, *token);
+    }
+    return fail(ErrorCode::not_found, "the log of run " + std::to_string(run.id) + " is on node " + run.node +
+                                          ", which does not advertise an API address");
+  }
 };
 
 Local::Local(LocalDeps deps) : impl_(std::make_unique<Impl>(deps)) {}
@@ -274,6 +301,9 @@ Result<LogSlice> Local::log(const LogQuery& q) {
   if (auto st = check_read(q.read, q.from_line_given); !st) return tl::unexpected(st.error());
   auto run = s.find_run(q.task, q.run_id);
   if (!run) return tl::unexpected(run.error());
+  auto holder = s.holder_of(*run);
+  if (!holder) return tl::unexpected(holder.error());
+  if (*holder) return (*holder)->log(q);
   auto path = s.log_file(*run);
   if (!path) return tl::unexpected(path.error());
   auto page = logs::read_log(*path, q.read);
@@ -285,6 +315,9 @@ Status Local::follow(const FollowRequest& req, FollowSink& sink) {
   Impl& s = *impl_;
   auto run = s.find_run(req.task, req.run_id);
   if (!run) return tl::unexpected(run.error());
+  auto holder = s.holder_of(*run);
+  if (!holder) return tl::unexpected(holder.error());
+  if (*holder) return (*holder)->follow(req, sink);
   std::unique_ptr<events::Subscription> sub;
   if (s.d.bus) sub = s.d.bus->subscribe(events::Filter{run->id, std::nullopt});
   // A queued run has no log yet: wait for its start (an event), not by polling.

@@ -110,7 +110,8 @@ Json to_json(const store::Run& r) {
               {"max_rss_kb", opt(r.max_rss_kb)},
               {"log_path", r.log_path},
               {"log_bytes", r.log_bytes},
-              {"message", r.message}};
+              {"message", r.message},
+              {"node", r.node}};
 }
 
 Result<store::Run> run_from_json(const Json& j) {
@@ -138,6 +139,7 @@ Result<store::Run> run_from_json(const Json& j) {
   run.log_path = r.opt_string("log_path");
   run.log_bytes = r.integer("log_bytes");
   run.message = r.opt_string("message");
+  run.node = r.opt_string("node");
   return r.done(std::move(run));
 }
 

@@ -701,6 +701,10 @@ class SqliteStore final : public Store {
     s.bind(3, to_unix_ms(started_at));
     s.bind(4, to_unix_ms(now));
     if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording heartbeat");
+    // One node: names this data directory ran under before are not nodes.
+    Stmt others(writer_.get(), "DELETE FROM nodes WHERE name <> ?");
+    others.bind(1, node_);
+    if (others.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording heartbeat");
     return {};
   }
 

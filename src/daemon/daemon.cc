@@ -162,7 +162,14 @@ int run(const config::Config& config) {
   http::Limits limits;
   limits.max_streams = config.daemon.max_log_streams;
   limits.max_streams_per_client = config.daemon.max_log_streams_per_client;
-  http::Server api(http::Deps{&local, [&local] { return local.metrics(); }, {}, *token}, limits);
+  // Set by the nodes thread while the database does not take heartbeats.
+  std::mutex health_mu;
+  std::string db_problem;
+  auto health = [&] {
+    std::lock_guard guard(health_mu);
+    return db_problem;
+  };
+  http::Server api(http::Deps{&local, [&local] { return local.metrics(); }, health, *token}, limits);
   if (auto st = api.start(config.daemon.listen); !st) {
     spdlog::error("{}", st.error().message);
     scheduler.shutdown();
@@ -193,7 +200,12 @@ int run(const config::Config& config) {
     while (!cv.wait_for(guard, every, [&] { return stopping; })) {
       guard.unlock();
       const TimePoint now = clock.now();
-      if (auto st = (*store)->heartbeat(config.daemon.listen, started_at, now, lease); !st) {
+      auto beat = (*store)->heartbeat(config.daemon.listen, started_at, now, lease);
+      {
+        std::lock_guard health_guard(health_mu);
+        db_problem = beat ? "" : "database: " + beat.error().message;
+      }
+      if (auto st = beat; !st) {
         spdlog::error("{}", st.error().message);
         if (st.error().code == ErrorCode::conflict) {
           spdlog::error("stopping: this node lost its runs to another node; restart it to rejoin");

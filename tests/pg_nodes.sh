@@ -123,6 +123,12 @@ check "a's running runs crashed with its name" test "$crashed" -ge "$long_a"
 check "b keeps firing alone" bash -c "sleep 2; [ \"\$(psql '$url' -Atqc \"SELECT COUNT(*) FROM runs WHERE node = 'b' AND task = 'tick' AND created_at > (extract(epoch FROM now()) * 1000 - 1500)::bigint\")\" -ge 1 ]"
 kill -TERM "$pid_b"
 wait "$pid_b" 2>/dev/null || true
+# A clean stop frees the name at once: b starts again within the lease.
+"$bin" daemon -c b.toml > b2.log 2>&1 & pids+=($!); pid_b=$!
+sleep 1.5
+check "node b restarts at once after a clean stop" kill -0 "$pid_b"
+kill -TERM "$pid_b"
+wait "$pid_b" 2>/dev/null || true
 
 # 5. Unreachable server.
 sed -e 's|^postgres_url = .*|postgres_url = "postgresql://me:secret@/nodb?host=/nonexistent\&connect_timeout=2"|' b.toml > bad.toml

@@ -451,6 +451,16 @@ TEST_F(PgNodesTest, TheSecondProcessWithANameIsRefusedWhileTheFirstIsAlive) {
   EXPECT_TRUE(twin->heartbeat("h:2", at(200), at(200), 30s));
 }
 
+TEST_F(PgNodesTest, ANodeThatLeftCleanlyFreesItsNameAtOnce) {
+  ASSERT_TRUE(a_->heartbeat("h:1", at(100), at(100), 30s));
+  ASSERT_TRUE(a_->leave(at(101)));
+  auto restarted = open("a");
+  EXPECT_TRUE(restarted->heartbeat("h:1", at(102), at(102), 30s));
+  auto nodes = b_->list_nodes();
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_FALSE((*nodes)[0].dead_at);
+}
+
 TEST_F(PgNodesTest, ADeadNodesRunsAreCrashedAndItCannotRecordIntoThem) {
   ASSERT_TRUE(a_->heartbeat("h:1", at(0), at(100), 30s));
   ASSERT_TRUE(b_->heartbeat("h:2", at(0), at(100), 30s));

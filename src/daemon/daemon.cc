@@ -247,6 +247,7 @@ int run(const config::Config& config) {
   cv.notify_all();
   checkpointer.join();
   nodes.join();
+  if (auto st = (*store)->leave(clock.now()); !st) spdlog::warn("{}", st.error().message);
   if (auto st = (*store)->checkpoint(); !st) spdlog::warn("{}", st.error().message);
   spdlog::info("cronkeep stopped");
   return 0;

@@ -688,8 +688,18 @@ class PgStore final : public Store {
         return fail(ErrorCode::conflict, "node " + node_ + " was declared dead by node " +
                                              who[0][2].as<std::string>() + "; its runs were taken over");
       return fail(ErrorCode::conflict, "another process is running as node " + node_ +
-                                           " (its heartbeat is younger than the lease); give each node its own "
-                                           "[daemon] node name");
+                                           " (its heartbeat is younger than the lease, " +
+                                           std::to_string(lease.count() / 1000) +
+                                           " s); give each node its own [daemon] node name, or, if that process "
+                                           "died, start again once the lease has passed");
+    });
+  }
+
+  Status leave(TimePoint now) override {
+    return write_status("leaving", [&](pqxx::transaction_base& tx) -> Status {
+      run_sql(tx, "UPDATE nodes SET dead_at = $1, declared_dead_by = $2 WHERE name = $2 AND dead_at IS NULL",
+              Params().add(now).add(node_));
+      return {};
     });
   }
 

@@ -708,6 +708,7 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  Status leave(TimePoint) override { return {}; }
   Result<std::vector<std::string>> expire_nodes(TimePoint, Millis) override { return std::vector<std::string>{}; }
 
   Result<std::vector<NodeInfo>> list_nodes() override {

@@ -294,6 +294,9 @@ class Store {
   // younger than `lease`), or when this node was declared dead (it must
   // restart: its runs were taken over).
   virtual Status heartbeat(std::string_view api_address, TimePoint started_at, TimePoint now, Millis lease) = 0;
+  // At a clean stop: marks this node stopped (dead, by itself), so its name
+  // is free at once for the next start. SQLite: nothing to do.
+  virtual Status leave(TimePoint now) = 0;
   // Declares dead every other node whose heartbeat is older than now - lease
   // and not yet dead: its in-flight runs become crashed (exit code -2) with a
   // message naming it. Returns the names declared dead. SQLite: none.

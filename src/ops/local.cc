@@ -529,7 +529,14 @@ Result<retention::PurgeOutcome> Local::purge(const retention::PurgeRequest& req,
       retention::Executor idle(*s.d.store, s.dir, 1);
       return retention::manual_purge(*s.d.store, idle, req, *s.d.clock);
     }
-    return retention::manual_purge(*s.d.store, *s.d.executor, req, *s.d.clock, progress);
+    // Never beside a sweep or another purge on another node.
+    Result<retention::PurgeOutcome> out = fail(ErrorCode::busy, "not run");
+    auto ran = s.d.store->exclusively(retention::kRetentionTask, [&] {
+      out = retention::manual_purge(*s.d.store, *s.d.executor, req, *s.d.clock, progress);
+    });
+    if (!ran) return Result<retention::PurgeOutcome>(tl::unexpected(ran.error()));
+    if (!*ran) return Result<retention::PurgeOutcome>(fail(ErrorCode::busy, "another node is purging; try again later"));
+    return out;
   });
 }
 
@@ -537,8 +544,14 @@ Result<retention::CompactOutcome> Local::compact(retention::CompactMode mode) {
   Impl& s = *impl_;
   if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
   if (!s.d.executor) return tl::unexpected(read_only("compacting"));
-  return s.maintain<Result<retention::CompactOutcome>>(
-      [&] { return retention::manual_compact(*s.d.store, mode, *s.d.clock); });
+  return s.maintain<Result<retention::CompactOutcome>>([&] {
+    Result<retention::CompactOutcome> out = fail(ErrorCode::busy, "not run");
+    auto ran = s.d.store->exclusively(retention::kCompactorTask,
+                                      [&] { out = retention::manual_compact(*s.d.store, mode, *s.d.clock); });
+    if (!ran) return Result<retention::CompactOutcome>(tl::unexpected(ran.error()));
+    if (!*ran) return Result<retention::CompactOutcome>(fail(ErrorCode::busy, "another node is compacting; try again later"));
+    return out;
+  });
 }
 
 Result<std::vector<store::NodeInfo>> Local::nodes() {

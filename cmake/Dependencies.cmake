@@ -10,6 +10,8 @@ find_package(spdlog REQUIRED)
 find_package(date REQUIRED)
 find_package(tl-expected REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# PostgreSQL backend (Debian's libpqxx-dev, 6.4); linked by cronkeep_store only.
+pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 if(CRONKEEP_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -12,6 +12,8 @@ packages=(
   libsqlite3-dev sqlite3 libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the PostgreSQL backend (libpqxx) and a server for its tests (tests/with_pg.sh)
+  libpqxx-dev postgresql
   curl procps python3
   # the web UI's browser tests: Debian's chromium, driven by playwright-core from npm
   chromium

@@ -535,22 +535,25 @@ TEST(ConfigEnums, EveryValueOfEveryEnumIsAccepted) {
   }
 }
 
-TEST(ConfigEnums, PostgresBackendIsRefusedUntilItExistsAtTheBackendKey) {
-  // Accepting it would run on SQLite in silence while the user believes
-  // several nodes share one database.
-  for (const char* text : {"[storage]\nbackend = \"postgres\"\npostgres_url = \"postgresql://u@h/db\"\n",
-                           "[storage]\nbackend = \"postgres\"\n"}) {
-    SCOPED_TRACE(text);
-    Problem p = one_problem(text);
-    EXPECT_EQ(p.file, kFile);
-    EXPECT_EQ(p.key, "storage.backend");
-    EXPECT_EQ(p.line, 2);
-    EXPECT_EQ(p.column, 11);
-    EXPECT_TRUE(contains(p.message, "the PostgreSQL backend is not available yet")) << p.message;
-    EXPECT_TRUE(contains(p.message, "backend = \"sqlite\"")) << p.message;
-    EXPECT_TRUE(contains(p.to_string(), std::string(kFile) + ":2:11: storage.backend: ")) << p.to_string();
-  }
+TEST(ConfigEnums, PostgresBackendNeedsItsUrl) {
+  Config c = parse_ok("[storage]\nbackend = \"postgres\"\npostgres_url = \"postgresql://u@h/db\"\n");
+  EXPECT_EQ(c.storage.backend, Backend::postgres);
+  EXPECT_EQ(c.storage.postgres_url, "postgresql://u@h/db");
+  Problem p = one_problem("[storage]\nbackend = \"postgres\"\n");
+  EXPECT_EQ(p.key, "storage.postgres_url");
+  EXPECT_EQ(p.line, 2);
+  EXPECT_TRUE(contains(p.message, "needs postgres_url")) << p.message;
   EXPECT_STREQ(to_string(Backend::postgres), "postgres");
+}
+
+TEST(ConfigKeys, NodeNameAndLease) {
+  Config c = parse_ok("[daemon]\nnode = \"web-1\"\nnode_lease = \"5s\"\n");
+  EXPECT_EQ(c.daemon.node, "web-1");
+  EXPECT_EQ(c.daemon.node_lease, 5s);
+  EXPECT_EQ(parse_ok("").daemon.node, "");  // the host name, looked up by the daemon
+  EXPECT_EQ(parse_ok("").daemon.node_lease, 30s);
+  EXPECT_EQ(one_problem("[daemon]\nnode = \"a b\"\n").key, "daemon.node");
+  EXPECT_TRUE(contains(one_problem("[daemon]\nnode_lease = \"500ms\"\n").message, "at least 1s"));
 }
 
 TEST(ConfigEnums, AnUnknownValueListsTheAllowedOnes) {

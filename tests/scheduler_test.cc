@@ -10,6 +10,7 @@
 
 #include "logs/logs.h"
 #include "scheduler/scheduler.h"
+#include "pg_test_util.h"
 #include "test_util.h"
 
 namespace cronkeep::scheduler {
@@ -587,6 +588,56 @@ TEST_F(SchedulerTest, SystemTasksAreRecordedAsSystemRunsWithTheirResult) {
   settle();
   EXPECT_EQ(store_->get_run(*id)->message, "did 2");
   EXPECT_TRUE(scheduler_->tasks().back().system);
+}
+
+// Two schedulers (two nodes) on one PostgreSQL database, ticking the same
+// instants in turn: every fire of the schedule is recorded and run once, and
+// both nodes run some.
+TEST(PgSchedulers, EveryFireRunsOnceAcrossTwoNodes) {
+  if (cronkeep::testing::pg_url().empty())
+    GTEST_SKIP() << "CRONKEEP_TEST_PG_URL is unset: run through tests/with_pg.sh (CTest does) to test PostgreSQL";
+  cronkeep::testing::PgSchema pg;
+  struct Node {
+    TempDir dir;
+    config::Config config;
+    std::unique_ptr<store::Store> store;
+    FakeClock clock{kT0};
+    std::unique_ptr<Scheduler> scheduler;
+  };
+  Node nodes[2];
+  for (int i = 0; i < 2; ++i) {
+    Node& n = nodes[i];
+    auto s = store::open_postgres(pg.url(), store::OpenOptions{.node = i == 0 ? "a" : "b"});
+    ASSERT_TRUE(s) << s.error().message;
+    n.store = std::move(*s);
+    n.config.daemon.data_dir = n.dir.path();
+    config::Task t;
+    t.name = "tick";
+    t.cron = "@every 1s";
+    t.run = "true";
+    t.workdir = n.dir.path();
+    n.config.tasks.push_back(t);
+    ASSERT_TRUE(config::prepare(n.config).empty());
+    n.scheduler = std::make_unique<Scheduler>(n.config, *n.store, n.clock, Options{n.dir.path(), 10s, 42, {}, nullptr,
+                                              [&n] { return Millis(to_unix_ms(n.clock.now())); }});
+    ASSERT_TRUE(n.scheduler->start());
+  }
+  constexpr int kSeconds = 20;
+  for (int s = 1; s <= kSeconds; ++s) {
+    // Who ticks first alternates every three seconds: that node wins the claims.
+    const int first = (s / 3) % 2;
+    for (int k : {first, 1 - first}) {
+      nodes[k].clock.set(kT0 + std::chrono::seconds(s));
+      nodes[k].scheduler->tick();
+    }
+  }
+  for (Node& n : nodes) ASSERT_TRUE(n.scheduler->wait_idle(20s));
+  EXPECT_EQ(pg.query("SELECT COUNT(*) FROM runs WHERE task = 'tick'"), std::to_string(kSeconds));
+  EXPECT_EQ(pg.query("SELECT COUNT(DISTINCT scheduled_at) FROM runs WHERE task = 'tick'"), std::to_string(kSeconds));
+  EXPECT_EQ(pg.query("SELECT COUNT(*) FROM runs WHERE task = 'tick' AND status <> 'succeeded'"), "0");
+  EXPECT_NE(pg.query("SELECT COUNT(*) FROM runs WHERE node = 'a'"), "0");
+  EXPECT_NE(pg.query("SELECT COUNT(*) FROM runs WHERE node = 'b'"), "0");
+  for (Node& n : nodes) n.scheduler->shutdown();
 }
 
 }  // namespace

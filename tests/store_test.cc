@@ -1,14 +1,18 @@
 #include <sqlite3.h>
 
 #include <gtest/gtest.h>
+#include <pqxx/pqxx>
 
 #include "store/store.h"
+#include "pg_test_util.h"
 #include "test_util.h"
 
 namespace cronkeep::store {
 namespace {
 
 using namespace std::chrono_literals;
+using cronkeep::testing::PgSchema;
+using cronkeep::testing::pg_url;
 using cronkeep::testing::TempDir;
 
 TimePoint at(int64_t seconds) { return from_unix_ms(seconds * 1000); }
@@ -25,7 +29,73 @@ std::string pragma(const std::string& db_path, const std::string& name) {
   return out;
 }
 
-class StoreTest : public ::testing::Test {
+enum class Backend { sqlite, postgres };
+
+std::string backend_name(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::sqlite ? "Sqlite" : "Postgres";
+}
+
+class StoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Backend::postgres) {
+      if (pg_url().empty())
+        GTEST_SKIP() << "CRONKEEP_TEST_PG_URL is unset: run through tests/with_pg.sh (CTest does) to test PostgreSQL";
+      pg_ = std::make_unique<PgSchema>();
+    }
+    auto s = open();
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+  }
+  Result<std::unique_ptr<Store>> open(OpenOptions options = {}) {
+    if (GetParam() == Backend::postgres) return open_postgres(pg_->url(), options);
+    return open_sqlite(path_, options);
+  }
+  // Runs SQL on the database behind the store's back.
+  void exec(const std::string& sql) {
+    if (pg_) return pg_->exec(sql);
+    sqlite3* db = nullptr;
+    sqlite3_open(path_.c_str(), &db);
+    char* err = nullptr;
+    sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    EXPECT_EQ(err, nullptr) << err;
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  std::string query(const std::string& sql) {
+    if (pg_) return pg_->query(sql);
+    sqlite3* db = nullptr;
+    sqlite3_open(path_.c_str(), &db);
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+    std::string out;
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return out;
+  }
+  int64_t add(const std::string& task, RunStatus status = RunStatus::pending, int64_t created = 100) {
+    NewRun r;
+    r.task = task;
+    r.status = status;
+    r.created_at = at(created);
+    r.scheduled_at = at(created);
+    if (is_terminal(status)) r.finished_at = at(created);
+    auto id = store_->insert_run(r);
+    EXPECT_TRUE(id) << id.error().message;
+    return id ? *id : 0;
+  }
+  TempDir dir_;
+  std::string path_ = dir_ / "cronkeep.db";
+  std::unique_ptr<PgSchema> pg_;
+  std::unique_ptr<Store> store_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values(Backend::sqlite, Backend::postgres), backend_name);
+
+// SQLite's own file-level behaviour.
+class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto s = open_sqlite(path_);
@@ -37,51 +107,52 @@ class StoreTest : public ::testing::Test {
     r.task = task;
     r.status = status;
     r.created_at = at(created);
-    r.scheduled_at = at(created);
     if (is_terminal(status)) r.finished_at = at(created);
     auto id = store_->insert_run(r);
     EXPECT_TRUE(id) << id.error().message;
-    return *id;
+    return id ? *id : 0;
   }
   TempDir dir_;
   std::string path_ = dir_ / "cronkeep.db";
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, CreatesTheDatabaseInWalWithIncrementalAutoVacuum) {
+TEST_F(SqliteStoreTest, CreatesTheDatabaseInWalWithIncrementalAutoVacuum) {
   EXPECT_EQ(pragma(path_, "journal_mode"), "wal");
   EXPECT_EQ(pragma(path_, "auto_vacuum"), "2");  // 2 = incremental
   EXPECT_EQ(pragma(path_, "user_version"), "0");
 }
 
-TEST_F(StoreTest, RecordsMigrationsOnceAcrossReopens) {
+TEST_P(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   store_.reset();
-  auto again = open_sqlite(path_);
-  ASSERT_TRUE(again);
-  sqlite3* db = nullptr;
-  sqlite3_open(path_.c_str(), &db);
-  sqlite3_stmt* s = nullptr;
-  sqlite3_prepare_v2(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations", -1, &s, nullptr);
-  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(s, 0), 2);  // one row per migration
-  EXPECT_EQ(sqlite3_column_int(s, 1), 2);
-  sqlite3_finalize(s);
-  sqlite3_close(db);
+  auto again = open();
+  ASSERT_TRUE(again) << again.error().message;
+  const std::string latest = GetParam() == Backend::sqlite ? "3" : "1";
+  EXPECT_EQ(query("SELECT COUNT(*) FROM schema_migrations"), latest);  // one row per migration
+  EXPECT_EQ(query("SELECT MAX(version) FROM schema_migrations"), latest);
 }
 
-TEST_F(StoreTest, RefusesADatabaseFromANewerVersion) {
+TEST_P(StoreTest, RefusesADatabaseFromANewerVersion) {
   store_.reset();
-  sqlite3* db = nullptr;
-  sqlite3_open(path_.c_str(), &db);
-  sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (99, 0)", nullptr, nullptr, nullptr);
-  sqlite3_close(db);
-  auto s = open_sqlite(path_);
+  exec("INSERT INTO schema_migrations VALUES (99, 0)");
+  auto s = open();
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, ErrorCode::corruption);
   EXPECT_NE(s.error().message.find("newer"), std::string::npos);
 }
 
-TEST_F(StoreTest, RunGoesFromPendingThroughRunningToItsEnd) {
+TEST_P(StoreTest, AnUnknownStatusReadsAsCorruption) {
+  const int64_t id = add("t", RunStatus::succeeded);
+  exec(std::string(GetParam() == Backend::sqlite ? "PRAGMA ignore_check_constraints = ON; " : "") +
+       "UPDATE runs SET status = 'exploded' WHERE id = " + std::to_string(id));
+  auto run = store_->get_run(id);
+  ASSERT_FALSE(run);
+  EXPECT_EQ(run.error().code, ErrorCode::corruption);
+  EXPECT_NE(run.error().message.find("exploded"), std::string::npos);
+  EXPECT_EQ(store_->list_briefs().error().code, ErrorCode::corruption);
+}
+
+TEST_P(StoreTest, RunGoesFromPendingThroughRunningToItsEnd) {
   const int64_t id = add("backup");
   ASSERT_TRUE(store_->mark_running(id, "logs/backup/x.log", at(101)));
   RunEnd end;
@@ -107,7 +178,7 @@ TEST_F(StoreTest, RunGoesFromPendingThroughRunningToItsEnd) {
   EXPECT_EQ(run->message, "exit code 3");
 }
 
-TEST_F(StoreTest, RefusesToFinishARunTwiceOrStartAFinishedOne) {
+TEST_P(StoreTest, RefusesToFinishARunTwiceOrStartAFinishedOne) {
   const int64_t id = add("t");
   RunEnd end;
   end.finished_at = at(200);
@@ -124,7 +195,7 @@ TEST_F(StoreTest, RefusesToFinishARunTwiceOrStartAFinishedOne) {
   EXPECT_EQ(store_->get_run(9999).error().code, ErrorCode::not_found);
 }
 
-TEST_F(StoreTest, ReconcileTurnsEveryInFlightRunIntoCrashed) {
+TEST_P(StoreTest, ReconcileTurnsEveryInFlightRunIntoCrashed) {
   const int64_t pending = add("a");
   const int64_t running = add("a");
   ASSERT_TRUE(store_->mark_running(running, "logs/a/r.log", at(100)));
@@ -145,7 +216,7 @@ TEST_F(StoreTest, ReconcileTurnsEveryInFlightRunIntoCrashed) {
   EXPECT_TRUE(store_->in_flight_runs()->empty());
 }
 
-TEST_F(StoreTest, ListsHistoryNewestFirstWithKeysetPagingAndStatusFilter) {
+TEST_P(StoreTest, ListsHistoryNewestFirstWithKeysetPagingAndStatusFilter) {
   std::vector<int64_t> ids;
   for (int i = 0; i < 25; ++i) ids.push_back(add("t", i % 5 == 0 ? RunStatus::failed : RunStatus::succeeded, 100 + i));
   add("other", RunStatus::succeeded);
@@ -164,7 +235,7 @@ TEST_F(StoreTest, ListsHistoryNewestFirstWithKeysetPagingAndStatusFilter) {
             ErrorCode::invalid_argument);
 }
 
-TEST_F(StoreTest, LastFireIgnoresManualAndRetryRuns) {
+TEST_P(StoreTest, LastFireIgnoresManualAndRetryRuns) {
   EXPECT_FALSE(*store_->last_fire("t"));
   add("t", RunStatus::succeeded, 500);
   NewRun manual;
@@ -176,7 +247,7 @@ TEST_F(StoreTest, LastFireIgnoresManualAndRetryRuns) {
   EXPECT_EQ(**store_->last_fire("t"), at(500));
 }
 
-TEST_F(StoreTest, SummarisesEachTaskWithItsNewestRun) {
+TEST_P(StoreTest, SummarisesEachTaskWithItsNewestRun) {
   add("a", RunStatus::succeeded);
   const int64_t last_a = add("a", RunStatus::failed);
   const int64_t only_b = add("b", RunStatus::succeeded);
@@ -189,14 +260,241 @@ TEST_F(StoreTest, SummarisesEachTaskWithItsNewestRun) {
   EXPECT_EQ((*s)[1].last_run->id, only_b);
 }
 
-TEST_F(StoreTest, ReadOnlyStoreReadsButRefusesWrites) {
+TEST_P(StoreTest, ReadOnlyStoreReadsButRefusesWrites) {
   add("a", RunStatus::succeeded);
-  auto ro = open_sqlite(path_, OpenOptions{.read_only = true});
+  auto ro = open(OpenOptions{.read_only = true});
   ASSERT_TRUE(ro) << ro.error().message;
   EXPECT_EQ((*ro)->list_runs(RunQuery{"a", 10, std::nullopt, std::nullopt})->size(), 1u);
   NewRun r;
   r.task = "a";
   EXPECT_FALSE((*ro)->insert_run(r));
+}
+
+TEST_P(StoreTest, DeletesOnlyTerminalRunsAndWritesTombstonesInTheSameTransaction) {
+  const int64_t done = add("t", RunStatus::succeeded);
+  const int64_t live = add("t");
+  const int64_t no_log = add("t", RunStatus::failed);
+  exec("UPDATE runs SET log_path = 'logs/t/1.log', log_bytes = 10 WHERE id = " + std::to_string(done));
+  exec("UPDATE runs SET log_path = 'logs/t/2.log' WHERE id = " + std::to_string(live));
+  auto d = store_->delete_runs({done, live, no_log, 9999});
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->rows, 2);
+  EXPECT_EQ(d->log_bytes, 10);
+  ASSERT_EQ(d->tombstones.size(), 1u);
+  EXPECT_EQ(d->tombstones[0].run_id, done);
+  EXPECT_EQ(d->tombstones[0].log_path, "logs/t/1.log");
+  EXPECT_EQ(store_->get_run(done).error().code, ErrorCode::not_found);
+  EXPECT_TRUE(store_->get_run(live));
+  auto listed = store_->list_tombstones(10);
+  ASSERT_EQ(listed->size(), 1u);
+  ASSERT_TRUE(store_->clear_tombstones({listed->front().id}));
+  EXPECT_TRUE(store_->list_tombstones(10)->empty());
+}
+
+TEST_P(StoreTest, WriteBatchCommitsEveryCallAtOnce) {
+  int64_t a = 0, b = 0;
+  ASSERT_TRUE(store_->write_batch([&] {
+    a = add("t");
+    b = add("t");
+    ASSERT_TRUE(store_->mark_running(a, "logs/t/a.log", at(101)));
+    RunEnd end;
+    end.finished_at = at(102);
+    ASSERT_TRUE(store_->finish_run(b, end));
+  }));
+  EXPECT_EQ(store_->get_run(a)->status, RunStatus::running);
+  EXPECT_EQ(store_->get_run(b)->status, RunStatus::succeeded);
+}
+
+TEST_P(StoreTest, ClaimingAFireRecordsItsRunWithThisNode) {
+  NewRun r;
+  r.task = "t";
+  r.scheduled_at = at(60);
+  r.created_at = at(60);
+  auto id = store_->claim_fire(r);
+  ASSERT_TRUE(id) << id.error().message;
+  ASSERT_TRUE(*id);
+  EXPECT_EQ(store_->get_run(**id)->node, "local");
+  EXPECT_EQ(**store_->last_fire("t"), at(60));
+}
+
+TEST_P(StoreTest, ListsThisNodeAfterItsHeartbeat) {
+  ASSERT_TRUE(store_->heartbeat("127.0.0.1:7070", at(10), at(20), 30s));
+  add("t");
+  auto nodes = store_->list_nodes();
+  ASSERT_TRUE(nodes) << nodes.error().message;
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].name, "local");
+  EXPECT_EQ((*nodes)[0].api_address, "127.0.0.1:7070");
+  EXPECT_EQ((*nodes)[0].heartbeat_at, at(20));
+  EXPECT_EQ((*nodes)[0].in_flight, 1);
+  EXPECT_EQ(store_->forget_node("local").error().code, ErrorCode::conflict);
+  EXPECT_EQ(store_->forget_node("nobody").error().code, ErrorCode::not_found);
+}
+
+TEST_P(StoreTest, DbStatsReportTheDatabaseSize) {
+  for (int i = 0; i < 50; ++i) add("t", RunStatus::succeeded);
+  auto st = store_->db_stats();
+  ASSERT_TRUE(st) << st.error().message;
+  EXPECT_GT(st->db_bytes(), 0);
+  EXPECT_EQ(st->auto_vacuum, 2);
+  if (GetParam() == Backend::postgres) {
+    EXPECT_EQ(st->backend, "postgres");
+    EXPECT_GT(st->runs_table_bytes, 0);
+    EXPECT_GT(st->runs_index_bytes, 0);
+  }
+  auto freed = store_->incremental_vacuum(100);
+  ASSERT_TRUE(freed) << freed.error().message;
+  EXPECT_TRUE(store_->optimize());
+  EXPECT_TRUE(store_->checkpoint_truncate());
+}
+
+// ---- several nodes on one PostgreSQL database ---------------------------------
+
+class PgNodesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (pg_url().empty())
+      GTEST_SKIP() << "CRONKEEP_TEST_PG_URL is unset: run through tests/with_pg.sh (CTest does) to test PostgreSQL";
+    pg_ = std::make_unique<PgSchema>();
+    a_ = open("a");
+    b_ = open("b");
+  }
+  std::unique_ptr<Store> open(const std::string& node) {
+    auto s = open_postgres(pg_->url(), OpenOptions{.node = node});
+    EXPECT_TRUE(s) << s.error().message;
+    return s ? std::move(*s) : nullptr;
+  }
+  static NewRun fire(const std::string& task, int64_t second) {
+    NewRun r;
+    r.task = task;
+    r.scheduled_at = at(second);
+    r.created_at = at(second);
+    return r;
+  }
+  std::unique_ptr<PgSchema> pg_;
+  std::unique_ptr<Store> a_, b_;
+};
+
+TEST_F(PgNodesTest, OnlyTheFirstClaimOfAFireGetsARun) {
+  auto first = a_->claim_fire(fire("t", 60));
+  auto second = b_->claim_fire(fire("t", 60));
+  ASSERT_TRUE(first && second);
+  ASSERT_TRUE(*first);
+  EXPECT_FALSE(*second);
+  EXPECT_TRUE(*b_->claim_fire(fire("t", 61)));
+  EXPECT_TRUE(*b_->claim_fire(fire("u", 60)));
+  EXPECT_EQ(pg_->query("SELECT COUNT(*) FROM runs WHERE task = 't' AND scheduled_at = 60000"), "1");
+}
+
+TEST_F(PgNodesTest, ALostClaimInsideABatchKeepsTheBatchsOtherWrites) {
+  ASSERT_TRUE(a_->claim_fire(fire("t", 60)));
+  std::optional<int64_t> won, lost;
+  ASSERT_TRUE(b_->write_batch([&] {
+    lost = *b_->claim_fire(fire("t", 60));
+    won = *b_->claim_fire(fire("t", 61));
+  }));
+  EXPECT_FALSE(lost);
+  ASSERT_TRUE(won);
+  EXPECT_EQ(b_->get_run(*won)->node, "b");
+}
+
+TEST_F(PgNodesTest, TheSecondProcessWithANameIsRefusedWhileTheFirstIsAlive) {
+  ASSERT_TRUE(a_->heartbeat("h:1", at(100), at(100), 30s));
+  auto twin = open("a");
+  auto st = twin->heartbeat("h:2", at(105), at(105), 30s);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, ErrorCode::conflict);
+  // Once the first one's lease ran out, a restarted node takes the name.
+  EXPECT_TRUE(twin->heartbeat("h:2", at(200), at(200), 30s));
+}
+
+TEST_F(PgNodesTest, ANodeThatLeftCleanlyFreesItsNameAtOnce) {
+  ASSERT_TRUE(a_->heartbeat("h:1", at(100), at(100), 30s));
+  ASSERT_TRUE(a_->leave(at(101)));
+  auto restarted = open("a");
+  EXPECT_TRUE(restarted->heartbeat("h:1", at(102), at(102), 30s));
+  auto nodes = b_->list_nodes();
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_FALSE((*nodes)[0].dead_at);
+}
+
+TEST_F(PgNodesTest, ADeadNodesRunsAreCrashedAndItCannotRecordIntoThem) {
+  ASSERT_TRUE(a_->heartbeat("h:1", at(0), at(100), 30s));
+  ASSERT_TRUE(b_->heartbeat("h:2", at(0), at(100), 30s));
+  auto id = a_->claim_fire(fire("t", 100));
+  ASSERT_TRUE(a_->mark_running(**id, "logs/t/x.log", at(100)));
+  // a stops heartbeating; b keeps going.
+  ASSERT_TRUE(b_->heartbeat("h:2", at(0), at(125), 30s));
+  EXPECT_TRUE(b_->expire_nodes(at(125), 30s)->empty());  // within the lease
+  auto dead = b_->expire_nodes(at(131), 30s);
+  ASSERT_TRUE(dead) << dead.error().message;
+  ASSERT_EQ(*dead, std::vector<std::string>{"a"});
+  auto run = b_->get_run(**id);
+  EXPECT_EQ(run->status, RunStatus::crashed);
+  EXPECT_NE(run->message.find("node a"), std::string::npos) << run->message;
+  EXPECT_EQ(run->duration_ms, 31'000);
+  RunEnd end;
+  end.finished_at = at(140);
+  auto late = a_->finish_run(**id, end);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, ErrorCode::conflict);
+  EXPECT_EQ(a_->heartbeat("h:1", at(0), at(141), 30s).error().code, ErrorCode::conflict);
+  auto nodes = b_->list_nodes();
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_TRUE((*nodes)[0].dead_at);
+  EXPECT_EQ((*nodes)[0].declared_dead_by, "b");
+  EXPECT_TRUE(b_->expire_nodes(at(200), 30s)->empty());  // declared once
+}
+
+TEST_F(PgNodesTest, ARunFinishedOnlyByTheNodeThatOwnsIt) {
+  auto id = a_->claim_fire(fire("t", 100));
+  RunEnd end;
+  end.finished_at = at(101);
+  EXPECT_EQ(b_->finish_run(**id, end).error().code, ErrorCode::conflict);
+  EXPECT_TRUE(a_->finish_run(**id, end));
+}
+
+TEST_F(PgNodesTest, EachNodeReplaysOnlyItsOwnTombstonesAndForgettingANodeDropsItsOwn) {
+  auto ra = a_->claim_fire(fire("t", 100));
+  auto rb = b_->claim_fire(fire("t", 101));
+  RunEnd end;
+  end.finished_at = at(102);
+  ASSERT_TRUE(a_->mark_running(**ra, "logs/t/a.log", at(100)));
+  ASSERT_TRUE(b_->mark_running(**rb, "logs/t/b.log", at(101)));
+  ASSERT_TRUE(a_->finish_run(**ra, end));
+  ASSERT_TRUE(b_->finish_run(**rb, end));
+  auto d = a_->delete_runs({**ra, **rb});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->rows, 2);
+  ASSERT_EQ(d->tombstones.size(), 1u);  // a removes only its file
+  EXPECT_EQ(d->tombstones[0].log_path, "logs/t/a.log");
+  auto theirs = b_->list_tombstones(10);
+  ASSERT_EQ(theirs->size(), 1u);
+  EXPECT_EQ(theirs->front().log_path, "logs/t/b.log");
+  EXPECT_EQ(pg_->query("SELECT COUNT(*) FROM fires"), "0");  // claims go with their runs
+  ASSERT_TRUE(a_->forget_node("b"));
+  EXPECT_TRUE(b_->list_tombstones(10)->empty());
+}
+
+TEST_F(PgNodesTest, OnlyOneNodeAtATimeHoldsAnExclusiveSection) {
+  bool inner_ran = true;
+  auto outer = a_->exclusively("cronkeep:retention", [&] {
+    auto inner = b_->exclusively("cronkeep:retention", [] {});
+    ASSERT_TRUE(inner);
+    inner_ran = *inner;
+  });
+  ASSERT_TRUE(outer);
+  EXPECT_TRUE(*outer);
+  EXPECT_FALSE(inner_ran);
+  EXPECT_TRUE(*b_->exclusively("cronkeep:retention", [] {}));
+}
+
+TEST(PgOpen, AnUnreachableServerIsAnIoErrorNamingTheUrlWithoutItsPassword) {
+  auto s = open_postgres("postgresql://me:secret@/nodb?host=/nonexistent-dir&connect_timeout=2");
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ErrorCode::io);
+  EXPECT_NE(s.error().message.find("postgresql://me:***@"), std::string::npos) << s.error().message;
+  EXPECT_EQ(s.error().message.find("secret"), std::string::npos) << s.error().message;
 }
 
 // Counts the runs in a copy of the main database file alone, without its
@@ -216,14 +514,14 @@ int64_t runs_in_main_file(const TempDir& dir, const std::string& db) {
   return n;
 }
 
-TEST_F(StoreTest, WritesStayInTheWalUntilACheckpointMovesThem) {
+TEST_F(SqliteStoreTest, WritesStayInTheWalUntilACheckpointMovesThem) {
   for (int i = 0; i < 200; ++i) add("t", RunStatus::succeeded);
   EXPECT_LT(runs_in_main_file(dir_, path_), 200);  // automatic checkpoints are off
   ASSERT_TRUE(store_->checkpoint());
   EXPECT_EQ(runs_in_main_file(dir_, path_), 200);
 }
 
-TEST_F(StoreTest, TheWalShrinksBackAfterACheckpointOnceItGrewPast16MB) {
+TEST_F(SqliteStoreTest, TheWalShrinksBackAfterACheckpointOnceItGrewPast16MB) {
   // Automatic checkpoints are off (the daemon checkpoints off the hot
   // path); without journal_size_limit the WAL file kept its peak size.
   const std::string wal = path_ + "-wal";

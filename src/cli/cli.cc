@@ -27,7 +27,8 @@ constexpr int kFailure = 1;
 constexpr int kUsage = 2;
 
 constexpr const char* kCommands[] = {"daemon", "validate", "tasks",   "runs",   "logs",  "run",
-                                     "cancel", "delete",   "purge",   "compact", "status", "check"};
+                                     "cancel", "delete",   "purge",   "compact", "status", "check",
+                                     "nodes"};
 
 using ops::Json;
 
@@ -412,7 +413,46 @@ int cmd_status(const std::string& config_path, bool as_json) {
   std::cout << fmt::format("database: {} ({} pages of {} B, {} free), WAL {}, auto_vacuum {}\n", size_text(db.db_bytes()),
                            db.page_count, db.page_size, db.freelist_count, size_text(db.wal_bytes),
                            db.auto_vacuum == 2 ? "incremental" : db.auto_vacuum == 1 ? "full" : "none");
+  if (db.backend == "postgres")
+    std::cout << fmt::format("postgres: runs table {}, its indexes {}\n", size_text(db.runs_table_bytes),
+                             size_text(db.runs_index_bytes));
   std::cout << "log directory: " << size_text(out->log_dir_bytes) << "\n";
+  return kOk;
+}
+
+// ---- nodes ---------------------------------------------------------------------
+
+int cmd_nodes(const std::string& config_path, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto nodes = s.ops->nodes();
+  if (!nodes) return report(nodes.error());
+  if (as_json) {
+    print_json(Json{{"nodes", ops::to_json(*nodes)}});
+    return kOk;
+  }
+  if (nodes->empty()) {
+    std::cout << "no node has registered yet (has the daemon run?)\n";
+    return kOk;
+  }
+  const TimePoint now = SystemClock().now();
+  std::cout << fmt::format("{:<24} {:<22} {:<26} {:>9}  {}\n", "NODE", "API", "LAST HEARTBEAT", "IN FLIGHT", "STATE");
+  for (const store::NodeInfo& n : *nodes) {
+    const std::string ago = format_duration(std::max(Millis(0), std::chrono::duration_cast<Millis>(now - n.heartbeat_at)));
+    const std::string state = n.dead_at ? "dead (declared by " + n.declared_dead_by + " at " + or_dash(n.dead_at) + ")"
+                                        : ago + " ago";
+    std::cout << fmt::format("{:<24} {:<22} {:<26} {:>9}  {}\n", n.name, n.api_address.empty() ? "-" : n.api_address,
+                             format_rfc3339(n.heartbeat_at), n.in_flight, state);
+  }
+  return kOk;
+}
+
+int cmd_forget_node(const std::string& config_path, const std::string& name, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::write, s); rc != kOk) return rc;
+  if (auto st = s.ops->forget_node(name); !st) return report(st.error());
+  if (as_json) print_json(Json{{"forgotten", name}});
+  else std::cout << "forgot node " << name << " and its tombstones\n";
   return kOk;
 }
 
@@ -570,6 +610,19 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
                       "fix what can be fixed safely (through the daemon when one runs: runs in flight are left alone)");
   check_cmd->add_flag("--json", as_json, "print JSON");
   check_cmd->callback([&] { exit_code = cmd_check(config_path, repair, as_json); });
+
+  auto* nodes_cmd = app.add_subcommand(
+      "nodes", "The nodes sharing the database: API address, last heartbeat, runs in flight, dead or alive");
+  nodes_cmd->add_flag("--json", as_json, "print JSON");
+  std::string node;
+  auto* forget_cmd = nodes_cmd->add_subcommand(
+      "forget", "Forget a node gone for good: drop its row and its tombstones (its log files went with it)");
+  forget_cmd->add_option("NAME", node, "the node's name")->required();
+  forget_cmd->add_flag("--json", as_json, "print JSON");
+  forget_cmd->callback([&] { exit_code = cmd_forget_node(config_path, node, as_json); });
+  nodes_cmd->callback([&] {
+    if (nodes_cmd->get_subcommands().empty()) exit_code = cmd_nodes(config_path, as_json);
+  });
 
   try {
     app.parse(argc, argv);

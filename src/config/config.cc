@@ -466,6 +466,19 @@ constexpr KeySpec<Daemon> kDaemonKeys[] = {
     {"max_log_streams", [](auto& r, auto& n, auto& k, auto& d) { r.integer(n, k, 1, 10000, d.max_log_streams); }},
     {"max_log_streams_per_client",
      [](auto& r, auto& n, auto& k, auto& d) { r.integer(n, k, 1, 10000, d.max_log_streams_per_client); }},
+    {"node",
+     [](auto& r, auto& n, auto& k, auto& d) {
+       if (!r.string(n, k, d.node, Empty::refused)) return;
+       if (!valid_task_name(d.node))
+         r.add(n.source(), k, "invalid node name \"" + d.node + "\" (letters, digits, '.', '_', '-'; at most 128)");
+     }},
+    {"node_lease",
+     [](auto& r, auto& n, auto& k, auto& d) {
+       Millis lease = d.node_lease;
+       r.duration(n, k, Zero::refused, lease);
+       if (lease < std::chrono::seconds(1)) r.add(n.source(), k, "must be at least 1s");
+       else d.node_lease = lease;
+     }},
 };
 
 constexpr KeySpec<Storage> kStorageKeys[] = {
@@ -679,14 +692,10 @@ tl::expected<Config, Problems> parse(std::string_view text, std::string_view fil
   if (const auto* n = root.get("compactor")) read_section(r, *n, "compactor", kCompactorKeys, config.compactor);
   if (const auto* n = root.get("defaults")) read_section(r, *n, "defaults", kPolicyKeys, config.defaults);
 
-  // The value is part of the format (DESIGN.md) but no store implements it
-  // yet; accepting it would record on SQLite while the user believes several
-  // nodes share one database.
-  if (config.storage.backend == Backend::postgres) {
+  if (config.storage.backend == Backend::postgres && config.storage.postgres_url.empty()) {
     const toml::node* backend = root.at_path("storage.backend").node();
-    r.add(backend ? backend->source() : toml::source_region{}, "storage.backend",
-          "the PostgreSQL backend is not available yet in this version of cronkeep; use backend = \"sqlite\" "
-          "(the default)");
+    r.add(backend ? backend->source() : toml::source_region{}, "storage.postgres_url",
+          "backend = \"postgres\" needs postgres_url (e.g. \"postgresql://cronkeep@db1/cronkeep\")");
   }
 
   if (const auto* n = root.get("tasks")) {

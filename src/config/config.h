@@ -81,11 +81,21 @@ struct Daemon {
   std::string token_file;                    // empty = {data_dir}/token
   int max_log_streams = 32;                  // concurrent SSE log streams, 1..10000
   int max_log_streams_per_client = 8;        // per client address, 1..10000
+  // This node's name among the nodes sharing a PostgreSQL database: runs,
+  // fires and tombstones record it. Empty = the host name (the daemon looks
+  // it up). When set: [A-Za-z0-9][A-Za-z0-9._-]{0,127}.
+  std::string node;
+  // PostgreSQL: a node whose heartbeat is older than this is declared dead
+  // by another node (its in-flight runs become crashed). Heartbeats go every
+  // lease / 3. >= 1s.
+  Millis node_lease = 30s;
 };
 
 struct Storage {
-  Backend backend = Backend::sqlite;             // postgres is refused until it exists
-  std::string postgres_url;                      // unused until postgres exists
+  Backend backend = Backend::sqlite;
+  // Required when backend = "postgres": a libpq URI or key=value string,
+  // e.g. "postgresql://cronkeep@db1/cronkeep". Ignored for sqlite.
+  std::string postgres_url;
   uint64_t min_free_space = 1024ull * 1024 * 1024;  // bytes
   uint64_t max_size = 0;                         // all log bytes; 0 = none
 };

@@ -64,28 +64,42 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
       {retention::kRetentionTask, config.retention.schedule,
        [&store, &executor, &clock, policy](int64_t run_id) -> Result<std::string> {
          lower_own_priority();
-         const TimePoint now = clock.now();
-         auto report = retention::sweep(store, executor, policy, now);
-         if (!report) return tl::unexpected(report.error());
-         if (auto st = store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask, report->rows,
-                                                                          report->files_deleted, report->file_errors,
-                                                                          report->log_bytes, 0});
-             !st)
-           return tl::unexpected(st.error());
-         std::string message = retention::describe(*report, policy, now);
-         if (report->file_errors > 0) return fail(ErrorCode::io, message);
-         return message;
+         // One node at a time (several nodes, one database); the run, and
+         // so the node that did the work, is recorded either way.
+         Result<std::string> out = fail(ErrorCode::busy, "not run");
+         auto ran = store.exclusively(retention::kRetentionTask, [&] {
+           const TimePoint now = clock.now();
+           auto report = retention::sweep(store, executor, policy, now);
+           if (!report) return void(out = tl::unexpected(report.error()));
+           if (auto st = store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask,
+                                                                            report->rows, report->files_deleted,
+                                                                            report->file_errors, report->log_bytes, 0});
+               !st)
+             return void(out = tl::unexpected(st.error()));
+           std::string message = retention::describe(*report, policy, now) + " (node " + store.node() + ")";
+           if (report->file_errors > 0) out = fail(ErrorCode::io, message);
+           else out = message;
+         });
+         if (!ran) return tl::unexpected(ran.error());
+         if (!*ran) return "not run: node " + store.node() + " found another node sweeping";
+         return out;
        }, config.retention.parsed},
       {retention::kCompactorTask, config.compactor.schedule, [&store, mode](int64_t run_id) -> Result<std::string> {
          lower_own_priority();
-         auto report = retention::compact(store, mode);
-         if (!report) return tl::unexpected(report.error());
-         if (auto st = store.record_maintenance(
-                 store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0, 0,
-                                           std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
-             !st)
-           return tl::unexpected(st.error());
-         return retention::describe(*report);
+         Result<std::string> out = fail(ErrorCode::busy, "not run");
+         auto ran = store.exclusively(retention::kCompactorTask, [&] {
+           auto report = retention::compact(store, mode);
+           if (!report) return void(out = tl::unexpected(report.error()));
+           if (auto st = store.record_maintenance(
+                   store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0, 0,
+                                             std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+               !st)
+             return void(out = tl::unexpected(st.error()));
+           out = retention::describe(*report) + " (node " + store.node() + ")";
+         });
+         if (!ran) return tl::unexpected(ran.error());
+         if (!*ran) return "not run: node " + store.node() + " found another node compacting";
+         return out;
        }, config.compactor.parsed},
   };
 }
@@ -113,9 +127,18 @@ int run(const config::Config& config) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto store = store::open_sqlite(dir.database());
+  auto store = ops::open_store(config);
   if (!store) {
     spdlog::error("{}", store.error().message);
+    return 1;
+  }
+  // Register before anything is recorded: a second process under the same
+  // node name is refused here.
+  SystemClock clock;
+  const TimePoint started_at = clock.now();
+  const Millis lease = config.daemon.node_lease;
+  if (auto st = (*store)->heartbeat(config.daemon.listen, started_at, started_at, lease); !st) {
+    spdlog::error("{}", st.error().message);
     return 1;
   }
   retention::Executor executor(**store, dir, config.retention.batch_size);
@@ -133,7 +156,6 @@ int run(const config::Config& config) {
     spdlog::error("{}", token.error().message);
     return 1;
   }
-  SystemClock clock;
   events::Bus bus;
   scheduler::Options options{data_dir, config.daemon.shutdown_timeout, 0,
                              system_tasks(config, **store, executor, clock), &bus};
@@ -147,16 +169,27 @@ int run(const config::Config& config) {
   http::Limits limits;
   limits.max_streams = config.daemon.max_log_streams;
   limits.max_streams_per_client = config.daemon.max_log_streams_per_client;
-  http::Server api(http::Deps{&local, [&local] { return local.metrics(); }, [&scheduler] { return scheduler.health(); },
-                              *token},
-                   limits);
+  // Set by the nodes thread while the database does not take heartbeats;
+  // the scheduler says when writes fail (a full disk) or the data
+  // directory moved.
+  std::mutex health_mu;
+  std::string db_problem;
+  auto health = [&] {
+    {
+      std::lock_guard guard(health_mu);
+      if (!db_problem.empty()) return db_problem;
+    }
+    return scheduler.health();
+  };
+  http::Server api(http::Deps{&local, [&local] { return local.metrics(); }, health, *token}, limits);
   if (auto st = api.start(config.daemon.listen); !st) {
     spdlog::error("{}", st.error().message);
     scheduler.shutdown();
     return 1;
   }
-  spdlog::info("cronkeep started: {} task(s), data in {}, API on http://{} (token in {})", config.tasks.size(),
-               data_dir, config.daemon.listen,
+  spdlog::info("cronkeep started as node {} ({}): {} task(s), data in {}, API on http://{} (token in {})",
+               (*store)->node(), config::to_string(config.storage.backend), config.tasks.size(), data_dir,
+               config.daemon.listen,
                config.daemon.token_file.empty() ? dir.generated_token() : config.daemon.token_file);
 
   std::mutex mu;
@@ -201,6 +234,41 @@ int run(const config::Config& config) {
       guard.lock();
     }
   });
+  // Heartbeats, take-over of dead nodes and this node's tombstones (another
+  // node's retention may have deleted runs whose logs are here).
+  std::thread nodes([&] {
+    const Millis every = std::max(Millis(200), lease / 3);
+    auto next_replay = std::chrono::steady_clock::now();
+    std::unique_lock guard(mu);
+    while (!cv.wait_for(guard, every, [&] { return stopping; })) {
+      guard.unlock();
+      const TimePoint now = clock.now();
+      auto beat = (*store)->heartbeat(config.daemon.listen, started_at, now, lease);
+      {
+        std::lock_guard health_guard(health_mu);
+        db_problem = beat ? "" : "database: " + beat.error().message;
+      }
+      if (auto st = beat; !st) {
+        spdlog::error("{}", st.error().message);
+        if (st.error().code == ErrorCode::conflict) {
+          spdlog::error("stopping: this node lost its runs to another node; restart it to rejoin");
+          ::kill(::getpid(), SIGTERM);
+          return;
+        }
+      } else if (auto dead = (*store)->expire_nodes(now, lease); !dead) {
+        spdlog::warn("{}", dead.error().message);
+      } else {
+        for (const std::string& name : *dead)
+          spdlog::warn("node {} stopped heartbeating (lease {}): declared dead, its in-flight runs marked crashed",
+                       name, format_duration(lease));
+      }
+      if (std::chrono::steady_clock::now() >= next_replay) {
+        next_replay = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        if (auto r = executor.replay_tombstones(); !r) spdlog::warn("replaying tombstones: {}", r.error().message);
+      }
+      guard.lock();
+    }
+  });
   std::thread loop([&] { scheduler.run_loop(); });
 
   int sig = 0;
@@ -221,6 +289,8 @@ int run(const config::Config& config) {
   }
   cv.notify_all();
   checkpointer.join();
+  nodes.join();
+  if (auto st = (*store)->leave(clock.now()); !st) spdlog::warn("{}", st.error().message);
   if (auto st = (*store)->checkpoint(); !st) spdlog::warn("{}", st.error().message);
   spdlog::info("cronkeep stopped");
   return 0;

@@ -490,6 +490,20 @@ struct Server::Impl {
 
     install_ui_routes();
 
+    // Nodes sharing the database (several machines, one PostgreSQL).
+    add("GET", "/api/nodes", false, [&o](Call& c) {
+      if (!c.only({})) return;
+      auto nodes = o.nodes();
+      if (!nodes) return send_error(c.res, nodes.error());
+      send_json(c.res, 200, Json{{"nodes", ops::to_json(*nodes)}});
+    });
+
+    add("POST", "/api/nodes/" + kTask + "/forget", true, [&o](Call& c) {
+      if (!c.only({}) || !c.fields({})) return;
+      if (auto st = o.forget_node(c.arg(1)); !st) return send_error(c.res, st.error());
+      send_json(c.res, 200, Json{{"forgotten", c.arg(1)}});
+    });
+
     add("GET", "/metrics", false, [this](Call& c) {
       if (!deps.metrics) return send_error(c.res, ErrorCode::not_found, "no metrics here");
       auto m = deps.metrics();

@@ -23,6 +23,7 @@
 #include "cron/cron.h"
 #include "events/events.h"
 #include "layout/layout.h"
+#include "ops/remote.h"
 #include "scheduler/scheduler.h"
 
 namespace cronkeep::ops {
@@ -170,6 +171,32 @@ struct Local::Impl {
       return fail(ErrorCode::corruption, "run " + std::to_string(run.id) + " has an invalid log path");
     return dir.absolute(run.log_path);
   }
+
+  // The API of the node holding a run's log when that is another node
+  // (several nodes, one database: logs stay where they were written), or
+  // nullptr when the log is read here: the run is this node's, or its file
+  // is here anyway. The bearer token is this node's: nodes share one token
+  // (docs/storage.md). Errors: not_found when the node is unknown or
+  // advertises no API address; invalid_argument for a bad address.
+  Result<std::unique_ptr<Ops>> holder_of(const store::Run& run) {
+    if (run.node.empty() || !d.store || run.node == d.store->node()) return nullptr;
+    if (!run.log_path.empty() && layout::DataDir::valid_log_path(run.log_path) &&
+        fs::exists(dir.absolute(run.log_path)))
+      return nullptr;
+    auto nodes = d.store->list_nodes();
+    if (!nodes) return tl::unexpected(nodes.error());
+    for (const store::NodeInfo& n : *nodes) {
+      if (n.name != run.node) continue;
+      if (n.api_address.empty()) break;
+      auto endpoint = parse_listen(n.api_address);
+      if (!endpoint) return tl::unexpected(endpoint.error());
+      auto token = read_token(*d.config);
+      if (!token) return tl::unexpected(token.error());
+      return make_remote(*endpoint, *token);
+    }
+    return fail(ErrorCode::not_found, "the log of run " + std::to_string(run.id) + " is on node " + run.node +
+                                          ", which does not advertise an API address");
+  }
 };
 
 Local::Local(LocalDeps deps) : impl_(std::make_unique<Impl>(deps)) {}
@@ -279,6 +306,9 @@ Result<LogSlice> Local::log(const LogQuery& q) {
   if (auto st = check_read(q.read, q.from_line_given); !st) return tl::unexpected(st.error());
   auto run = s.find_run(q.task, q.run_id);
   if (!run) return tl::unexpected(run.error());
+  auto holder = s.holder_of(*run);
+  if (!holder) return tl::unexpected(holder.error());
+  if (*holder) return (*holder)->log(q);
   auto path = s.log_file(*run);
   if (!path) return tl::unexpected(path.error());
   auto page = logs::read_log(*path, q.read);
@@ -290,6 +320,9 @@ Status Local::follow(const FollowRequest& req, FollowSink& sink) {
   Impl& s = *impl_;
   auto run = s.find_run(req.task, req.run_id);
   if (!run) return tl::unexpected(run.error());
+  auto holder = s.holder_of(*run);
+  if (!holder) return tl::unexpected(holder.error());
+  if (*holder) return (*holder)->follow(req, sink);
   std::unique_ptr<events::Subscription> sub;
   if (s.d.bus) sub = s.d.bus->subscribe(events::Filter{run->id, std::nullopt});
   // A queued run has no log yet: wait for its start (an event), not by polling.
@@ -501,7 +534,14 @@ Result<retention::PurgeOutcome> Local::purge(const retention::PurgeRequest& req,
       retention::Executor idle(*s.d.store, s.dir, 1);
       return retention::manual_purge(*s.d.store, idle, req, *s.d.clock);
     }
-    return retention::manual_purge(*s.d.store, *s.d.executor, req, *s.d.clock, progress);
+    // Never beside a sweep or another purge on another node.
+    Result<retention::PurgeOutcome> out = fail(ErrorCode::busy, "not run");
+    auto ran = s.d.store->exclusively(retention::kRetentionTask, [&] {
+      out = retention::manual_purge(*s.d.store, *s.d.executor, req, *s.d.clock, progress);
+    });
+    if (!ran) return Result<retention::PurgeOutcome>(tl::unexpected(ran.error()));
+    if (!*ran) return Result<retention::PurgeOutcome>(fail(ErrorCode::busy, "another node is purging; try again later"));
+    return out;
   });
 }
 
@@ -509,8 +549,27 @@ Result<retention::CompactOutcome> Local::compact(retention::CompactMode mode) {
   Impl& s = *impl_;
   if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
   if (!s.d.executor) return tl::unexpected(read_only("compacting"));
-  return s.maintain<Result<retention::CompactOutcome>>(
-      [&] { return retention::manual_compact(*s.d.store, mode, *s.d.clock); });
+  return s.maintain<Result<retention::CompactOutcome>>([&] {
+    Result<retention::CompactOutcome> out = fail(ErrorCode::busy, "not run");
+    auto ran = s.d.store->exclusively(retention::kCompactorTask,
+                                      [&] { out = retention::manual_compact(*s.d.store, mode, *s.d.clock); });
+    if (!ran) return Result<retention::CompactOutcome>(tl::unexpected(ran.error()));
+    if (!*ran) return Result<retention::CompactOutcome>(fail(ErrorCode::busy, "another node is compacting; try again later"));
+    return out;
+  });
+}
+
+Result<std::vector<store::NodeInfo>> Local::nodes() {
+  Impl& s = *impl_;
+  if (!s.d.store) return std::vector<store::NodeInfo>{};
+  return s.d.store->list_nodes();
+}
+
+Status Local::forget_node(std::string_view name) {
+  Impl& s = *impl_;
+  if (!s.d.store) return fail(ErrorCode::not_found, "node " + std::string(name) + " not found");
+  if (!s.d.executor) return fail(ErrorCode::busy, "read-only: forgetting a node needs the data directory's lock");
+  return s.d.store->forget_node(name);
 }
 
 Result<MaintenanceStatus> Local::status() {
@@ -863,6 +922,8 @@ class OwnedLocal : public Ops {
   }
   Result<retention::CompactOutcome> compact(retention::CompactMode m) override { return local_->compact(m); }
   Result<MaintenanceStatus> status() override { return local_->status(); }
+  Result<std::vector<store::NodeInfo>> nodes() override { return local_->nodes(); }
+  Status forget_node(std::string_view name) override { return local_->forget_node(name); }
   Result<CheckReport> check(bool repair) override { return local_->check(repair); }
   Status watch(const WatchRequest& r, WatchSink& s) override { return local_->watch(r, s); }
   Result<RetentionPreview> retention_preview(std::string_view t) override { return local_->retention_preview(t); }
@@ -880,9 +941,24 @@ class OwnedLocal : public Ops {
 
 }  // namespace
 
+std::string node_name(const config::Config& config) {
+  if (!config.daemon.node.empty()) return config.daemon.node;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) return "local";
+  return host;
+}
+
+Result<std::unique_ptr<store::Store>> open_store(const config::Config& config, store::OpenOptions options) {
+  options.node = node_name(config);
+  if (config.storage.backend == config::Backend::postgres)
+    return store::open_postgres(config.storage.postgres_url, options);
+  return store::open_sqlite(layout::DataDir(config.daemon.data_dir).database(), options);
+}
+
 Result<std::unique_ptr<Ops>> open_local(const config::Config& config, Access access) {
   const layout::DataDir dir(config.daemon.data_dir);
-  const bool exists = fs::exists(dir.database());
+  const bool postgres = config.storage.backend == config::Backend::postgres;
+  const bool exists = postgres || fs::exists(dir.database());
   std::optional<FileLock> lock;
   std::unique_ptr<store::Store> store;
   if (access == Access::write) {
@@ -892,11 +968,11 @@ Result<std::unique_ptr<Ops>> open_local(const config::Config& config, Access acc
     if (!l)
       return fail(ErrorCode::busy, l.error().message + ": a daemon is running on this data directory; stop it first");
     lock.emplace(std::move(*l));
-    auto s = store::open_sqlite(dir.database());
+    auto s = open_store(config);
     if (!s) return tl::unexpected(s.error());
     store = std::move(*s);
   } else if (exists) {
-    auto s = store::open_sqlite(dir.database(), store::OpenOptions{.read_only = true});
+    auto s = open_store(config, store::OpenOptions{.read_only = true});
     if (!s) return tl::unexpected(s.error());
     store = std::move(*s);
   }

@@ -102,6 +102,8 @@ class Local : public Ops {
                                         const retention::Progress& progress = {}) override;
   Result<retention::CompactOutcome> compact(retention::CompactMode mode) override;
   Result<MaintenanceStatus> status() override;
+  Result<std::vector<store::NodeInfo>> nodes() override;
+  Status forget_node(std::string_view name) override;
   Result<CheckReport> check(bool repair) override;
   Status watch(const WatchRequest& request, WatchSink& sink) override;
   Result<RetentionPreview> retention_preview(std::string_view task) override;
@@ -122,5 +124,13 @@ class Local : public Ops {
 // writing, creating nothing else; `read`: opens it read-only (no database
 // yet = an empty history). Errors: busy, io, corruption.
 Result<std::unique_ptr<Ops>> open_local(const config::Config& config, Access access);
+
+// This node's name: [daemon] node, else the host name.
+std::string node_name(const config::Config& config);
+
+// Opens the configured store: {data_dir}/cronkeep.db ([storage] backend =
+// "sqlite") or the server at [storage] postgres_url, as node_name(config).
+// Errors: those of store::open_sqlite / store::open_postgres.
+Result<std::unique_ptr<store::Store>> open_store(const config::Config& config, store::OpenOptions options = {});
 
 }  // namespace cronkeep::ops

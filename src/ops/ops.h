@@ -290,6 +290,13 @@ class Ops {
   // Errors: not_found when the run has no log; invalid_argument for a
   // negative offset or a bad max_bytes.
   virtual Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) = 0;
+
+  // The nodes sharing the database, by name, with their last heartbeat and
+  // runs in flight (SQLite: this one node, once its daemon has run).
+  virtual Result<std::vector<store::NodeInfo>> nodes() = 0;
+  // Drops a node that is gone for good and its tombstones (its log files went
+  // with its disk). Errors: not_found; conflict for the node itself.
+  virtual Status forget_node(std::string_view name) = 0;
 };
 
 // Lines per page of a log read (the API's cap on `lines` and `tail`).

@@ -177,6 +177,18 @@ class Remote : public Ops {
     return status_from_json(*reply);
   }
 
+  Result<std::vector<store::NodeInfo>> nodes() override {
+    auto reply = call("GET", "/api/nodes");
+    if (!reply) return tl::unexpected(reply.error());
+    return nodes_from_json(*reply);
+  }
+
+  Status forget_node(std::string_view name) override {
+    auto reply = call("POST", "/api/nodes/" + std::string(name) + "/forget", Json::object());
+    if (!reply) return tl::unexpected(reply.error());
+    return {};
+  }
+
   Result<CheckReport> check(bool repair) override {
     auto reply = repair ? call("POST", "/api/maintenance/check", Json{{"repair", true}}, {}, 24h)
                         : call("GET", "/api/maintenance/check", nullptr, {}, 24h);

@@ -110,7 +110,8 @@ Json to_json(const store::Run& r) {
               {"max_rss_kb", opt(r.max_rss_kb)},
               {"log_path", r.log_path},
               {"log_bytes", r.log_bytes},
-              {"message", r.message}};
+              {"message", r.message},
+              {"node", r.node}};
 }
 
 Result<store::Run> run_from_json(const Json& j) {
@@ -138,6 +139,7 @@ Result<store::Run> run_from_json(const Json& j) {
   run.log_path = r.opt_string("log_path");
   run.log_bytes = r.integer("log_bytes");
   run.message = r.opt_string("message");
+  run.node = r.opt_string("node");
   return r.done(std::move(run));
 }
 
@@ -408,7 +410,10 @@ Json to_json(const MaintenanceStatus& s) {
                 {"page_count", db.page_count},
                 {"free_pages", db.freelist_count},
                 {"wal_bytes", db.wal_bytes},
-                {"auto_vacuum", auto_vacuum_name(db.auto_vacuum)}}},
+                {"auto_vacuum", auto_vacuum_name(db.auto_vacuum)},
+                {"backend", db.backend},
+                {"runs_table_bytes", db.runs_table_bytes},
+                {"runs_index_bytes", db.runs_index_bytes}}},
               {"log_dir_bytes", s.log_dir_bytes}};
 }
 
@@ -442,9 +447,41 @@ Result<MaintenanceStatus> status_from_json(const Json& j) {
   s.database.wal_bytes = db.integer("wal_bytes");
   const std::string av = db.string("auto_vacuum");
   s.database.auto_vacuum = av == "incremental" ? 2 : av == "full" ? 1 : 0;
+  s.database.backend = db.string("backend");
+  s.database.runs_table_bytes = db.integer("runs_table_bytes");
+  s.database.runs_index_bytes = db.integer("runs_index_bytes");
   if (auto d = db.done(0); !d) return tl::unexpected(d.error());
   s.log_dir_bytes = r.integer("log_dir_bytes");
   return r.done(std::move(s));
+}
+
+Json to_json(const store::NodeInfo& n) {
+  return Json{{"name", n.name},
+              {"api_address", n.api_address},
+              {"started_at", time_json(n.started_at)},
+              {"heartbeat_at", time_json(n.heartbeat_at)},
+              {"dead_at", time_json(n.dead_at)},
+              {"declared_dead_by", n.declared_dead_by},
+              {"in_flight", n.in_flight}};
+}
+
+Result<std::vector<store::NodeInfo>> nodes_from_json(const Json& j) {
+  Reader r(j, "nodes");
+  std::vector<store::NodeInfo> out;
+  for (const Json& item : r.array("nodes")) {
+    Reader nr(item, "nodes[]");
+    store::NodeInfo n;
+    n.name = nr.string("name");
+    n.api_address = nr.string("api_address");
+    n.started_at = nr.time("started_at").value_or(TimePoint{});
+    n.heartbeat_at = nr.time("heartbeat_at").value_or(TimePoint{});
+    n.dead_at = nr.time("dead_at");
+    n.declared_dead_by = nr.opt_string("declared_dead_by");
+    n.in_flight = nr.integer("in_flight");
+    if (auto d = nr.done(0); !d) return tl::unexpected(d.error());
+    out.push_back(std::move(n));
+  }
+  return r.done(std::move(out));
 }
 
 Json to_json(const CheckReport& c) {

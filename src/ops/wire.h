@@ -35,6 +35,7 @@ Json to_json(const retention::CompactOutcome& o);
 Json to_json(const MaintenanceStatus& s);
 Json to_json(const CheckReport& r);
 Json to_json(const ValidateReport& r);
+Json to_json(const store::NodeInfo& n);  // a node of GET /api/nodes
 Json to_json(const Error& e);         // {"error": message, "code": "not_found"}
 template <class T>
 Json to_json(const std::vector<T>& items) {
@@ -56,6 +57,8 @@ Result<retention::PurgeOutcome> purge_from_json(const Json& j);
 Result<retention::CompactOutcome> compact_from_json(const Json& j);
 Result<MaintenanceStatus> status_from_json(const Json& j);
 Result<CheckReport> check_from_json(const Json& j);
+// {"nodes": [...]}
+Result<std::vector<store::NodeInfo>> nodes_from_json(const Json& j);
 Error error_from_json(int http_status, const Json& j);
 
 // The purge request as the API takes it ({older_than, task, status, limit,

@@ -389,6 +389,21 @@ Result<int64_t> Scheduler::insert(size_t t, Trigger trigger, std::optional<TimeP
   row.created_at = clock_.now();
   if (store::is_terminal(status)) row.finished_at = row.created_at;
   row.message = std::move(message);
+  // A fire of the schedule (run, caught up, skipped or missed alike) is
+  // claimed, so among nodes sharing a database exactly one records and runs
+  // it; the others record nothing. Manual runs and retries are not fires.
+  const bool claimed = scheduled && (trigger == Trigger::schedule || trigger == Trigger::catch_up ||
+                                     trigger == Trigger::system);
+  if (claimed) {
+    auto claim = store_.claim_fire(row);
+    if (!claim) {
+      spdlog::error("task {}: cannot record run: {}", row.task, claim.error().message);
+      return tl::unexpected(claim.error());
+    }
+    if (!*claim)
+      return fail(ErrorCode::conflict, "the fire at " + format_rfc3339(*scheduled) + " was claimed by another node");
+    return **claim;
+  }
   auto id = store_.insert_run(row);
   if (!id) spdlog::error("task {}: cannot record run: {}", row.task, id.error().message);
   return id;

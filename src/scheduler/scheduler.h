@@ -30,6 +30,9 @@
 //     times, each a run of its own (trigger retry, attempt n, retry_of the
 //     first run), after retry_delay scaled by retry_backoff, capped at 5 min;
 //   - run-now, retries and catch-up runs never skip: they start or queue;
+//   - every fire of the schedule (to run, catch up, skip or miss) is claimed
+//     through store::Store::claim_fire; a fire another node claimed is left
+//     to it: nothing is recorded or run here (several nodes, one database);
 //   - a step of the wall clock (it moved by a second or more than the
 //     steady clock between two ticks; run_loop ticks at least once a second):
 //     after a step back, every task's next fire is recomputed from the new

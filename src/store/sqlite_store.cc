@@ -72,6 +72,17 @@ CREATE TABLE maintenance (
 );
 CREATE INDEX maintenance_by_task ON maintenance (task, run_id DESC);
 )sql",
+    R"sql(
+-- The node that recorded each run and wrote each log (one node on SQLite).
+ALTER TABLE runs ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE tombstones ADD COLUMN node TEXT NOT NULL DEFAULT '';
+CREATE TABLE nodes (
+  name         TEXT    PRIMARY KEY,
+  api_address  TEXT    NOT NULL DEFAULT '',
+  started_at   INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL
+);
+)sql",
 };
 
 class Db {
@@ -161,7 +172,7 @@ void rollback(sqlite3* db) { (void)exec(db, "ROLLBACK"); }
 
 constexpr const char* kRunColumns =
     "id, task, trigger, attempt, retry_of, status, scheduled_at, created_at, started_at, finished_at, "
-    "exit_code, signal, duration_ms, cpu_ms, max_rss_kb, log_path, log_bytes, message";
+    "exit_code, signal, duration_ms, cpu_ms, max_rss_kb, log_path, log_bytes, message, node";
 
 // A status or trigger this build does not know is corruption (or a newer
 // schema), never silently some other value.
@@ -196,6 +207,7 @@ Result<Run> read_run(const Stmt& s) {
   r.log_path = s.text(15);
   r.log_bytes = s.int64(16);
   r.message = s.text(17);
+  r.node = s.text(18);
   return r;
 }
 
@@ -272,6 +284,7 @@ class SqliteStore final : public Store {
     }
     read_only_ = options.read_only;
     path_ = path;
+    node_ = options.node;
     return {};
   }
 
@@ -309,8 +322,8 @@ class SqliteStore final : public Store {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
     Stmt s(writer_.get(),
-           "INSERT INTO runs (task, trigger, attempt, retry_of, status, scheduled_at, created_at, finished_at, message)"
-           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+           "INSERT INTO runs (task, trigger, attempt, retry_of, status, scheduled_at, created_at, finished_at, message,"
+           " node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, run.task);
     s.bind(2, to_string(run.trigger));
     s.bind(3, run.attempt);
@@ -320,8 +333,16 @@ class SqliteStore final : public Store {
     s.bind(7, to_unix_ms(run.created_at));
     s.bind_opt(8, run.finished_at);
     s.bind(9, run.message);
+    s.bind(10, node_);
     if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "inserting run of " + run.task);
     return sqlite3_last_insert_rowid(writer_.get());
+  }
+
+  // One node: every fire is this node's.
+  Result<std::optional<int64_t>> claim_fire(const NewRun& run) override {
+    auto id = insert_run(run);
+    if (!id) return tl::unexpected(id.error());
+    return std::optional<int64_t>(*id);
   }
 
   Status mark_running(int64_t id, const std::string& log_path, TimePoint started_at) override {
@@ -421,7 +442,7 @@ class SqliteStore final : public Store {
       if (!run) return tl::unexpected(run.error());
       t.last_run = std::move(*run);
       t.task = t.last_run->task;
-      t.runs = s.int64(18);
+      t.runs = s.int64(19);
       out.push_back(std::move(t));
     }
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), "summarising tasks");
@@ -471,7 +492,7 @@ class SqliteStore final : public Store {
       return err;
     };
     Stmt pick(db, "SELECT log_path, log_bytes FROM runs WHERE id = ? AND status NOT IN ('pending', 'running')");
-    Stmt tomb(db, "INSERT INTO tombstones (run_id, log_path, created_at) VALUES (?, ?, strftime('%s','now') * 1000)");
+    Stmt tomb(db, "INSERT INTO tombstones (run_id, log_path, created_at, node) VALUES (?, ?, strftime('%s','now') * 1000, ?)");
     Stmt del(db, "DELETE FROM runs WHERE id = ?");
     for (int64_t id : ids) {
       pick.reset();
@@ -485,6 +506,7 @@ class SqliteStore final : public Store {
         tomb.reset();
         tomb.bind(1, id);
         tomb.bind(2, path);
+        tomb.bind(3, node_);
         if (tomb.step() != SQLITE_DONE) return abort("writing tombstone");
         out.tombstones.push_back(Tombstone{sqlite3_last_insert_rowid(db), id, path});
       }
@@ -677,6 +699,72 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  const std::string& node() const override { return node_; }
+
+  Status heartbeat(std::string_view api_address, TimePoint started_at, TimePoint now, Millis) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    // The data directory's lock already keeps a second daemon out: the row
+    // is this node's, whatever name an earlier run used.
+    Stmt s(writer_.get(),
+           "INSERT INTO nodes (name, api_address, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4)"
+           " ON CONFLICT (name) DO UPDATE SET api_address = ?2, started_at = ?3, heartbeat_at = ?4");
+    s.bind(1, node_);
+    s.bind(2, api_address);
+    s.bind(3, to_unix_ms(started_at));
+    s.bind(4, to_unix_ms(now));
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording heartbeat");
+    // One node: names this data directory ran under before are not nodes.
+    Stmt others(writer_.get(), "DELETE FROM nodes WHERE name <> ?");
+    others.bind(1, node_);
+    if (others.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording heartbeat");
+    return {};
+  }
+
+  Status leave(TimePoint) override { return {}; }
+  Result<std::vector<std::string>> expire_nodes(TimePoint, Millis) override { return std::vector<std::string>{}; }
+
+  Result<std::vector<NodeInfo>> list_nodes() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(),
+           "SELECT name, api_address, started_at, heartbeat_at,"
+           " (SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running')) FROM nodes ORDER BY name");
+    std::vector<NodeInfo> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      NodeInfo n;
+      n.name = s.text(0);
+      n.api_address = s.text(1);
+      n.started_at = from_unix_ms(s.int64(2));
+      n.heartbeat_at = from_unix_ms(s.int64(3));
+      n.in_flight = s.int64(4);
+      out.push_back(std::move(n));
+    }
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing nodes");
+    return out;
+  }
+
+  Status forget_node(std::string_view name) override {
+    if (name == node_) return fail(ErrorCode::conflict, "node " + std::string(name) + " is this node");
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(), "DELETE FROM nodes WHERE name = ?");
+    s.bind(1, name);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "forgetting node");
+    const int changed = sqlite3_changes(writer_.get());
+    Stmt t(writer_.get(), "DELETE FROM tombstones WHERE node = ?");
+    t.bind(1, name);
+    if (t.step() != SQLITE_DONE) return sql_error(writer_.get(), "forgetting node's tombstones");
+    if (changed == 0 && sqlite3_changes(writer_.get()) == 0)
+      return fail(ErrorCode::not_found, "node " + std::string(name) + " not found");
+    return {};
+  }
+
+  Result<bool> exclusively(std::string_view, const std::function<void()>& body) override {
+    body();
+    return true;
+  }
+
   Result<std::vector<LastOutcome>> last_outcomes() override {
     std::lock_guard lock(read_mu_);
     Stmt s(reader_.get(),
@@ -754,6 +842,7 @@ class SqliteStore final : public Store {
   std::mutex read_mu_;
   std::mutex checkpoint_mu_;
   std::string path_;
+  std::string node_;
   Db writer_;
   Db reader_;
   Db checkpointer_;

@@ -55,6 +55,7 @@ struct Run {
   std::string log_path;  // relative to {data_dir}; empty when the run has no log
   int64_t log_bytes = 0;
   std::string message;
+  std::string node;      // the node that recorded (and runs) it; the store's own node for new rows
 };
 
 // What a new row holds; the store assigns id.
@@ -130,13 +131,30 @@ struct Deleted {
   std::vector<Tombstone> tombstones;
 };
 
+// The database's size. On PostgreSQL: page_size is the block size,
+// page_count the blocks of cronkeep's tables and indexes, freelist_count and
+// wal_bytes 0, auto_vacuum 2 (space is reclaimed in place by VACUUM).
 struct DbStats {
+  std::string backend = "sqlite";  // sqlite | postgres
   int64_t page_size = 0;
   int64_t page_count = 0;
   int64_t freelist_count = 0;
   int64_t wal_bytes = 0;
   int64_t auto_vacuum = 0;  // 0 none, 1 full, 2 incremental
+  int64_t runs_table_bytes = 0;  // PostgreSQL: the runs table's heap (and TOAST); 0 on SQLite
+  int64_t runs_index_bytes = 0;  // PostgreSQL: the runs table's indexes; 0 on SQLite
   int64_t db_bytes() const { return page_size * page_count; }
+};
+
+// A node sharing the database (PostgreSQL); SQLite has its one node.
+struct NodeInfo {
+  std::string name;
+  std::string api_address;           // host:port of its API, as configured
+  TimePoint started_at{};
+  TimePoint heartbeat_at{};          // the node's own clock at its last heartbeat
+  std::optional<TimePoint> dead_at;  // set when another node declared it dead
+  std::string declared_dead_by;
+  int64_t in_flight = 0;             // its pending and running runs
 };
 
 // What one system run did.
@@ -184,13 +202,22 @@ class Store {
 
   // Inserts a run; returns its id.
   virtual Result<int64_t> insert_run(const NewRun& run) = 0;
+  // Claims the fire (run.task, *run.scheduled_at) for this node and inserts
+  // its run: returns the id, or nullopt when another node claimed that fire
+  // first (its run is theirs; this node records nothing). On PostgreSQL the
+  // claim is an INSERT into fires under its primary key (ON CONFLICT DO
+  // NOTHING) in the run's transaction; on SQLite (one node) it is insert_run.
+  // Requires: run.scheduled_at set.
+  virtual Result<std::optional<int64_t>> claim_fire(const NewRun& run) = 0;
   // pending → running: records the log path (relative to data_dir) and start.
   // Errors: not_found; conflict when the run is not pending.
   virtual Status mark_running(int64_t id, const std::string& log_path, TimePoint started_at) = 0;
-  // Ends a pending or running run. Errors: not_found; conflict when already terminal.
+  // Ends a pending or running run of this node. Errors: not_found; conflict
+  // when already terminal, or (PostgreSQL) when the run is no longer this
+  // node's (another node declared this one dead and took the run over).
   virtual Status finish_run(int64_t id, const RunEnd& end) = 0;
-  // Turns every pending or running run into `crashed` (exit code -2) with
-  // finished_at = now; returns how many. Called once at start-up.
+  // Turns every pending or running run of this node into `crashed` (exit
+  // code -2) with finished_at = now; returns how many. Called once at start-up.
   virtual Result<int64_t> reconcile_in_flight(TimePoint now, std::string_view message) = 0;
 
   virtual Result<Run> get_run(int64_t id) = 0;
@@ -203,7 +230,7 @@ class Store {
   virtual Result<std::vector<TaskSummary>> task_summaries() = 0;
   // Per task: when it last succeeded and last failed (failure statuses).
   virtual Result<std::vector<LastOutcome>> last_outcomes() = 0;
-  // Runs currently pending or running, oldest first.
+  // Runs currently pending or running on this node, oldest first.
   virtual Result<std::vector<Run>> in_flight_runs() = 0;
 
   // ---- retention ------------------------------------------------------
@@ -216,7 +243,9 @@ class Store {
   // in ONE transaction, writing a tombstone for each deleted run's log in the
   // same transaction. Returns what was deleted and the tombstones to replay.
   virtual Result<Deleted> delete_runs(const std::vector<int64_t>& ids) = 0;
-  // Tombstones not yet cleared, oldest first, at most `limit`.
+  // This node's tombstones not yet cleared, oldest first, at most `limit`
+  // (a node removes only the files it wrote; delete_runs returns only this
+  // node's tombstones too, and leaves the others for their nodes).
   virtual Result<std::vector<Tombstone>> list_tombstones(int limit) = 0;
   // Removes tombstones whose files are gone.
   virtual Status clear_tombstones(const std::vector<int64_t>& tombstone_ids) = 0;
@@ -256,15 +285,53 @@ class Store {
   // (a passive checkpoint), on a connection of its own; when no reader holds
   // the WAL, the next write starts it anew. Meant for a background thread.
   virtual Status checkpoint() = 0;
+
+  // ---- nodes --------------------------------------------------------------
+
+  // This store's node name (OpenOptions::node).
+  virtual const std::string& node() const = 0;
+  // Registers this node (first call) or renews its heartbeat. Errors:
+  // conflict when another live process holds the name (its heartbeat is
+  // younger than `lease`), or when this node was declared dead (it must
+  // restart: its runs were taken over).
+  virtual Status heartbeat(std::string_view api_address, TimePoint started_at, TimePoint now, Millis lease) = 0;
+  // At a clean stop: marks this node stopped (dead, by itself), so its name
+  // is free at once for the next start. SQLite: nothing to do.
+  virtual Status leave(TimePoint now) = 0;
+  // Declares dead every other node whose heartbeat is older than now - lease
+  // and not yet dead: its in-flight runs become crashed (exit code -2) with a
+  // message naming it. Returns the names declared dead. SQLite: none.
+  virtual Result<std::vector<std::string>> expire_nodes(TimePoint now, Millis lease) = 0;
+  // Every registered node, by name, with its in-flight run count.
+  virtual Result<std::vector<NodeInfo>> list_nodes() = 0;
+  // Drops a node's row and its tombstones (its files are gone with it).
+  // Errors: not_found; conflict for this node itself.
+  virtual Status forget_node(std::string_view name) = 0;
+  // Runs `body` only when no other node is doing the same (a session-level
+  // advisory lock named by `key` on PostgreSQL; always on SQLite). Returns
+  // whether `body` ran.
+  virtual Result<bool> exclusively(std::string_view key, const std::function<void()>& body) = 0;
 };
 
 struct OpenOptions {
   bool read_only = false;  // opens an existing database for reading only
+  std::string node = "local";  // this node's name ([daemon] node), recorded on runs and tombstones
 };
 
 // Opens (creating if needed) {data_dir}/cronkeep.db, applies migrations.
 // Errors: io when the file cannot be opened/created; corruption when it is not
 // a cronkeep database or its schema is newer than this build.
 Result<std::unique_ptr<Store>> open_sqlite(const std::string& db_path, OpenOptions options = {});
+
+// Connects to PostgreSQL at `url` (a libpq URI or key=value string) and
+// applies migrations (serialised across nodes by an advisory lock).
+// Thread-safety as SQLite's: one writer and one reader connection, each
+// reconnected on the next call after it broke. Errors: io when the server
+// cannot be reached (the message names the URL with its password masked);
+// corruption when the schema is newer than this build.
+Result<std::unique_ptr<Store>> open_postgres(const std::string& url, OpenOptions options = {});
+
+// `url` with any password replaced by "***", for messages.
+std::string mask_password(std::string_view url);
 
 }  // namespace cronkeep::store

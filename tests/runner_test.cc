@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstdlib>
 #include <thread>
 #include <vector>
@@ -202,12 +204,15 @@ TEST(Runner, ATimeoutAlsoKillsProcessesThatLeftTheGroup) {
   if (!dead) ::kill(detached, SIGKILL);  // ours: clean up before failing
   EXPECT_TRUE(dead) << "the detached sleep " << detached << " outlived the run's timeout";
   EXPECT_EQ(r.outcome.stopped, StopReason::timeout);
-  ASSERT_EQ(r.outcome.killed.size(), 1u);
-  EXPECT_EQ(r.outcome.killed[0].pid, detached);
-  EXPECT_EQ(r.outcome.killed[0].name, "sleep");
-  EXPECT_NE(describe(r.outcome).find("; killed 1 detached process(es): " + std::to_string(detached) + " (sleep)"),
-            std::string::npos)
-      << describe(r.outcome);
+  // The sleep, and under load sometimes the shell that started it too,
+  // caught before it exec'd or exited.
+  ASSERT_GE(r.outcome.killed.size(), 1u);
+  const auto sleeper = std::find_if(r.outcome.killed.begin(), r.outcome.killed.end(),
+                                    [&](const auto& k) { return k.pid == detached; });
+  ASSERT_NE(sleeper, r.outcome.killed.end());
+  EXPECT_EQ(sleeper->name, "sleep");
+  EXPECT_NE(describe(r.outcome).find("detached process(es): "), std::string::npos) << describe(r.outcome);
+  EXPECT_NE(describe(r.outcome).find(std::to_string(detached) + " (sleep)"), std::string::npos) << describe(r.outcome);
 }
 
 TEST(Runner, ARunThatEndsByItselfReportsDetachedProcessesLeftRunning) {

@@ -92,48 +92,15 @@ class Remote : public Ops {
 
   Status follow(const FollowRequest& req, FollowSink& sink) override {
     if (auto st = check_task_name(req.task); !st) return tl::unexpected(st.error());
-    httplib::Client client = make_client(std::chrono::seconds(90));  // the daemon sends keepalives every 15 s
     const std::string path = run_path(req.task, req.run_id) + "/log/stream?from=" + std::to_string(req.from);
-    std::string buffer;
-    std::string error_body;
-    int status = 0;
-    bool stopped = false;
-    Status parse_error;
-    auto res = client.Get(
-        path, httplib::Headers{},
-        [&](const httplib::Response& r) {
-          status = r.status;
-          return true;
+    return stream(
+        path,
+        [&](const std::string& frame) -> Result<bool> {
+          auto event = parse_frame(frame);
+          if (!event) return tl::unexpected(event.error());
+          return !*event || sink.on_event(**event);  // nullopt: a comment (keepalive)
         },
-        [&](const char* data, size_t size) {
-          if (status != 200) {
-            error_body.append(data, size);
-            return true;
-          }
-          buffer.append(data, size);
-          size_t end;
-          while ((end = buffer.find("\n\n")) != std::string::npos) {
-            const std::string frame = buffer.substr(0, end);
-            buffer.erase(0, end + 2);
-            auto event = parse_frame(frame);
-            if (!event) {
-              parse_error = tl::unexpected(event.error());
-              return false;
-            }
-            if (!*event) continue;  // a comment (keepalive)
-            if (!sink.on_event(**event)) {
-              stopped = true;
-              return false;
-            }
-          }
-          return sink.flush();
-        });
-    if (!parse_error) return parse_error;
-    if (stopped) return {};
-    if (status != 0 && status != 200)
-      return tl::unexpected(error_from_json(status, Json::parse(error_body, nullptr, false)));
-    if (!res && res.error() != httplib::Error::Canceled) return tl::unexpected(unreachable(res.error()));
-    return {};
+        [&] { return sink.flush(); });
   }
 
   Result<store::Run> run_now(const RunNowRequest& req) override {
@@ -199,52 +166,21 @@ class Remote : public Ops {
   // ---- for the web UI ----
 
   Status watch(const WatchRequest& req, WatchSink& sink) override {
-    httplib::Client client = make_client(std::chrono::seconds(90));  // keepalives every 15 s
-    std::string buffer, error_body;
-    int status = 0;
-    bool stopped = false;
-    Status parse_error;
-    (void)req;  // the daemon shows system tasks to this client, which holds the token
-    auto res = client.Get(
-        "/api/events", httplib::Headers{},
-        [&](const httplib::Response& r) {
-          status = r.status;
-          return true;
-        },
-        [&](const char* data, size_t size) {
-          if (status != 200) {
-            error_body.append(data, size);
+    // The daemon shows system tasks to this client, which holds the token.
+    return stream(
+        "/api/events",
+        [&](const std::string& frame) -> Result<bool> {
+          std::string event, payload;
+          int64_t id = 0;
+          split_frame(frame, event, payload, id);
+          if (event.empty()) return true;
+          auto e = watch_event_from_json(event, static_cast<uint64_t>(id), Json::parse(payload, nullptr, false));
+          if (!e) return tl::unexpected(e.error());
+          if (e->kind == WatchEvent::Kind::state && !req.include_system && layout::is_system_task_name(e->task))
             return true;
-          }
-          buffer.append(data, size);
-          size_t end;
-          while ((end = buffer.find("\n\n")) != std::string::npos) {
-            const std::string frame = buffer.substr(0, end);
-            buffer.erase(0, end + 2);
-            std::string event, payload;
-            int64_t id = 0;
-            split_frame(frame, event, payload, id);
-            if (event.empty()) continue;
-            auto e = watch_event_from_json(event, static_cast<uint64_t>(id), Json::parse(payload, nullptr, false));
-            if (!e) {
-              parse_error = tl::unexpected(e.error());
-              return false;
-            }
-            if (e->kind == WatchEvent::Kind::state && !req.include_system && layout::is_system_task_name(e->task))
-              continue;
-            if (!sink.on_event(*e)) {
-              stopped = true;
-              return false;
-            }
-          }
-          return sink.flush();
-        });
-    if (!parse_error) return parse_error;
-    if (stopped) return {};
-    if (status != 0 && status != 200)
-      return tl::unexpected(error_from_json(status, Json::parse(error_body, nullptr, false)));
-    if (!res && res.error() != httplib::Error::Canceled) return tl::unexpected(unreachable(res.error()));
-    return {};
+          return sink.on_event(*e);
+        },
+        [&] { return sink.flush(); });
   }
 
   Result<RetentionPreview> retention_preview(std::string_view task) override {
@@ -277,6 +213,53 @@ class Remote : public Ops {
     client.set_bearer_token_auth(token_);
     client.set_tcp_nodelay(true);
     return client;
+  }
+
+  // One Server-Sent Events stream: each frame (without its blank line) goes
+  // to on_frame, which returns false to stop (or an error); flush after
+  // each burst. Returns when the stream ends, the callback stops, or on an
+  // error (the daemon's, or io when it does not answer).
+  Status stream(const std::string& path, const std::function<Result<bool>(const std::string&)>& on_frame,
+                const std::function<bool()>& flush) const {
+    httplib::Client client = make_client(std::chrono::seconds(90));  // the daemon sends keepalives every 15 s
+    std::string buffer, error_body;
+    int status = 0;
+    bool stopped = false;
+    Status frame_error;
+    auto res = client.Get(
+        path, httplib::Headers{},
+        [&](const httplib::Response& r) {
+          status = r.status;
+          return true;
+        },
+        [&](const char* data, size_t size) {
+          if (status != 200) {
+            error_body.append(data, size);
+            return true;
+          }
+          buffer.append(data, size);
+          size_t end;
+          while ((end = buffer.find("\n\n")) != std::string::npos) {
+            const std::string frame = buffer.substr(0, end);
+            buffer.erase(0, end + 2);
+            auto more = on_frame(frame);
+            if (!more) {
+              frame_error = tl::unexpected(more.error());
+              return false;
+            }
+            if (!*more) {
+              stopped = true;
+              return false;
+            }
+          }
+          return flush();
+        });
+    if (!frame_error) return frame_error;
+    if (stopped) return {};
+    if (status != 0 && status != 200)
+      return tl::unexpected(error_from_json(status, Json::parse(error_body, nullptr, false)));
+    if (!res && res.error() != httplib::Error::Canceled) return tl::unexpected(unreachable(res.error()));
+    return {};
   }
 
   Error unreachable(httplib::Error e) const {

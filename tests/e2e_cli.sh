@@ -163,17 +163,35 @@ listen = "127.0.0.1:PORT"
 [tasks.long]
 cron = "@yearly"
 run = "head -c 200000 /dev/zero | tr '\\0' x; echo; printf 'esc \\033[31mred\\033[0m nul \\000 end\\n'"
+[tasks.many]
+cron = "@yearly"
+run = "seq 1 100000"
 TOML
 sed -i "s/PORT/$(free_port)/" bytes.toml
 "$bin" daemon -c bytes.toml > bytes.log 2>&1 &
 daemon_pid=$!
 wait_for 10 bash -c "'$bin' status -c bytes.toml" || true
 long_id=$("$bin" run long --wait --json -c bytes.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+many_id=$("$bin" run many --wait --json -c bytes.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 check "logs is byte-identical to the captured log (cmp)" bash -c "'$bin' logs long $long_id -c bytes.toml | cmp - data4/logs/long/*_$long_id.log"
 check "the long line is one line of 200,000 bytes" test "$("$bin" logs long "$long_id" -c bytes.toml | head -1 | wc -c)" -eq 200001
 check "on a terminal, ESC and NUL are shown escaped, not sent" bash -c "script -qec \"'$bin' logs long $long_id -c bytes.toml --from-line 4\" /dev/null | grep -aq 'esc \\\\x1b\\[31mred'"
 kill -TERM "$daemon_pid"; wait "$daemon_pid" || true
 daemon_pid=""
+
+# 7. check --repair on logs damaged by hand: a truncated log reads again, a
+#    deleted one takes its sidecars and its empty directory with it.
+many_log=$(ls data4/logs/many/*_$many_id.log)
+truncate -s 100 "$many_log"
+check "a truncated log is reported" bash -c "'$bin' check -c bytes.toml | grep -q '^truncated_log: run $many_id'"
+check "logs cannot read it before the repair" bash -c "! '$bin' logs many $many_id --tail 2 -c bytes.toml 2>/dev/null"
+check "check --repair makes it readable again" bash -c "'$bin' check --repair -c bytes.toml >/dev/null && '$bin' check -c bytes.toml >/dev/null"
+check "logs --tail 2 reads the truncated log" bash -c "'$bin' logs many $many_id --tail 2 -c bytes.toml | grep -qx 36"
+long_log=$(ls data4/logs/long/*_$long_id.log)
+rm "$long_log"
+check "a log deleted by hand is reported" bash -c "'$bin' check -c bytes.toml | grep -q '^missing_log: run $long_id'"
+check "check --repair removes its sidecars and the empty directory" bash -c \
+  "'$bin' check --repair -c bytes.toml >/dev/null && '$bin' check -c bytes.toml >/dev/null && test ! -e data4/logs/long"
 
 if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
 echo "e2e: all checks passed"

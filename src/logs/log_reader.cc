@@ -322,35 +322,30 @@ Result<LogPage> read_log(const std::string& path, const ReadRequest& req) {
 
 SidecarCheck check_sidecars(const std::string& path) {
   SidecarCheck c;
+  auto bad = [&](SidecarProblem kind, std::string text) {
+    c.index_ok = false;
+    c.kind = kind;
+    c.problem = std::move(text);
+    return c;
+  };
   const auto meta = read_meta(path);
   c.finalized = meta && meta->finalized;
   struct stat st{};
   // The writer leaves no .meta beside an empty log it finished cleanly.
   if (!meta && ::stat(path.c_str(), &st) == 0 && st.st_size == 0 && ::access((path + ".meta").c_str(), F_OK) != 0)
     c.finalized = true;
-  if (!meta && ::access((path + ".meta").c_str(), F_OK) == 0) {
-    c.index_ok = false;
-    c.problem = "unreadable .meta";
-    return c;
-  }
+  if (!meta && ::access((path + ".meta").c_str(), F_OK) == 0) return bad(SidecarProblem::unreadable_meta, "unreadable .meta");
+  if (meta && meta->prev_first_line > 0 && ::access((path + ".prev").c_str(), F_OK) != 0)
+    return bad(SidecarProblem::missing_prev, ".meta names a rotated part (.prev) that is gone");
   auto seg = open_segment(path, path + ".idx", path + ".tidx", meta ? meta->first_line : 1);
-  if (!seg) {
-    c.index_ok = false;
-    c.problem = seg.error().message;
-    return c;
-  }
-  if (seg->size > 0 && !seg->indexed && (seg->idx_map.exists() || c.finalized)) {
-    c.index_ok = false;
-    c.problem = "unusable .idx";
-    return c;
-  }
-  for (size_t i = 1; i < seg->idx.size(); ++i) {
-    if (seg->idx[i].line <= seg->idx[i - 1].line || seg->idx[i].offset <= seg->idx[i - 1].offset) {
-      c.index_ok = false;
-      c.problem = ".idx records out of order at record " + std::to_string(i);
-      break;
-    }
-  }
+  if (!seg)
+    return bad(seg.error().code == ErrorCode::corruption ? SidecarProblem::truncated : SidecarProblem::bad_index,
+               seg.error().message);
+  if (seg->size > 0 && !seg->indexed && (seg->idx_map.exists() || c.finalized))
+    return bad(SidecarProblem::bad_index, "unusable .idx");
+  for (size_t i = 1; i < seg->idx.size(); ++i)
+    if (seg->idx[i].line <= seg->idx[i - 1].line || seg->idx[i].offset <= seg->idx[i - 1].offset)
+      return bad(SidecarProblem::bad_index, ".idx records out of order at record " + std::to_string(i));
   return c;
 }
 

@@ -83,7 +83,11 @@ bool format::parse(const std::string& text, Meta& m) {
   return m.first_line >= 1;
 }
 
-Status finalize_crashed(const std::string& path) {
+Status finalize_crashed(const std::string& path);
+
+namespace {
+
+Result<format::Meta> meta_of(const std::string& path) {
   format::Meta m;
   std::ifstream in(path + ".meta");
   if (in) {
@@ -91,8 +95,10 @@ Status finalize_crashed(const std::string& path) {
     ss << in.rdbuf();
     if (!format::parse(ss.str(), m)) m = format::Meta{};
   }
-  m.finalized = true;
-  m.crashed = true;
+  return m;
+}
+
+Status write_meta_file(const std::string& path, const format::Meta& m) {
   const std::string tmp = path + ".meta.tmp";
   auto fd = open_append(tmp, true);
   if (!fd) return tl::unexpected(fd.error());
@@ -102,6 +108,51 @@ Status finalize_crashed(const std::string& path) {
   if (::rename(tmp.c_str(), (path + ".meta").c_str()) != 0)
     return fail(ErrorCode::io, "cannot write " + path + ".meta: " + std::strerror(errno));
   return {};
+}
+
+}  // namespace
+
+Status repair_sidecars(const std::string& path, SidecarProblem problem) {
+  switch (problem) {
+    case SidecarProblem::none: return {};
+    case SidecarProblem::unreadable_meta: return finalize_crashed(path);
+    case SidecarProblem::missing_prev: {
+      auto m = meta_of(path);
+      if (!m) return tl::unexpected(m.error());
+      m->prev_first_line = 0;
+      ::unlink((path + ".prev.idx").c_str());
+      ::unlink((path + ".prev.tidx").c_str());
+      return write_meta_file(path, *m);
+    }
+    case SidecarProblem::truncated:
+    case SidecarProblem::bad_index: {
+      auto m = meta_of(path);
+      if (!m) return tl::unexpected(m.error());
+      format::IdxRecord first{};
+      first.line = static_cast<uint64_t>(m->first_line);
+      first.offset = 0;
+      first.stream = static_cast<uint8_t>('?');
+      const std::string tmp = path + ".idx.tmp";
+      auto fd = open_append(tmp, true);
+      if (!fd) return tl::unexpected(fd.error());
+      if (auto st = write_all(fd->get(), format::kIdxMagic, format::kHeaderBytes); !st) return st;
+      if (auto st = write_all(fd->get(), reinterpret_cast<const char*>(&first), sizeof first); !st) return st;
+      fd->reset();
+      if (::rename(tmp.c_str(), (path + ".idx").c_str()) != 0)
+        return fail(ErrorCode::io, "cannot write " + path + ".idx: " + std::strerror(errno));
+      ::unlink((path + ".tidx").c_str());
+      return {};
+    }
+  }
+  return {};
+}
+
+Status finalize_crashed(const std::string& path) {
+  auto m = meta_of(path);
+  if (!m) return tl::unexpected(m.error());
+  m->finalized = true;
+  m->crashed = true;
+  return write_meta_file(path, *m);
 }
 
 int64_t directory_bytes(const std::string& dir) {

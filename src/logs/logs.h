@@ -140,11 +140,27 @@ struct LogPage {
 Result<LogPage> read_log(const std::string& path, const ReadRequest& request);
 
 // What `cronkeep check` wants to know of a log's sidecars.
+enum class SidecarProblem {
+  none,
+  unreadable_meta,  // .meta exists but does not parse
+  truncated,        // the log is shorter than its index says (truncated or replaced by hand)
+  bad_index,        // .idx unusable or out of order
+  missing_prev,     // .meta says part of the log was rotated to .prev, which is gone
+};
 struct SidecarCheck {
   bool finalized = false;
   bool index_ok = true;
-  std::string problem;
+  SidecarProblem kind = SidecarProblem::none;
+  std::string problem;  // in words, for the report
 };
 SidecarCheck check_sidecars(const std::string& path);
+
+// Fixes what check_sidecars found so that the log reads again, keeping
+// every byte of the log: unreadable_meta → a finalized (crashed) .meta;
+// truncated, bad_index → the .idx is replaced by one that only marks the
+// first line (streams unknown, reads scan the file) and .tidx removed;
+// missing_prev → .meta forgets the .prev (the kept part starts where the
+// current file starts). Errors: io.
+Status repair_sidecars(const std::string& path, SidecarProblem problem);
 
 }  // namespace cronkeep::logs

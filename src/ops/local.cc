@@ -654,10 +654,12 @@ Result<CheckReport> Local::check(bool repair) {
       }
       const logs::SidecarCheck sc = logs::check_sidecars(full);
       if (!sc.index_ok) {
-        // An unreadable .meta is rewritten; a bad index stays (reads scan).
-        const bool fixed = repair && sc.problem == "unreadable .meta" && store::is_terminal(ref.status) &&
-                           logs::finalize_crashed(full).has_value();
-        problem("bad_sidecar", id + ": " + ref.log_path + ": " + sc.problem + " (reads fall back to scanning)", fixed);
+        // Every byte of the log stays; the sidecars are made readable again.
+        const bool fixed = repair && store::is_terminal(ref.status) && logs::repair_sidecars(full, sc.kind).has_value();
+        problem(sc.kind == logs::SidecarProblem::truncated     ? "truncated_log"
+                : sc.kind == logs::SidecarProblem::missing_prev ? "missing_prev"
+                                                                 : "bad_sidecar",
+                id + ": " + ref.log_path + ": " + sc.problem, fixed);
       } else if (!sc.finalized && store::is_terminal(ref.status)) {
         const bool fixed = repair && logs::finalize_crashed(full).has_value();
         problem("unfinalized_log", id + " (" + store::to_string(ref.status) + "): " + ref.log_path +

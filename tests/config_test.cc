@@ -460,16 +460,30 @@ TEST(ConfigTasks, InlineTableTasksAreAccepted) {
   EXPECT_EQ(c.tasks[0].run, "date");
 }
 
-TEST(ConfigTasks, MissingCronAndRunAreReportedAtTheTaskTable) {
+TEST(ConfigTasks, MissingRunIsReportedAtTheTaskTable) {
   Problems problems = parse_bad("# comment\n\n  [tasks.empty]\nkeep_runs = 3\n");
-  ASSERT_EQ(problems.size(), 2u) << describe(problems);
-  EXPECT_EQ(problems[0].key, "tasks.empty.cron");
-  EXPECT_EQ(problems[1].key, "tasks.empty.run");
-  for (const Problem& p : problems) {
-    EXPECT_EQ(p.line, 3);
-    EXPECT_EQ(p.column, 3);
-    EXPECT_TRUE(contains(p.message, "missing required key")) << p.message;
-  }
+  ASSERT_EQ(problems.size(), 1u) << describe(problems);
+  EXPECT_EQ(problems[0].key, "tasks.empty.run");
+  EXPECT_EQ(problems[0].line, 3);
+  EXPECT_EQ(problems[0].column, 3);
+  EXPECT_TRUE(contains(problems[0].message, "missing required key")) << problems[0].message;
+}
+
+TEST(ConfigTasks, ATaskWithoutCronRunsOnlyOnDemand) {
+  Config c = parse_ok("[tasks.manual]\nrun = \"date\"\n");
+  ASSERT_EQ(c.tasks.size(), 1u);
+  EXPECT_TRUE(c.tasks[0].cron.empty());
+  EXPECT_FALSE(c.tasks[0].schedule.has_value());
+  EXPECT_TRUE(c.tasks[0].enabled);
+}
+
+TEST(ConfigTasks, EnabledIsABoolean) {
+  Config c = parse_ok("[tasks.off]\ncron = \"@daily\"\nrun = \"date\"\nenabled = false\n");
+  EXPECT_FALSE(c.tasks[0].enabled);
+  Problem p = one_problem("[tasks.off]\ncron = \"@daily\"\nrun = \"date\"\nenabled = \"no\"\n");
+  EXPECT_EQ(p.key, "tasks.off.enabled");
+  EXPECT_EQ(p.line, 4);
+  EXPECT_TRUE(contains(p.message, "expected true or false")) << p.message;
 }
 
 TEST(ConfigTasks, RunMustBeANonEmptyString) {

@@ -589,5 +589,82 @@ TEST_F(SchedulerTest, SystemTasksAreRecordedAsSystemRunsWithTheirResult) {
   EXPECT_TRUE(scheduler_->tasks().back().system);
 }
 
+
+// ---- tasks that do not fire on their own (issue 13) ----------------------------
+
+TEST_F(SchedulerTest, ADisabledTaskNeverFiresButRunsOnDemand) {
+  add_task("off", "@every 10s", "echo off").enabled = false;
+  start();
+  EXPECT_FALSE(next_fire().has_value());
+  at(60s);
+  settle();
+  EXPECT_TRUE(runs("off").empty());
+  auto id = scheduler_->run_now("off");
+  ASSERT_TRUE(id) << id.error().message;
+  settle();
+  ASSERT_EQ(runs("off", RunStatus::succeeded).size(), 1u);
+  EXPECT_FALSE(scheduler_->tasks().front().enabled);
+}
+
+TEST_F(SchedulerTest, ATaskWithoutCronRunsOnlyOnDemand) {
+  add_task("manual", "", "echo hi");
+  start();
+  EXPECT_FALSE(next_fire().has_value());
+  at(24h);
+  settle();
+  EXPECT_TRUE(runs("manual").empty());
+  ASSERT_TRUE(scheduler_->run_now("manual"));
+  settle();
+  EXPECT_EQ(runs("manual", RunStatus::succeeded).size(), 1u);
+}
+
+TEST_F(SchedulerTest, APauseSurvivesARestartAndAResumeCatchesNothingUpFromThePause) {
+  add_task("tick", "@every 10s", "true");
+  start();
+  at(10s);
+  settle();
+  ASSERT_EQ(runs("tick").size(), 1u);
+  auto changed = scheduler_->set_paused("tick", true);
+  ASSERT_TRUE(changed && *changed);
+  EXPECT_FALSE(next_fire().has_value());
+  EXPECT_FALSE(*scheduler_->set_paused("tick", true));  // already paused
+  at(40s);
+  settle();
+  EXPECT_EQ(runs("tick").size(), 1u);
+  // A restart keeps the pause and records no missed fires for it.
+  scheduler_->shutdown();
+  scheduler_.reset();
+  clock_.set(kT0 + 100s);
+  start();
+  EXPECT_TRUE(scheduler_->tasks().front().paused);
+  EXPECT_EQ(runs("tick").size(), 1u);
+  at(200s);
+  ASSERT_TRUE(*scheduler_->set_paused("tick", false));
+  EXPECT_EQ(next_fire(), kT0 + 210s);
+  // Restarted after the resume: only fires after the resume are lost fires.
+  scheduler_->shutdown();
+  scheduler_.reset();
+  clock_.set(kT0 + 205s);
+  start();
+  settle();
+  EXPECT_EQ(runs("tick").size(), 1u);
+  EXPECT_TRUE(runs("tick", RunStatus::missed).empty());
+}
+
+TEST_F(SchedulerTest, SystemTasksCannotBePaused) {
+  start(10s, {SystemTask{"cronkeep:retention", "@every 1h", [](int64_t) -> Result<std::string> { return "ok"; }, {}}});
+  auto r = scheduler_->set_paused("cronkeep:retention", true);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+}
+
+TEST_F(SchedulerTest, RunNowAddsExtraEnvironmentVariables) {
+  add_task("env", "", "echo \"$GREETING-$CRONKEEP_TASK\" > out.txt");
+  start();
+  ASSERT_TRUE(scheduler_->run_now("env", Env{{"GREETING", "hello"}}));
+  settle();
+  EXPECT_EQ(cronkeep::testing::read_file(dir_ / "out.txt"), "hello-env\n");
+}
+
 }  // namespace
 }  // namespace cronkeep::scheduler

@@ -215,6 +215,17 @@ class Reader {
     return true;
   }
 
+  void boolean(const toml::node& n, const std::string& key, bool& out) {
+    const auto* b = n.as_boolean();
+    if (!b) {
+      std::string msg = std::string("expected true or false, got ") + type_name(n);
+      if (n.is_string()) msg += "; write it without quotes";
+      add(n.source(), key, msg);
+      return;
+    }
+    out = b->get();
+  }
+
   template <class T>
   void integer(const toml::node& n, const std::string& key, int64_t min, int64_t max, T& out) {
     const auto* i = n.as_integer();
@@ -454,6 +465,7 @@ constexpr KeySpec<Task> kTaskKeys[] = {
     {"timezone", [](auto& r, auto& n, auto& k, auto& t) { r.timezone(n, k, t.timezone); }},
     {"env", read_env},
     {"workdir", [](auto& r, auto& n, auto& k, auto& t) { r.path(n, k, Empty::allowed, t.workdir); }},
+    {"enabled", [](auto& r, auto& n, auto& k, auto& t) { r.boolean(n, k, t.enabled); }},
 };
 
 constexpr KeySpec<Daemon> kDaemonKeys[] = {
@@ -625,8 +637,7 @@ void read_task(Reader& r, const toml::key& name, const toml::node& node, const C
   // A table that only appears implicitly (e.g. through [tasks.x.env]) has no
   // header of its own; fall back to where its name was written.
   const toml::source_region& at = table->source().begin.line > 0 ? table->source() : name.source();
-  if (!table->contains("cron"))
-    r.add(at, prefix + ".cron", "missing required key \"cron\" (the schedule, e.g. cron = \"0 4 * * *\")");
+  // No cron: the task runs only on demand (cronkeep run).
   if (!table->contains("run")) r.add(at, prefix + ".run", "missing required key \"run\" (the shell command to run)");
   if (name_ok) out.emplace_back(Position{at.begin.line, at.begin.column}, std::move(task));
 }
@@ -747,7 +758,7 @@ Problems prepare(Config& config) {
   schedule(config.retention.schedule, "retention.schedule", config.retention.parsed);
   schedule(config.compactor.schedule, "compactor.schedule", config.compactor.parsed);
   for (Task& t : config.tasks) {
-    schedule(t.cron, "tasks." + t.name + ".cron", t.schedule);
+    if (!t.cron.empty()) schedule(t.cron, "tasks." + t.name + ".cron", t.schedule);
     if (t.timezone.empty()) t.timezone = config.daemon.timezone;
     auto z = cron::Zone::locate(t.timezone);
     if (z) t.zone = *z;
@@ -774,6 +785,11 @@ std::string Problem::to_string() const {
 }
 
 bool valid_task_name(std::string_view name) { return layout::valid_task_name(name); }
+
+bool same_settings(const Task& a, const Task& b) {
+  return std::tie(a.name, a.cron, a.run, a.timezone, a.env, a.workdir, a.enabled, a.policy) ==
+         std::tie(b.name, b.cron, b.run, b.timezone, b.env, b.workdir, b.enabled, b.policy);
+}
 
 tl::expected<Config, Problems> parse_config(std::string_view text, std::string_view file_name) {
   return parse_guarded(text, file_name, fs::path(file_name).parent_path());

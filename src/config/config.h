@@ -58,15 +58,18 @@ struct TaskPolicy {
   Millis retry_delay = 5s;
   Backoff retry_backoff = Backoff::exponential;     // each wait capped at 5 min
   Millis jitter = 0ms;                              // random delay in [0, jitter]
+
+  bool operator==(const TaskPolicy&) const = default;
 };
 
 struct Task {
   std::string name;        // layout::valid_task_name: [A-Za-z0-9][A-Za-z0-9._-]{0,127}, no ".."
-  std::string cron;        // validated by cron::Schedule::parse
+  std::string cron;        // validated by cron::Schedule::parse; empty = runs only on demand
   std::string run;         // the shell command, non-empty
   std::string timezone;    // IANA name; defaults to [daemon] timezone
   std::map<std::string, std::string> env;  // added to the daemon's environment
   std::string workdir;     // absolute after loading; empty = the data_dir
+  bool enabled = true;     // false: never fires on its own (run now still works)
   TaskPolicy policy;       // [defaults] overridden by the task's own keys
   // Parsed once, by parse_config (or prepare() for a Config built in code):
   std::optional<cron::Schedule> schedule;  // `cron`, parsed
@@ -151,6 +154,10 @@ tl::expected<Config, Problems> load_config(const std::string& path);
 // does this; code that builds a Config by hand calls it. Returns the
 // problems (an invalid expression or zone), empty when all parsed.
 Problems prepare(Config& config);
+
+// True when two tasks have the same settings (every key; the parsed
+// schedule and zone follow from them). For reload's report of what changed.
+bool same_settings(const Task& a, const Task& b);
 
 // True when `name` is a valid task name (layout::valid_task_name).
 bool valid_task_name(std::string_view name);

@@ -439,8 +439,14 @@ struct Server::Impl {
 
     add("POST", "/api/tasks/" + kTask + "/run", true, [&o](Call& c) {
       bool wait = false;
-      if (!c.only({"wait"}) || !c.flag("wait", wait) || !c.fields({})) return;
-      auto run = o.run_now(ops::RunNowRequest{c.arg(1), wait});
+      if (!c.only({"wait"}) || !c.flag("wait", wait) || !c.fields({"env"})) return;
+      auto env = ops::env_from_json(c.body);
+      if (!env) return send_error(c.res, env.error());
+      ops::RunNowRequest request;
+      request.task = c.arg(1);
+      request.wait = wait;
+      request.env = std::move(*env);
+      auto run = o.run_now(request);
       if (!run) return send_error(c.res, run.error());
       send_json(c.res, store::is_terminal(run->status) ? 200 : 202, ops::to_json(*run));
     });
@@ -485,6 +491,13 @@ struct Server::Impl {
       if (!c.only({}) || !c.fields({"repair"}) || !c.body_flag("repair", repair)) return;
       answer(c, o.check(repair));
     });
+
+    // ---- operating: pause/resume (issue 13) ----
+    for (const bool paused : {true, false})
+      add("POST", "/api/tasks/" + kTask + (paused ? "/pause" : "/resume"), true, [this, &o, paused](Call& c) {
+        if (!c.only({}) || !c.fields({})) return;
+        answer(c, o.pause(c.arg(1), paused));
+      });
 
     add("GET", "/metrics", false, [this](Call& c) {
       if (!deps.metrics) return send_error(c.res, ErrorCode::not_found, "no metrics here");

@@ -178,6 +178,13 @@ Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
   const TimePoint now = s.d.clock->now();
   std::map<std::string, store::TaskSummary> summaries;
   std::map<std::string, store::LastOutcome> outcomes;
+  std::set<std::string> paused;
+  if (s.d.store && !s.d.scheduler) {  // the daemon's scheduler knows
+    auto pauses = s.d.store->task_pauses();
+    if (!pauses) return tl::unexpected(pauses.error());
+    for (const auto& p : *pauses)
+      if (p.paused) paused.insert(p.task);
+  }
   if (s.d.store) {
     auto list = s.d.store->task_summaries();
     if (!list) return tl::unexpected(list.error());
@@ -200,7 +207,12 @@ Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
       t.last_success = o->second.last_success;
       t.last_failure = o->second.last_failure;
     }
-    t.state = t.running > 0 ? TaskState::running : t.queued > 0 ? TaskState::queued : TaskState::idle;
+    t.state = t.running > 0                  ? TaskState::running
+              : t.queued > 0                 ? TaskState::queued
+              : t.paused                     ? TaskState::paused
+              : !t.enabled                   ? TaskState::disabled
+              : t.configured && t.cron.empty() ? TaskState::manual
+                                             : TaskState::idle;
     listed.insert(t.name);
   };
   if (s.d.scheduler) {
@@ -217,26 +229,31 @@ Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
       t.queued = v.queued;
       t.last_success = v.last_success;
       t.last_failure = v.last_failure;
+      t.enabled = v.enabled;
+      t.paused = v.paused;
       fill_history(t);
       out.push_back(std::move(t));
     }
   } else {
     auto add = [&](const std::string& name, const std::string& cron, const std::optional<cron::Schedule>& schedule,
-                   const std::optional<cron::Zone>& zone, bool system) {
+                   const std::optional<cron::Zone>& zone, bool system, bool enabled) {
       TaskInfo t;
       t.name = name;
       t.configured = true;
       t.system = system;
       t.cron = cron;
       t.timezone = zone ? zone->name() : "";
-      t.next_fire = next_fire_of(schedule, zone, now);
+      t.enabled = enabled;
+      t.paused = paused.count(name) > 0;
+      if (enabled && !t.paused) t.next_fire = next_fire_of(schedule, zone, now);
       fill_history(t);
       out.push_back(std::move(t));
     };
-    for (const config::Task& task : cfg.tasks) add(task.name, task.cron, task.schedule, task.zone, false);
+    for (const config::Task& task : cfg.tasks)
+      add(task.name, task.cron, task.schedule, task.zone, false, task.enabled);
     if (include_system) {
-      add(retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed, cron::Zone::utc(), true);
-      add(retention::kCompactorTask, cfg.compactor.schedule, cfg.compactor.parsed, cron::Zone::utc(), true);
+      add(retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed, cron::Zone::utc(), true, true);
+      add(retention::kCompactorTask, cfg.compactor.schedule, cfg.compactor.parsed, cron::Zone::utc(), true, true);
     }
   }
   for (const auto& [name, summary] : summaries) {
@@ -412,10 +429,11 @@ Status Local::follow(const FollowRequest& req, FollowSink& sink) {
 Result<store::Run> Local::run_now(const RunNowRequest& req) {
   Impl& s = *impl_;
   if (auto st = check_task_name(req.task); !st) return tl::unexpected(st.error());
+  if (auto st = check_env(req.env); !st) return tl::unexpected(st.error());
   if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "running a task"));
   std::unique_ptr<events::Subscription> sub;
   if (req.wait && s.d.bus) sub = s.d.bus->subscribe(events::Filter{std::nullopt, req.task, true});
-  auto id = s.d.scheduler->run_now(req.task);
+  auto id = s.d.scheduler->run_now(req.task, req.env);
   if (!id) return tl::unexpected(id.error());
   auto run = s.d.store->get_run(*id);
   if (!req.wait || !sub || !run) return run;
@@ -445,6 +463,32 @@ Result<store::Run> Local::run_now(const RunNowRequest& req) {
     run = std::move(again);
   }
   return fail(ErrorCode::busy, "the daemon is shutting down; run " + std::to_string(run->id) + " was started");
+}
+
+Result<PauseResult> Local::pause(std::string_view task, bool paused) {
+  Impl& s = *impl_;
+  if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
+  if (layout::is_system_task_name(task))
+    return fail(ErrorCode::invalid_argument,
+                "system task " + std::string(task) + " cannot be paused (edit its schedule instead)");
+  if (!s.d.config->find_task(task)) return tl::unexpected(s.unknown_task(task));
+  PauseResult out{std::string(task), paused, false};
+  if (s.d.scheduler) {
+    auto changed = s.d.scheduler->set_paused(task, paused);
+    if (!changed) return tl::unexpected(changed.error());
+    out.changed = *changed;
+    return out;
+  }
+  if (!s.d.executor || !s.d.store) return tl::unexpected(read_only(paused ? "pausing a task" : "resuming a task"));
+  auto pauses = s.d.store->task_pauses();
+  if (!pauses) return tl::unexpected(pauses.error());
+  bool now_paused = false;
+  for (const auto& p : *pauses)
+    if (p.task == task) now_paused = p.paused;
+  if (now_paused == paused) return out;
+  if (auto st = s.d.store->set_paused(task, paused, s.d.clock->now()); !st) return tl::unexpected(st.error());
+  out.changed = true;
+  return out;
 }
 
 Result<CancelResult> Local::cancel(std::string_view task, int64_t id) {
@@ -720,6 +764,7 @@ class OwnedLocal : public Ops {
   Result<LogSlice> log(const LogQuery& q) override { return local_->log(q); }
   Status follow(const FollowRequest& r, FollowSink& s) override { return local_->follow(r, s); }
   Result<store::Run> run_now(const RunNowRequest& r) override { return local_->run_now(r); }
+  Result<PauseResult> pause(std::string_view t, bool p) override { return local_->pause(t, p); }
   Result<CancelResult> cancel(std::string_view t, int64_t id) override { return local_->cancel(t, id); }
   Result<DeleteResult> delete_run(std::string_view t, int64_t id) override { return local_->delete_run(t, id); }
   Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& r, const retention::Progress& p) override {

@@ -96,6 +96,7 @@ class Local : public Ops {
   Result<LogSlice> log(const LogQuery& query) override;
   Status follow(const FollowRequest& request, FollowSink& sink) override;
   Result<store::Run> run_now(const RunNowRequest& request) override;
+  Result<PauseResult> pause(std::string_view task, bool paused) override;
   Result<CancelResult> cancel(std::string_view task, int64_t id) override;
   Result<DeleteResult> delete_run(std::string_view task, int64_t id) override;
   Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& request,

@@ -161,6 +161,9 @@ const char* to_string(TaskState s) {
     case TaskState::idle: return "idle";
     case TaskState::running: return "running";
     case TaskState::queued: return "queued";
+    case TaskState::paused: return "paused";
+    case TaskState::disabled: return "disabled";
+    case TaskState::manual: return "manual";
   }
   return "idle";
 }
@@ -173,6 +176,8 @@ Json to_json(const TaskInfo& t) {
               {"timezone", t.timezone.empty() ? Json(nullptr) : Json(t.timezone)},
               {"next_fire", time_json(t.next_fire)},
               {"state", to_string(t.state)},
+              {"enabled", t.enabled},
+              {"paused", t.paused},
               {"running", t.running},
               {"queued", t.queued},
               {"runs", t.runs},
@@ -191,7 +196,11 @@ Result<TaskInfo> task_from_json(const Json& j) {
   t.timezone = r.opt_string("timezone");
   t.next_fire = r.time("next_fire");
   const std::string state = r.string("state");
-  t.state = state == "running" ? TaskState::running : state == "queued" ? TaskState::queued : TaskState::idle;
+  t.state = TaskState::idle;
+  for (TaskState st : {TaskState::running, TaskState::queued, TaskState::paused, TaskState::disabled, TaskState::manual})
+    if (state == to_string(st)) t.state = st;
+  t.enabled = r.boolean("enabled");
+  t.paused = r.boolean("paused");
   t.running = static_cast<int>(r.integer("running"));
   t.queued = static_cast<int>(r.integer("queued"));
   t.runs = r.integer("runs");
@@ -306,6 +315,29 @@ Result<CancelResult> cancel_from_json(const Json& j) {
   Reader r(j, "cancel");
   CancelResult c{r.integer("id"), r.boolean("cancelling")};
   return r.done(c);
+}
+
+Json to_json(const PauseResult& p) {
+  return Json{{"task", p.task}, {"paused", p.paused}, {"changed", p.changed}};
+}
+
+Result<PauseResult> pause_from_json(const Json& j) {
+  Reader r(j, "pause");
+  PauseResult p{r.string("task"), r.boolean("paused"), r.boolean("changed")};
+  return r.done(p);
+}
+
+Result<std::map<std::string, std::string>> env_from_json(const Json& body) {
+  std::map<std::string, std::string> env;
+  if (!body.contains("env") || body["env"].is_null()) return env;
+  if (!body["env"].is_object())
+    return fail(ErrorCode::invalid_argument, "env: expected an object of strings such as {\"DRY_RUN\": \"1\"}");
+  for (const auto& [k, v] : body["env"].items()) {
+    if (!v.is_string()) return fail(ErrorCode::invalid_argument, "env: " + k + ": expected a string");
+    env[k] = v.get<std::string>();
+  }
+  if (auto st = check_env(env); !st) return tl::unexpected(st.error());
+  return env;
 }
 
 Json to_json(const DeleteResult& d) {

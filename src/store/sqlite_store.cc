@@ -72,6 +72,15 @@ CREATE TABLE maintenance (
 );
 CREATE INDEX maintenance_by_task ON maintenance (task, run_id DESC);
 )sql",
+    R"sql(
+-- Tasks paused by `cronkeep pause` (paused = 1), and when each was last
+-- paused or resumed: a resumed task catches up only fires after changed_at.
+CREATE TABLE task_pauses (
+  task       TEXT    PRIMARY KEY,
+  paused     INTEGER NOT NULL,
+  changed_at INTEGER NOT NULL
+);
+)sql",
 };
 
 class Db {
@@ -674,6 +683,27 @@ class SqliteStore final : public Store {
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(LastOutcome{s.text(0), s.opt_time(1), s.opt_time(2)});
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), "reading last outcomes");
+    return out;
+  }
+
+  Status set_paused(std::string_view task, bool paused, TimePoint at) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(), "INSERT OR REPLACE INTO task_pauses (task, paused, changed_at) VALUES (?, ?, ?)");
+    s.bind(1, task);
+    s.bind(2, int64_t(paused ? 1 : 0));
+    s.bind(3, to_unix_ms(at));
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording a pause");
+    return {};
+  }
+
+  Result<std::vector<TaskPause>> task_pauses() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), "SELECT task, paused, changed_at FROM task_pauses ORDER BY task");
+    std::vector<TaskPause> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(TaskPause{s.text(0), s.int64(1) != 0, from_unix_ms(s.int64(2))});
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "reading pauses");
     return out;
   }
 

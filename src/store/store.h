@@ -162,6 +162,13 @@ struct TaskSummary {
   std::optional<Run> last_run;
 };
 
+// A task's pause state (cronkeep pause / resume), kept across restarts.
+struct TaskPause {
+  std::string task;
+  bool paused = false;
+  TimePoint changed_at{};  // when it was last paused or resumed
+};
+
 // The interface every backend implements. Thread-safety (SQLite): every
 // method may be called from any thread. Writes (insert/mark/finish, delete,
 // tombstones, compaction) are serialised on one writer connection; reads are
@@ -204,6 +211,14 @@ class Store {
   virtual Result<std::vector<LastOutcome>> last_outcomes() = 0;
   // Runs currently pending or running, oldest first.
   virtual Result<std::vector<Run>> in_flight_runs() = 0;
+
+  // ---- pauses -----------------------------------------------------------
+
+  // Records that `task` is paused (or resumed) as of `at`; replaces any
+  // earlier record of it.
+  virtual Status set_paused(std::string_view task, bool paused, TimePoint at) = 0;
+  // Every recorded pause state, by task name (resumed tasks included).
+  virtual Result<std::vector<TaskPause>> task_pauses() = 0;
 
   // ---- retention ------------------------------------------------------
 

@@ -63,8 +63,8 @@ TEST_F(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   sqlite3_stmt* s = nullptr;
   sqlite3_prepare_v2(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations", -1, &s, nullptr);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(s, 0), 2);  // one row per migration
-  EXPECT_EQ(sqlite3_column_int(s, 1), 2);
+  EXPECT_EQ(sqlite3_column_int(s, 0), 3);  // one row per migration
+  EXPECT_EQ(sqlite3_column_int(s, 1), 3);
   sqlite3_finalize(s);
   sqlite3_close(db);
 }
@@ -232,6 +232,19 @@ TEST(StoreOpen, RefusesAFileThatIsNotADatabase) {
   auto s = open_sqlite(dir / "cronkeep.db");
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message.find("cronkeep.db"), std::string::npos);
+}
+
+TEST_F(StoreTest, PausesAreKeptPerTaskAndReplaced) {
+  ASSERT_TRUE(store_->set_paused("a", true, from_unix_ms(1000)));
+  ASSERT_TRUE(store_->set_paused("b", true, from_unix_ms(2000)));
+  ASSERT_TRUE(store_->set_paused("a", false, from_unix_ms(3000)));
+  auto pauses = store_->task_pauses();
+  ASSERT_TRUE(pauses) << pauses.error().message;
+  ASSERT_EQ(pauses->size(), 2u);
+  EXPECT_EQ((*pauses)[0].task, "a");
+  EXPECT_FALSE((*pauses)[0].paused);
+  EXPECT_EQ((*pauses)[0].changed_at, from_unix_ms(3000));
+  EXPECT_TRUE((*pauses)[1].paused);
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ constexpr int kUsage = 2;
 
 constexpr const char* kCommands[] = {"daemon", "validate", "tasks",   "runs",   "logs",  "run",
                                      "cancel", "delete",   "purge",   "compact", "status", "check",
-                                     "pause",  "resume"};
+                                     "pause",  "resume",   "reload"};
 
 using ops::Json;
 
@@ -290,6 +290,23 @@ int cmd_pause(const std::string& config_path, const std::string& task, bool paus
   return kOk;
 }
 
+int cmd_reload(const std::string& config_path, bool as_json) {
+  // The daemon reads the same file; refusing it here says the same.
+  if (auto cfg = config::load_config(config_path); !cfg) {
+    for (const config::Problem& p : cfg.error()) std::cerr << p.to_string() << "\n";
+    std::cerr << config_path << ": " << cfg.error().size()
+              << " problem(s); not reloaded, the daemon keeps its running configuration\n";
+    return kUsage;
+  }
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->reload();
+  if (!out) return report(out.error());
+  if (as_json) print_json(ops::to_json(*out));
+  else std::cout << out->message << "\n";
+  return kOk;
+}
+
 int cmd_cancel(const std::string& config_path, const std::string& task, int64_t id, bool as_json) {
   Session s;
   if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
@@ -542,6 +559,12 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
     cmd->add_flag("--json", as_json, "print JSON");
     cmd->callback([&, paused] { exit_code = cmd_pause(config_path, task, paused, as_json); });
   }
+
+  auto* reload_cmd = app.add_subcommand(
+      "reload", "Make the running daemon read its configuration again (as SIGHUP does): all or nothing; runs in "
+                "flight go on; a changed listen or data_dir needs a restart");
+  reload_cmd->add_flag("--json", as_json, "print JSON");
+  reload_cmd->callback([&] { exit_code = cmd_reload(config_path, as_json); });
 
   int64_t run_id = 0;
   auto* cancel_cmd = app.add_subcommand("cancel", "Cancel a queued or running run (SIGTERM, then SIGKILL after graceful_stop)");

@@ -48,6 +48,44 @@ void lower_own_priority() {
   if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) < 10) ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 10);
 }
 
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+// The sections besides [tasks] that differ, for the reload's record.
+std::vector<std::string> changed_sections(const config::Config& a, const config::Config& b) {
+  std::vector<std::string> out;
+  const auto& ra = a.retention;
+  const auto& rb = b.retention;
+  if (std::tie(ra.schedule, ra.max_age, ra.max_runs, ra.batch_size, ra.max_fraction_per_sweep) !=
+      std::tie(rb.schedule, rb.max_age, rb.max_runs, rb.batch_size, rb.max_fraction_per_sweep))
+    out.push_back("retention");
+  if (std::tie(a.compactor.schedule, a.compactor.vacuum) != std::tie(b.compactor.schedule, b.compactor.vacuum))
+    out.push_back("compactor");
+  if (std::tie(a.storage.min_free_space, a.storage.max_size) != std::tie(b.storage.min_free_space, b.storage.max_size))
+    out.push_back("storage");
+  if (!(a.defaults == b.defaults)) out.push_back("defaults");
+  if (std::tie(a.daemon.timezone, a.daemon.shutdown_timeout, a.daemon.max_log_streams,
+               a.daemon.max_log_streams_per_client) != std::tie(b.daemon.timezone, b.daemon.shutdown_timeout,
+                                                                b.daemon.max_log_streams,
+                                                                b.daemon.max_log_streams_per_client))
+    out.push_back("daemon");
+  return out;
+}
+
+// What only a restart can change: refused by a reload.
+std::vector<std::string> needs_restart(const config::Config& a, const config::Config& b) {
+  std::vector<std::string> out;
+  if (a.daemon.listen != b.daemon.listen) out.push_back("[daemon] listen");
+  if (a.daemon.data_dir != b.daemon.data_dir) out.push_back("[daemon] data_dir");
+  if (a.daemon.token_file != b.daemon.token_file) out.push_back("[daemon] token_file");
+  if (a.storage.backend != b.storage.backend || a.storage.postgres_url != b.storage.postgres_url)
+    out.push_back("[storage] backend");
+  return out;
+}
+
 }  // namespace
 
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
@@ -136,7 +174,65 @@ int run(const config::Config& config) {
     return 1;
   }
   ops::MaintenanceThread maintenance;
-  ops::Local local(ops::LocalDeps{&config, store->get(), &executor, &scheduler, &bus, &clock, &maintenance, true});
+
+  // Configuration reload (SIGHUP, POST /api/reload, cronkeep reload): all
+  // or nothing, one at a time, recorded as a run of cronkeep:reload.
+  std::mutex reload_mu;
+  std::shared_ptr<const config::Config> current = std::make_shared<const config::Config>(config);
+  ops::Local* local_ptr = nullptr;
+  auto reload = [&]() -> Result<ops::ReloadResult> {
+    std::lock_guard guard(reload_mu);
+    auto record = [&](store::RunStatus status, const std::string& message) -> int64_t {
+      store::NewRun row;
+      row.task = ops::kReloadTask;
+      row.trigger = store::Trigger::system;
+      row.status = status;
+      row.created_at = clock.now();
+      row.finished_at = row.created_at;
+      row.message = message;
+      auto id = (*store)->insert_run(row);
+      if (!id) spdlog::error("recording the reload: {}", id.error().message);
+      return id ? *id : 0;
+    };
+    auto next = config::load_config(current->path);
+    if (!next) {
+      const config::Problems& problems = next.error();
+      std::string text = current->path + ": " + std::to_string(problems.size()) +
+                         " problem(s); the running configuration is kept";
+      (void)record(store::RunStatus::failed, text + " (first: " + problems.front().to_string() + ")");
+      for (const config::Problem& p : problems) text += "\n" + p.to_string();
+      return fail(ErrorCode::invalid_argument, text);
+    }
+    if (auto restart = needs_restart(*current, *next); !restart.empty()) {
+      const std::string text = current->path + ": " + join(restart) +
+                               " changed: a restart is needed to apply that (the running configuration is kept)";
+      (void)record(store::RunStatus::failed, text);
+      return fail(ErrorCode::conflict, text);
+    }
+    auto fresh = std::make_shared<const config::Config>(std::move(*next));
+    const scheduler::ReloadSummary summary = scheduler.reload(*fresh, system_tasks(*fresh, **store, executor, clock));
+    executor.set_max_batch(fresh->retention.batch_size);
+    local_ptr->set_config(fresh);
+    ops::ReloadResult out;
+    out.added = summary.added;
+    out.removed = summary.removed;
+    out.changed = summary.changed;
+    out.sections = changed_sections(*current, *fresh);
+    current = fresh;
+    std::string what;
+    if (!out.added.empty()) what += "; added " + join(out.added);
+    if (!out.removed.empty()) what += "; removed " + join(out.removed);
+    if (!out.changed.empty()) what += "; changed " + join(out.changed);
+    if (!out.sections.empty()) what += "; sections changed: " + join(out.sections);
+    out.message = "Reloaded " + current->path + ": " + std::to_string(current->tasks.size()) + " task(s)" +
+                  (what.empty() ? std::string("; nothing changed") : what);
+    out.run_id = record(store::RunStatus::succeeded, out.message);
+    spdlog::info("{}", out.message);
+    return out;
+  };
+
+  ops::Local local(ops::LocalDeps{&config, store->get(), &executor, &scheduler, &bus, &clock, &maintenance, true, reload});
+  local_ptr = &local;
   http::Limits limits;
   limits.max_streams = config.daemon.max_log_streams;
   limits.max_streams_per_client = config.daemon.max_log_streams_per_client;
@@ -167,7 +263,7 @@ int run(const config::Config& config) {
   while (true) {
     sigwait(&signals, &sig);
     if (sig != SIGHUP) break;
-    spdlog::info("SIGHUP: configuration reload is not supported yet; restart the daemon to apply changes");
+    if (auto r = reload(); !r) spdlog::error("SIGHUP: reload refused: {}", r.error().message);
   }
   spdlog::info("{} received: stopping (running runs get {})", strsignal(sig),
                format_duration(config.daemon.shutdown_timeout));

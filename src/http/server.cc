@@ -499,6 +499,12 @@ struct Server::Impl {
         answer(c, o.pause(c.arg(1), paused));
       });
 
+    // ---- operating: configuration reload (issue 13) ----
+    add("POST", "/api/reload", true, [this, &o](Call& c) {
+      if (!c.only({}) || !c.fields({})) return;
+      answer(c, o.reload());
+    });
+
     add("GET", "/metrics", false, [this](Call& c) {
       if (!deps.metrics) return send_error(c.res, ErrorCode::not_found, "no metrics here");
       auto m = deps.metrics();

@@ -104,7 +104,16 @@ struct Local::Impl {
   int64_t log_dir_bytes = 0;
   std::optional<std::chrono::steady_clock::time_point> measured;
 
-  explicit Impl(LocalDeps deps) : d(deps), dir(deps.config->daemon.data_dir) {}
+  std::mutex config_mu;
+  std::shared_ptr<const config::Config> current;  // guarded by config_mu; replaced by set_config
+
+  explicit Impl(LocalDeps deps)
+      : d(deps), dir(deps.config->daemon.data_dir), current(std::make_shared<const config::Config>(*deps.config)) {}
+
+  std::shared_ptr<const config::Config> config() {
+    std::lock_guard lock(config_mu);
+    return current;
+  }
 
   // Runs a blocking job on the maintenance thread (or here, without one).
   template <class T>
@@ -126,7 +135,7 @@ struct Local::Impl {
   }
 
   bool known_task(std::string_view task) {
-    if (d.config->find_task(task)) return true;
+    if (config()->find_task(task)) return true;
     if (task == retention::kRetentionTask || task == retention::kCompactorTask) return true;
     if (!d.store) return false;
     auto runs = d.store->list_runs(store::RunQuery{std::string(task), 1, std::nullopt, std::nullopt});
@@ -135,11 +144,12 @@ struct Local::Impl {
 
   Error unknown_task(std::string_view task) {
     std::vector<std::string> names;
-    for (const config::Task& t : d.config->tasks) names.push_back(t.name);
+    const auto cfg = config();
+    for (const config::Task& t : cfg->tasks) names.push_back(t.name);
     if (d.store)
       if (auto list = d.store->task_summaries())
         for (const auto& s : *list)
-          if (!d.config->find_task(s.task) && !layout::is_system_task_name(s.task)) names.push_back(s.task);
+          if (!cfg->find_task(s.task) && !layout::is_system_task_name(s.task)) names.push_back(s.task);
     std::string known;
     for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
     return Error{ErrorCode::not_found, "task " + std::string(task) + " not found (known tasks: " +
@@ -172,9 +182,21 @@ Local::~Local() = default;
 
 void Local::stop() { impl_->stopping = true; }
 
+void Local::set_config(std::shared_ptr<const config::Config> config) {
+  std::lock_guard lock(impl_->config_mu);
+  impl_->current = std::move(config);
+}
+
+Result<ReloadResult> Local::reload() {
+  Impl& s = *impl_;
+  if (!s.d.reload) return tl::unexpected(no_daemon(*s.config(), "reloading the configuration"));
+  return s.d.reload();
+}
+
 Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
   Impl& s = *impl_;
-  const config::Config& cfg = *s.d.config;
+  const std::shared_ptr<const config::Config> cfg_now = s.config();
+  const config::Config& cfg = *cfg_now;
   const TimePoint now = s.d.clock->now();
   std::map<std::string, store::TaskSummary> summaries;
   std::map<std::string, store::LastOutcome> outcomes;
@@ -430,7 +452,7 @@ Result<store::Run> Local::run_now(const RunNowRequest& req) {
   Impl& s = *impl_;
   if (auto st = check_task_name(req.task); !st) return tl::unexpected(st.error());
   if (auto st = check_env(req.env); !st) return tl::unexpected(st.error());
-  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "running a task"));
+  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.config(), "running a task"));
   std::unique_ptr<events::Subscription> sub;
   if (req.wait && s.d.bus) sub = s.d.bus->subscribe(events::Filter{std::nullopt, req.task, true});
   auto id = s.d.scheduler->run_now(req.task, req.env);
@@ -471,7 +493,7 @@ Result<PauseResult> Local::pause(std::string_view task, bool paused) {
   if (layout::is_system_task_name(task))
     return fail(ErrorCode::invalid_argument,
                 "system task " + std::string(task) + " cannot be paused (edit its schedule instead)");
-  if (!s.d.config->find_task(task)) return tl::unexpected(s.unknown_task(task));
+  if (!s.config()->find_task(task)) return tl::unexpected(s.unknown_task(task));
   PauseResult out{std::string(task), paused, false};
   if (s.d.scheduler) {
     auto changed = s.d.scheduler->set_paused(task, paused);
@@ -498,7 +520,7 @@ Result<CancelResult> Local::cancel(std::string_view task, int64_t id) {
   if (store::is_terminal(run->status))
     return fail(ErrorCode::conflict,
                 "run " + std::to_string(id) + " already ended (" + store::to_string(run->status) + ")");
-  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "cancelling a run"));
+  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.config(), "cancelling a run"));
   if (auto st = s.d.scheduler->cancel(id); !st) return tl::unexpected(st.error());
   return CancelResult{id, true};
 }
@@ -554,7 +576,8 @@ Result<retention::CompactOutcome> Local::compact(retention::CompactMode mode) {
 
 Result<MaintenanceStatus> Local::status() {
   Impl& s = *impl_;
-  const config::Config& cfg = *s.d.config;
+  const std::shared_ptr<const config::Config> cfg_now = s.config();
+  const config::Config& cfg = *cfg_now;
   if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
   auto stats = s.d.store->db_stats();
   if (!stats) return tl::unexpected(stats.error());
@@ -756,7 +779,7 @@ class OwnedLocal : public Ops {
       : lock_(std::move(lock)), store_(std::move(store)) {
     if (store_ && lock_) executor_.emplace(*store_, layout::DataDir(config.daemon.data_dir), config.retention.batch_size);
     local_ = std::make_unique<Local>(
-        LocalDeps{&config, store_.get(), executor_ ? &*executor_ : nullptr, nullptr, nullptr, &clock_, nullptr, false});
+        LocalDeps{&config, store_.get(), executor_ ? &*executor_ : nullptr, nullptr, nullptr, &clock_, nullptr, false, {}});
   }
   Result<std::vector<TaskInfo>> tasks(bool s) override { return local_->tasks(s); }
   Result<RunsPage> runs(const RunsQuery& q) override { return local_->runs(q); }
@@ -765,6 +788,7 @@ class OwnedLocal : public Ops {
   Status follow(const FollowRequest& r, FollowSink& s) override { return local_->follow(r, s); }
   Result<store::Run> run_now(const RunNowRequest& r) override { return local_->run_now(r); }
   Result<PauseResult> pause(std::string_view t, bool p) override { return local_->pause(t, p); }
+  Result<ReloadResult> reload() override { return local_->reload(); }
   Result<CancelResult> cancel(std::string_view t, int64_t id) override { return local_->cancel(t, id); }
   Result<DeleteResult> delete_run(std::string_view t, int64_t id) override { return local_->delete_run(t, id); }
   Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& r, const retention::Progress& p) override {

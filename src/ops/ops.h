@@ -150,6 +150,16 @@ struct PauseResult {
   bool changed = false;                    // false: it already was in that state
 };
 
+// What a configuration reload did (ops reload, SIGHUP, POST /api/reload).
+struct ReloadResult {
+  std::vector<std::string> added;          // task names
+  std::vector<std::string> removed;
+  std::vector<std::string> changed;
+  std::vector<std::string> sections;       // other sections that changed: retention, compactor, storage, defaults, daemon
+  std::string message;                     // one line, also the message of the recording run
+  int64_t run_id = 0;                      // the cronkeep:reload run that recorded it; 0 when not recorded
+};
+
 struct CancelResult {
   int64_t id = 0;
   bool cancelling = true;                  // a running run gets SIGTERM; a queued one ends at once
@@ -220,6 +230,14 @@ class Ops {
   // (needs write access). Errors: not_found for a task not in the
   // configuration; invalid_argument for a system task.
   virtual Result<PauseResult> pause(std::string_view task, bool paused) = 0;
+  // Reads the configuration file again and applies it all or nothing:
+  // running and queued runs go on, next fires are recomputed from now, a
+  // removed task stops firing. Recorded as a run of the system task
+  // cronkeep:reload (failed when refused). Errors: conflict without a
+  // daemon, or when listen, data_dir, token_file or backend changed (a
+  // restart is needed); invalid_argument with every problem, one per line,
+  // as `validate` prints them (the running configuration is kept).
+  virtual Result<ReloadResult> reload() = 0;
   // Errors: conflict when the run already ended, or without a daemon.
   virtual Result<CancelResult> cancel(std::string_view task, int64_t id) = 0;
   // Deletes one terminal run: row and files, crash-safely (tombstone first,
@@ -235,6 +253,9 @@ class Ops {
   // (repair) when a daemon runs: repair needs it stopped.
   virtual Result<CheckReport> check(bool repair) = 0;
 };
+
+// The system task whose runs record configuration reloads.
+inline constexpr const char* kReloadTask = "cronkeep:reload";
 
 // Lines per page of a log read (the API's cap on `lines` and `tail`).
 inline constexpr int64_t kMaxLogPage = 10'000;

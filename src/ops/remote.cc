@@ -155,6 +155,12 @@ class Remote : public Ops {
     return pause_from_json(*reply);
   }
 
+  Result<ReloadResult> reload() override {
+    auto reply = call("POST", "/api/reload", nullptr, {}, 120s);
+    if (!reply) return tl::unexpected(reply.error());
+    return reload_from_json(*reply);
+  }
+
   Result<CancelResult> cancel(std::string_view task, int64_t id) override {
     if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
     auto reply = call("POST", run_path(task, id) + "/cancel");

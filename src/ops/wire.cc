@@ -317,6 +317,27 @@ Result<CancelResult> cancel_from_json(const Json& j) {
   return r.done(c);
 }
 
+Json to_json(const ReloadResult& r) {
+  return Json{{"added", r.added},       {"removed", r.removed}, {"changed", r.changed},
+              {"sections", r.sections}, {"message", r.message}, {"run_id", r.run_id}};
+}
+
+Result<ReloadResult> reload_from_json(const Json& j) {
+  Reader r(j, "reload");
+  ReloadResult out;
+  auto names = [&](const char* key, std::vector<std::string>& into) {
+    for (const Json& n : r.array(key))
+      if (n.is_string()) into.push_back(n.get<std::string>());
+  };
+  names("added", out.added);
+  names("removed", out.removed);
+  names("changed", out.changed);
+  names("sections", out.sections);
+  out.message = r.string("message");
+  out.run_id = r.integer("run_id");
+  return r.done(out);
+}
+
 Json to_json(const PauseResult& p) {
   return Json{{"task", p.task}, {"paused", p.paused}, {"changed", p.changed}};
 }

@@ -12,6 +12,7 @@ packages=(
   libsqlite3-dev sqlite3 libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libssl-dev libsystemd-dev systemd
   curl procps python3
   # fuzzers: libFuzzer comes with clang's runtime
   clang libclang-rt-14-dev

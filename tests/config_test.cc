@@ -1222,5 +1222,27 @@ TEST(LoadConfig, AnUnreadableFileIsOneProblem) {
   EXPECT_TRUE(contains(c.error()[0].message, "Permission denied")) << c.error()[0].message;
 }
 
+TEST(ConfigNotify, SinksAreReadAndTasksInheritNotifyFromDefaults) {
+  Config c = parse_ok("[notify.ops]\nwebhook = \"http://127.0.0.1:9/hook\"\nevents = [\"failed\"]\n"
+                      "[defaults]\nnotify = [\"ops\"]\n[tasks.t]\nrun = \"true\"\n");
+  ASSERT_EQ(c.notify.size(), 1u);
+  EXPECT_EQ(c.notify[0].events, std::vector<std::string>{"failed"});
+  EXPECT_EQ(c.tasks[0].policy.notify, std::vector<std::string>{"ops"});
+}
+
+TEST(ConfigNotify, BadSinksAreRefusedWithLineAndKey) {
+  Problem url = one_problem("[notify.ops]\nwebhook = \"ftp://x\"\n");
+  EXPECT_EQ(url.key, "notify.ops.webhook");
+  EXPECT_EQ(url.line, 2);
+  Problem event = one_problem("[notify.ops]\ncommand = \"true\"\nevents = [\"exploded\"]\n");
+  EXPECT_EQ(event.key, "notify.ops.events");
+  EXPECT_TRUE(contains(event.message, "unknown event")) << event.message;
+  Problem sink = one_problem("[notify.ops]\ncommand = \"true\"\n[tasks.t]\nrun = \"true\"\nnotify = [\"pager\"]\n");
+  EXPECT_EQ(sink.key, "tasks.t.notify");
+  EXPECT_EQ(sink.line, 5);
+  Problem both = one_problem("[notify.ops]\ncommand = \"true\"\nwebhook = \"http://h/x\"\n");
+  EXPECT_TRUE(contains(both.message, "exactly one")) << both.message;
+}
+
 }  // namespace
 }  // namespace cronkeep::config

@@ -123,6 +123,7 @@ reads() {
   capture check check --json
   capture dry_run purge --older-than 0s --dry-run --json
   capture validate validate --json
+  capture notifications notifications --json
   # Refused input: the same words and exit code on both paths.
   capture bad_task runs nosuch
   capture bad_name runs 'a..b'
@@ -169,7 +170,7 @@ stop_daemon
 for name in tasks runs runs_failed runs_page logs logs_tail logs_range logs_follow logs_plain status check dry_run \
             validate bad_task bad_name bad_status bad_run other_task tail_and_from bad_older purge_unknown \
             purge_running cancel_ended cancel_unknown delete_unknown delete purge compact repair \
-            pause_system pause_unknown run_env_bad pause pause_again tasks_paused resume resume_again; do
+            notifications pause_system pause_unknown run_env_bad pause pause_again tasks_paused resume resume_again; do
   compare "$name"
 done
 # And the comparison is not vacuous: the captures hold what they should.

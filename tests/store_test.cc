@@ -63,8 +63,8 @@ TEST_F(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   sqlite3_stmt* s = nullptr;
   sqlite3_prepare_v2(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations", -1, &s, nullptr);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(s, 0), 3);  // one row per migration
-  EXPECT_EQ(sqlite3_column_int(s, 1), 3);
+  EXPECT_EQ(sqlite3_column_int(s, 0), 4);  // one row per migration
+  EXPECT_EQ(sqlite3_column_int(s, 1), 4);
   sqlite3_finalize(s);
   sqlite3_close(db);
 }

@@ -28,7 +28,7 @@ constexpr int kUsage = 2;
 
 constexpr const char* kCommands[] = {"daemon", "validate", "tasks",   "runs",   "logs",  "run",
                                      "cancel", "delete",   "purge",   "compact", "status", "check",
-                                     "pause",  "resume",   "reload"};
+                                     "pause",  "resume",   "reload",  "notifications"};
 
 using ops::Json;
 
@@ -307,6 +307,24 @@ int cmd_reload(const std::string& config_path, bool as_json) {
   return kOk;
 }
 
+int cmd_notifications(const std::string& config_path, int limit, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->notifications(limit);
+  if (!out) return report(out.error());
+  if (as_json) {
+    print_json(ops::to_json(*out));
+    return kOk;
+  }
+  std::cout << fmt::format("{:<20} {:<12} {:<16} {:<20} {:>5} {:>3} {:<10} {:>5}  {}\n", "TIME", "SINK", "EVENT", "TASK",
+                           "COUNT", "TRY", "STATUS", "CODE", "ERROR");
+  for (const store::Delivery& d : *out)
+    std::cout << fmt::format("{:<20} {:<12} {:<16} {:<20} {:>5} {:>3} {:<10} {:>5}  {}\n",
+                             format_rfc3339(d.created_at).substr(0, 19) + "Z", d.sink, d.event, d.task, d.count,
+                             d.attempt, d.status, d.response_code ? std::to_string(*d.response_code) : "-", d.error);
+  return kOk;
+}
+
 int cmd_cancel(const std::string& config_path, const std::string& task, int64_t id, bool as_json) {
   Session s;
   if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
@@ -565,6 +583,14 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
                 "flight go on; a changed listen or data_dir needs a restart");
   reload_cmd->add_flag("--json", as_json, "print JSON");
   reload_cmd->callback([&] { exit_code = cmd_reload(config_path, as_json); });
+
+  int notify_limit = 50;
+  auto* notifications_cmd = app.add_subcommand(
+      "notifications", "List notification delivery attempts, newest first: sink, event, task, count, attempt, "
+                       "status, response code, error");
+  notifications_cmd->add_option("-n,--limit", notify_limit, "how many (1-1000, default 50)")->check(CLI::Range(1, 1000));
+  notifications_cmd->add_flag("--json", as_json, "print JSON");
+  notifications_cmd->callback([&] { exit_code = cmd_notifications(config_path, notify_limit, as_json); });
 
   int64_t run_id = 0;
   auto* cancel_cmd = app.add_subcommand("cancel", "Cancel a queued or running run (SIGTERM, then SIGKILL after graceful_stop)");

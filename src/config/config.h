@@ -58,6 +58,7 @@ struct TaskPolicy {
   Millis retry_delay = 5s;
   Backoff retry_backoff = Backoff::exponential;     // each wait capped at 5 min
   Millis jitter = 0ms;                              // random delay in [0, jitter]
+  std::vector<std::string> notify;                  // [notify.NAME] sinks for the task's events; none by default
 
   bool operator==(const TaskPolicy&) const = default;
 };
@@ -112,6 +113,24 @@ struct Compactor {
   Vacuum vacuum = Vacuum::incremental;
 };
 
+// The events a sink may receive (DESIGN.md, issue 13).
+inline constexpr const char* kNotifyEvents[] = {"failed",        "timeout",          "crashed",
+                                                "log_overflow",  "missed",           "recovered",
+                                                "disk_pressure", "retention_failed", "compactor_failed"};
+
+// A [notify.NAME] sink: exactly one of webhook and command.
+struct NotifySink {
+  std::string name;
+  std::string webhook;       // http:// or https:// URL; JSON POST
+  std::string command;       // /bin/sh -c, the event in CRONKEEP_* variables and as JSON on stdin
+  std::string secret_file;   // absolute after loading; its first line signs webhook bodies (HMAC-SHA256)
+  std::string secret;        // read by load_config(); empty: no signature header
+  std::vector<std::string> events;  // default: every event
+  Millis timeout = 10s;      // one attempt (request or command)
+  int line = 0, column = 0;  // where the sink was declared (problems found after parsing)
+  bool operator==(const NotifySink&) const = default;
+};
+
 struct Config {
   std::string path;  // the file it came from, as given
   Daemon daemon;
@@ -120,6 +139,7 @@ struct Config {
   Compactor compactor;
   TaskPolicy defaults;
   std::vector<Task> tasks;  // in file order
+  std::vector<NotifySink> notify;  // [notify.NAME], in file order
 
   // The task named `name`, or nullptr.
   const Task* find_task(std::string_view name) const;

@@ -19,6 +19,7 @@
 #include "events/events.h"
 #include "http/http.h"
 #include "layout/layout.h"
+#include "notify/notify.h"
 #include "ops/local.h"
 #include "ops/remote.h"
 #include "retention/retention.h"
@@ -99,6 +100,9 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
          const TimePoint now = clock.now();
          auto report = retention::sweep(store, executor, policy, now);
          if (!report) return tl::unexpected(report.error());
+         // The delivery record is bounded like the history: max_age, and at most 100,000 attempts.
+         if (auto trimmed = store.trim_deliveries(now - policy.max_age, 100'000); !trimmed)
+           spdlog::warn("trimming notifications: {}", trimmed.error().message);
          if (auto st = store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask, report->rows,
                                                                           report->files_deleted, report->file_errors,
                                                                           report->log_bytes, 0});
@@ -175,6 +179,27 @@ int run(const config::Config& config) {
   }
   ops::MaintenanceThread maintenance;
 
+  // Notifications: a bus subscriber turns run ends and disk pressure into
+  // notices; the notifier's own thread delivers them. Neither blocks the
+  // scheduler (the bus drops the oldest for a slow reader).
+  notify::Notifier notifier(config, **store, clock);
+  auto notices = bus.subscribe(events::Filter{std::nullopt, std::nullopt, true, true});
+  std::thread notice_feeder([&] {
+    while (!notices->closed()) {
+      events::Batch batch = notices->take(std::chrono::seconds(1));
+      for (const events::Event& e : batch.events) {
+        if (e.kind == events::Kind::disk_pressure) {
+          notifier.submit(notify::Notice{"disk_pressure", e.task, e.run_id, "", e.text, from_unix_ms(e.time_ms)});
+          continue;
+        }
+        auto status = store::parse_status(e.text);
+        if (!status || !store::is_terminal(*status)) continue;
+        auto run = (*store)->get_run(e.run_id);
+        notifier.run_ended(e.task, e.run_id, e.text, run ? run->message : "", from_unix_ms(e.time_ms));
+      }
+    }
+  });
+
   // Configuration reload (SIGHUP, POST /api/reload, cronkeep reload): all
   // or nothing, one at a time, recorded as a run of cronkeep:reload.
   std::mutex reload_mu;
@@ -212,6 +237,7 @@ int run(const config::Config& config) {
     auto fresh = std::make_shared<const config::Config>(std::move(*next));
     const scheduler::ReloadSummary summary = scheduler.reload(*fresh, system_tasks(*fresh, **store, executor, clock));
     executor.set_max_batch(fresh->retention.batch_size);
+    notifier.set_config(*fresh);
     local_ptr->set_config(fresh);
     ops::ReloadResult out;
     out.added = summary.added;
@@ -240,6 +266,8 @@ int run(const config::Config& config) {
   if (auto st = api.start(config.daemon.listen); !st) {
     spdlog::error("{}", st.error().message);
     scheduler.shutdown();
+    notices->close();
+    notice_feeder.join();
     return 1;
   }
   spdlog::info("cronkeep started: {} task(s), data in {}, API on http://{} (token in {})", config.tasks.size(),
@@ -270,6 +298,9 @@ int run(const config::Config& config) {
   local.stop();
   scheduler.shutdown();
   loop.join();
+  notices->close();
+  notice_feeder.join();
+  notifier.stop();
   api.stop();
   {
     std::lock_guard guard(mu);

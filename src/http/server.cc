@@ -505,6 +505,13 @@ struct Server::Impl {
       answer(c, o.reload());
     });
 
+    // ---- operating: notification deliveries (issue 13) ----
+    add("GET", "/api/notifications", false, [this, &o](Call& c) {
+      std::optional<int64_t> limit;
+      if (!c.only({"limit"}) || !c.integer("limit", 1, 1000, limit)) return;
+      answer(c, o.notifications(static_cast<int>(limit.value_or(50))));
+    });
+
     add("GET", "/metrics", false, [this](Call& c) {
       if (!deps.metrics) return send_error(c.res, ErrorCode::not_found, "no metrics here");
       auto m = deps.metrics();

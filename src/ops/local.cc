@@ -187,6 +187,14 @@ void Local::set_config(std::shared_ptr<const config::Config> config) {
   impl_->current = std::move(config);
 }
 
+Result<std::vector<store::Delivery>> Local::notifications(int limit) {
+  Impl& s = *impl_;
+  if (limit < 1 || limit > 1000)
+    return fail(ErrorCode::invalid_argument, "limit: expected an integer from 1 to 1000, got " + std::to_string(limit));
+  if (!s.d.store) return std::vector<store::Delivery>{};
+  return s.d.store->list_deliveries(limit);
+}
+
 Result<ReloadResult> Local::reload() {
   Impl& s = *impl_;
   if (!s.d.reload) return tl::unexpected(no_daemon(*s.config(), "reloading the configuration"));
@@ -789,6 +797,7 @@ class OwnedLocal : public Ops {
   Result<store::Run> run_now(const RunNowRequest& r) override { return local_->run_now(r); }
   Result<PauseResult> pause(std::string_view t, bool p) override { return local_->pause(t, p); }
   Result<ReloadResult> reload() override { return local_->reload(); }
+  Result<std::vector<store::Delivery>> notifications(int limit) override { return local_->notifications(limit); }
   Result<CancelResult> cancel(std::string_view t, int64_t id) override { return local_->cancel(t, id); }
   Result<DeleteResult> delete_run(std::string_view t, int64_t id) override { return local_->delete_run(t, id); }
   Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& r, const retention::Progress& p) override {

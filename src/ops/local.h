@@ -111,6 +111,7 @@ class Local : public Ops {
   // For /metrics. Errors: the store's.
   Result<Metrics> metrics();
   Result<ReloadResult> reload() override;
+  Result<std::vector<store::Delivery>> notifications(int limit) override;
   // Ends every follow() in progress (done "shutdown") and refuses new ones.
   void stop();
   // The configuration the operations answer from from now on (after a

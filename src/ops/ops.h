@@ -238,6 +238,9 @@ class Ops {
   // restart is needed); invalid_argument with every problem, one per line,
   // as `validate` prints them (the running configuration is kept).
   virtual Result<ReloadResult> reload() = 0;
+  // The newest notification delivery attempts, newest first (`limit`
+  // 1..1000). Works without a daemon. Errors: invalid_argument for limit.
+  virtual Result<std::vector<store::Delivery>> notifications(int limit) = 0;
   // Errors: conflict when the run already ended, or without a daemon.
   virtual Result<CancelResult> cancel(std::string_view task, int64_t id) = 0;
   // Deletes one terminal run: row and files, crash-safely (tombstone first,

@@ -155,6 +155,19 @@ class Remote : public Ops {
     return pause_from_json(*reply);
   }
 
+  Result<std::vector<store::Delivery>> notifications(int limit) override {
+    auto reply = call("GET", "/api/notifications", nullptr, {{"limit", std::to_string(limit)}});
+    if (!reply) return tl::unexpected(reply.error());
+    if (!reply->is_array()) return fail(ErrorCode::corruption, "unexpected reply: notifications: expected an array");
+    std::vector<store::Delivery> out;
+    for (const Json& j : *reply) {
+      auto d = delivery_from_json(j);
+      if (!d) return tl::unexpected(d.error());
+      out.push_back(std::move(*d));
+    }
+    return out;
+  }
+
   Result<ReloadResult> reload() override {
     auto reply = call("POST", "/api/reload", nullptr, {}, 120s);
     if (!reply) return tl::unexpected(reply.error());

@@ -317,6 +317,37 @@ Result<CancelResult> cancel_from_json(const Json& j) {
   return r.done(c);
 }
 
+Json to_json(const store::Delivery& d) {
+  return Json{{"id", d.id},
+              {"time", time_json(d.created_at)},
+              {"sink", d.sink},
+              {"event", d.event},
+              {"task", d.task},
+              {"run_id", d.run_id ? Json(*d.run_id) : Json(nullptr)},
+              {"count", d.count},
+              {"attempt", d.attempt},
+              {"status", d.status},
+              {"response_code", d.response_code ? Json(*d.response_code) : Json(nullptr)},
+              {"error", d.error}};
+}
+
+Result<store::Delivery> delivery_from_json(const Json& j) {
+  Reader r(j, "notification");
+  store::Delivery d;
+  d.id = r.integer("id");
+  d.created_at = r.time("time").value_or(TimePoint{});
+  d.sink = r.string("sink");
+  d.event = r.string("event");
+  d.task = r.string("task");
+  d.run_id = r.opt_integer("run_id");
+  d.count = r.integer("count");
+  d.attempt = static_cast<int>(r.integer("attempt"));
+  d.status = r.string("status");
+  if (auto code = r.opt_integer("response_code")) d.response_code = static_cast<int>(*code);
+  d.error = r.string("error");
+  return r.done(d);
+}
+
 Json to_json(const ReloadResult& r) {
   return Json{{"added", r.added},       {"removed", r.removed}, {"changed", r.changed},
               {"sections", r.sections}, {"message", r.message}, {"run_id", r.run_id}};

@@ -32,6 +32,7 @@ Json to_json(const CancelResult& r);
 Json to_json(const DeleteResult& r);
 Json to_json(const PauseResult& r);
 Json to_json(const ReloadResult& r);
+Json to_json(const store::Delivery& d);
 Json to_json(const retention::PurgeOutcome& o, bool dry_run);
 Json to_json(const retention::CompactOutcome& o);
 Json to_json(const MaintenanceStatus& s);
@@ -56,6 +57,7 @@ Result<CancelResult> cancel_from_json(const Json& j);
 Result<DeleteResult> delete_from_json(const Json& j);
 Result<PauseResult> pause_from_json(const Json& j);
 Result<ReloadResult> reload_from_json(const Json& j);
+Result<store::Delivery> delivery_from_json(const Json& j);
 // The `env` field of a run-now body ({"env": {"K": "V"}}), checked by
 // check_env; absent or null is no variables.
 Result<std::map<std::string, std::string>> env_from_json(const Json& body);

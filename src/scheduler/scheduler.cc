@@ -400,7 +400,15 @@ void Scheduler::record_terminal(size_t t, Trigger trigger, std::optional<TimePoi
                                 std::string message) {
   // insert() has logged a failure; a skipped or missed record has nothing
   // else to undo.
-  (void)insert(t, trigger, scheduled, 1, std::nullopt, status, std::move(message));
+  auto id = insert(t, trigger, scheduled, 1, std::nullopt, status, std::move(message));
+  if (id && options_.bus) {  // skipped and missed rows are run ends too (notifications)
+    events::Event e;
+    e.kind = events::Kind::run_state;
+    e.task = tasks_[t].task->name;
+    e.run_id = *id;
+    e.text = store::to_string(status);
+    options_.bus->publish(std::move(e));
+  }
 }
 
 void Scheduler::start_or_queue(const Launch& run) {

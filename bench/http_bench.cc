@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   scheduler::Scheduler sched(cfg, **store, clock, scheduler::Options{dir, std::chrono::seconds(1), 1, {}, &bus});
   retention::Executor executor(**store, layout::DataDir(dir), 1000);
   ops::MaintenanceThread maintenance;
-  ops::Local local(ops::LocalDeps{&cfg, store->get(), &executor, &sched, &bus, &clock, &maintenance, true});
+  ops::Local local(ops::LocalDeps{&cfg, store->get(), &executor, &sched, &bus, &clock, &maintenance, true, {}});
   http::Server server(http::Deps{&local, [&local] { return local.metrics(); }, {}, "token"});
   if (!server.start("127.0.0.1:0")) return 1;
   httplib::Client client("127.0.0.1", server.port());

@@ -9,6 +9,7 @@ find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(date REQUIRED)
 find_package(tl-expected REQUIRED)
+find_package(OpenSSL REQUIRED)  # libcrypto: HMAC-SHA256 of webhook bodies (notify)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 # PostgreSQL backend (Debian's libpqxx-dev, 6.4); linked by cronkeep_store only.
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)

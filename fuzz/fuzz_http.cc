@@ -54,7 +54,7 @@ struct World {
     if (!sched->start() || !sched->run_now("hello")) std::abort();
     sched->wait_idle(std::chrono::seconds(5));
     local = std::make_unique<ops::Local>(
-        ops::LocalDeps{&cfg, store.get(), executor.get(), sched.get(), &bus, &clock, &maintenance, true});
+        ops::LocalDeps{&cfg, store.get(), executor.get(), sched.get(), &bus, &clock, &maintenance, true, {}});
     server = std::make_unique<http::Server>(
         http::Deps{local.get(), [this] { return local->metrics(); }, {}, "fuzz-token-of-at-least-32-characters"});
     if (!server->start("127.0.0.1:0")) std::abort();

@@ -14,6 +14,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # the PostgreSQL backend (libpqxx) and a server for its tests (tests/with_pg.sh)
   libpqxx-dev postgresql
+  # notifications (HMAC) and systemd
+  libssl-dev libsystemd-dev systemd
   curl procps python3
   # the web UI's browser tests: Debian's chromium, driven by playwright-core from npm
   chromium

@@ -460,16 +460,30 @@ TEST(ConfigTasks, InlineTableTasksAreAccepted) {
   EXPECT_EQ(c.tasks[0].run, "date");
 }
 
-TEST(ConfigTasks, MissingCronAndRunAreReportedAtTheTaskTable) {
+TEST(ConfigTasks, MissingRunIsReportedAtTheTaskTable) {
   Problems problems = parse_bad("# comment\n\n  [tasks.empty]\nkeep_runs = 3\n");
-  ASSERT_EQ(problems.size(), 2u) << describe(problems);
-  EXPECT_EQ(problems[0].key, "tasks.empty.cron");
-  EXPECT_EQ(problems[1].key, "tasks.empty.run");
-  for (const Problem& p : problems) {
-    EXPECT_EQ(p.line, 3);
-    EXPECT_EQ(p.column, 3);
-    EXPECT_TRUE(contains(p.message, "missing required key")) << p.message;
-  }
+  ASSERT_EQ(problems.size(), 1u) << describe(problems);
+  EXPECT_EQ(problems[0].key, "tasks.empty.run");
+  EXPECT_EQ(problems[0].line, 3);
+  EXPECT_EQ(problems[0].column, 3);
+  EXPECT_TRUE(contains(problems[0].message, "missing required key")) << problems[0].message;
+}
+
+TEST(ConfigTasks, ATaskWithoutCronRunsOnlyOnDemand) {
+  Config c = parse_ok("[tasks.manual]\nrun = \"date\"\n");
+  ASSERT_EQ(c.tasks.size(), 1u);
+  EXPECT_TRUE(c.tasks[0].cron.empty());
+  EXPECT_FALSE(c.tasks[0].schedule.has_value());
+  EXPECT_TRUE(c.tasks[0].enabled);
+}
+
+TEST(ConfigTasks, EnabledIsABoolean) {
+  Config c = parse_ok("[tasks.off]\ncron = \"@daily\"\nrun = \"date\"\nenabled = false\n");
+  EXPECT_FALSE(c.tasks[0].enabled);
+  Problem p = one_problem("[tasks.off]\ncron = \"@daily\"\nrun = \"date\"\nenabled = \"no\"\n");
+  EXPECT_EQ(p.key, "tasks.off.enabled");
+  EXPECT_EQ(p.line, 4);
+  EXPECT_TRUE(contains(p.message, "expected true or false")) << p.message;
 }
 
 TEST(ConfigTasks, RunMustBeANonEmptyString) {
@@ -1209,6 +1223,28 @@ TEST(LoadConfig, AnUnreadableFileIsOneProblem) {
   ASSERT_FALSE(c);
   ASSERT_EQ(c.error().size(), 1u);
   EXPECT_TRUE(contains(c.error()[0].message, "Permission denied")) << c.error()[0].message;
+}
+
+TEST(ConfigNotify, SinksAreReadAndTasksInheritNotifyFromDefaults) {
+  Config c = parse_ok("[notify.ops]\nwebhook = \"http://127.0.0.1:9/hook\"\nevents = [\"failed\"]\n"
+                      "[defaults]\nnotify = [\"ops\"]\n[tasks.t]\nrun = \"true\"\n");
+  ASSERT_EQ(c.notify.size(), 1u);
+  EXPECT_EQ(c.notify[0].events, std::vector<std::string>{"failed"});
+  EXPECT_EQ(c.tasks[0].policy.notify, std::vector<std::string>{"ops"});
+}
+
+TEST(ConfigNotify, BadSinksAreRefusedWithLineAndKey) {
+  Problem url = one_problem("[notify.ops]\nwebhook = \"ftp://x\"\n");
+  EXPECT_EQ(url.key, "notify.ops.webhook");
+  EXPECT_EQ(url.line, 2);
+  Problem event = one_problem("[notify.ops]\ncommand = \"true\"\nevents = [\"exploded\"]\n");
+  EXPECT_EQ(event.key, "notify.ops.events");
+  EXPECT_TRUE(contains(event.message, "unknown event")) << event.message;
+  Problem sink = one_problem("[notify.ops]\ncommand = \"true\"\n[tasks.t]\nrun = \"true\"\nnotify = [\"pager\"]\n");
+  EXPECT_EQ(sink.key, "tasks.t.notify");
+  EXPECT_EQ(sink.line, 5);
+  Problem both = one_problem("[notify.ops]\ncommand = \"true\"\nwebhook = \"http://h/x\"\n");
+  EXPECT_TRUE(contains(both.message, "exactly one")) << both.message;
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ class HttpTest : public ::testing::Test {
     Limits limits;
     limits.max_streams_per_client = 2;
     local_ = std::make_unique<ops::Local>(ops::LocalDeps{&config_, store_.get(), executor_.get(), scheduler_.get(),
-                                                         &bus_, &clock_, &maintenance_, true});
+                                                         &bus_, &clock_, &maintenance_, true, {}});
     server_ = std::make_unique<Server>(Deps{local_.get(), [this] { return local_->metrics(); }, {}, kToken}, limits);
     auto st = server_->start("127.0.0.1:0");
     ASSERT_TRUE(st) << st.error().message;

@@ -49,6 +49,12 @@ run = "echo one; echo two >&2; echo three"
 [tasks.bad]
 cron = "@yearly"
 run = "echo broken; exit 3"
+[tasks.manual]
+run = "echo on demand"
+[tasks.off]
+cron = "@yearly"
+run = "echo off"
+enabled = false
 TOML
 
 # Masks what may differ between two runs of the same command: ids, times,
@@ -117,6 +123,7 @@ reads() {
   capture check check --json
   capture dry_run purge --older-than 0s --dry-run --json
   capture validate validate --json
+  capture notifications notifications --json
   # Refused input: the same words and exit code on both paths.
   capture bad_task runs nosuch
   capture bad_name runs 'a..b'
@@ -130,6 +137,15 @@ reads() {
   capture cancel_ended cancel ok "$first"
   capture cancel_unknown cancel ok 999999
   capture delete_unknown delete ok 999999
+  capture pause_system pause cronkeep:retention
+  capture pause_unknown pause nosuch
+  capture run_env_bad run ok --env 1BAD=x
+  # Pause and resume leave the data as they found it.
+  capture pause pause ok --json
+  capture pause_again pause ok
+  capture tasks_paused tasks --json
+  capture resume resume ok --json
+  capture resume_again resume ok
 }
 
 mode=daemon reads
@@ -153,13 +169,17 @@ stop_daemon
 
 for name in tasks runs runs_failed runs_page logs logs_tail logs_range logs_follow logs_plain status check dry_run \
             validate bad_task bad_name bad_status bad_run other_task tail_and_from bad_older purge_unknown \
-            purge_running cancel_ended cancel_unknown delete_unknown delete purge compact repair; do
+            purge_running cancel_ended cancel_unknown delete_unknown delete purge compact repair \
+            notifications pause_system pause_unknown run_env_bad pause pause_again tasks_paused resume resume_again; do
   compare "$name"
 done
 # And the comparison is not vacuous: the captures hold what they should.
 grep -q '"task": "ok"' daemon.tasks || { echo "FAIL - tasks capture is empty"; failures=$((failures + 1)); }
 grep -q 'exit 2' daemon.tail_and_from || { echo "FAIL - --tail with --from-line was not refused"; failures=$((failures + 1)); }
 grep -q 'known tasks' daemon.purge_unknown || { echo "FAIL - unknown purge task not named"; failures=$((failures + 1)); }
+grep -q '"state": "paused"' daemon.tasks_paused || { echo "FAIL - a paused task is not shown paused"; failures=$((failures + 1)); }
+grep -q '"state": "manual"' daemon.tasks || { echo "FAIL - an on-demand task is not shown manual"; failures=$((failures + 1)); }
+grep -q '"state": "disabled"' daemon.tasks || { echo "FAIL - a disabled task is not shown disabled"; failures=$((failures + 1)); }
 grep -q '"three"' daemon.logs_follow || { echo "FAIL - follow printed no lines"; failures=$((failures + 1)); }
 
 if [ "$failures" -ne 0 ]; then echo "parity: $failures difference(s)"; exit 1; fi

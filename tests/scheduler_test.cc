@@ -640,5 +640,127 @@ TEST(PgSchedulers, EveryFireRunsOnceAcrossTwoNodes) {
   for (Node& n : nodes) n.scheduler->shutdown();
 }
 
+// ---- tasks that do not fire on their own (issue 13) ----------------------------
+
+TEST_F(SchedulerTest, ADisabledTaskNeverFiresButRunsOnDemand) {
+  add_task("off", "@every 10s", "echo off").enabled = false;
+  start();
+  EXPECT_FALSE(next_fire().has_value());
+  at(60s);
+  settle();
+  EXPECT_TRUE(runs("off").empty());
+  auto id = scheduler_->run_now("off");
+  ASSERT_TRUE(id) << id.error().message;
+  settle();
+  ASSERT_EQ(runs("off", RunStatus::succeeded).size(), 1u);
+  EXPECT_FALSE(scheduler_->tasks().front().enabled);
+}
+
+TEST_F(SchedulerTest, ATaskWithoutCronRunsOnlyOnDemand) {
+  add_task("manual", "", "echo hi");
+  start();
+  EXPECT_FALSE(next_fire().has_value());
+  at(24h);
+  settle();
+  EXPECT_TRUE(runs("manual").empty());
+  ASSERT_TRUE(scheduler_->run_now("manual"));
+  settle();
+  EXPECT_EQ(runs("manual", RunStatus::succeeded).size(), 1u);
+}
+
+TEST_F(SchedulerTest, APauseSurvivesARestartAndAResumeCatchesNothingUpFromThePause) {
+  add_task("tick", "@every 10s", "true");
+  start();
+  at(10s);
+  settle();
+  ASSERT_EQ(runs("tick").size(), 1u);
+  auto changed = scheduler_->set_paused("tick", true);
+  ASSERT_TRUE(changed && *changed);
+  EXPECT_FALSE(next_fire().has_value());
+  EXPECT_FALSE(*scheduler_->set_paused("tick", true));  // already paused
+  at(40s);
+  settle();
+  EXPECT_EQ(runs("tick").size(), 1u);
+  // A restart keeps the pause and records no missed fires for it.
+  scheduler_->shutdown();
+  scheduler_.reset();
+  clock_.set(kT0 + 100s);
+  start();
+  EXPECT_TRUE(scheduler_->tasks().front().paused);
+  EXPECT_EQ(runs("tick").size(), 1u);
+  at(200s);
+  ASSERT_TRUE(*scheduler_->set_paused("tick", false));
+  EXPECT_EQ(next_fire(), kT0 + 210s);
+  // Restarted after the resume: only fires after the resume are lost fires.
+  scheduler_->shutdown();
+  scheduler_.reset();
+  clock_.set(kT0 + 205s);
+  start();
+  settle();
+  EXPECT_EQ(runs("tick").size(), 1u);
+  EXPECT_TRUE(runs("tick", RunStatus::missed).empty());
+}
+
+TEST_F(SchedulerTest, SystemTasksCannotBePaused) {
+  start(10s, {SystemTask{"cronkeep:retention", "@every 1h", [](int64_t) -> Result<std::string> { return "ok"; }, {}}});
+  auto r = scheduler_->set_paused("cronkeep:retention", true);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::invalid_argument);
+}
+
+TEST_F(SchedulerTest, AReloadKeepsRunningRunsRecomputesNextFiresAndStopsRemovedTasks) {
+  add_task("long", "@every 10s", blocking());
+  add_task("gone", "@every 10s", "true");
+  add_task("same", "@every 1h", "true");
+  start();
+  at(10s);  // long and gone start; long stays running
+  ASSERT_TRUE(wait_for("gone", RunStatus::succeeded, 1));
+  config::Config next = config_;
+  next.tasks.clear();
+  config::Task changed = config_.tasks[0];
+  changed.cron = "@every 1m";  // long: a new schedule
+  next.tasks.push_back(changed);
+  next.tasks.push_back(config_.tasks[2]);
+  config::Task fresh = config_.tasks[2];
+  fresh.name = "fresh";
+  fresh.cron = "@every 30s";
+  next.tasks.push_back(fresh);
+  ASSERT_TRUE(config::prepare(next).empty());
+  clock_.set(kT0 + 15s);
+  const ReloadSummary summary = scheduler_->reload(next, {});
+  EXPECT_EQ(summary.added, std::vector<std::string>{"fresh"});
+  EXPECT_EQ(summary.removed, std::vector<std::string>{"gone"});
+  EXPECT_EQ(summary.changed, std::vector<std::string>{"long"});
+  const std::vector<TaskView> tasks = scheduler_->tasks();
+  ASSERT_EQ(tasks.size(), 3u);
+  EXPECT_EQ(tasks[0].name, "long");
+  EXPECT_EQ(tasks[0].running, 1);  // the run in flight survived
+  EXPECT_EQ(tasks[0].next_fire, kT0 + 60s);
+  EXPECT_EQ(tasks[1].name, "same");
+  EXPECT_EQ(tasks[2].name, "fresh");
+  EXPECT_EQ(tasks[2].next_fire, kT0 + 30s);
+  at(40s);
+  release();
+  settle();
+  EXPECT_EQ(runs("gone").size(), 1u);  // stopped firing
+  EXPECT_EQ(runs("long", RunStatus::succeeded).size(), 1u);
+  EXPECT_EQ(runs("fresh").size(), 1u);
+  // A removed task cannot be run now; re-adding it revives it.
+  EXPECT_FALSE(scheduler_->run_now("gone"));
+  next.tasks.push_back(config_.tasks[1]);
+  ASSERT_TRUE(config::prepare(next).empty());
+  EXPECT_EQ(scheduler_->reload(next, {}).added, std::vector<std::string>{"gone"});
+  EXPECT_TRUE(scheduler_->run_now("gone"));
+  settle();
+}
+
+TEST_F(SchedulerTest, RunNowAddsExtraEnvironmentVariables) {
+  add_task("env", "", "echo \"$GREETING-$CRONKEEP_TASK\" > out.txt");
+  start();
+  ASSERT_TRUE(scheduler_->run_now("env", Env{{"GREETING", "hello"}}));
+  settle();
+  EXPECT_EQ(cronkeep::testing::read_file(dir_ / "out.txt"), "hello-env\n");
+}
+
 }  // namespace
 }  // namespace cronkeep::scheduler

@@ -127,7 +127,7 @@ TEST_P(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   store_.reset();
   auto again = open();
   ASSERT_TRUE(again) << again.error().message;
-  const std::string latest = GetParam() == Backend::sqlite ? "3" : "1";
+  const std::string latest = GetParam() == Backend::sqlite ? "5" : "2";
   EXPECT_EQ(query("SELECT COUNT(*) FROM schema_migrations"), latest);  // one row per migration
   EXPECT_EQ(query("SELECT MAX(version) FROM schema_migrations"), latest);
 }
@@ -548,6 +548,19 @@ TEST(StoreOpen, RefusesAFileThatIsNotADatabase) {
   auto s = open_sqlite(dir / "cronkeep.db");
   ASSERT_FALSE(s);
   EXPECT_NE(s.error().message.find("cronkeep.db"), std::string::npos);
+}
+
+TEST_P(StoreTest, PausesAreKeptPerTaskAndReplaced) {
+  ASSERT_TRUE(store_->set_paused("a", true, from_unix_ms(1000)));
+  ASSERT_TRUE(store_->set_paused("b", true, from_unix_ms(2000)));
+  ASSERT_TRUE(store_->set_paused("a", false, from_unix_ms(3000)));
+  auto pauses = store_->task_pauses();
+  ASSERT_TRUE(pauses) << pauses.error().message;
+  ASSERT_EQ(pauses->size(), 2u);
+  EXPECT_EQ((*pauses)[0].task, "a");
+  EXPECT_FALSE((*pauses)[0].paused);
+  EXPECT_EQ((*pauses)[0].changed_at, from_unix_ms(3000));
+  EXPECT_TRUE((*pauses)[1].paused);
 }
 
 }  // namespace

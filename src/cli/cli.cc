@@ -28,7 +28,8 @@ constexpr int kUsage = 2;
 
 constexpr const char* kCommands[] = {"daemon", "validate", "tasks",   "runs",   "logs",  "run",
                                      "cancel", "delete",   "purge",   "compact", "status", "check",
-                                     "nodes"};
+                                     "nodes",
+                                     "pause",  "resume",   "reload",  "notifications"};
 
 using ops::Json;
 
@@ -86,7 +87,7 @@ int cmd_validate(const std::string& config_path, bool as_json) {
   }
   std::cout << config_path << ": OK, " << v.tasks.size() << " task(s)\n";
   for (const ops::ValidatedTask& t : v.tasks) {
-    std::cout << "  " << t.task << "  (" << t.cron << ", " << t.timezone << ")\n";
+    std::cout << "  " << t.task << "  (" << (t.cron.empty() ? "on demand" : t.cron) << ", " << t.timezone << ")\n";
     for (TimePoint f : t.next_fires) std::cout << "    next: " << format_rfc3339(f) << "\n";
     if (t.next_fires.empty()) std::cout << "    next: none\n";
   }
@@ -113,7 +114,8 @@ int cmd_tasks(const std::string& config_path, bool as_json) {
       last = fmt::format("#{} {} {}", t.last_run->id, store::to_string(t.last_run->status),
                          short_time(t.last_run->finished_at ? t.last_run->finished_at : t.last_run->created_at));
     std::cout << fmt::format("{:<24} {:<18} {:<8} {:<21} {:>6}  {}\n", t.name,
-                             t.configured ? t.cron : "(not configured)", ops::to_string(t.state),
+                             !t.configured ? "(not configured)" : t.cron.empty() ? "(on demand)" : t.cron,
+                             ops::to_string(t.state),
                              short_time(t.next_fire), t.runs, last);
   }
   return kOk;
@@ -269,10 +271,21 @@ int cmd_logs(const std::string& config_path, const LogsArgs& a) {
 
 // ---- actions ------------------------------------------------------------------------
 
-int cmd_run(const std::string& config_path, const std::string& task, bool wait, bool as_json) {
+int cmd_run(const std::string& config_path, const std::string& task, bool wait, const std::vector<std::string>& env,
+            bool as_json) {
+  ops::RunNowRequest request;
+  request.task = task;
+  request.wait = wait;
+  for (const std::string& kv : env) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos)
+      return report(Error{ErrorCode::invalid_argument, "--env: expected NAME=VALUE, got \"" + kv + "\""});
+    request.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (auto st = ops::check_env(request.env); !st) return report(st.error());
   Session s;
   if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
-  auto run = s.ops->run_now(ops::RunNowRequest{task, wait});
+  auto run = s.ops->run_now(request);
   if (!run) return report(run.error());
   if (as_json) {
     print_json(ops::to_json(*run));
@@ -284,6 +297,53 @@ int cmd_run(const std::string& config_path, const std::string& task, bool wait, 
   }
   if (!wait) return kOk;
   return run->status == store::RunStatus::succeeded ? kOk : kFailure;
+}
+
+int cmd_pause(const std::string& config_path, const std::string& task, bool paused, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::write, s); rc != kOk) return rc;
+  auto out = s.ops->pause(task, paused);
+  if (!out) return report(out.error());
+  if (as_json) print_json(ops::to_json(*out));
+  else
+    std::cout << task << ": " << (out->paused ? "paused" : "resumed")
+              << (out->changed ? "" : out->paused ? " (it already was)" : " (it was not paused)") << "\n";
+  return kOk;
+}
+
+int cmd_reload(const std::string& config_path, bool as_json) {
+  // The daemon reads the same file; refusing it here says the same.
+  if (auto cfg = config::load_config(config_path); !cfg) {
+    for (const config::Problem& p : cfg.error()) std::cerr << p.to_string() << "\n";
+    std::cerr << config_path << ": " << cfg.error().size()
+              << " problem(s); not reloaded, the daemon keeps its running configuration\n";
+    return kUsage;
+  }
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->reload();
+  if (!out) return report(out.error());
+  if (as_json) print_json(ops::to_json(*out));
+  else std::cout << out->message << "\n";
+  return kOk;
+}
+
+int cmd_notifications(const std::string& config_path, int limit, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->notifications(limit);
+  if (!out) return report(out.error());
+  if (as_json) {
+    print_json(ops::to_json(*out));
+    return kOk;
+  }
+  std::cout << fmt::format("{:<20} {:<12} {:<16} {:<20} {:>5} {:>3} {:<10} {:>5}  {}\n", "TIME", "SINK", "EVENT", "TASK",
+                           "COUNT", "TRY", "STATUS", "CODE", "ERROR");
+  for (const store::Delivery& d : *out)
+    std::cout << fmt::format("{:<20} {:<12} {:<16} {:<20} {:>5} {:>3} {:<10} {:>5}  {}\n",
+                             format_rfc3339(d.created_at).substr(0, 19) + "Z", d.sink, d.event, d.task, d.count,
+                             d.attempt, d.status, d.response_code ? std::to_string(*d.response_code) : "-", d.error);
+  return kOk;
 }
 
 int cmd_cancel(const std::string& config_path, const std::string& task, int64_t id, bool as_json) {
@@ -556,12 +616,41 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
   logs_cmd->callback([&] { exit_code = cmd_logs(config_path, logs_args); });
 
   bool wait = false;
-  auto* run_cmd = app.add_subcommand("run", "Run a task now through the running daemon");
+  std::vector<std::string> run_env;
+  auto* run_cmd = app.add_subcommand(
+      "run", "Run a task now through the running daemon (also a paused, disabled or on-demand task)");
   run_cmd->add_option("TASK", task, "task name")->required();
+  run_cmd->add_option("--env", run_env,
+                      "NAME=VALUE added to the task's environment for this run (repeatable; names [A-Za-z_][A-Za-z0-9_]*)")
+      ->allow_extra_args(false);
   run_cmd->add_flag("--wait", wait,
                     "wait until the run (and its retries) ended; exit 0 only if the final attempt succeeded");
   run_cmd->add_flag("--json", as_json, "print the run as JSON");
-  run_cmd->callback([&] { exit_code = cmd_run(config_path, task, wait, as_json); });
+  run_cmd->callback([&] { exit_code = cmd_run(config_path, task, wait, run_env, as_json); });
+
+  for (const bool paused : {true, false}) {
+    auto* cmd = app.add_subcommand(
+        paused ? "pause" : "resume",
+        paused ? "Stop a task's scheduled fires until `cronkeep resume` (kept across restarts; run now still works)"
+               : "Let a paused task fire again; its next fire is computed from now (no catch-up of the pause)");
+    cmd->add_option("TASK", task, "task name")->required();
+    cmd->add_flag("--json", as_json, "print JSON");
+    cmd->callback([&, paused] { exit_code = cmd_pause(config_path, task, paused, as_json); });
+  }
+
+  auto* reload_cmd = app.add_subcommand(
+      "reload", "Make the running daemon read its configuration again (as SIGHUP does): all or nothing; runs in "
+                "flight go on; a changed listen or data_dir needs a restart");
+  reload_cmd->add_flag("--json", as_json, "print JSON");
+  reload_cmd->callback([&] { exit_code = cmd_reload(config_path, as_json); });
+
+  int notify_limit = 50;
+  auto* notifications_cmd = app.add_subcommand(
+      "notifications", "List notification delivery attempts, newest first: sink, event, task, count, attempt, "
+                       "status, response code, error");
+  notifications_cmd->add_option("-n,--limit", notify_limit, "how many (1-1000, default 50)")->check(CLI::Range(1, 1000));
+  notifications_cmd->add_flag("--json", as_json, "print JSON");
+  notifications_cmd->callback([&] { exit_code = cmd_notifications(config_path, notify_limit, as_json); });
 
   int64_t run_id = 0;
   auto* cancel_cmd = app.add_subcommand("cancel", "Cancel a queued or running run (SIGTERM, then SIGKILL after graceful_stop)");

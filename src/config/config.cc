@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <span>
@@ -215,6 +216,44 @@ class Reader {
     return true;
   }
 
+  // Sink names declared by [notify.NAME], for `notify = [...]` checks.
+  std::vector<std::string>& sinks() { return sinks_; }
+
+  // An array of strings; `allowed` (when non-empty) lists the valid values.
+  void string_list(const toml::node& n, const std::string& key, const std::vector<std::string>& allowed,
+                   const char* what, std::vector<std::string>& out) {
+    const auto* arr = n.as_array();
+    if (!arr) {
+      add(n.source(), key, std::string("expected an array of strings such as [\"ops\"], got ") + type_name(n));
+      return;
+    }
+    std::vector<std::string> values;
+    for (const toml::node& item : *arr) {
+      std::string v;
+      if (!string(item, key, v, Empty::refused)) return;
+      if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+        std::string list;
+        for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        add(item.source(), key, std::string("unknown ") + what + " " + quote(v) + "; expected one of: " +
+                                    (list.empty() ? std::string("(none declared)") : list));
+        return;
+      }
+      values.push_back(v);
+    }
+    out = std::move(values);
+  }
+
+  void boolean(const toml::node& n, const std::string& key, bool& out) {
+    const auto* b = n.as_boolean();
+    if (!b) {
+      std::string msg = std::string("expected true or false, got ") + type_name(n);
+      if (n.is_string()) msg += "; write it without quotes";
+      add(n.source(), key, msg);
+      return;
+    }
+    out = b->get();
+  }
+
   template <class T>
   void integer(const toml::node& n, const std::string& key, int64_t min, int64_t max, T& out) {
     const auto* i = n.as_integer();
@@ -399,6 +438,7 @@ class Reader {
   std::string file_;
   fs::path base_dir_;
   Problems problems_;
+  std::vector<std::string> sinks_;
 };
 
 // ---------------------------------------------------------------------------
@@ -428,6 +468,36 @@ constexpr KeySpec<TaskPolicy> kPolicyKeys[] = {
     {"retry_delay", [](auto& r, auto& n, auto& k, auto& p) { r.duration(n, k, Zero::allowed, p.retry_delay); }},
     {"retry_backoff", [](auto& r, auto& n, auto& k, auto& p) { r.enumeration(n, k, kBackoffNames, p.retry_backoff); }},
     {"jitter", [](auto& r, auto& n, auto& k, auto& p) { r.duration(n, k, Zero::allowed, p.jitter); }},
+    {"notify",
+     [](auto& r, auto& n, auto& k, auto& p) {
+       r.string_list(n, k, r.sinks().empty() ? std::vector<std::string>{""} : r.sinks(), "sink", p.notify);
+     }},
+};
+
+std::vector<std::string> notify_event_names() {
+  return std::vector<std::string>(std::begin(kNotifyEvents), std::end(kNotifyEvents));
+}
+
+constexpr KeySpec<NotifySink> kNotifyKeys[] = {
+    {"webhook",
+     [](auto& r, auto& n, auto& k, auto& s) {
+       std::string v;
+       if (!r.string(n, k, v, Empty::refused)) return;
+       const size_t scheme = v.find("://");
+       const std::string proto = scheme == std::string::npos ? "" : v.substr(0, scheme);
+       const std::string rest = scheme == std::string::npos ? "" : v.substr(scheme + 3);
+       if ((proto != "http" && proto != "https") || rest.empty() || rest[0] == '/' ||
+           v.find_first_of(" \t\r\n") != std::string::npos) {
+         r.add(n.source(), k, "invalid URL " + quote(v) + ": expected http://HOST[:PORT]/PATH or https://…");
+         return;
+       }
+       s.webhook = v;
+     }},
+    {"command", [](auto& r, auto& n, auto& k, auto& s) { r.string(n, k, s.command, Empty::refused); }},
+    {"secret_file", [](auto& r, auto& n, auto& k, auto& s) { r.path(n, k, Empty::refused, s.secret_file); }},
+    {"events",
+     [](auto& r, auto& n, auto& k, auto& s) { r.string_list(n, k, notify_event_names(), "event", s.events); }},
+    {"timeout", [](auto& r, auto& n, auto& k, auto& s) { r.duration(n, k, Zero::refused, s.timeout); }},
 };
 
 void read_env(Reader& r, const toml::node& n, const std::string& key, Task& t) {
@@ -454,6 +524,7 @@ constexpr KeySpec<Task> kTaskKeys[] = {
     {"timezone", [](auto& r, auto& n, auto& k, auto& t) { r.timezone(n, k, t.timezone); }},
     {"env", read_env},
     {"workdir", [](auto& r, auto& n, auto& k, auto& t) { r.path(n, k, Empty::allowed, t.workdir); }},
+    {"enabled", [](auto& r, auto& n, auto& k, auto& t) { r.boolean(n, k, t.enabled); }},
 };
 
 constexpr KeySpec<Daemon> kDaemonKeys[] = {
@@ -502,7 +573,7 @@ constexpr KeySpec<Compactor> kCompactorKeys[] = {
     {"vacuum", [](auto& r, auto& n, auto& k, auto& c) { r.enumeration(n, k, kVacuumNames, c.vacuum); }},
 };
 
-constexpr std::string_view kSections[] = {"daemon", "storage", "retention", "compactor", "defaults", "tasks"};
+constexpr std::string_view kSections[] = {"daemon", "storage", "retention", "compactor", "defaults", "tasks", "notify"};
 
 template <class T, size_t N>
 std::vector<std::string_view> names_of(const KeySpec<T> (&keys)[N]) {
@@ -533,6 +604,7 @@ const std::vector<Placement>& placements() {
       {{"compactor"}, "[compactor]", names_of(kCompactorKeys)},
       {{"defaults", "tasks"}, "[defaults] or a [tasks.NAME]", names_of(kPolicyKeys)},
       {{"tasks"}, "a [tasks.NAME]", names_of(kTaskKeys)},
+      {{"notify"}, "a [notify.NAME]", names_of(kNotifyKeys)},
   };
   return kPlacements;
 }
@@ -638,8 +710,7 @@ void read_task(Reader& r, const toml::key& name, const toml::node& node, const C
   // A table that only appears implicitly (e.g. through [tasks.x.env]) has no
   // header of its own; fall back to where its name was written.
   const toml::source_region& at = table->source().begin.line > 0 ? table->source() : name.source();
-  if (!table->contains("cron"))
-    r.add(at, prefix + ".cron", "missing required key \"cron\" (the schedule, e.g. cron = \"0 4 * * *\")");
+  // No cron: the task runs only on demand (cronkeep run).
   if (!table->contains("run")) r.add(at, prefix + ".run", "missing required key \"run\" (the shell command to run)");
   if (name_ok) out.emplace_back(Position{at.begin.line, at.begin.column}, std::move(task));
 }
@@ -690,6 +761,33 @@ tl::expected<Config, Problems> parse(std::string_view text, std::string_view fil
   if (const auto* n = root.get("storage")) read_section(r, *n, "storage", kStorageKeys, config.storage);
   if (const auto* n = root.get("retention")) read_section(r, *n, "retention", kRetentionKeys, config.retention);
   if (const auto* n = root.get("compactor")) read_section(r, *n, "compactor", kCompactorKeys, config.compactor);
+  // Sinks first: `notify = [...]` in [defaults] and tasks is checked against them.
+  if (const auto* n = root.get("notify")) {
+    if (const auto* sinks = n->as_table()) {
+      for (auto&& [name, value] : *sinks) {
+        const std::string prefix = join("notify", name.str());
+        if (!valid_task_name(name.str())) {
+          r.add(name.source(), prefix, "invalid sink name " + quote(name.str()) + " (" + layout::kTaskNameRule + ")");
+          continue;
+        }
+        NotifySink sink;
+        sink.name = std::string(name.str());
+        sink.events = notify_event_names();
+        sink.line = static_cast<int>(name.source().begin.line);
+        sink.column = static_cast<int>(name.source().begin.column);
+        read_section(r, value, prefix, kNotifyKeys, sink);
+        const auto* tbl = value.as_table();
+        if (tbl && tbl->contains("webhook") == tbl->contains("command"))
+          r.add(name.source(), prefix, "set exactly one of webhook (a URL) and command (a shell command)");
+        if (!sink.secret_file.empty() && sink.webhook.empty())
+          r.add(name.source(), prefix + ".secret_file", "secret_file signs webhook bodies; this sink has no webhook");
+        config.notify.push_back(std::move(sink));
+        r.sinks().push_back(std::string(name.str()));
+      }
+    } else {
+      r.add(n->source(), "notify", std::string("expected a table of sinks, one [notify.NAME] each, got ") + type_name(*n));
+    }
+  }
   if (const auto* n = root.get("defaults")) read_section(r, *n, "defaults", kPolicyKeys, config.defaults);
 
   if (config.storage.backend == Backend::postgres && config.storage.postgres_url.empty()) {
@@ -756,7 +854,7 @@ Problems prepare(Config& config) {
   schedule(config.retention.schedule, "retention.schedule", config.retention.parsed);
   schedule(config.compactor.schedule, "compactor.schedule", config.compactor.parsed);
   for (Task& t : config.tasks) {
-    schedule(t.cron, "tasks." + t.name + ".cron", t.schedule);
+    if (!t.cron.empty()) schedule(t.cron, "tasks." + t.name + ".cron", t.schedule);
     if (t.timezone.empty()) t.timezone = config.daemon.timezone;
     auto z = cron::Zone::locate(t.timezone);
     if (z) t.zone = *z;
@@ -784,6 +882,11 @@ std::string Problem::to_string() const {
 
 bool valid_task_name(std::string_view name) { return layout::valid_task_name(name); }
 
+bool same_settings(const Task& a, const Task& b) {
+  return std::tie(a.name, a.cron, a.run, a.timezone, a.env, a.workdir, a.enabled, a.policy) ==
+         std::tie(b.name, b.cron, b.run, b.timezone, b.env, b.workdir, b.enabled, b.policy);
+}
+
 tl::expected<Config, Problems> parse_config(std::string_view text, std::string_view file_name) {
   return parse_guarded(text, file_name, fs::path(file_name).parent_path());
 }
@@ -804,7 +907,28 @@ tl::expected<Config, Problems> load_config(const std::string& path) {
 
   fs::path absolute = fs::absolute(path, ec);
   if (ec) absolute = path;
-  return parse_guarded(text, path, absolute.parent_path());
+  auto config = parse_guarded(text, path, absolute.parent_path());
+  if (!config) return config;
+  // Secrets are read here, at load (and reload), so a missing file is
+  // refused with the sink's position rather than found at the first failure.
+  Problems problems;
+  for (NotifySink& sink : config->notify) {
+    if (sink.secret_file.empty()) continue;
+    std::ifstream in(sink.secret_file);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      problems.push_back(Problem{path, sink.line, sink.column, "notify." + sink.name + ".secret_file",
+                                 "cannot read " + sink.secret_file + (in ? ": empty file" : ": " + std::string(std::strerror(errno)))});
+      continue;
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty())
+      problems.push_back(Problem{path, sink.line, sink.column, "notify." + sink.name + ".secret_file",
+                                 sink.secret_file + ": the first line (the secret) is empty"});
+    sink.secret = line;
+  }
+  if (!problems.empty()) return tl::unexpected(std::move(problems));
+  return config;
 }
 
 }  // namespace cronkeep::config

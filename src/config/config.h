@@ -58,15 +58,19 @@ struct TaskPolicy {
   Millis retry_delay = 5s;
   Backoff retry_backoff = Backoff::exponential;     // each wait capped at 5 min
   Millis jitter = 0ms;                              // random delay in [0, jitter]
+  std::vector<std::string> notify;                  // [notify.NAME] sinks for the task's events; none by default
+
+  bool operator==(const TaskPolicy&) const = default;
 };
 
 struct Task {
   std::string name;        // layout::valid_task_name: [A-Za-z0-9][A-Za-z0-9._-]{0,127}, no ".."
-  std::string cron;        // validated by cron::Schedule::parse
+  std::string cron;        // validated by cron::Schedule::parse; empty = runs only on demand
   std::string run;         // the shell command, non-empty
   std::string timezone;    // IANA name; defaults to [daemon] timezone
   std::map<std::string, std::string> env;  // added to the daemon's environment
   std::string workdir;     // absolute after loading; empty = the data_dir
+  bool enabled = true;     // false: never fires on its own (run now still works)
   TaskPolicy policy;       // [defaults] overridden by the task's own keys
   // Parsed once, by parse_config (or prepare() for a Config built in code):
   std::optional<cron::Schedule> schedule;  // `cron`, parsed
@@ -119,6 +123,24 @@ struct Compactor {
   Vacuum vacuum = Vacuum::incremental;
 };
 
+// The events a sink may receive (DESIGN.md, issue 13).
+inline constexpr const char* kNotifyEvents[] = {"failed",        "timeout",          "crashed",
+                                                "log_overflow",  "missed",           "recovered",
+                                                "disk_pressure", "retention_failed", "compactor_failed"};
+
+// A [notify.NAME] sink: exactly one of webhook and command.
+struct NotifySink {
+  std::string name;
+  std::string webhook;       // http:// or https:// URL; JSON POST
+  std::string command;       // /bin/sh -c, the event in CRONKEEP_* variables and as JSON on stdin
+  std::string secret_file;   // absolute after loading; its first line signs webhook bodies (HMAC-SHA256)
+  std::string secret;        // read by load_config(); empty: no signature header
+  std::vector<std::string> events;  // default: every event
+  Millis timeout = 10s;      // one attempt (request or command)
+  int line = 0, column = 0;  // where the sink was declared (problems found after parsing)
+  bool operator==(const NotifySink&) const = default;
+};
+
 struct Config {
   std::string path;  // the file it came from, as given
   Daemon daemon;
@@ -127,6 +149,7 @@ struct Config {
   Compactor compactor;
   TaskPolicy defaults;
   std::vector<Task> tasks;  // in file order
+  std::vector<NotifySink> notify;  // [notify.NAME], in file order
 
   // The task named `name`, or nullptr.
   const Task* find_task(std::string_view name) const;
@@ -161,6 +184,10 @@ tl::expected<Config, Problems> load_config(const std::string& path);
 // does this; code that builds a Config by hand calls it. Returns the
 // problems (an invalid expression or zone), empty when all parsed.
 Problems prepare(Config& config);
+
+// True when two tasks have the same settings (every key; the parsed
+// schedule and zone follow from them). For reload's report of what changed.
+bool same_settings(const Task& a, const Task& b);
 
 // True when `name` is a valid task name (layout::valid_task_name).
 bool valid_task_name(std::string_view name);

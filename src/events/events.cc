@@ -39,7 +39,9 @@ struct Subscription::State {
   bool wants(const Event& e) const {
     if (filter.run_id && *filter.run_id != e.run_id) return false;
     if (filter.task && *filter.task != e.task) return false;
-    if (filter.states_only && e.kind != Kind::run_state) return false;
+    if (filter.states_only && e.kind != Kind::run_state &&
+        !(filter.with_disk_pressure && e.kind == Kind::disk_pressure))
+      return false;
     return true;
   }
 };

@@ -80,6 +80,7 @@ struct Filter {
   std::optional<int64_t> run_id;  // only events of this run
   std::optional<std::string> task;  // only events of this task
   bool states_only = false;         // only run_state events (no log lines to crowd them out)
+  bool with_disk_pressure = false;  // with states_only: disk_pressure events too (notifications)
 };
 
 class Bus {

@@ -441,8 +441,14 @@ struct Server::Impl {
 
     add("POST", "/api/tasks/" + kTask + "/run", true, [&o](Call& c) {
       bool wait = false;
-      if (!c.only({"wait"}) || !c.flag("wait", wait) || !c.fields({})) return;
-      auto run = o.run_now(ops::RunNowRequest{c.arg(1), wait});
+      if (!c.only({"wait"}) || !c.flag("wait", wait) || !c.fields({"env"})) return;
+      auto env = ops::env_from_json(c.body);
+      if (!env) return send_error(c.res, env.error());
+      ops::RunNowRequest request;
+      request.task = c.arg(1);
+      request.wait = wait;
+      request.env = std::move(*env);
+      auto run = o.run_now(request);
       if (!run) return send_error(c.res, run.error());
       send_json(c.res, store::is_terminal(run->status) ? 200 : 202, ops::to_json(*run));
     });
@@ -502,6 +508,26 @@ struct Server::Impl {
       if (!c.only({}) || !c.fields({})) return;
       if (auto st = o.forget_node(c.arg(1)); !st) return send_error(c.res, st.error());
       send_json(c.res, 200, Json{{"forgotten", c.arg(1)}});
+    });
+
+    // ---- operating: pause/resume (issue 13) ----
+    for (const bool paused : {true, false})
+      add("POST", "/api/tasks/" + kTask + (paused ? "/pause" : "/resume"), true, [this, &o, paused](Call& c) {
+        if (!c.only({}) || !c.fields({})) return;
+        answer(c, o.pause(c.arg(1), paused));
+      });
+
+    // ---- operating: configuration reload (issue 13) ----
+    add("POST", "/api/reload", true, [this, &o](Call& c) {
+      if (!c.only({}) || !c.fields({})) return;
+      answer(c, o.reload());
+    });
+
+    // ---- operating: notification deliveries (issue 13) ----
+    add("GET", "/api/notifications", false, [this, &o](Call& c) {
+      std::optional<int64_t> limit;
+      if (!c.only({"limit"}) || !c.integer("limit", 1, 1000, limit)) return;
+      answer(c, o.notifications(static_cast<int>(limit.value_or(50))));
     });
 
     add("GET", "/metrics", false, [this](Call& c) {

@@ -110,7 +110,16 @@ struct Local::Impl {
   int64_t log_dir_bytes = 0;
   std::optional<std::chrono::steady_clock::time_point> measured;
 
-  explicit Impl(LocalDeps deps) : d(deps), dir(deps.config->daemon.data_dir) {}
+  std::mutex config_mu;
+  std::shared_ptr<const config::Config> current;  // guarded by config_mu; replaced by set_config
+
+  explicit Impl(LocalDeps deps)
+      : d(deps), dir(deps.config->daemon.data_dir), current(std::make_shared<const config::Config>(*deps.config)) {}
+
+  std::shared_ptr<const config::Config> config() {
+    std::lock_guard lock(config_mu);
+    return current;
+  }
 
   // Runs a blocking job on the maintenance thread (or here, without one).
   template <class T>
@@ -132,7 +141,7 @@ struct Local::Impl {
   }
 
   bool known_task(std::string_view task) {
-    if (d.config->find_task(task)) return true;
+    if (config()->find_task(task)) return true;
     if (task == retention::kRetentionTask || task == retention::kCompactorTask) return true;
     if (!d.store) return false;
     auto runs = d.store->list_runs(store::RunQuery{std::string(task), 1, std::nullopt, std::nullopt});
@@ -141,11 +150,12 @@ struct Local::Impl {
 
   Error unknown_task(std::string_view task) {
     std::vector<std::string> names;
-    for (const config::Task& t : d.config->tasks) names.push_back(t.name);
+    const auto cfg = config();
+    for (const config::Task& t : cfg->tasks) names.push_back(t.name);
     if (d.store)
       if (auto list = d.store->task_summaries())
         for (const auto& s : *list)
-          if (!d.config->find_task(s.task) && !layout::is_system_task_name(s.task)) names.push_back(s.task);
+          if (!cfg->find_task(s.task) && !layout::is_system_task_name(s.task)) names.push_back(s.task);
     std::string known;
     for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
     return Error{ErrorCode::not_found, "task " + std::string(task) + " not found (known tasks: " +
@@ -204,12 +214,39 @@ Local::~Local() = default;
 
 void Local::stop() { impl_->stopping = true; }
 
+void Local::set_config(std::shared_ptr<const config::Config> config) {
+  std::lock_guard lock(impl_->config_mu);
+  impl_->current = std::move(config);
+}
+
+Result<std::vector<store::Delivery>> Local::notifications(int limit) {
+  Impl& s = *impl_;
+  if (limit < 1 || limit > 1000)
+    return fail(ErrorCode::invalid_argument, "limit: expected an integer from 1 to 1000, got " + std::to_string(limit));
+  if (!s.d.store) return std::vector<store::Delivery>{};
+  return s.d.store->list_deliveries(limit);
+}
+
+Result<ReloadResult> Local::reload() {
+  Impl& s = *impl_;
+  if (!s.d.reload) return tl::unexpected(no_daemon(*s.config(), "reloading the configuration"));
+  return s.d.reload();
+}
+
 Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
   Impl& s = *impl_;
-  const config::Config& cfg = *s.d.config;
+  const std::shared_ptr<const config::Config> cfg_now = s.config();
+  const config::Config& cfg = *cfg_now;
   const TimePoint now = s.d.clock->now();
   std::map<std::string, store::TaskSummary> summaries;
   std::map<std::string, store::LastOutcome> outcomes;
+  std::set<std::string> paused;
+  if (s.d.store && !s.d.scheduler) {  // the daemon's scheduler knows
+    auto pauses = s.d.store->task_pauses();
+    if (!pauses) return tl::unexpected(pauses.error());
+    for (const auto& p : *pauses)
+      if (p.paused) paused.insert(p.task);
+  }
   if (s.d.store) {
     auto list = s.d.store->task_summaries();
     if (!list) return tl::unexpected(list.error());
@@ -232,7 +269,12 @@ Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
       t.last_success = o->second.last_success;
       t.last_failure = o->second.last_failure;
     }
-    t.state = t.running > 0 ? TaskState::running : t.queued > 0 ? TaskState::queued : TaskState::idle;
+    t.state = t.running > 0                  ? TaskState::running
+              : t.queued > 0                 ? TaskState::queued
+              : t.paused                     ? TaskState::paused
+              : !t.enabled                   ? TaskState::disabled
+              : t.configured && t.cron.empty() ? TaskState::manual
+                                             : TaskState::idle;
     listed.insert(t.name);
   };
   if (s.d.scheduler) {
@@ -249,26 +291,31 @@ Result<std::vector<TaskInfo>> Local::tasks(bool include_system) {
       t.queued = v.queued;
       t.last_success = v.last_success;
       t.last_failure = v.last_failure;
+      t.enabled = v.enabled;
+      t.paused = v.paused;
       fill_history(t);
       out.push_back(std::move(t));
     }
   } else {
     auto add = [&](const std::string& name, const std::string& cron, const std::optional<cron::Schedule>& schedule,
-                   const std::optional<cron::Zone>& zone, bool system) {
+                   const std::optional<cron::Zone>& zone, bool system, bool enabled) {
       TaskInfo t;
       t.name = name;
       t.configured = true;
       t.system = system;
       t.cron = cron;
       t.timezone = zone ? zone->name() : "";
-      t.next_fire = next_fire_of(schedule, zone, now);
+      t.enabled = enabled;
+      t.paused = paused.count(name) > 0;
+      if (enabled && !t.paused) t.next_fire = next_fire_of(schedule, zone, now);
       fill_history(t);
       out.push_back(std::move(t));
     };
-    for (const config::Task& task : cfg.tasks) add(task.name, task.cron, task.schedule, task.zone, false);
+    for (const config::Task& task : cfg.tasks)
+      add(task.name, task.cron, task.schedule, task.zone, false, task.enabled);
     if (include_system) {
-      add(retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed, cron::Zone::utc(), true);
-      add(retention::kCompactorTask, cfg.compactor.schedule, cfg.compactor.parsed, cron::Zone::utc(), true);
+      add(retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed, cron::Zone::utc(), true, true);
+      add(retention::kCompactorTask, cfg.compactor.schedule, cfg.compactor.parsed, cron::Zone::utc(), true, true);
     }
   }
   for (const auto& [name, summary] : summaries) {
@@ -450,10 +497,11 @@ Status Local::follow(const FollowRequest& req, FollowSink& sink) {
 Result<store::Run> Local::run_now(const RunNowRequest& req) {
   Impl& s = *impl_;
   if (auto st = check_task_name(req.task); !st) return tl::unexpected(st.error());
-  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "running a task"));
+  if (auto st = check_env(req.env); !st) return tl::unexpected(st.error());
+  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.config(), "running a task"));
   std::unique_ptr<events::Subscription> sub;
   if (req.wait && s.d.bus) sub = s.d.bus->subscribe(events::Filter{std::nullopt, req.task, true});
-  auto id = s.d.scheduler->run_now(req.task);
+  auto id = s.d.scheduler->run_now(req.task, req.env);
   if (!id) return tl::unexpected(id.error());
   auto run = s.d.store->get_run(*id);
   if (!req.wait || !sub || !run) return run;
@@ -485,6 +533,32 @@ Result<store::Run> Local::run_now(const RunNowRequest& req) {
   return fail(ErrorCode::busy, "the daemon is shutting down; run " + std::to_string(run->id) + " was started");
 }
 
+Result<PauseResult> Local::pause(std::string_view task, bool paused) {
+  Impl& s = *impl_;
+  if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
+  if (layout::is_system_task_name(task))
+    return fail(ErrorCode::invalid_argument,
+                "system task " + std::string(task) + " cannot be paused (edit its schedule instead)");
+  if (!s.config()->find_task(task)) return tl::unexpected(s.unknown_task(task));
+  PauseResult out{std::string(task), paused, false};
+  if (s.d.scheduler) {
+    auto changed = s.d.scheduler->set_paused(task, paused);
+    if (!changed) return tl::unexpected(changed.error());
+    out.changed = *changed;
+    return out;
+  }
+  if (!s.d.executor || !s.d.store) return tl::unexpected(read_only(paused ? "pausing a task" : "resuming a task"));
+  auto pauses = s.d.store->task_pauses();
+  if (!pauses) return tl::unexpected(pauses.error());
+  bool now_paused = false;
+  for (const auto& p : *pauses)
+    if (p.task == task) now_paused = p.paused;
+  if (now_paused == paused) return out;
+  if (auto st = s.d.store->set_paused(task, paused, s.d.clock->now()); !st) return tl::unexpected(st.error());
+  out.changed = true;
+  return out;
+}
+
 Result<CancelResult> Local::cancel(std::string_view task, int64_t id) {
   Impl& s = *impl_;
   auto run = s.find_run(task, id);
@@ -492,7 +566,7 @@ Result<CancelResult> Local::cancel(std::string_view task, int64_t id) {
   if (store::is_terminal(run->status))
     return fail(ErrorCode::conflict,
                 "run " + std::to_string(id) + " already ended (" + store::to_string(run->status) + ")");
-  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "cancelling a run"));
+  if (!s.d.scheduler) return tl::unexpected(no_daemon(*s.config(), "cancelling a run"));
   if (auto st = s.d.scheduler->cancel(id); !st) return tl::unexpected(st.error());
   return CancelResult{id, true};
 }
@@ -574,7 +648,8 @@ Status Local::forget_node(std::string_view name) {
 
 Result<MaintenanceStatus> Local::status() {
   Impl& s = *impl_;
-  const config::Config& cfg = *s.d.config;
+  const std::shared_ptr<const config::Config> cfg_now = s.config();
+  const config::Config& cfg = *cfg_now;
   if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
   auto stats = s.d.store->db_stats();
   if (!stats) return tl::unexpected(stats.error());
@@ -909,7 +984,7 @@ class OwnedLocal : public Ops {
       : lock_(std::move(lock)), store_(std::move(store)) {
     if (store_ && lock_) executor_.emplace(*store_, layout::DataDir(config.daemon.data_dir), config.retention.batch_size);
     local_ = std::make_unique<Local>(
-        LocalDeps{&config, store_.get(), executor_ ? &*executor_ : nullptr, nullptr, nullptr, &clock_, nullptr, false});
+        LocalDeps{&config, store_.get(), executor_ ? &*executor_ : nullptr, nullptr, nullptr, &clock_, nullptr, false, {}});
   }
   Result<std::vector<TaskInfo>> tasks(bool s) override { return local_->tasks(s); }
   Result<RunsPage> runs(const RunsQuery& q) override { return local_->runs(q); }
@@ -917,6 +992,9 @@ class OwnedLocal : public Ops {
   Result<LogSlice> log(const LogQuery& q) override { return local_->log(q); }
   Status follow(const FollowRequest& r, FollowSink& s) override { return local_->follow(r, s); }
   Result<store::Run> run_now(const RunNowRequest& r) override { return local_->run_now(r); }
+  Result<PauseResult> pause(std::string_view t, bool p) override { return local_->pause(t, p); }
+  Result<ReloadResult> reload() override { return local_->reload(); }
+  Result<std::vector<store::Delivery>> notifications(int limit) override { return local_->notifications(limit); }
   Result<CancelResult> cancel(std::string_view t, int64_t id) override { return local_->cancel(t, id); }
   Result<DeleteResult> delete_run(std::string_view t, int64_t id) override { return local_->delete_run(t, id); }
   Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& r, const retention::Progress& p) override {

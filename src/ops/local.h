@@ -60,6 +60,9 @@ struct LocalDeps {
   const Clock* clock = nullptr;              // Requires: set
   MaintenanceThread* maintenance = nullptr;  // null: maintenance runs on the calling thread
   bool daemon = false;                       // true inside the daemon (repair spares runs in flight)
+  // The daemon's configuration reload (reads the file, applies it all or
+  // nothing, records it); empty: no daemon (reload fails with conflict).
+  std::function<Result<ReloadResult>()> reload;
 };
 
 // Everything /metrics shows; only a daemon has it.
@@ -96,6 +99,7 @@ class Local : public Ops {
   Result<LogSlice> log(const LogQuery& query) override;
   Status follow(const FollowRequest& request, FollowSink& sink) override;
   Result<store::Run> run_now(const RunNowRequest& request) override;
+  Result<PauseResult> pause(std::string_view task, bool paused) override;
   Result<CancelResult> cancel(std::string_view task, int64_t id) override;
   Result<DeleteResult> delete_run(std::string_view task, int64_t id) override;
   Result<retention::PurgeOutcome> purge(const retention::PurgeRequest& request,
@@ -111,8 +115,13 @@ class Local : public Ops {
 
   // For /metrics. Errors: the store's.
   Result<Metrics> metrics();
+  Result<ReloadResult> reload() override;
+  Result<std::vector<store::Delivery>> notifications(int limit) override;
   // Ends every follow() in progress (done "shutdown") and refuses new ones.
   void stop();
+  // The configuration the operations answer from from now on (after a
+  // reload). Thread-safe: calls in progress keep the one they started with.
+  void set_config(std::shared_ptr<const config::Config> config);
 
  private:
   struct Impl;

@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,7 +50,9 @@ using namespace std::chrono_literals;
 
 // ---- tasks --------------------------------------------------------------------
 
-enum class TaskState { idle, running, queued };
+// running wins over queued, queued over paused, paused over disabled,
+// disabled over manual (no cron: runs only on demand), and those over idle.
+enum class TaskState { idle, running, queued, paused, disabled, manual };
 const char* to_string(TaskState s);
 
 struct TaskInfo {
@@ -59,7 +62,9 @@ struct TaskInfo {
   std::string cron;                        // empty for a removed task
   std::string timezone;                    // IANA name; empty for a removed task
   std::optional<TimePoint> next_fire;      // nominal (before jitter)
-  TaskState state = TaskState::idle;       // running wins over queued
+  TaskState state = TaskState::idle;
+  bool enabled = true;                     // config `enabled` (true for removed and system tasks)
+  bool paused = false;                     // cronkeep pause
   int running = 0;
   int queued = 0;
   int64_t runs = 0;                        // rows in the history
@@ -136,6 +141,23 @@ struct RunNowRequest {
   std::string task;
   bool wait = false;                       // wait for the end of the retry chain's final attempt
   Millis wait_timeout = 24h;               // give up waiting after this (the run goes on)
+  std::map<std::string, std::string> env;  // added to the task's environment for this run (check_env)
+};
+
+struct PauseResult {
+  std::string task;
+  bool paused = false;                     // the state now
+  bool changed = false;                    // false: it already was in that state
+};
+
+// What a configuration reload did (ops reload, SIGHUP, POST /api/reload).
+struct ReloadResult {
+  std::vector<std::string> added;          // task names
+  std::vector<std::string> removed;
+  std::vector<std::string> changed;
+  std::vector<std::string> sections;       // other sections that changed: retention, compactor, storage, defaults, daemon
+  std::string message;                     // one line, also the message of the recording run
+  int64_t run_id = 0;                      // the cronkeep:reload run that recorded it; 0 when not recorded
 };
 
 struct CancelResult {
@@ -262,6 +284,22 @@ class Ops {
   // attempt's run once it has ended (retries followed), or the latest
   // attempt when wait_timeout passes. Errors: conflict without a daemon.
   virtual Result<store::Run> run_now(const RunNowRequest& request) = 0;
+  // Pauses (`paused` true) or resumes a configured task's scheduled fires;
+  // kept in the database, so it survives a restart. Works without a daemon
+  // (needs write access). Errors: not_found for a task not in the
+  // configuration; invalid_argument for a system task.
+  virtual Result<PauseResult> pause(std::string_view task, bool paused) = 0;
+  // Reads the configuration file again and applies it all or nothing:
+  // running and queued runs go on, next fires are recomputed from now, a
+  // removed task stops firing. Recorded as a run of the system task
+  // cronkeep:reload (failed when refused). Errors: conflict without a
+  // daemon, or when listen, data_dir, token_file or backend changed (a
+  // restart is needed); invalid_argument with every problem, one per line,
+  // as `validate` prints them (the running configuration is kept).
+  virtual Result<ReloadResult> reload() = 0;
+  // The newest notification delivery attempts, newest first (`limit`
+  // 1..1000). Works without a daemon. Errors: invalid_argument for limit.
+  virtual Result<std::vector<store::Delivery>> notifications(int limit) = 0;
   // Errors: conflict when the run already ended, or without a daemon.
   virtual Result<CancelResult> cancel(std::string_view task, int64_t id) = 0;
   // Deletes one terminal run: row and files, crash-safely (tombstone first,
@@ -299,6 +337,9 @@ class Ops {
   virtual Status forget_node(std::string_view name) = 0;
 };
 
+// The system task whose runs record configuration reloads.
+inline constexpr const char* kReloadTask = "cronkeep:reload";
+
 // Lines per page of a log read (the API's cap on `lines` and `tail`).
 inline constexpr int64_t kMaxLogPage = 10'000;
 // Bytes per raw_log() call.
@@ -324,6 +365,11 @@ Status check_read(const logs::ReadRequest& read, bool from_line_given);
 // A task name as a user writes it: a valid task name or a system task.
 // Errors: invalid_argument naming the rule.
 Status check_task_name(std::string_view task);
+
+// Extra environment variables of a run now: names [A-Za-z_][A-Za-z0-9_]*
+// not starting with CRONKEEP_, values without NUL, at most 64 of them and
+// 64 KiB in all. Errors: invalid_argument naming the variable.
+Status check_env(const std::map<std::string, std::string>& env);
 
 // ---- validate (needs no data directory) --------------------------------------
 

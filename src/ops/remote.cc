@@ -107,9 +107,38 @@ class Remote : public Ops {
     if (auto st = check_task_name(req.task); !st) return tl::unexpected(st.error());
     httplib::Params params{{"wait", req.wait ? "true" : "false"}};
     const auto timeout = req.wait ? std::chrono::duration_cast<std::chrono::seconds>(req.wait_timeout) + 60s : 30s;
-    auto reply = call("POST", task_path(req.task) + "/run", nullptr, params, timeout);
+    if (auto st = check_env(req.env); !st) return tl::unexpected(st.error());
+    Json body = nullptr;
+    if (!req.env.empty()) body = Json{{"env", req.env}};
+    auto reply = call("POST", task_path(req.task) + "/run", body, params, timeout);
     if (!reply) return tl::unexpected(reply.error());
     return run_from_json(*reply);
+  }
+
+  Result<PauseResult> pause(std::string_view task, bool paused) override {
+    if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
+    auto reply = call("POST", task_path(task) + (paused ? "/pause" : "/resume"));
+    if (!reply) return tl::unexpected(reply.error());
+    return pause_from_json(*reply);
+  }
+
+  Result<std::vector<store::Delivery>> notifications(int limit) override {
+    auto reply = call("GET", "/api/notifications", nullptr, {{"limit", std::to_string(limit)}});
+    if (!reply) return tl::unexpected(reply.error());
+    if (!reply->is_array()) return fail(ErrorCode::corruption, "unexpected reply: notifications: expected an array");
+    std::vector<store::Delivery> out;
+    for (const Json& j : *reply) {
+      auto d = delivery_from_json(j);
+      if (!d) return tl::unexpected(d.error());
+      out.push_back(std::move(*d));
+    }
+    return out;
+  }
+
+  Result<ReloadResult> reload() override {
+    auto reply = call("POST", "/api/reload", nullptr, {}, 120s);
+    if (!reply) return tl::unexpected(reply.error());
+    return reload_from_json(*reply);
   }
 
   Result<CancelResult> cancel(std::string_view task, int64_t id) override {

@@ -32,6 +32,29 @@ Status check_task_name(std::string_view task) {
                                                layout::kTaskNameRule + ")");
 }
 
+Status check_env(const std::map<std::string, std::string>& env) {
+  constexpr size_t kMaxVars = 64;
+  constexpr size_t kMaxBytes = 64 * 1024;
+  if (env.size() > kMaxVars)
+    return fail(ErrorCode::invalid_argument, "env: at most " + std::to_string(kMaxVars) + " variables");
+  size_t bytes = 0;
+  for (const auto& [name, value] : env) {
+    bool ok = !name.empty() && !(name[0] >= '0' && name[0] <= '9');
+    for (char c : name)
+      ok = ok && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+    if (!ok)
+      return fail(ErrorCode::invalid_argument,
+                  "env: invalid variable name \"" + name + "\" (letters, digits and '_', not starting with a digit)");
+    if (name.rfind("CRONKEEP_", 0) == 0)
+      return fail(ErrorCode::invalid_argument, "env: " + name + ": names starting with CRONKEEP_ are set by cronkeep");
+    if (value.find('\0') != std::string::npos)
+      return fail(ErrorCode::invalid_argument, "env: " + name + ": the value must not contain a NUL character");
+    bytes += name.size() + value.size();
+  }
+  if (bytes > kMaxBytes) return fail(ErrorCode::invalid_argument, "env: more than 64 KiB in all");
+  return {};
+}
+
 ValidateReport validate(const std::string& config_path, TimePoint now) {
   ValidateReport out;
   out.file = config_path;

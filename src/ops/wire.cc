@@ -166,6 +166,9 @@ const char* to_string(TaskState s) {
     case TaskState::idle: return "idle";
     case TaskState::running: return "running";
     case TaskState::queued: return "queued";
+    case TaskState::paused: return "paused";
+    case TaskState::disabled: return "disabled";
+    case TaskState::manual: return "manual";
   }
   return "idle";
 }
@@ -178,6 +181,8 @@ Json to_json(const TaskInfo& t) {
               {"timezone", t.timezone.empty() ? Json(nullptr) : Json(t.timezone)},
               {"next_fire", time_json(t.next_fire)},
               {"state", to_string(t.state)},
+              {"enabled", t.enabled},
+              {"paused", t.paused},
               {"running", t.running},
               {"queued", t.queued},
               {"runs", t.runs},
@@ -196,7 +201,11 @@ Result<TaskInfo> task_from_json(const Json& j) {
   t.timezone = r.opt_string("timezone");
   t.next_fire = r.time("next_fire");
   const std::string state = r.string("state");
-  t.state = state == "running" ? TaskState::running : state == "queued" ? TaskState::queued : TaskState::idle;
+  t.state = TaskState::idle;
+  for (TaskState st : {TaskState::running, TaskState::queued, TaskState::paused, TaskState::disabled, TaskState::manual})
+    if (state == to_string(st)) t.state = st;
+  t.enabled = r.boolean("enabled");
+  t.paused = r.boolean("paused");
   t.running = static_cast<int>(r.integer("running"));
   t.queued = static_cast<int>(r.integer("queued"));
   t.runs = r.integer("runs");
@@ -311,6 +320,81 @@ Result<CancelResult> cancel_from_json(const Json& j) {
   Reader r(j, "cancel");
   CancelResult c{r.integer("id"), r.boolean("cancelling")};
   return r.done(c);
+}
+
+Json to_json(const store::Delivery& d) {
+  return Json{{"id", d.id},
+              {"time", time_json(d.created_at)},
+              {"sink", d.sink},
+              {"event", d.event},
+              {"task", d.task},
+              {"run_id", d.run_id ? Json(*d.run_id) : Json(nullptr)},
+              {"count", d.count},
+              {"attempt", d.attempt},
+              {"status", d.status},
+              {"response_code", d.response_code ? Json(*d.response_code) : Json(nullptr)},
+              {"error", d.error}};
+}
+
+Result<store::Delivery> delivery_from_json(const Json& j) {
+  Reader r(j, "notification");
+  store::Delivery d;
+  d.id = r.integer("id");
+  d.created_at = r.time("time").value_or(TimePoint{});
+  d.sink = r.string("sink");
+  d.event = r.string("event");
+  d.task = r.string("task");
+  d.run_id = r.opt_integer("run_id");
+  d.count = r.integer("count");
+  d.attempt = static_cast<int>(r.integer("attempt"));
+  d.status = r.string("status");
+  if (auto code = r.opt_integer("response_code")) d.response_code = static_cast<int>(*code);
+  d.error = r.string("error");
+  return r.done(d);
+}
+
+Json to_json(const ReloadResult& r) {
+  return Json{{"added", r.added},       {"removed", r.removed}, {"changed", r.changed},
+              {"sections", r.sections}, {"message", r.message}, {"run_id", r.run_id}};
+}
+
+Result<ReloadResult> reload_from_json(const Json& j) {
+  Reader r(j, "reload");
+  ReloadResult out;
+  auto names = [&](const char* key, std::vector<std::string>& into) {
+    for (const Json& n : r.array(key))
+      if (n.is_string()) into.push_back(n.get<std::string>());
+  };
+  names("added", out.added);
+  names("removed", out.removed);
+  names("changed", out.changed);
+  names("sections", out.sections);
+  out.message = r.string("message");
+  out.run_id = r.integer("run_id");
+  return r.done(out);
+}
+
+Json to_json(const PauseResult& p) {
+  return Json{{"task", p.task}, {"paused", p.paused}, {"changed", p.changed}};
+}
+
+Result<PauseResult> pause_from_json(const Json& j) {
+  Reader r(j, "pause");
+  PauseResult p{r.string("task"), r.boolean("paused"), r.boolean("changed")};
+  return r.done(p);
+}
+
+Result<std::map<std::string, std::string>> env_from_json(const Json& body) {
+  std::map<std::string, std::string> env;
+  if (!body.contains("env") || body["env"].is_null()) return env;
+  if (!body["env"].is_object())
+    return fail(ErrorCode::invalid_argument, "env: expected an object of strings such as {\"DRY_RUN\": \"1\"}");
+  for (const auto& [k, v] : body["env"].items()) {
+    if (!v.is_string()) return fail(ErrorCode::invalid_argument, "env: " + k + ": expected a string");
+    env[k] = v.get<std::string>();
+  }
+  if (auto st = check_env(env); !st) return tl::unexpected(st.error());
+  return env;
 }
 
 Json to_json(const DeleteResult& d) {

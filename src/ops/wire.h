@@ -30,6 +30,9 @@ Json to_json(const LogSlice& s);
 Json to_json(const FollowEvent& e);   // the SSE `data` of the event
 Json to_json(const CancelResult& r);
 Json to_json(const DeleteResult& r);
+Json to_json(const PauseResult& r);
+Json to_json(const ReloadResult& r);
+Json to_json(const store::Delivery& d);
 Json to_json(const retention::PurgeOutcome& o, bool dry_run);
 Json to_json(const retention::CompactOutcome& o);
 Json to_json(const MaintenanceStatus& s);
@@ -53,6 +56,12 @@ Result<FollowEvent> follow_event_from_json(FollowEvent::Kind kind, int64_t id, c
 std::optional<FollowEvent::Kind> follow_kind(std::string_view name);
 Result<CancelResult> cancel_from_json(const Json& j);
 Result<DeleteResult> delete_from_json(const Json& j);
+Result<PauseResult> pause_from_json(const Json& j);
+Result<ReloadResult> reload_from_json(const Json& j);
+Result<store::Delivery> delivery_from_json(const Json& j);
+// The `env` field of a run-now body ({"env": {"K": "V"}}), checked by
+// check_env; absent or null is no variables.
+Result<std::map<std::string, std::string>> env_from_json(const Json& body);
 Result<retention::PurgeOutcome> purge_from_json(const Json& j);
 Result<retention::CompactOutcome> compact_from_json(const Json& j);
 Result<MaintenanceStatus> status_from_json(const Json& j);

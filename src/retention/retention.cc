@@ -45,6 +45,8 @@ Policy policy_from(const config::Config& config) {
 Executor::Executor(store::Store& store, layout::DataDir dir, int64_t max_batch)
     : store_(store), dir_(std::move(dir)), max_batch_(std::max<int64_t>(1, max_batch)) {}
 
+void Executor::set_max_batch(int64_t max_batch) { max_batch_ = std::max<int64_t>(1, max_batch); }
+
 void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, PurgeReport& report,
                             std::vector<int64_t>& cleared) {
   std::vector<std::string> paths;
@@ -63,7 +65,8 @@ void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, Pur
 Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const Progress& progress) {
   PurgeReport report;
   for (const Expired& e : expired) ++report.by_reason[e.reason];
-  int64_t batch = std::min<int64_t>(max_batch_, 256);
+  const int64_t max_batch = max_batch_.load();
+  int64_t batch = std::min<int64_t>(max_batch, 256);
   size_t next = 0;
   while (next < expired.size()) {
     const size_t n = std::min(expired.size() - next, static_cast<size_t>(batch));
@@ -91,7 +94,7 @@ Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const P
     if (progress) progress(static_cast<int64_t>(next), static_cast<int64_t>(expired.size()));
     // Keep each transaction short so the scheduler's writes never wait long.
     if (took > 2 * kBatchTarget) batch = std::max(kMinBatch, batch / 2);
-    else if (took < kBatchTarget / 2) batch = std::min(max_batch_, batch * 2);
+    else if (took < kBatchTarget / 2) batch = std::min(max_batch, batch * 2);
     std::this_thread::yield();  // let a waiting writer take the lock between batches
   }
   return report;

@@ -14,6 +14,7 @@
 // tombstone.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -66,6 +67,9 @@ class Executor {
   // next run; their tombstones are replayed).
   Result<PurgeReport> purge(const std::vector<Expired>& expired, const Progress& progress = {});
 
+  // A new batch_size (a configuration reload), for the next purge.
+  void set_max_batch(int64_t max_batch);
+
   // Removes the files of every leftover tombstone and clears those removed.
   Result<PurgeReport> replay_tombstones();
 
@@ -75,7 +79,7 @@ class Executor {
 
   store::Store& store_;
   const layout::DataDir dir_;
-  int64_t max_batch_;
+  std::atomic<int64_t> max_batch_;
 };
 
 // One sweep: lists the runs, plans with `policy` at `now`, purges. When

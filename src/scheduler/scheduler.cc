@@ -85,18 +85,38 @@ struct Scheduler::Active {
   std::string stop_message;
 };
 
-Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options)
-    : config_(config), store_(store), clock_(clock), options_(std::move(options)), dir_(options_.data_dir) {
-  rng_.seed(options_.seed ? options_.seed : std::random_device{}());
-  for (const config::Task& task : config_.tasks) {
-    // Requires a prepared config (config::prepare); a task that slipped
-    // through unparsed is never fired.
-    if (!task.schedule || !task.zone) {
-      spdlog::error("task {}: schedule or zone not parsed (config::prepare); it will not fire", task.name);
-      continue;
-    }
-    tasks_.push_back(TaskState{task, *task.schedule, *task.zone, std::nullopt, {}, 0, {}, {}, std::nullopt, std::nullopt});
+void Scheduler::add_task(const config::Task& task, int order, const std::vector<store::TaskPause>& pauses) {
+  // Requires a prepared config (config::prepare); a task that slipped
+  // through unparsed is never fired.
+  if ((!task.cron.empty() && !task.schedule) || !task.zone) {
+    spdlog::error("task {}: schedule or zone not parsed (config::prepare); it will not fire", task.name);
+    return;
   }
+  TaskState ts;
+  ts.task = std::make_shared<const config::Task>(task);
+  ts.schedule = task.schedule;
+  ts.zone = *task.zone;
+  ts.order = order;
+  for (const store::TaskPause& p : pauses)
+    if (p.task == task.name) {
+      ts.paused = p.paused;
+      if (!p.paused) ts.resumed_at = p.changed_at;
+    }
+  tasks_.push_back(std::move(ts));
+}
+
+bool Scheduler::fires_on_its_own(const TaskState& ts) const {
+  return ts.schedule && !ts.removed && !ts.paused && ts.task->enabled;
+}
+
+Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options)
+    : storage_(config.storage), store_(store), clock_(clock), options_(std::move(options)), dir_(options_.data_dir) {
+  rng_.seed(options_.seed ? options_.seed : std::random_device{}());
+  auto pauses = store_.task_pauses();
+  if (!pauses) spdlog::error("reading paused tasks: {}; every task fires", pauses.error().message);
+  int order = 0;
+  for (const config::Task& task : config.tasks)
+    add_task(task, order++, pauses ? *pauses : std::vector<store::TaskPause>{});
   for (const SystemTask& sys : options_.system_tasks) {
     auto schedule = sys.schedule ? Result<cron::Schedule>(*sys.schedule) : cron::Schedule::parse(sys.cron);
     if (!schedule) {
@@ -109,8 +129,13 @@ Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& c
     task.policy.max_concurrent = 1;
     task.policy.on_overlap = config::Overlap::skip;
     task.policy.queue_max = 1;
-    tasks_.push_back(TaskState{task, *schedule, cron::Zone::utc(), std::nullopt, {}, 0, {}, sys.body, std::nullopt,
-                               std::nullopt});
+    TaskState ts;
+    ts.task = std::make_shared<const config::Task>(std::move(task));
+    ts.schedule = *schedule;
+    ts.zone = cron::Zone::utc();
+    ts.order = order++;
+    ts.body = sys.body;
+    tasks_.push_back(std::move(ts));
   }
 }
 
@@ -179,28 +204,33 @@ Status Scheduler::start() {
   std::lock_guard lock(mu_);
   for (TaskState& ts : tasks_)
     for (const store::LastOutcome& o : *outcomes)
-      if (o.task == ts.task.name) {
+      if (o.task == ts.task->name) {
         ts.last_success = o.last_success;
         ts.last_failure = o.last_failure;
       }
   clock_ref_ = std::make_pair(now, steady_now());
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
-    auto last = store_.last_fire(ts.task.name);
+    auto last = store_.last_fire(ts.task->name);
     if (!last) return tl::unexpected(last.error());
-    if (*last && !ts.body) {
+    // A paused, disabled or on-demand task catches nothing up; a resumed
+    // one only the fires after its resume.
+    std::optional<TimePoint> since = *last;
+    if (since && ts.resumed_at && *ts.resumed_at > *since) since = ts.resumed_at;
+    if (since && !ts.body && fires_on_its_own(ts)) {
+      const cron::Schedule& schedule = *ts.schedule;
       std::vector<TimePoint> lost;
-      std::optional<TimePoint> f = ts.schedule.next_fire(**last, ts.zone);
+      std::optional<TimePoint> f = schedule.next_fire(*since, ts.zone);
       while (f && *f <= now && lost.size() < kMaxLostFireScan) {
         lost.push_back(*f);
-        f = ts.schedule.next_fire(*f, ts.zone);
+        f = schedule.next_fire(*f, ts.zone);
       }
       size_t total = lost.size();
       if (f && *f <= now) {
         // Too many to enumerate: keep the newest day exactly, count the rest roughly.
         const TimePoint from = std::max(lost.back(), now - std::chrono::hours(24));
         std::vector<TimePoint> recent;
-        for (f = ts.schedule.next_fire(from, ts.zone); f && *f <= now; f = ts.schedule.next_fire(*f, ts.zone))
+        for (f = schedule.next_fire(from, ts.zone); f && *f <= now; f = schedule.next_fire(*f, ts.zone))
           recent.push_back(*f);
         total += recent.size();
         lost = std::move(recent);
@@ -217,11 +247,11 @@ Status Scheduler::start() {
 
 void Scheduler::schedule_next(size_t t, TimePoint after) {
   TaskState& ts = tasks_[t];
-  ts.next_fire = ts.schedule.next_fire(after, ts.zone);
+  ts.next_fire = fires_on_its_own(ts) ? ts.schedule->next_fire(after, ts.zone) : std::nullopt;
   if (!ts.next_fire) return;
   Millis jitter{0};
-  if (ts.task.policy.jitter.count() > 0) {
-    std::uniform_int_distribution<int64_t> dist(0, ts.task.policy.jitter.count());
+  if (ts.task->policy.jitter.count() > 0) {
+    std::uniform_int_distribution<int64_t> dist(0, ts.task->policy.jitter.count());
     jitter = Millis(dist(rng_));
   }
   ts.next_due = *ts.next_fire + jitter;
@@ -230,7 +260,7 @@ void Scheduler::schedule_next(size_t t, TimePoint after) {
 void Scheduler::handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs) {
   // `lost` is in time order and holds the newest fires; total_lost counts all.
   TaskState& ts = tasks_[t];
-  const auto& p = ts.task.policy;
+  const auto& p = ts.task->policy;
   const size_t keep = static_cast<size_t>(p.max_catch_up_runs);
   size_t to_run = 0;
   if (runs == CatchUpRuns::by_policy) {
@@ -306,8 +336,8 @@ void Scheduler::fire_due(TimePoint now, Millis steady) {
     // Fires whose time passed while the loop was late (suspend, overload)
     // are lost fires like those of downtime: the newest runs, older are missed.
     std::vector<TimePoint> due{*ts.next_fire};
-    for (auto f = ts.schedule.next_fire(*ts.next_fire, ts.zone); f && *f <= now && due.size() < kMaxLostFireScan;
-         f = ts.schedule.next_fire(*f, ts.zone))
+    for (auto f = ts.schedule->next_fire(*ts.next_fire, ts.zone); f && *f <= now && due.size() < kMaxLostFireScan;
+         f = ts.schedule->next_fire(*f, ts.zone))
       due.push_back(*f);
     if (due.size() == 1) {
       fire(t, due.front(), Trigger::schedule);
@@ -334,7 +364,7 @@ void Scheduler::fire_due(TimePoint now, Millis steady) {
 
 void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
   TaskState& ts = tasks_[t];
-  const auto& p = ts.task.policy;
+  const auto& p = ts.task->policy;
   if (ts.body) trigger = Trigger::system;
   if (batch_) batch_->fired.emplace_back(t, nominal);
   if (blocked_) {
@@ -380,7 +410,7 @@ void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
 Result<int64_t> Scheduler::insert(size_t t, Trigger trigger, std::optional<TimePoint> scheduled, int attempt,
                                   std::optional<int64_t> retry_of, RunStatus status, std::string message) {
   store::NewRun row;
-  row.task = tasks_[t].task.name;
+  row.task = tasks_[t].task->name;
   row.trigger = trigger;
   row.attempt = attempt;
   row.retry_of = retry_of;
@@ -413,7 +443,15 @@ void Scheduler::record_terminal(size_t t, Trigger trigger, std::optional<TimePoi
                                 std::string message) {
   // insert() has logged a failure; a skipped or missed record has nothing
   // else to undo.
-  (void)insert(t, trigger, scheduled, 1, std::nullopt, status, std::move(message));
+  auto id = insert(t, trigger, scheduled, 1, std::nullopt, status, std::move(message));
+  if (id && options_.bus) {  // skipped and missed rows are run ends too (notifications)
+    events::Event e;
+    e.kind = events::Kind::run_state;
+    e.task = tasks_[t].task->name;
+    e.run_id = *id;
+    e.text = store::to_string(status);
+    options_.bus->publish(std::move(e));
+  }
 }
 
 void Scheduler::start_or_queue(const Launch& run) {
@@ -422,13 +460,13 @@ void Scheduler::start_or_queue(const Launch& run) {
     return;
   }
   TaskState& ts = tasks_[run.task];
-  if (ts.running < ts.task.policy.max_concurrent && ts.queue.empty()) launch(run);
+  if (ts.running < ts.task->policy.max_concurrent && ts.queue.empty()) launch(run);
   else ts.queue.push_back(run);
 }
 
 void Scheduler::dispatch_queue(size_t t) {
   TaskState& ts = tasks_[t];
-  while (!stopping_ && !ts.queue.empty() && ts.running < ts.task.policy.max_concurrent) {
+  while (!stopping_ && !ts.queue.empty() && ts.running < ts.task->policy.max_concurrent) {
     Launch next = ts.queue.front();
     ts.queue.pop_front();
     launch(next);
@@ -454,7 +492,13 @@ void Scheduler::end_queued(int64_t id, std::string message) {
 }
 
 void Scheduler::work_system(const Launch& run) {
-  const TaskState& ts = tasks_[run.task];
+  std::shared_ptr<const config::Task> task;
+  std::function<Result<std::string>(int64_t)> body;
+  {
+    std::lock_guard lock(mu_);
+    task = tasks_[run.task].task;
+    body = tasks_[run.task].body;
+  }
   const TimePoint started = clock_.now();
   store::RunEnd end;
   if (auto st = store_.mark_running(run.id, "", started); !st) {
@@ -463,24 +507,33 @@ void Scheduler::work_system(const Launch& run) {
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto result = ts.body(run.id);
+  auto result = body(run.id);
   end.finished_at = clock_.now();
   end.duration_ms = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - t0).count();
   end.status = result ? RunStatus::succeeded : RunStatus::failed;
   end.message = result ? *result : result.error().message;
   if (!record_end(run, end)) return;
-  if (result) spdlog::info("{} run {}: {}", ts.task.name, run.id, end.message);
-  else spdlog::error("{} run {} failed: {}", ts.task.name, run.id, end.message);
+  if (result) spdlog::info("{} run {}: {}", task->name, run.id, end.message);
+  else spdlog::error("{} run {} failed: {}", task->name, run.id, end.message);
   finished(run, end.status);
 }
 
 void Scheduler::work(Launch run) {
-  const TaskState& ts = tasks_[run.task];  // tasks_ never changes size after construction
-  if (ts.body) {
+  std::shared_ptr<const config::Task> task_settings;
+  bool system = false;
+  uint64_t min_free = 0;
+  {
+    // reload() may replace the task's settings meanwhile; this run keeps these.
+    std::lock_guard lock(mu_);
+    task_settings = tasks_[run.task].task;
+    system = static_cast<bool>(tasks_[run.task].body);
+    min_free = storage_.min_free_space;
+  }
+  if (system) {
     work_system(run);
     return;
   }
-  const config::Task& task = ts.task;
+  const config::Task& task = *task_settings;
   store::RunEnd end;
   auto fail_run = [&](std::string message) {
     end.status = RunStatus::failed;
@@ -489,7 +542,6 @@ void Scheduler::work(Launch run) {
   };
 
   const TimePoint started = clock_.now();
-  const uint64_t min_free = config_.storage.min_free_space;
   std::unique_ptr<logs::LogWriter> log;
   auto rel = layout::DataDir::relative_log_path(task.name, started, run.id);
   std::unique_ptr<runner::Execution> exec;
@@ -519,11 +571,13 @@ void Scheduler::work(Launch run) {
   } else {
     log = std::move(*writer);
     fault::crash_point("scheduler.after_mark_running");
-    publish_state(run, RunStatus::running);
+    publish_state(run, task.name, RunStatus::running);
     if (run.scheduled) record_lateness(started - *run.scheduled);
     runner::Command cmd;
     cmd.shell_command = task.run;
     cmd.env = task.env;
+    if (run.env)
+      for (const auto& [k, v] : *run.env) cmd.env[k] = v;
     cmd.env["CRONKEEP_TASK"] = task.name;
     cmd.env["CRONKEEP_RUN_ID"] = std::to_string(run.id);
     cmd.env["CRONKEEP_ATTEMPT"] = std::to_string(run.attempt);
@@ -631,7 +685,7 @@ bool Scheduler::record_end(const Launch& run, const store::RunEnd& end, std::uni
 
 void Scheduler::recorded_locked(const Launch& run, const store::RunEnd& end) {
   TaskState& ts = tasks_[run.task];
-  ++counters_.finished[{ts.task.name, store::to_string(end.status)}];
+  ++counters_.finished[{ts.task->name, store::to_string(end.status)}];
   if (end.status == RunStatus::succeeded) ts.last_success = end.finished_at;
   if (store::is_failure(end.status)) ts.last_failure = end.finished_at;
 }
@@ -649,7 +703,7 @@ void Scheduler::flush_unrecorded(TimePoint now) {
       if (st) {
         spdlog::info("run {}: its end ({}) is recorded now", p.run.id, store::to_string(p.end.status));
         recorded_locked(p.run, p.end);
-        publish_state(p.run, p.end.status);
+        publish_state(p.run, tasks_[p.run.task].task->name, p.end.status);
       }
     }
     if (p.log) {
@@ -663,7 +717,7 @@ void Scheduler::flush_unrecorded(TimePoint now) {
   while (!unrecorded_fires_.empty()) {
     const UnrecordedFire& f = unrecorded_fires_.front();
     store::NewRun row;
-    row.task = tasks_[f.task].task.name;
+    row.task = tasks_[f.task].task->name;
     row.trigger = Trigger::schedule;
     row.status = RunStatus::missed;
     row.scheduled_at = f.nominal;
@@ -694,11 +748,11 @@ void Scheduler::set_blocked(std::optional<std::string> reason) {
   wake_.notify_all();
 }
 
-void Scheduler::publish_state(const Launch& run, RunStatus status) {
+void Scheduler::publish_state(const Launch& run, const std::string& task, RunStatus status) {
   if (!options_.bus) return;
   events::Event e;
   e.kind = events::Kind::run_state;
-  e.task = tasks_[run.task].task.name;
+  e.task = task;
   e.run_id = run.id;
   e.text = store::to_string(status);
   options_.bus->publish(std::move(e));
@@ -709,7 +763,7 @@ void Scheduler::finished(const Launch& run, RunStatus status, bool publish) {
   TaskState& ts = tasks_[run.task];
   --ts.running;
   active_.erase(run.id);
-  const auto& p = ts.task.policy;
+  const auto& p = ts.task->policy;
   // log_overflow (kill_task) ended a run that did not finish its work, as a
   // timeout does; cancelled and crashed runs were ended on purpose or by the
   // daemon's own end.
@@ -722,7 +776,7 @@ void Scheduler::finished(const Launch& run, RunStatus status, bool publish) {
   // Published after the retry is planned, so whoever sees this end and asks
   // retry_pending() gets the right answer. An end not yet recorded is
   // published once it is (flush_unrecorded).
-  if (publish) publish_state(run, status);
+  if (publish) publish_state(run, ts.task->name, status);
   dispatch_queue(run.task);
   --workers_;
   wake_.notify_all();
@@ -744,24 +798,106 @@ void Scheduler::run_loop() {
   }
 }
 
-Result<int64_t> Scheduler::run_now(std::string_view name) {
+Result<int64_t> Scheduler::run_now(std::string_view name, const Env& env) {
   std::lock_guard lock(mu_);
   if (stopping_) return fail(ErrorCode::conflict, "the daemon is shutting down");
   if (blocked_) return fail(ErrorCode::busy, "no run starts now: " + *blocked_);
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
-    if (ts.task.name != name) continue;
-    if (ts.running >= ts.task.policy.max_concurrent && static_cast<int>(ts.queue.size()) >= ts.task.policy.queue_max)
-      return fail(ErrorCode::conflict, "task " + ts.task.name + " has a full queue (queue_max = " +
-                                           std::to_string(ts.task.policy.queue_max) + ")");
+    if (ts.removed || ts.task->name != name) continue;
+    const auto& p = ts.task->policy;
+    if (ts.running >= p.max_concurrent && static_cast<int>(ts.queue.size()) >= p.queue_max)
+      return fail(ErrorCode::conflict, "task " + ts.task->name + " has a full queue (queue_max = " +
+                                           std::to_string(p.queue_max) + ")");
     auto id = insert(t, ts.body ? Trigger::system : Trigger::manual, std::nullopt, 1, std::nullopt,
                      RunStatus::pending, "");
     if (!id) return id;
-    start_or_queue(Launch{*id, t, 1, std::nullopt});
+    Launch run{*id, t, 1, std::nullopt};
+    if (!env.empty() && !ts.body) run.env = std::make_shared<const Env>(env);
+    start_or_queue(run);
     wake_.notify_all();
     return *id;
   }
   return fail(ErrorCode::not_found, "task " + std::string(name) + " not found");
+}
+
+Result<bool> Scheduler::set_paused(std::string_view name, bool paused) {
+  std::lock_guard lock(mu_);
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    TaskState& ts = tasks_[t];
+    if (ts.removed || ts.task->name != name) continue;
+    if (ts.body)
+      return fail(ErrorCode::invalid_argument, "system task " + ts.task->name + " cannot be paused (edit its schedule instead)");
+    if (ts.paused == paused) return false;
+    const TimePoint now = clock_.now();
+    if (auto st = store_.set_paused(name, paused, now); !st) return tl::unexpected(st.error());
+    ts.paused = paused;
+    ts.resumed_at = paused ? std::nullopt : std::optional<TimePoint>(now);
+    schedule_next(t, now);
+    wake_.notify_all();
+    return true;
+  }
+  return fail(ErrorCode::not_found, "task " + std::string(name) + " not found");
+}
+
+ReloadSummary Scheduler::reload(const config::Config& config, std::vector<SystemTask> system) {
+  auto pauses = store_.task_pauses();
+  if (!pauses) spdlog::error("reading paused tasks: {}", pauses.error().message);
+  const std::vector<store::TaskPause> no_pauses;
+  std::lock_guard lock(mu_);
+  const TimePoint now = clock_.now();
+  ReloadSummary out;
+  storage_ = config.storage;
+  std::set<size_t> kept;
+  int order = 0;
+  for (const config::Task& task : config.tasks) {
+    const int position = order++;
+    size_t t = 0;
+    while (t < tasks_.size() && (tasks_[t].body || tasks_[t].task->name != task.name)) ++t;
+    if (t == tasks_.size()) {
+      const size_t before = tasks_.size();
+      add_task(task, position, pauses ? *pauses : no_pauses);
+      if (tasks_.size() > before) {
+        out.added.push_back(task.name);
+        kept.insert(before);
+      }
+      continue;
+    }
+    TaskState& ts = tasks_[t];
+    if ((!task.cron.empty() && !task.schedule) || !task.zone) continue;  // not prepared: keep the old settings
+    if (ts.removed) out.added.push_back(task.name);
+    else if (!config::same_settings(*ts.task, task)) out.changed.push_back(task.name);
+    ts.task = std::make_shared<const config::Task>(task);
+    ts.schedule = task.schedule;
+    ts.zone = *task.zone;
+    ts.order = position;
+    ts.removed = false;
+    kept.insert(t);
+  }
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    TaskState& ts = tasks_[t];
+    if (ts.body) {
+      for (SystemTask& sys : system)
+        if (sys.name == ts.task->name) {
+          auto schedule = sys.schedule ? Result<cron::Schedule>(*sys.schedule) : cron::Schedule::parse(sys.cron);
+          if (schedule) {
+            auto settings = std::make_shared<config::Task>(*ts.task);
+            settings->cron = sys.cron;
+            ts.task = std::move(settings);
+            ts.schedule = *schedule;
+          }
+          ts.body = std::move(sys.body);
+          ts.order = order + static_cast<int>(t);
+        }
+    } else if (!kept.count(t) && !ts.removed) {
+      ts.removed = true;
+      out.removed.push_back(ts.task->name);
+      std::erase_if(retries_, [&](const RetryTimer& r) { return r.task == t; });
+    }
+  }
+  for (size_t t = 0; t < tasks_.size(); ++t) schedule_next(t, now);
+  wake_.notify_all();
+  return out;
 }
 
 Status Scheduler::cancel(int64_t run_id) {
@@ -842,11 +978,17 @@ Lateness Scheduler::lateness() const {
 
 std::vector<TaskView> Scheduler::tasks() const {
   std::lock_guard lock(mu_);
-  std::vector<TaskView> out;
+  std::vector<const TaskState*> listed;
   for (const TaskState& ts : tasks_)
-    out.push_back(TaskView{ts.task.name, ts.task.cron, ts.zone.name(), ts.next_fire, ts.running,
-                           static_cast<int>(ts.queue.size()), static_cast<bool>(ts.body), ts.last_success,
-                           ts.last_failure});
+    if (!ts.removed) listed.push_back(&ts);
+  std::stable_sort(listed.begin(), listed.end(), [](const TaskState* a, const TaskState* b) {
+    return std::tuple(static_cast<bool>(a->body), a->order) < std::tuple(static_cast<bool>(b->body), b->order);
+  });
+  std::vector<TaskView> out;
+  for (const TaskState* ts : listed)
+    out.push_back(TaskView{ts->task->name, ts->task->cron, ts->zone.name(), ts->next_fire, ts->running,
+                           static_cast<int>(ts->queue.size()), static_cast<bool>(ts->body), ts->last_success,
+                           ts->last_failure, ts->task->enabled, ts->paused});
   return out;
 }
 

@@ -33,6 +33,13 @@
 //   - every fire of the schedule (to run, catch up, skip or miss) is claimed
 //     through store::Store::claim_fire; a fire another node claimed is left
 //     to it: nothing is recorded or run here (several nodes, one database);
+//   - a task that does not fire on its own: `enabled = false`, no `cron`
+//     (on demand only), or paused (set_paused, kept in the store across
+//     restarts). Run-now works for all three. A paused or disabled task
+//     gets no catch-up; a resumed one catches up only fires after its resume;
+//   - reload() replaces the task set under the lock: running and queued runs
+//     go on with the settings they started with, next fires are recomputed
+//     from now, a removed task stops firing (its retries are dropped);
 //   - a step of the wall clock (it moved by a second or more than the
 //     steady clock between two ticks; run_loop ticks at least once a second):
 //     after a step back, every task's next fire is recomputed from the new
@@ -43,6 +50,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <set>
 #include <functional>
 #include <iterator>
 #include <map>
@@ -111,7 +119,19 @@ struct TaskView {
   bool system = false;  // a system task (shown to authenticated callers only)
   std::optional<TimePoint> last_success;  // finished_at of the newest recorded success
   std::optional<TimePoint> last_failure;  // of the newest failed/timeout/crashed/log_overflow run
+  bool enabled = true;   // config `enabled`
+  bool paused = false;   // cronkeep pause
 };
+
+// What a reload changed, by task name (configured tasks only).
+struct ReloadSummary {
+  std::vector<std::string> added;
+  std::vector<std::string> removed;
+  std::vector<std::string> changed;
+};
+
+// Extra environment variables for one manual run (names checked by ops).
+using Env = std::map<std::string, std::string>;
 
 // Runs recorded as ended since the daemon started, by (task, status):
 // counted once each, after the end is in the database.
@@ -158,10 +178,25 @@ class Scheduler {
   // shutdown). Returns after shutdown() began. Uses real waiting.
   void run_loop();
 
-  // Starts (or queues) a manual run of `task` now; returns its run id.
-  // Errors: not_found for an unknown task; conflict when shutting down or
-  // the task's queue is full.
-  Result<int64_t> run_now(std::string_view task);
+  // Starts (or queues) a manual run of `task` now, with `env` added to the
+  // task's environment; returns its run id. Paused, disabled and on-demand
+  // tasks run too. Errors: not_found for an unknown task; conflict when
+  // shutting down or the task's queue is full.
+  Result<int64_t> run_now(std::string_view task, const Env& env = {});
+
+  // Pauses (true) or resumes (false) a configured task's scheduled fires,
+  // recorded in the store first so it survives a restart. Returns whether
+  // the state changed. A resumed task's next fire is computed from now.
+  // Errors: not_found for an unknown task; invalid_argument for a system
+  // task (they are never disabled); the store's.
+  Result<bool> set_paused(std::string_view task, bool paused);
+
+  // Replaces the configured tasks with `config`'s and the system tasks'
+  // schedules and bodies with `system` (matched by name), atomically under
+  // the lock. Requires: `config` prepared (config::prepare), same data_dir.
+  // Runs in flight and queued keep their settings; every next fire is
+  // recomputed from now.
+  ReloadSummary reload(const config::Config& config, std::vector<SystemTask> system);
 
   // Cancels a queued or running run: a queued one ends `cancelled` at once;
   // a running one gets SIGTERM, then SIGKILL after graceful_stop, and ends
@@ -203,11 +238,18 @@ class Scheduler {
     int attempt;
     std::optional<int64_t> retry_of;
     std::optional<TimePoint> scheduled = std::nullopt;  // for lateness: scheduled fires only
+    std::shared_ptr<const Env> env = nullptr;           // extra variables of a manual run
   };
   struct TaskState {
-    config::Task task;
-    cron::Schedule schedule;
-    cron::Zone zone;
+    // Replaced whole by reload(); a worker copies the pointer under mu_ and
+    // keeps the settings its run started with.
+    std::shared_ptr<const config::Task> task;
+    std::optional<cron::Schedule> schedule;  // none: on demand only
+    cron::Zone zone = cron::Zone::utc();
+    int order = 0;         // position in the configuration (system tasks after)
+    bool paused = false;
+    bool removed = false;  // gone from the configuration by a reload; runs in flight finish
+    std::optional<TimePoint> resumed_at;  // catch-up after a restart starts here
     std::optional<TimePoint> next_fire;  // nominal
     TimePoint next_due{};                // nominal + jitter
     int running = 0;
@@ -226,6 +268,8 @@ class Scheduler {
   Millis steady_now() const;
   void notice_clock_step(TimePoint now, Millis steady);
   void schedule_next(size_t t, TimePoint after);
+  bool fires_on_its_own(const TaskState& ts) const;
+  void add_task(const config::Task& task, int order, const std::vector<store::TaskPause>& pauses);
   void fire_due(TimePoint now, Millis steady);
   void fire(size_t t, TimePoint nominal, store::Trigger trigger);
   enum class CatchUpRuns { by_policy, none };
@@ -242,7 +286,7 @@ class Scheduler {
 
   // Worker thread body (takes mu_ itself when needed).
   void work(Launch launch);
-  void publish_state(const Launch& run, store::RunStatus status);
+  void publish_state(const Launch& run, const std::string& task, store::RunStatus status);
   void record_lateness(Millis late);
   void work_system(const Launch& launch);
   // Releases the run's slot, plans a retry; publishes the end unless
@@ -260,7 +304,7 @@ class Scheduler {
   // Records what could not be recorded before: run ends, then fires (as missed).
   void flush_unrecorded(TimePoint now);
 
-  const config::Config config_;
+  config::Storage storage_;  // guarded by mu_ (reload replaces it)
   store::Store& store_;
   Clock& clock_;
   const Options options_;
@@ -269,7 +313,9 @@ class Scheduler {
   mutable std::mutex mu_;
   std::condition_variable wake_;     // the loop: something changed
   std::condition_variable idle_cv_;  // a run or worker ended
-  std::vector<TaskState> tasks_;
+  // A deque: reload() appends, and references to elements stay valid.
+  // Elements are never erased (a removed task is marked `removed`).
+  std::deque<TaskState> tasks_;
   std::map<int64_t, std::shared_ptr<Active>> active_;  // running runs by id
   std::vector<RetryTimer> retries_;
   std::mt19937_64 rng_;

@@ -93,6 +93,29 @@ CREATE TABLE nodes (
   declared_dead_by TEXT   NOT NULL DEFAULT ''
 );
 )sql",
+    R"sql(
+-- Tasks paused by `cronkeep pause` (issue 13), shared by every node.
+CREATE TABLE task_pauses (
+  task       TEXT    PRIMARY KEY,
+  paused     BOOLEAN NOT NULL,
+  changed_at BIGINT  NOT NULL
+);
+-- Every notification delivery attempt, bounded by retention.
+CREATE TABLE notifications (
+  id            BIGSERIAL PRIMARY KEY,
+  created_at    BIGINT NOT NULL,
+  sink          TEXT   NOT NULL,
+  event         TEXT   NOT NULL,
+  task          TEXT   NOT NULL DEFAULT '',
+  run_id        BIGINT,
+  count         BIGINT NOT NULL DEFAULT 1,
+  attempt       INT    NOT NULL,
+  status        TEXT   NOT NULL,
+  response_code INT,
+  error         TEXT   NOT NULL DEFAULT ''
+);
+CREATE INDEX notifications_by_time ON notifications (created_at);
+)sql",
 };
 
 // Any advisory lock key cronkeep takes is this namespace plus a hash.
@@ -558,6 +581,88 @@ class PgStore final : public Store {
                   .add(f.db_bytes_reclaimed));
       return {};
     });
+  }
+
+  // ---- pauses and notifications (issue 13) ----
+
+  Status set_paused(std::string_view task, bool paused, TimePoint at) override {
+    return write_status("recording a pause", [&](pqxx::transaction_base& tx) -> Status {
+      run_sql(tx,
+              "INSERT INTO task_pauses (task, paused, changed_at) VALUES ($1, $2, $3) ON CONFLICT (task) DO UPDATE SET"
+              " paused = EXCLUDED.paused, changed_at = EXCLUDED.changed_at",
+              Params().add(task).add(paused ? "true" : "false").add(at));
+      return {};
+    });
+  }
+
+  Result<std::vector<TaskPause>> task_pauses() override {
+    return read<std::vector<TaskPause>>("reading pauses", [&](pqxx::transaction_base& tx) {
+      auto r = tx.exec("SELECT task, paused, changed_at FROM task_pauses ORDER BY task");
+      std::vector<TaskPause> out;
+      for (const auto& row : r)
+        out.push_back(TaskPause{row[0].as<std::string>(), row[1].as<bool>(), from_unix_ms(row[2].as<int64_t>())});
+      return Result<std::vector<TaskPause>>(std::move(out));
+    });
+  }
+
+  Status record_delivery(const Delivery& d) override {
+    return write_status("recording a notification", [&](pqxx::transaction_base& tx) -> Status {
+      run_sql(tx,
+              "INSERT INTO notifications (created_at, sink, event, task, run_id, count, attempt, status, response_code,"
+              " error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+              Params()
+                  .add(d.created_at)
+                  .add(d.sink)
+                  .add(d.event)
+                  .add(d.task)
+                  .add(d.run_id)
+                  .add(d.count)
+                  .add(d.attempt)
+                  .add(d.status)
+                  .add(d.response_code)
+                  .add(d.error));
+      return {};
+    });
+  }
+
+  Result<std::vector<Delivery>> list_deliveries(int limit) override {
+    return read<std::vector<Delivery>>("listing notifications", [&](pqxx::transaction_base& tx) {
+      auto r = run_sql(tx,
+                       "SELECT id, created_at, sink, event, task, run_id, count, attempt, status, response_code, error"
+                       " FROM notifications ORDER BY id DESC LIMIT $1",
+                       Params().add(limit));
+      std::vector<Delivery> out;
+      for (const auto& row : r) {
+        Delivery d;
+        d.id = row[0].as<int64_t>();
+        d.created_at = from_unix_ms(row[1].as<int64_t>());
+        d.sink = row[2].as<std::string>();
+        d.event = row[3].as<std::string>();
+        d.task = row[4].as<std::string>();
+        d.run_id = opt_int(row[5]);
+        d.count = row[6].as<int64_t>();
+        d.attempt = row[7].as<int>();
+        d.status = row[8].as<std::string>();
+        if (auto code = opt_int(row[9])) d.response_code = static_cast<int>(*code);
+        d.error = row[10].as<std::string>();
+        out.push_back(std::move(d));
+      }
+      return Result<std::vector<Delivery>>(std::move(out));
+    });
+  }
+
+  Result<int64_t> trim_deliveries(TimePoint older_than, int64_t keep) override {
+    Result<int64_t> out = int64_t{0};
+    auto st = write_status("trimming notifications", [&](pqxx::transaction_base& tx) -> Status {
+      auto r = run_sql(tx,
+                       "DELETE FROM notifications WHERE created_at < $1 OR id <= (SELECT id FROM notifications"
+                       " ORDER BY id DESC LIMIT 1 OFFSET $2)",
+                       Params().add(older_than).add(keep));
+      out = static_cast<int64_t>(r.affected_rows());
+      return {};
+    });
+    if (!st) return tl::unexpected(st.error());
+    return out;
   }
 
   Result<std::vector<MaintenanceSummary>> maintenance_summaries() override {

@@ -83,6 +83,32 @@ CREATE TABLE nodes (
   heartbeat_at INTEGER NOT NULL
 );
 )sql",
+    R"sql(
+-- Tasks paused by `cronkeep pause` (paused = 1), and when each was last
+-- paused or resumed: a resumed task catches up only fires after changed_at.
+CREATE TABLE task_pauses (
+  task       TEXT    PRIMARY KEY,
+  paused     INTEGER NOT NULL,
+  changed_at INTEGER NOT NULL
+);
+)sql",
+    R"sql(
+-- Every notification delivery attempt (issue 13), bounded by retention.
+CREATE TABLE notifications (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  created_at    INTEGER NOT NULL,
+  sink          TEXT    NOT NULL,
+  event         TEXT    NOT NULL,
+  task          TEXT    NOT NULL DEFAULT '',
+  run_id        INTEGER,
+  count         INTEGER NOT NULL DEFAULT 1,
+  attempt       INTEGER NOT NULL,
+  status        TEXT    NOT NULL,
+  response_code INTEGER,
+  error         TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX notifications_by_time ON notifications (created_at);
+)sql",
 };
 
 class Db {
@@ -776,6 +802,86 @@ class SqliteStore final : public Store {
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(LastOutcome{s.text(0), s.opt_time(1), s.opt_time(2)});
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), "reading last outcomes");
     return out;
+  }
+
+  Status set_paused(std::string_view task, bool paused, TimePoint at) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(), "INSERT OR REPLACE INTO task_pauses (task, paused, changed_at) VALUES (?, ?, ?)");
+    s.bind(1, task);
+    s.bind(2, int64_t(paused ? 1 : 0));
+    s.bind(3, to_unix_ms(at));
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording a pause");
+    return {};
+  }
+
+  Result<std::vector<TaskPause>> task_pauses() override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(), "SELECT task, paused, changed_at FROM task_pauses ORDER BY task");
+    std::vector<TaskPause> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(TaskPause{s.text(0), s.int64(1) != 0, from_unix_ms(s.int64(2))});
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "reading pauses");
+    return out;
+  }
+
+  Status record_delivery(const Delivery& d) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(),
+           "INSERT INTO notifications (created_at, sink, event, task, run_id, count, attempt, status, response_code,"
+           " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    s.bind(1, to_unix_ms(d.created_at));
+    s.bind(2, d.sink);
+    s.bind(3, d.event);
+    s.bind(4, d.task);
+    if (d.run_id) s.bind(5, *d.run_id);
+    s.bind(6, d.count);
+    s.bind(7, int64_t(d.attempt));
+    s.bind(8, d.status);
+    if (d.response_code) s.bind(9, int64_t(*d.response_code));
+    s.bind(10, d.error);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording a notification");
+    return {};
+  }
+
+  Result<std::vector<Delivery>> list_deliveries(int limit) override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(),
+           "SELECT id, created_at, sink, event, task, run_id, count, attempt, status, response_code, error"
+           " FROM notifications ORDER BY id DESC LIMIT ?");
+    s.bind(1, int64_t(limit));
+    std::vector<Delivery> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) {
+      Delivery d;
+      d.id = s.int64(0);
+      d.created_at = from_unix_ms(s.int64(1));
+      d.sink = s.text(2);
+      d.event = s.text(3);
+      d.task = s.text(4);
+      d.run_id = s.opt_int64(5);
+      d.count = s.int64(6);
+      d.attempt = static_cast<int>(s.int64(7));
+      d.status = s.text(8);
+      if (auto code = s.opt_int64(9)) d.response_code = static_cast<int>(*code);
+      d.error = s.text(10);
+      out.push_back(std::move(d));
+    }
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing notifications");
+    return out;
+  }
+
+  Result<int64_t> trim_deliveries(TimePoint older_than, int64_t keep) override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return tl::unexpected(st.error());
+    Stmt s(writer_.get(),
+           "DELETE FROM notifications WHERE created_at < ? OR id <= (SELECT id FROM notifications ORDER BY id DESC"
+           " LIMIT 1 OFFSET ?)");
+    s.bind(1, to_unix_ms(older_than));
+    s.bind(2, keep);
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "trimming notifications");
+    return static_cast<int64_t>(sqlite3_changes(writer_.get()));
   }
 
   Result<std::vector<Run>> in_flight_runs() override {

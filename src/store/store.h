@@ -180,6 +180,28 @@ struct TaskSummary {
   std::optional<Run> last_run;
 };
 
+// A task's pause state (cronkeep pause / resume), kept across restarts.
+struct TaskPause {
+  std::string task;
+  bool paused = false;
+  TimePoint changed_at{};  // when it was last paused or resumed
+};
+
+// One notification delivery attempt (notify part).
+struct Delivery {
+  int64_t id = 0;               // assigned by the store
+  TimePoint created_at{};       // when the attempt ended
+  std::string sink;             // [notify.NAME]
+  std::string event;            // failed, timeout, … (config::kNotifyEvents)
+  std::string task;
+  std::optional<int64_t> run_id;
+  int64_t count = 1;            // events the message stands for (coalesced)
+  int attempt = 1;              // 1-based
+  std::string status;           // delivered | failed (will retry) | gave_up | dropped
+  std::optional<int> response_code;  // HTTP status, or the command's exit code
+  std::string error;            // empty when delivered
+};
+
 // The interface every backend implements. Thread-safety (SQLite): every
 // method may be called from any thread. Writes (insert/mark/finish, delete,
 // tombstones, compaction) are serialised on one writer connection; reads are
@@ -232,6 +254,23 @@ class Store {
   virtual Result<std::vector<LastOutcome>> last_outcomes() = 0;
   // Runs currently pending or running on this node, oldest first.
   virtual Result<std::vector<Run>> in_flight_runs() = 0;
+
+  // ---- pauses -----------------------------------------------------------
+
+  // Records that `task` is paused (or resumed) as of `at`; replaces any
+  // earlier record of it.
+  virtual Status set_paused(std::string_view task, bool paused, TimePoint at) = 0;
+  // Every recorded pause state, by task name (resumed tasks included).
+  virtual Result<std::vector<TaskPause>> task_pauses() = 0;
+
+  // ---- notifications ----------------------------------------------------
+
+  virtual Status record_delivery(const Delivery& delivery) = 0;
+  // The newest `limit` attempts, newest first.
+  virtual Result<std::vector<Delivery>> list_deliveries(int limit) = 0;
+  // Deletes attempts older than `older_than` and all but the newest `keep`;
+  // returns how many went.
+  virtual Result<int64_t> trim_deliveries(TimePoint older_than, int64_t keep) = 0;
 
   // ---- retention ------------------------------------------------------
 

@@ -1,0 +1,202 @@
+// The notifier against a real local HTTP receiver (httplib::Server), real
+// commands and a real SQLite store: signatures, retries after a 500,
+// coalescing of a storm, and a dead receiver that never slows a submit.
+#include <gtest/gtest.h>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "notify/notify.h"
+#include "test_util.h"
+
+namespace cronkeep::notify {
+namespace {
+
+using namespace std::chrono_literals;
+using cronkeep::testing::TempDir;
+
+class Receiver {
+ public:
+  explicit Receiver(int fail_first = 0) : fail_first_(fail_first) {
+    server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard lock(mu_);
+      bodies_.push_back(req.body);
+      signatures_.push_back(req.get_header_value("X-Cronkeep-Signature"));
+      res.status = static_cast<int>(bodies_.size()) <= fail_first_ ? 500 : 200;
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::yield();
+  }
+  ~Receiver() {
+    server_.stop();
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+  std::vector<std::string> bodies() {
+    std::lock_guard lock(mu_);
+    return bodies_;
+  }
+  std::vector<std::string> signatures() {
+    std::lock_guard lock(mu_);
+    return signatures_;
+  }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+  int fail_first_;
+  std::mutex mu_;
+  std::vector<std::string> bodies_;
+  std::vector<std::string> signatures_;
+};
+
+class NotifyTest : public ::testing::Test {
+ protected:
+  NotifyTest() : clock_(from_unix_ms(1'795'406'400'000)) {
+    auto s = store::open_sqlite(dir_ / "cronkeep.db");
+    EXPECT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    config_.defaults.notify = {"ops"};
+  }
+  void sink(const std::string& webhook, const std::string& command = "", const std::string& secret = "") {
+    config::NotifySink s;
+    s.name = "ops";
+    s.webhook = webhook;
+    s.command = command;
+    s.secret = secret;
+    s.timeout = 2s;
+    s.events.assign(std::begin(config::kNotifyEvents), std::end(config::kNotifyEvents));
+    config_.notify = {s};
+  }
+  Notice failed(const std::string& task = "backup", int64_t run = 1) {
+    return Notice{"failed", task, run, "failed", "exit code 1", clock_.now()};
+  }
+  std::vector<store::Delivery> deliveries() {
+    auto d = store_->list_deliveries(1000);
+    EXPECT_TRUE(d);
+    return std::vector<store::Delivery>(d->rbegin(), d->rend());  // oldest first
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<store::Store> store_;
+  config::Config config_;
+};
+
+TEST_F(NotifyTest, AWebhookIsSignedWithHmacSha256OfTheBody) {
+  Receiver receiver;
+  sink(receiver.url(), "", "s3cret");
+  Notifier notifier(config_, *store_, clock_);
+  notifier.submit(failed());
+  ASSERT_TRUE(notifier.wait_idle(10s));
+  ASSERT_EQ(receiver.bodies().size(), 1u);
+  const std::string body = receiver.bodies()[0];
+  EXPECT_EQ(receiver.signatures()[0], "sha256=" + hmac_sha256_hex("s3cret", body));
+  auto j = nlohmann::json::parse(body);
+  EXPECT_EQ(j["event"], "failed");
+  EXPECT_EQ(j["task"], "backup");
+  EXPECT_EQ(j["count"], 1);
+  ASSERT_EQ(deliveries().size(), 1u);
+  EXPECT_EQ(deliveries()[0].status, "delivered");
+  EXPECT_EQ(deliveries()[0].response_code, 200);
+  // A known vector (RFC 4231 test case 2).
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST_F(NotifyTest, AFailedDeliveryIsRetriedWithBackoffAndEveryAttemptRecorded) {
+  Receiver receiver(2);  // two 500s, then 200
+  sink(receiver.url());
+  Options o;
+  o.first_retry = 20ms;
+  Notifier notifier(config_, *store_, clock_, o);
+  notifier.submit(failed());
+  ASSERT_TRUE(notifier.wait_idle(10s));
+  EXPECT_EQ(receiver.bodies().size(), 3u);
+  auto d = deliveries();
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0].status, "failed");
+  EXPECT_EQ(d[0].response_code, 500);
+  EXPECT_EQ(d[0].error, "HTTP 500");
+  EXPECT_EQ(d[1].attempt, 2);
+  EXPECT_EQ(d[2].status, "delivered");
+  EXPECT_EQ(d[2].attempt, 3);
+}
+
+TEST_F(NotifyTest, AStormIsCoalescedIntoOneMessagePerTaskAndWindowWithACount) {
+  Receiver receiver;
+  sink(receiver.url());
+  Options o;
+  o.window = 300ms;
+  Notifier notifier(config_, *store_, clock_, o);
+  for (int i = 1; i <= 20; ++i) notifier.submit(failed("backup", i));
+  notifier.submit(failed("other", 99));
+  ASSERT_TRUE(notifier.wait_idle(10s));
+  int64_t total = 0;
+  int backup_messages = 0;
+  for (const std::string& b : receiver.bodies()) {
+    auto j = nlohmann::json::parse(b);
+    if (j["task"] == "backup") {
+      ++backup_messages;
+      total += j["count"].get<int64_t>();
+    }
+  }
+  EXPECT_EQ(backup_messages, 2);  // the first at once, the other 19 at the window's end
+  EXPECT_EQ(total, 20);
+  EXPECT_EQ(receiver.bodies().size(), 3u);
+}
+
+TEST_F(NotifyTest, ADeadReceiverNeverSlowsASubmitAndAFullQueueIsRecorded) {
+  // A socket that listens but never accepts: connections hang until the timeout.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::listen(fd, 1);
+  sink("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/hook");
+  Options o;
+  o.queue_max = 50;
+  o.window = 0ms;
+  {
+    Notifier notifier(config_, *store_, clock_, o);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i) notifier.submit(failed("t" + std::to_string(i), i));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_LT(took, 500ms) << "submit waited for the receiver";
+  }  // stop() gives up what waits: it does not hang on the dead receiver
+  ::close(fd);
+  int dropped = 0;
+  for (const auto& d : deliveries()) dropped += d.status == "dropped";
+  EXPECT_GT(dropped, 0);
+}
+
+TEST_F(NotifyTest, ACommandGetsTheEventInItsEnvironmentAndAsJsonOnStdin) {
+  sink("", "cat > " + dir_ / "stdin.json" + "; echo \"$CRONKEEP_EVENT $CRONKEEP_TASK $CRONKEEP_COUNT\" > " +
+               dir_ / "env.txt");
+  Notifier notifier(config_, *store_, clock_);
+  notifier.run_ended("backup", 7, "failed", "exit code 1", clock_.now());
+  notifier.run_ended("backup", 8, "succeeded", "exit code 0", clock_.now());
+  ASSERT_TRUE(notifier.wait_idle(10s));
+  // The last command written: recovered (first success after a failure).
+  EXPECT_EQ(cronkeep::testing::read_file(dir_ / "env.txt"), "recovered backup 1\n");
+  auto j = nlohmann::json::parse(cronkeep::testing::read_file(dir_ / "stdin.json"));
+  EXPECT_EQ(j["run_id"], 8);
+  ASSERT_EQ(deliveries().size(), 2u);
+  EXPECT_EQ(deliveries()[0].event, "failed");
+  EXPECT_EQ(deliveries()[1].event, "recovered");
+}
+
+}  // namespace
+}  // namespace cronkeep::notify

@@ -334,21 +334,7 @@ class Remote : public Ops {
   static Result<std::optional<FollowEvent>> parse_frame(const std::string& frame) {
     std::string event, data;
     int64_t id = 0;
-    size_t pos = 0;
-    while (pos <= frame.size()) {
-      size_t nl = frame.find('\n', pos);
-      if (nl == std::string::npos) nl = frame.size();
-      const std::string_view line(frame.data() + pos, nl - pos);
-      pos = nl + 1;
-      if (line.empty() || line[0] == ':') continue;
-      const size_t colon = line.find(':');
-      const std::string_view field = line.substr(0, colon);
-      std::string_view value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
-      if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
-      if (field == "event") event = value;
-      else if (field == "data") data += value;
-      else if (field == "id") id = parse_int(value).value_or(0);
-    }
+    split_frame(frame, event, data, id);
     if (event.empty()) return std::optional<FollowEvent>();
     auto kind = follow_kind(event);
     if (!kind) return fail(ErrorCode::corruption, "unexpected event \"" + event + "\" in the log stream");

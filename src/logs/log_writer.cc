@@ -155,6 +155,22 @@ Status finalize_crashed(const std::string& path) {
   return write_meta_file(path, *m);
 }
 
+Status recover_crashed(const std::string& path) {
+  if (::access(path.c_str(), F_OK) != 0) {
+    if (::access((path + ".prev").c_str(), F_OK) != 0) return {};  // no log at all: nothing to recover
+    for (auto [from, to] : {std::pair{".prev", ""}, {".prev.idx", ".idx"}, {".prev.tidx", ".tidx"}})
+      if (::rename((path + from).c_str(), (path + to).c_str()) != 0 && errno != ENOENT)
+        return fail(ErrorCode::io, "undoing the rotation of " + path + ": " + std::strerror(errno));
+  }
+  // Half-made sidecars of the killed writer (they are created under .tmp names).
+  for (const char* tmp : {".idx.tmp", ".tidx.tmp", ".meta.tmp", ".prev.idx.tmp", ".prev.tidx.tmp"})
+    ::unlink((path + tmp).c_str());
+  if (auto st = finalize_crashed(path); !st) return st;
+  const SidecarCheck c = check_sidecars(path);
+  if (!c.index_ok) return repair_sidecars(path, c.kind);
+  return {};
+}
+
 int64_t directory_bytes(const std::string& dir) {
   int64_t total = 0;
   std::error_code ec;
@@ -223,12 +239,25 @@ struct LogWriter::State {
     return {};
   }
 
+  // A sidecar appears with its header already in it (written to a temporary
+  // name, then renamed): a kill never leaves an empty or headerless one.
   Status open_sidecar(UniqueFd& fd, const char* suffix, const char* magic) {
     if (fd.valid()) return {};
-    auto f = open_append(side(suffix), true);
+    const std::string target = side(suffix);
+    const std::string tmp = target + ".tmp";
+    auto f = open_append(tmp, true);
     if (!f) return tl::unexpected(f.error());
+    if (auto st = write_all(f->get(), magic, format::kHeaderBytes); !st) {
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    if (::rename(tmp.c_str(), target.c_str()) != 0) {
+      const int err = errno;
+      ::unlink(tmp.c_str());
+      return fail(ErrorCode::io, "cannot create " + target + ": " + std::strerror(err));
+    }
     fd = std::move(*f);
-    return write_all(fd.get(), magic, format::kHeaderBytes);
+    return {};
   }
 
   // The first .meta is written in place (a torn one reads as "not

@@ -99,6 +99,14 @@ class LogWriter {
 // by start-up reconciliation. Errors: io.
 Status finalize_crashed(const std::string& path);
 
+// What start-up does with the log of a run whose daemon died: undoes a
+// rotation cut short (.log gone, .prev there: the .prev files are renamed
+// back, matching the .meta written before the rotation), marks the log
+// finalized and crashed (finalize_crashed), and repairs sidecars left
+// torn by the kill (repair_sidecars). Every byte is kept. A log that does
+// not exist is left alone. Errors: io.
+Status recover_crashed(const std::string& path);
+
 // Bytes in the regular files below `dir` (0 when it does not exist).
 int64_t directory_bytes(const std::string& dir);
 

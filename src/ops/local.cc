@@ -778,6 +778,7 @@ Result<CheckReport> Local::check(bool repair) {
         // The log a sidecar belongs to: strip the longest suffix (".prev.idx"
         // before ".idx"), so walk the list from its end.
         std::string base = fname;
+        if (base.size() > 4 && base.compare(base.size() - 4, 4, ".tmp") == 0) base.resize(base.size() - 4);
         for (auto it = std::rbegin(layout::kLogFileSuffixes); it != std::rend(layout::kLogFileSuffixes); ++it) {
           const std::string_view sv(*it);
           if (!sv.empty() && base.size() > sv.size() && base.compare(base.size() - sv.size(), sv.size(), sv) == 0) {

@@ -193,8 +193,7 @@ Status Scheduler::start() {
       r.log_path = *found;
     }
     const std::string path = dir_.absolute(r.log_path);
-    if (::access(path.c_str(), F_OK) != 0) continue;
-    if (auto st = logs::finalize_crashed(path); !st) spdlog::warn("run {}: {}", r.id, st.error().message);
+    if (auto st = logs::recover_crashed(path); !st) spdlog::warn("run {}: {}", r.id, st.error().message);
   }
 
   // Last success and failure per task are read once here and kept up to

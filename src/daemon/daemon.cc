@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "base/clock.h"
 #include "base/file_lock.h"
 #include "base/units.h"
+#include "daemon/service_manager.h"
 #include "events/events.h"
 #include "http/http.h"
 #include "layout/layout.h"
@@ -234,8 +236,11 @@ int run(const config::Config& config) {
   std::mutex reload_mu;
   std::shared_ptr<const config::Config> current = std::make_shared<const config::Config>(config);
   ops::Local* local_ptr = nullptr;
-  auto reload = [&]() -> Result<ops::ReloadResult> {
-    std::lock_guard guard(reload_mu);
+  // Set once systemd has been told READY=1; a reload before that (an early
+  // POST /api/reload) is not reported to it.
+  std::atomic<ServiceManager*> service_ptr{nullptr};
+  // Called with reload_mu held.
+  auto reload_config = [&]() -> Result<ops::ReloadResult> {
     auto record = [&](store::RunStatus status, const std::string& message) -> int64_t {
       store::NewRun row;
       row.task = ops::kReloadTask;
@@ -286,6 +291,17 @@ int run(const config::Config& config) {
     return out;
   };
 
+  auto reload = [&]() -> Result<ops::ReloadResult> {
+    std::lock_guard guard(reload_mu);
+    ServiceManager* service = service_ptr.load();
+    if (service) service->reloading();
+    auto result = reload_config();
+    if (service)
+      service->reloaded(result ? result->message
+                               : "reload refused (the running configuration is kept): " + result.error().message);
+    return result;
+  };
+
   ops::Local local(ops::LocalDeps{&config, store->get(), &executor, &scheduler, &bus, &clock, &maintenance, true, reload});
   local_ptr = &local;
   http::Limits limits;
@@ -315,6 +331,32 @@ int run(const config::Config& config) {
                (*store)->node(), config::to_string(config.storage.backend), config.tasks.size(), data_dir,
                config.daemon.listen,
                config.daemon.token_file.empty() ? dir.generated_token() : config.daemon.token_file);
+
+  // systemd (Type=notify): READY=1 now that the API listens; STATUS= with
+  // the runs in flight and the last retention result, refreshed on the
+  // service manager's thread; no-ops without NOTIFY_SOCKET.
+  ServiceManager service([&] {
+    int running = 0, queued = 0;
+    for (const scheduler::TaskView& t : scheduler.tasks()) {
+      running += t.running;
+      queued += t.queued;
+    }
+    std::string text = std::to_string(running) + " run(s) running, " + std::to_string(queued) + " queued";
+    store::RunQuery query;
+    query.task = std::string(retention::kRetentionTask);
+    query.limit = 1;
+    if (auto last = (*store)->list_runs(query); last && !last->empty()) {
+      const store::Run& r = last->front();
+      text += "; last retention: " + std::string(store::to_string(r.status)) +
+              (r.message.empty() ? std::string() : ": " + r.message);
+    } else {
+      text += "; retention has not run yet";
+    }
+    const std::string problem = health();
+    return problem.empty() ? text : text + "; unhealthy: " + problem;
+  });
+  service.ready();
+  service_ptr = &service;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -401,6 +443,12 @@ int run(const config::Config& config) {
     if (sig != SIGHUP) break;
     if (auto r = reload(); !r) spdlog::error("SIGHUP: reload refused: {}", r.error().message);
   }
+  {
+    // No reload may report READY=1 after STOPPING=1.
+    std::lock_guard guard(reload_mu);
+    service_ptr = nullptr;
+  }
+  service.stopping(std::string(strsignal(sig)) + " received: stopping");
   spdlog::info("{} received: stopping (running runs get {})", strsignal(sig),
                format_duration(config.daemon.shutdown_timeout));
   local.stop();

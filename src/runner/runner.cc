@@ -40,15 +40,22 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 constexpr std::string_view kSpawnIdName = "CRONKEEP_SPAWN_ID";
 
+// What a service manager gives the daemon alone: a task that inherited
+// them could speak for the daemon (sd_notify) or be taken for it.
+constexpr std::string_view kDaemonOnly[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"};
+
 // The daemon's environment, with `extra` added or replacing, and the
-// runner's own entry (kSpawnIdName) left out: the caller adds the run's.
+// runner's own entry (kSpawnIdName) and the service manager's (kDaemonOnly)
+// left out: the caller adds the run's.
 std::vector<std::string> build_environment(const std::map<std::string, std::string>& extra) {
   std::vector<std::string> out;
   for (char** e = environ; *e; ++e) {
     std::string_view entry(*e);
     const auto eq = entry.find('=');
-    if (eq != std::string_view::npos &&
-        (extra.count(std::string(entry.substr(0, eq))) || entry.substr(0, eq) == kSpawnIdName))
+    const std::string_view name = eq == std::string_view::npos ? entry : entry.substr(0, eq);
+    if (eq != std::string_view::npos && (extra.count(std::string(name)) || name == kSpawnIdName ||
+                                      std::find(std::begin(kDaemonOnly), std::end(kDaemonOnly), name) !=
+                                          std::end(kDaemonOnly)))
       continue;
     out.emplace_back(entry);
   }

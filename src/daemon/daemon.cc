@@ -95,6 +95,18 @@ std::vector<std::string> needs_restart(const config::Config& a, const config::Co
   return out;
 }
 
+// Tasks that set `user` when the daemon cannot switch users (not root):
+// refused at start and at reload, rather than failing at every fire.
+std::string users_need_root(const config::Config& c) {
+  if (::geteuid() == 0) return "";
+  std::vector<std::string> names;
+  for (const config::Task& t : c.tasks)
+    if (!t.user.empty()) names.push_back(t.name + " (user " + t.user + ")");
+  if (names.empty()) return "";
+  return "task(s) " + join(names) + " run as another user, which needs the daemon to run as root (it runs as uid " +
+         std::to_string(::geteuid()) + "); remove `user` or start the daemon as root";
+}
+
 }  // namespace
 
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
@@ -149,6 +161,10 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
 }
 
 int run(const config::Config& config) {
+  if (const std::string why = users_need_root(config); !why.empty()) {
+    spdlog::error("{}: {}", config.path, why);
+    return 1;
+  }
   const std::string& data_dir = config.daemon.data_dir;
   const layout::DataDir dir(data_dir);
   std::error_code ec;
@@ -260,6 +276,11 @@ int run(const config::Config& config) {
                          " problem(s); the running configuration is kept";
       (void)record(store::RunStatus::failed, text + " (first: " + problems.front().to_string() + ")");
       for (const config::Problem& p : problems) text += "\n" + p.to_string();
+      return fail(ErrorCode::invalid_argument, text);
+    }
+    if (const std::string why = users_need_root(*next); !why.empty()) {
+      const std::string text = current->path + ": " + why + " (the running configuration is kept)";
+      (void)record(store::RunStatus::failed, text);
       return fail(ErrorCode::invalid_argument, text);
     }
     if (auto restart = needs_restart(*current, *next); !restart.empty()) {

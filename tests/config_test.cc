@@ -1249,3 +1249,64 @@ TEST(ConfigNotify, BadSinksAreRefusedWithLineAndKey) {
 
 }  // namespace
 }  // namespace cronkeep::config
+
+namespace cronkeep::config {
+namespace {
+
+// user and group (issue 13 item 4)
+
+TEST(ConfigUser, UserAndGroupAreReadAndPartOfATasksSettings) {
+  Config c = parse_ok("[tasks.t]\nrun = \"id\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n");
+  EXPECT_EQ(c.tasks.at(0).user, "nobody");
+  EXPECT_EQ(c.tasks.at(0).group, "nogroup");
+  EXPECT_EQ(c.tasks.at(0).user_at.line, 3);
+  Config plain = parse_ok("[tasks.t]\nrun = \"id\"\n");
+  EXPECT_TRUE(plain.tasks.at(0).user.empty());
+  EXPECT_FALSE(same_settings(c.tasks.at(0), plain.tasks.at(0)));
+}
+
+TEST(ConfigUser, GroupWithoutUserIsRefusedAtTheGroupKey) {
+  Problem p = one_problem("[tasks.t]\nrun = \"id\"\ngroup = \"nogroup\"\n");
+  EXPECT_EQ(p.line, 3);
+  EXPECT_EQ(p.key, "tasks.t.group");
+  EXPECT_NE(p.message.find("group needs user"), std::string::npos) << p.message;
+}
+
+TEST(ConfigUser, MalformedNamesAreRefused) {
+  for (const char* bad : {"\"\"", "\"a:b\"", "\"a b\"", "\"../x\"", "42"}) {
+    Problem p = one_problem(std::string("[tasks.t]\nrun = \"id\"\nuser = ") + bad + "\n");
+    EXPECT_EQ(p.key, "tasks.t.user") << bad;
+    EXPECT_EQ(p.line, 3) << bad;
+  }
+}
+
+TEST(ConfigUser, UserIsATaskKeyNotADefault) {
+  Problem p = one_problem("[defaults]\nuser = \"nobody\"\n");
+  EXPECT_EQ(p.key, "defaults.user");
+  EXPECT_NE(p.message.find("[tasks.NAME]"), std::string::npos) << p.message;
+}
+
+TEST(LoadConfig, AnUnknownUserOrGroupIsRefusedWithFileLineAndKey) {
+  TempDir dir;
+  const std::string path = dir / "cronkeep.toml";
+  write_file(path, "[tasks.t]\nrun = \"id\"\nuser = \"no-such-user-ck\"\ngroup = \"no-such-group-ck\"\n");
+  auto c = load_config(path);
+  ASSERT_FALSE(c);
+  ASSERT_EQ(c.error().size(), 2u) << describe(c.error());
+  EXPECT_EQ(c.error()[0].to_string(),
+            path + ":3:8: tasks.t.user: unknown user \"no-such-user-ck\" (not in the passwd database)");
+  EXPECT_EQ(c.error()[1].to_string(),
+            path + ":4:9: tasks.t.group: unknown group \"no-such-group-ck\" (not in the group database)");
+}
+
+TEST(LoadConfig, AKnownUserAndGroupLoad) {
+  TempDir dir;
+  const std::string path = dir / "cronkeep.toml";
+  write_file(path, "[tasks.t]\nrun = \"id\"\nuser = \"root\"\ngroup = \"root\"\n");
+  auto c = load_config(path);
+  ASSERT_TRUE(c) << describe(c.error());
+  EXPECT_EQ(c->tasks.at(0).user, "root");
+}
+
+}  // namespace
+}  // namespace cronkeep::config

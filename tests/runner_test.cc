@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -286,6 +287,84 @@ TEST(Runner, ReportsNoPeakMemoryRatherThanTheDaemons) {
   EXPECT_EQ(r.outcome.exit_code, 0);
   EXPECT_FALSE(r.outcome.max_rss_kb) << "reported " << *r.outcome.max_rss_kb << " kB for `true`; own peak "
                                      << own_peak_kb() << " kB";
+}
+
+// user and group (issue 13 item 4): these need root, as in CI.
+
+#define REQUIRE_ROOT() \
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root"
+
+TEST(RunnerUser, ATaskWithAUserRunsAsThatUserWithItsLoginVariables) {
+  REQUIRE_ROOT();
+  Command c = shell("id -un; id -gn; echo \"$HOME $USER $LOGNAME\"; pwd");
+  c.user = "nobody";
+  Ran r = run(c);
+  EXPECT_EQ(r.outcome.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "nobody\nnogroup\n/nonexistent nobody nobody\n/tmp\n");
+}
+
+TEST(RunnerUser, GroupReplacesThePrimaryGroup) {
+  REQUIRE_ROOT();
+  Command c = shell("id -un; id -gn");
+  c.user = "nobody";
+  c.group = "daemon";
+  Ran r = run(c);
+  EXPECT_EQ(r.output, "nobody\ndaemon\n");
+}
+
+TEST(RunnerUser, TheTasksOwnEnvironmentWinsOverTheLoginVariables) {
+  REQUIRE_ROOT();
+  Command c = shell("echo $HOME");
+  c.user = "nobody";
+  c.env["HOME"] = "/tmp";
+  EXPECT_EQ(run(c).output, "/tmp\n");
+}
+
+TEST(RunnerUser, ATaskWithAUserInheritsNoDescriptorButStdinStdoutAndStderr) {
+  REQUIRE_ROOT();
+  const int leaked = ::fcntl(::open("/dev/null", O_RDONLY), F_DUPFD, 100);
+  ASSERT_GE(leaked, 100);
+  Command c = shell("ls /proc/self/fd");
+  c.user = "nobody";
+  Ran r = run(c);
+  ::close(leaked);
+  EXPECT_EQ(r.output, "0\n1\n2\n3\n") << "the task inherited descriptors beyond 0-2";
+}
+
+TEST(RunnerUser, ATaskWithAUserIsInItsOwnGroupAndStopsOnTimeout) {
+  REQUIRE_ROOT();
+  Command c = shell("sleep 30 & sleep 30");
+  c.user = "nobody";
+  c.timeout = 200ms;
+  c.graceful_stop = 1s;
+  const auto t0 = std::chrono::steady_clock::now();
+  Ran r = run(c);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  EXPECT_EQ(r.outcome.stopped, StopReason::timeout);
+  EXPECT_EQ(r.outcome.signal, SIGTERM);
+}
+
+TEST(RunnerUser, AWorkdirTheUserCannotEnterIsAStartError) {
+  REQUIRE_ROOT();
+  cronkeep::testing::TempDir dir;
+  ::chmod(dir.path().c_str(), 0700);
+  Command c = shell("true");
+  c.user = "nobody";
+  c.workdir = dir.path();
+  auto exec = Execution::start(c);
+  ASSERT_FALSE(exec);
+  EXPECT_EQ(exec.error().code, ErrorCode::io);
+  EXPECT_NE(exec.error().message.find("entering workdir " + dir.path() + " as user nobody"), std::string::npos)
+      << exec.error().message;
+}
+
+TEST(RunnerUser, AnUnknownUserIsRefusedBeforeSpawning) {
+  Command c = shell("true");
+  c.user = "no-such-user-ck";
+  auto exec = Execution::start(c);
+  ASSERT_FALSE(exec);
+  EXPECT_EQ(exec.error().code, ErrorCode::invalid_argument);
+  EXPECT_EQ(exec.error().message, "unknown user no-such-user-ck");
 }
 
 }  // namespace

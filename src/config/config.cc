@@ -13,6 +13,9 @@
 
 #include "config/config.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -401,6 +404,24 @@ class Reader {
     out = v;
   }
 
+  // A user or group name as the passwd and group databases write them: no
+  // ':', ',', '/', whitespace or control characters. Whether it exists is
+  // load_config's check.
+  bool account(const toml::node& n, const std::string& key, const char* what, std::string& out) {
+    std::string v;
+    if (!string(n, key, v, Empty::refused)) return false;
+    const bool bad = std::any_of(v.begin(), v.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return c == ':' || c == ',' || c == '/' || std::isspace(u) || u < 0x20 || u == 0x7f;
+    });
+    if (bad || v.size() > 256) {
+      add(n.source(), key, std::string("invalid ") + what + " name " + quote(v));
+      return false;
+    }
+    out = v;
+    return true;
+  }
+
   std::string resolve(const std::string& p) const {
     fs::path path(p);
     if (path.is_relative()) path = base_dir_ / path;
@@ -525,6 +546,16 @@ constexpr KeySpec<Task> kTaskKeys[] = {
     {"env", read_env},
     {"workdir", [](auto& r, auto& n, auto& k, auto& t) { r.path(n, k, Empty::allowed, t.workdir); }},
     {"enabled", [](auto& r, auto& n, auto& k, auto& t) { r.boolean(n, k, t.enabled); }},
+    {"user",
+     [](auto& r, auto& n, auto& k, auto& t) {
+       if (r.account(n, k, "user", t.user))
+         t.user_at = {static_cast<int>(n.source().begin.line), static_cast<int>(n.source().begin.column)};
+     }},
+    {"group",
+     [](auto& r, auto& n, auto& k, auto& t) {
+       if (r.account(n, k, "group", t.group))
+         t.group_at = {static_cast<int>(n.source().begin.line), static_cast<int>(n.source().begin.column)};
+     }},
 };
 
 constexpr KeySpec<Daemon> kDaemonKeys[] = {
@@ -712,6 +743,9 @@ void read_task(Reader& r, const toml::key& name, const toml::node& node, const C
   const toml::source_region& at = table->source().begin.line > 0 ? table->source() : name.source();
   // No cron: the task runs only on demand (cronkeep run).
   if (!table->contains("run")) r.add(at, prefix + ".run", "missing required key \"run\" (the shell command to run)");
+  if (!task.group.empty() && task.user.empty())
+    if (const toml::node* g = table->get("group"))
+      r.add(g->source(), prefix + ".group", "group needs user (the user to run as, e.g. user = \"backup\")");
   if (name_ok) out.emplace_back(Position{at.begin.line, at.begin.column}, std::move(task));
 }
 
@@ -824,6 +858,22 @@ tl::expected<Config, Problems> parse(std::string_view text, std::string_view fil
   return config;
 }
 
+// Whether the passwd (group) database knows `name`; a lookup error counts
+// as unknown.
+bool user_exists(const std::string& name) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  return ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found;
+}
+
+bool group_exists(const std::string& name) {
+  std::vector<char> buf(65536);
+  group gr{};
+  group* found = nullptr;
+  return ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) == 0 && found;
+}
+
 // parse() with a last guard, so no exception leaves this part.
 tl::expected<Config, Problems> parse_guarded(std::string_view text, std::string_view file_name,
                                              const fs::path& base_dir) {
@@ -883,8 +933,8 @@ std::string Problem::to_string() const {
 bool valid_task_name(std::string_view name) { return layout::valid_task_name(name); }
 
 bool same_settings(const Task& a, const Task& b) {
-  return std::tie(a.name, a.cron, a.run, a.timezone, a.env, a.workdir, a.enabled, a.policy) ==
-         std::tie(b.name, b.cron, b.run, b.timezone, b.env, b.workdir, b.enabled, b.policy);
+  return std::tie(a.name, a.cron, a.run, a.timezone, a.env, a.workdir, a.enabled, a.user, a.group, a.policy) ==
+         std::tie(b.name, b.cron, b.run, b.timezone, b.env, b.workdir, b.enabled, b.user, b.group, b.policy);
 }
 
 tl::expected<Config, Problems> parse_config(std::string_view text, std::string_view file_name) {
@@ -926,6 +976,16 @@ tl::expected<Config, Problems> load_config(const std::string& path) {
       problems.push_back(Problem{path, sink.line, sink.column, "notify." + sink.name + ".secret_file",
                                  sink.secret_file + ": the first line (the secret) is empty"});
     sink.secret = line;
+  }
+  // Users and groups are looked up here, at load (and reload), so a task
+  // that could never start is refused with the key's position.
+  for (const Task& t : config->tasks) {
+    if (!t.user.empty() && !user_exists(t.user))
+      problems.push_back(Problem{path, t.user_at.line, t.user_at.column, join(join("tasks", t.name), "user"),
+                                 "unknown user " + quote(t.user) + " (not in the passwd database)"});
+    if (!t.group.empty() && !group_exists(t.group))
+      problems.push_back(Problem{path, t.group_at.line, t.group_at.column, join(join("tasks", t.name), "group"),
+                                 "unknown group " + quote(t.group) + " (not in the group database)"});
   }
   if (!problems.empty()) return tl::unexpected(std::move(problems));
   return config;

@@ -71,6 +71,16 @@ struct Task {
   std::map<std::string, std::string> env;  // added to the daemon's environment
   std::string workdir;     // absolute after loading; empty = the data_dir
   bool enabled = true;     // false: never fires on its own (run now still works)
+  // Run as this user (and group): the daemon must run as root. Empty = as the
+  // daemon. `group` (needs `user`) replaces the user's primary group;
+  // supplementary groups are the user's (initgroups). load_config() refuses a
+  // user or group the system does not know; parse_config() checks only the form.
+  std::string user;
+  std::string group;
+  struct At {
+    int line = 0, column = 0;
+  };
+  At user_at, group_at;    // where `user` and `group` were written, for load_config's problems
   TaskPolicy policy;       // [defaults] overridden by the task's own keys
   // Parsed once, by parse_config (or prepare() for a Config built in code):
   std::optional<cron::Schedule> schedule;  // `cron`, parsed

@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "base/clock.h"
 #include "base/file_lock.h"
 #include "base/units.h"
+#include "daemon/service_manager.h"
 #include "events/events.h"
 #include "http/http.h"
 #include "layout/layout.h"
@@ -93,6 +95,18 @@ std::vector<std::string> needs_restart(const config::Config& a, const config::Co
   return out;
 }
 
+// Tasks that set `user` when the daemon cannot switch users (not root):
+// refused at start and at reload, rather than failing at every fire.
+std::string users_need_root(const config::Config& c) {
+  if (::geteuid() == 0) return "";
+  std::vector<std::string> names;
+  for (const config::Task& t : c.tasks)
+    if (!t.user.empty()) names.push_back(t.name + " (user " + t.user + ")");
+  if (names.empty()) return "";
+  return "task(s) " + join(names) + " run as another user, which needs the daemon to run as root (it runs as uid " +
+         std::to_string(::geteuid()) + "); remove `user` or start the daemon as root";
+}
+
 }  // namespace
 
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
@@ -147,6 +161,10 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
 }
 
 int run(const config::Config& config) {
+  if (const std::string why = users_need_root(config); !why.empty()) {
+    spdlog::error("{}: {}", config.path, why);
+    return 1;
+  }
   const std::string& data_dir = config.daemon.data_dir;
   const layout::DataDir dir(data_dir);
   std::error_code ec;
@@ -234,8 +252,11 @@ int run(const config::Config& config) {
   std::mutex reload_mu;
   std::shared_ptr<const config::Config> current = std::make_shared<const config::Config>(config);
   ops::Local* local_ptr = nullptr;
-  auto reload = [&]() -> Result<ops::ReloadResult> {
-    std::lock_guard guard(reload_mu);
+  // Set once systemd has been told READY=1; a reload before that (an early
+  // POST /api/reload) is not reported to it.
+  std::atomic<ServiceManager*> service_ptr{nullptr};
+  // Called with reload_mu held.
+  auto reload_config = [&]() -> Result<ops::ReloadResult> {
     auto record = [&](store::RunStatus status, const std::string& message) -> int64_t {
       store::NewRun row;
       row.task = ops::kReloadTask;
@@ -255,6 +276,11 @@ int run(const config::Config& config) {
                          " problem(s); the running configuration is kept";
       (void)record(store::RunStatus::failed, text + " (first: " + problems.front().to_string() + ")");
       for (const config::Problem& p : problems) text += "\n" + p.to_string();
+      return fail(ErrorCode::invalid_argument, text);
+    }
+    if (const std::string why = users_need_root(*next); !why.empty()) {
+      const std::string text = current->path + ": " + why + " (the running configuration is kept)";
+      (void)record(store::RunStatus::failed, text);
       return fail(ErrorCode::invalid_argument, text);
     }
     if (auto restart = needs_restart(*current, *next); !restart.empty()) {
@@ -286,6 +312,17 @@ int run(const config::Config& config) {
     return out;
   };
 
+  auto reload = [&]() -> Result<ops::ReloadResult> {
+    std::lock_guard guard(reload_mu);
+    ServiceManager* service = service_ptr.load();
+    if (service) service->reloading();
+    auto result = reload_config();
+    if (service)
+      service->reloaded(result ? result->message
+                               : "reload refused (the running configuration is kept): " + result.error().message);
+    return result;
+  };
+
   ops::Local local(ops::LocalDeps{&config, store->get(), &executor, &scheduler, &bus, &clock, &maintenance, true, reload});
   local_ptr = &local;
   http::Limits limits;
@@ -315,6 +352,32 @@ int run(const config::Config& config) {
                (*store)->node(), config::to_string(config.storage.backend), config.tasks.size(), data_dir,
                config.daemon.listen,
                config.daemon.token_file.empty() ? dir.generated_token() : config.daemon.token_file);
+
+  // systemd (Type=notify): READY=1 now that the API listens; STATUS= with
+  // the runs in flight and the last retention result, refreshed on the
+  // service manager's thread; no-ops without NOTIFY_SOCKET.
+  ServiceManager service([&] {
+    int running = 0, queued = 0;
+    for (const scheduler::TaskView& t : scheduler.tasks()) {
+      running += t.running;
+      queued += t.queued;
+    }
+    std::string text = std::to_string(running) + " run(s) running, " + std::to_string(queued) + " queued";
+    store::RunQuery query;
+    query.task = std::string(retention::kRetentionTask);
+    query.limit = 1;
+    if (auto last = (*store)->list_runs(query); last && !last->empty()) {
+      const store::Run& r = last->front();
+      text += "; last retention: " + std::string(store::to_string(r.status)) +
+              (r.message.empty() ? std::string() : ": " + r.message);
+    } else {
+      text += "; retention has not run yet";
+    }
+    const std::string problem = health();
+    return problem.empty() ? text : text + "; unhealthy: " + problem;
+  });
+  service.ready();
+  service_ptr = &service;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -401,6 +464,12 @@ int run(const config::Config& config) {
     if (sig != SIGHUP) break;
     if (auto r = reload(); !r) spdlog::error("SIGHUP: reload refused: {}", r.error().message);
   }
+  {
+    // No reload may report READY=1 after STOPPING=1.
+    std::lock_guard guard(reload_mu);
+    service_ptr = nullptr;
+  }
+  service.stopping(std::string(strsignal(sig)) + " received: stopping");
   spdlog::info("{} received: stopping (running runs get {})", strsignal(sig),
                format_duration(config.daemon.shutdown_timeout));
   local.stop();

@@ -4,6 +4,8 @@
 #include "runner/runner.h"
 
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -40,15 +42,22 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 constexpr std::string_view kSpawnIdName = "CRONKEEP_SPAWN_ID";
 
+// What a service manager gives the daemon alone: a task that inherited
+// them could speak for the daemon (sd_notify) or be taken for it.
+constexpr std::string_view kDaemonOnly[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"};
+
 // The daemon's environment, with `extra` added or replacing, and the
-// runner's own entry (kSpawnIdName) left out: the caller adds the run's.
+// runner's own entry (kSpawnIdName) and the service manager's (kDaemonOnly)
+// left out: the caller adds the run's.
 std::vector<std::string> build_environment(const std::map<std::string, std::string>& extra) {
   std::vector<std::string> out;
   for (char** e = environ; *e; ++e) {
     std::string_view entry(*e);
     const auto eq = entry.find('=');
-    if (eq != std::string_view::npos &&
-        (extra.count(std::string(entry.substr(0, eq))) || entry.substr(0, eq) == kSpawnIdName))
+    const std::string_view name = eq == std::string_view::npos ? entry : entry.substr(0, eq);
+    if (eq != std::string_view::npos && (extra.count(std::string(name)) || name == kSpawnIdName ||
+                                      std::find(std::begin(kDaemonOnly), std::end(kDaemonOnly), name) !=
+                                          std::end(kDaemonOnly)))
       continue;
     out.emplace_back(entry);
   }
@@ -81,6 +90,148 @@ int close_all_but_stdio(posix_spawn_file_actions_t* actions) {
     if (const int err = posix_spawn_file_actions_addclose(actions, fd); err != 0) return err;
   return 0;
 #endif
+}
+
+// Who a task with `user` runs as, looked up in the parent: the child of a
+// multithreaded daemon may only make async-signal-safe calls, and
+// initgroups (NSS) is not one, so the supplementary groups are computed
+// here (getgrouplist) and only set in the child (setgroups).
+struct Identity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  std::string name;
+  std::string home;
+};
+
+Result<Identity> resolve_identity(const std::string& user, const std::string& group) {
+  Identity id;
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  int err;
+  while ((err = ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE && buf.size() < (1u << 20))
+    buf.resize(buf.size() * 2);
+  if (err != 0) return fail(ErrorCode::io, "looking up user " + user + ": " + errno_text(err));
+  if (!found) return fail(ErrorCode::invalid_argument, "unknown user " + user);
+  id.uid = pw.pw_uid;
+  id.gid = pw.pw_gid;
+  id.name = pw.pw_name;
+  id.home = pw.pw_dir ? pw.pw_dir : "/";
+  if (!group.empty()) {
+    std::vector<char> gbuf(65536);
+    struct group gr{};
+    struct group* gfound = nullptr;
+    while ((err = ::getgrnam_r(group.c_str(), &gr, gbuf.data(), gbuf.size(), &gfound)) == ERANGE &&
+           gbuf.size() < (1u << 24))
+      gbuf.resize(gbuf.size() * 2);
+    if (err != 0) return fail(ErrorCode::io, "looking up group " + group + ": " + errno_text(err));
+    if (!gfound) return fail(ErrorCode::invalid_argument, "unknown group " + group);
+    id.gid = gr.gr_gid;
+  }
+  int n = 32;
+  id.groups.resize(static_cast<size_t>(n));
+  for (int tries = 0; tries < 8; ++tries) {
+    int got = n;
+    if (::getgrouplist(id.name.c_str(), id.gid, id.groups.data(), &got) >= 0) {
+      id.groups.resize(static_cast<size_t>(got));
+      return id;
+    }
+    n = std::max(got, n * 2);
+    id.groups.resize(static_cast<size_t>(n));
+  }
+  return fail(ErrorCode::io, "too many groups for user " + user);
+}
+
+// Which step of the child's set-up failed (fork_exec's report).
+enum class ChildStep : int { setup, groups, gid, uid, workdir, exec };
+
+std::string describe_step(ChildStep step, const Identity& id, const std::string& workdir) {
+  switch (step) {
+    case ChildStep::setup: return "setting up the child's descriptors and signals";
+    case ChildStep::groups: return "setting the supplementary groups of user " + id.name;
+    case ChildStep::gid: return "switching to group id " + std::to_string(id.gid);
+    case ChildStep::uid: return "switching to user " + id.name + " (the daemon must run as root)";
+    case ChildStep::workdir: return "entering workdir " + workdir + " as user " + id.name;
+    case ChildStep::exec: return "starting /bin/sh as user " + id.name;
+  }
+  return "starting the child";
+}
+
+// fork + exec for a task that runs as another user (posix_spawn cannot
+// change the user): the same child as posix_spawn's in Execution::start
+// (own process group, stdin /dev/null, stdout/stderr to the pipes, default
+// signals and an empty mask, every other descriptor closed), plus the
+// groups, the user, and workdir entered as that user. Between fork and
+// exec only async-signal-safe calls are made, on values prepared before.
+// A failure before exec is written to a close-on-exec pipe (step, errno),
+// so the parent reports it as start()'s error. Returns the pid or an error.
+Result<pid_t> fork_exec(const Identity& id, const std::string& workdir, int out_fd, int err_fd, char* const argv[],
+                        char* const envp[]) {
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return fail(ErrorCode::io, "pipe: " + errno_text(errno));
+  UniqueFd report_read(report[0]), report_write(report[1]);
+  const int report_fd = report_write.get();
+  rlimit files{};
+  int max_fd = 65536;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY)
+    max_fd = static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20));
+  const char* dir = workdir.c_str();
+  const gid_t* groups = id.groups.data();
+  const size_t ngroups = id.groups.size();
+
+  // Every signal blocked across fork, so no handler of the daemon's runs in
+  // the child before the child resets them.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    auto die = [report_fd](ChildStep step) {
+      const int what[2] = {static_cast<int>(step), errno};
+      [[maybe_unused]] ssize_t n = ::write(report_fd, what, sizeof what);
+      ::_exit(127);
+    };
+    if (::setpgid(0, 0) != 0) die(ChildStep::setup);
+    struct sigaction dfl{};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // SIGKILL/SIGSTOP refuse: fine
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) die(ChildStep::setup);
+    // Descriptors from 3 up go, but the report pipe (close-on-exec).
+#ifdef SYS_close_range
+    const bool ranged = ::syscall(SYS_close_range, 3u, static_cast<unsigned>(report_fd - 1), 0u) == 0 &&
+                        ::syscall(SYS_close_range, static_cast<unsigned>(report_fd + 1), ~0u, 0u) == 0;
+#else
+    const bool ranged = false;
+#endif
+    if (!ranged)
+      for (int fd = 3; fd < max_fd; ++fd)
+        if (fd != report_fd) ::close(fd);
+    if (::setgroups(ngroups, groups) != 0) die(ChildStep::groups);
+    if (::setgid(id.gid) != 0) die(ChildStep::gid);
+    if (::setuid(id.uid) != 0) die(ChildStep::uid);
+    if (::chdir(dir) != 0) die(ChildStep::workdir);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve("/bin/sh", argv, envp);
+    die(ChildStep::exec);
+  }
+  const int fork_err = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return fail(ErrorCode::io, "fork: " + errno_text(fork_err));
+  report_write.reset();
+  int what[2] = {0, 0};
+  ssize_t n;
+  do n = ::read(report_read.get(), what, sizeof what);
+  while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof what)) {
+    ::waitpid(pid, nullptr, 0);
+    return fail(ErrorCode::io, describe_step(static_cast<ChildStep>(what[0]), id, workdir) + ": " + errno_text(what[1]));
+  }
+  return pid;
 }
 
 // The entry that marks every process of one execution. Unique in the
@@ -173,6 +324,14 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
     return fail(ErrorCode::invalid_argument,
                 "workdir " + command.workdir + ": " + (command.workdir.empty() ? "not set" : errno_text(errno)));
   if (!S_ISDIR(st.st_mode)) return fail(ErrorCode::invalid_argument, "workdir " + command.workdir + ": not a directory");
+  if (command.user.empty() && !command.group.empty())
+    return fail(ErrorCode::invalid_argument, "group " + command.group + " needs a user");
+  std::optional<Identity> identity;
+  if (!command.user.empty()) {
+    auto id = resolve_identity(command.user, command.group);
+    if (!id) return tl::unexpected(id.error());
+    identity = std::move(*id);
+  }
 
   int fds[2], efds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return fail(ErrorCode::io, "pipe: " + errno_text(errno));
@@ -180,31 +339,14 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   if (::pipe2(efds, O_CLOEXEC) != 0) return fail(ErrorCode::io, "pipe: " + errno_text(errno));
   UniqueFd err_read(efds[0]), err_write(efds[1]);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
-  posix_spawn_file_actions_addchdir_np(&actions, command.workdir.c_str());
-  // Nothing but 0-2 reaches the task, whatever the daemon or a library left
-  // without O_CLOEXEC (an accepted socket, a database file): the last action
-  // closes every other descriptor in the child.
-  if (const int err = close_all_but_stdio(&actions); err != 0) {
-    posix_spawn_file_actions_destroy(&actions);
-    return fail(ErrorCode::io, "posix_spawn_file_actions: " + errno_text(err));
+  std::map<std::string, std::string> extra = command.env;
+  if (identity) {
+    // What login(1) and cron give a user's job, unless the task sets them.
+    extra.try_emplace("HOME", identity->home);
+    extra.try_emplace("USER", identity->name);
+    extra.try_emplace("LOGNAME", identity->name);
   }
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t no_signals, default_signals;
-  sigemptyset(&no_signals);
-  sigfillset(&default_signals);
-  posix_spawnattr_setsigmask(&attr, &no_signals);  // the daemon blocks signals; the child must not inherit that
-  posix_spawnattr_setsigdefault(&attr, &default_signals);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-  std::vector<std::string> env = build_environment(command.env);
+  std::vector<std::string> env = build_environment(extra);
   const std::string spawn_id = next_spawn_id();
   env.push_back(spawn_id);
   std::vector<char*> envp;
@@ -215,16 +357,48 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   char* argv[] = {sh.data(), dash_c.data(), cmd.data(), nullptr};
 
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp.data());
-  // glibc's posix_spawn returns once the child has exec'd (CLONE_VM |
-  // CLONE_VFORK), and the exec recorded the peak of the memory it shared
-  // with the daemon as the child's ru_maxrss. The daemon's peak now is at
-  // least that (peaks only grow).
   rusage self{};
-  ::getrusage(RUSAGE_SELF, &self);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return fail(ErrorCode::io, "cannot start /bin/sh in " + command.workdir + ": " + errno_text(rc));
+  if (identity) {
+    auto forked = fork_exec(*identity, command.workdir, write_end.get(), err_write.get(), argv, envp.data());
+    if (!forked) return tl::unexpected(forked.error());
+    pid = *forked;
+    // The child has exec'd (its report pipe closed): as below.
+    ::getrusage(RUSAGE_SELF, &self);
+  } else {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
+    posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
+    posix_spawn_file_actions_addchdir_np(&actions, command.workdir.c_str());
+    // Nothing but 0-2 reaches the task, whatever the daemon or a library left
+    // without O_CLOEXEC (an accepted socket, a database file): the last action
+    // closes every other descriptor in the child.
+    if (const int err = close_all_but_stdio(&actions); err != 0) {
+      posix_spawn_file_actions_destroy(&actions);
+      return fail(ErrorCode::io, "posix_spawn_file_actions: " + errno_text(err));
+    }
+
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t no_signals, default_signals;
+    sigemptyset(&no_signals);
+    sigfillset(&default_signals);
+    posix_spawnattr_setsigmask(&attr, &no_signals);  // the daemon blocks signals; the child must not inherit that
+    posix_spawnattr_setsigdefault(&attr, &default_signals);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp.data());
+    // glibc's posix_spawn returns once the child has exec'd (CLONE_VM |
+    // CLONE_VFORK), and the exec recorded the peak of the memory it shared
+    // with the daemon as the child's ru_maxrss. The daemon's peak now is at
+    // least that (peaks only grow).
+    ::getrusage(RUSAGE_SELF, &self);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) return fail(ErrorCode::io, "cannot start /bin/sh in " + command.workdir + ": " + errno_text(rc));
+  }
   write_end.reset();
   err_write.reset();
 

@@ -35,6 +35,13 @@ struct Command {
   std::string workdir;                      // absolute; must exist
   Millis timeout{0};                        // 0 = none
   Millis graceful_stop{5000};               // SIGTERM → SIGKILL delay
+  // Run as this user (requires a root daemon): the child sets the group
+  // (`group`, or the user's primary one), the user's supplementary groups
+  // and the user before exec, and gets HOME, USER and LOGNAME for it (unless
+  // `env` sets them); the working directory is entered as that user. Empty =
+  // as the daemon. The output pipes are the daemon's: the log files stay its.
+  std::string user;
+  std::string group;  // needs `user`
 };
 
 // Why the runner stopped a process before it ended by itself.
@@ -80,7 +87,9 @@ using OutputSink = std::function<void(std::string_view chunk, Stream stream)>;
 class Execution {
  public:
   // Spawns the command. Errors: invalid_argument when workdir is missing or
-  // not a directory; io when the pipe or the spawn fails (message says why).
+  // not a directory, or the user or group is unknown; io when the pipe or
+  // the spawn fails, or the child cannot take the user's identity (the
+  // daemon is not root) or enter workdir as that user (message says why).
   static Result<std::unique_ptr<Execution>> start(const Command& command);
 
   Execution(const Execution&) = delete;

@@ -583,6 +583,8 @@ void Scheduler::work(Launch run) {
     cmd.workdir = task.workdir.empty() ? options_.data_dir : task.workdir;
     cmd.timeout = task.policy.timeout;
     cmd.graceful_stop = task.policy.graceful_stop;
+    cmd.user = task.user;
+    cmd.group = task.group;
     auto started_exec = runner::Execution::start(cmd);
     if (!started_exec) fail_run("cannot start: " + started_exec.error().message);
     else exec = std::move(*started_exec);

@@ -75,7 +75,7 @@ check "validate lists the next three fires" test "$(grep -c 'next:' good.out)" -
 # 3. The daemon fires, records and captures; SIGTERM stops it cleanly.
 "$bin" daemon -c good.toml > daemon.log 2>&1 &
 daemon_pid=$!
-check "runs get recorded" wait_for 10 bash -c "'$bin' runs tick -c good.toml --json | grep -q '\"status\": \"succeeded\"'"
+check "runs get recorded" wait_for 30 bash -c "'$bin' runs tick -c good.toml --json | grep -q '\"status\": \"succeeded\"'"
 kill -TERM "$daemon_pid"
 set +e
 wait "$daemon_pid"
@@ -103,7 +103,7 @@ TOML
 sed -i "s/PORT/$(free_port)/" crash.toml
 "$bin" daemon -c crash.toml > crash.log 2>&1 &
 daemon_pid=$!
-check "a long run starts" wait_for 10 bash -c "'$bin' runs long -c crash.toml --json | grep -q '\"status\": \"running\"'"
+check "a long run starts" wait_for 30 bash -c "'$bin' runs long -c crash.toml --json | grep -q '\"status\": \"running\"'"
 kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
 daemon_pid=""
 # The run's shell and its sleep are orphans now; they hold no descriptor of
@@ -111,7 +111,7 @@ daemon_pid=""
 # daemon can bind the same port while they live on.
 "$bin" daemon -c crash.toml > crash2.log 2>&1 &
 daemon_pid=$!
-check "the killed run is crashed with exit code -2" wait_for 10 bash -c "'$bin' runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r and r[-1][\"exit_code\"]==-2'"
+check "the killed run is crashed with exit code -2" wait_for 30 bash -c "'$bin' runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r and r[-1][\"exit_code\"]==-2'"
 crashed=$("$bin" runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
 check "its partial log is kept" bash -c "'$bin' logs long $crashed -c crash.toml | grep -q partial"
 check "a second daemon on the same data directory is refused" bash -c "! '$bin' daemon -c crash.toml 2>/dev/null"
@@ -133,7 +133,7 @@ sed -i "s/PORT/$(free_port)/" maint.toml
 check "run without a daemon is refused" bash -c "! '$bin' run quick -c maint.toml 2>/dev/null"
 "$bin" daemon -c maint.toml > maint.log 2>&1 &
 daemon_pid=$!
-check "the daemon's API answers" wait_for 10 bash -c "'$bin' status -c maint.toml >/dev/null"
+check "the daemon's API answers" wait_for 30 bash -c "'$bin' status -c maint.toml >/dev/null"
 check "run --wait goes through the daemon and succeeds" bash -c "'$bin' run quick --wait -c maint.toml | grep -q succeeded"
 for i in 1 2 3; do "$bin" run quick --wait -c maint.toml > /dev/null; done
 check "purge --dry-run through the daemon deletes nothing" bash -c "'$bin' purge --older-than 0s --dry-run -c maint.toml | grep -q 'would purge 3 run'"
@@ -170,7 +170,7 @@ TOML
 sed -i "s/PORT/$(free_port)/" bytes.toml
 "$bin" daemon -c bytes.toml > bytes.log 2>&1 &
 daemon_pid=$!
-wait_for 10 bash -c "'$bin' status -c bytes.toml" || true
+wait_for 30 bash -c "'$bin' status -c bytes.toml" || true
 long_id=$("$bin" run long --wait --json -c bytes.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 many_id=$("$bin" run many --wait --json -c bytes.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 check "logs is byte-identical to the captured log (cmp)" bash -c "'$bin' logs long $long_id -c bytes.toml | cmp - data4/logs/long/*_$long_id.log"

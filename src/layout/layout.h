@@ -45,8 +45,9 @@ bool is_system_task_name(std::string_view name);
 // ---- paths --------------------------------------------------------------------
 
 // The suffixes of every file that belongs to one run's log ("" is the .log
-// itself). Order matters: a rotation renames the log to ".prev" before its
-// sidecars, so when ".prev" does not exist neither do the ".prev.*" after it.
+// itself). A rotation renames the log to ".prev" before its sidecars, and
+// remove_run_files removes ".prev" after them, so when ".prev" does not
+// exist neither does any ".prev.*".
 inline constexpr const char* kLogFileSuffixes[] = {"", ".idx", ".tidx", ".meta", ".prev", ".prev.idx", ".prev.tidx"};
 
 class DataDir {

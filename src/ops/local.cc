@@ -770,7 +770,8 @@ Result<CheckReport> Local::check(bool repair) {
         continue;
       }
       bool empty = true;
-      std::vector<std::string> orphans;
+      std::vector<std::string> orphans;                      // by the log they belong to
+      std::map<std::string, std::vector<fs::path>> orphan_files;  // the files found for each
       std::error_code ec2;
       for (const auto& file : fs::directory_iterator(entry.path(), ec2)) {
         empty = false;
@@ -790,16 +791,22 @@ Result<CheckReport> Local::check(bool repair) {
         if (known.count(rel) || tombstoned.count(rel)) continue;
         if (in_flight.count(layout::DataDir::run_id_of(base))) continue;
         if (std::find(orphans.begin(), orphans.end(), rel) == orphans.end()) orphans.push_back(rel);
+        orphan_files[rel].push_back(file.path());
       }
+      bool emptied = !orphans.empty();
       for (const std::string& rel : orphans) {
+        const bool has_log = fs::exists(s.dir.absolute(rel), ec2);
         bool fixed = false;
         if (repair) {
-          layout::Removal removal;
-          fixed = layout::remove_run_files(s.dir, {rel}, removal).front();
+          // Exactly the files found (named by the listing, inside this
+          // task's directory), whatever state an interrupted removal left.
+          fixed = true;
+          for (const fs::path& f : orphan_files[rel]) fixed = ::unlink(f.c_str()) == 0 && fixed;
         }
-        const bool has_log = fs::exists(s.dir.absolute(rel), ec2);
-        problem(has_log || fixed ? "orphan_log" : "orphan_sidecar", rel + " has no run", fixed);
+        problem(has_log ? "orphan_log" : "orphan_sidecar", rel + " has no run", fixed);
       }
+      // A directory the repair emptied goes too (rmdir refuses one that is not empty).
+      if (repair && emptied && !empty) ::rmdir(entry.path().c_str());
       if (empty) {
         const bool fixed = repair && ::rmdir(entry.path().c_str()) == 0;
         problem("empty_dir", rel_dir + " is empty", fixed);

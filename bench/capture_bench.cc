@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   const int reps = argc > 2 ? std::atoi(argv[2]) : 3;
   const std::string base = std::string(argc > 3 ? argv[3] : "/tmp") + "/cronkeep-capture-bench";
   fs::remove_all(base);
-  fs::create_directories(base);
+  fs::create_directories(base + "/logs");  // the daemon makes logs/; the writer its task directory
   const double mbytes = static_cast<double>(mb) * 1048576 / 1e6;
 
   std::vector<double> direct_s, cat_s, ck_s, ck_cpu, s6_s, svlogd_s, multilog_s;

@@ -133,7 +133,9 @@ int main(int argc, char** argv) {
   rusage self{};
   getrusage(RUSAGE_SELF, &self);
   const double cat = mbytes / median(cat_s), ck = mbytes / median(ck_s);
-  std::printf("capture of %ld MiB of ~100-byte lines, median of %d\n", mb, reps);
+  const char* line = std::getenv("CAPTURE_LINE");
+  std::printf("capture of %ld MiB of %s lines, median of %d\n", mb,
+              line && std::string(line) == "short" ? "2-byte" : "~100-byte", reps);
   std::printf("  producer > file (no capture)    : %7.0f MB/s  (reference: the producer's own ceiling)\n",
               mbytes / median(direct_s));
   std::printf("  cat > file                      : %7.0f MB/s\n", cat);

@@ -2,7 +2,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
+#include "events/events.h"
 #include "logs/logs.h"
 #include "test_util.h"
 
@@ -282,6 +284,62 @@ TEST_F(LogsTest, AMissingLogsDirectoryIsNeverMadeAgain) {
   ASSERT_FALSE(w);
   EXPECT_NE(w.error().message.find("cannot create log directory"), std::string::npos) << w.error().message;
   EXPECT_FALSE(fs::exists(dir_ / "logs"));
+}
+
+TEST_F(LogsTest, LinesCountedInBulkAreIndexedExactlyAsLineByLine) {
+  // With nobody following, runs of short lines are counted in bulk; with a
+  // viewer, line by line (each becomes an event). Both must write the same
+  // index: random short lines, long lines that get split, stream switches
+  // and new seconds, in random chunks.
+  std::mt19937 rng(20261126);
+  std::vector<std::tuple<std::string, Stream, TimePoint>> chunks;
+  TimePoint t = kT0;
+  Stream stream = Stream::out;
+  for (int c = 0; c < 400; ++c) {
+    std::string chunk;
+    const int lines = static_cast<int>(rng() % 3000);
+    for (int i = 0; i < lines; ++i) {
+      const unsigned kind = rng() % 1000;
+      const size_t len = kind == 0 ? 70'000 + rng() % 70'000 : kind < 10 ? rng() % 300 : rng() % 4;
+      chunk.append(len, static_cast<char>('a' + rng() % 26));
+      chunk += '\n';
+    }
+    chunk.append(rng() % 5, 'z');  // a partial line across chunks
+    if (rng() % 7 == 0) stream = stream == Stream::out ? Stream::err : Stream::out;
+    if (rng() % 5 == 0) t += Millis(700);
+    chunks.emplace_back(std::move(chunk), stream, t);
+  }
+  auto write = [&](const std::string& path, events::Bus* bus) {
+    WriterOptions o;
+    o.bus = bus;
+    auto w = LogWriter::create(path, o);
+    EXPECT_TRUE(w) << w.error().message;
+    for (const auto& [bytes, s, at] : chunks) (*w)->append(bytes, s, at);
+    EXPECT_TRUE((*w)->finalize(t));
+    return (*w)->stats().lines;
+  };
+  fs::create_directories(dir_ / "logs/t");
+  const int64_t bulk = write(dir_ / "logs/t/bulk.log", nullptr);
+  events::Bus bus;
+  auto viewer = bus.subscribe();
+  const int64_t one_by_one = write(dir_ / "logs/t/each.log", &bus);
+  EXPECT_EQ(bulk, one_by_one);
+  for (const char* suffix : {".log", ".log.idx", ".log.tidx"})
+    EXPECT_EQ(cronkeep::testing::read_file(dir_ / (std::string("logs/t/bulk") + suffix)),
+              cronkeep::testing::read_file(dir_ / (std::string("logs/t/each") + suffix)))
+        << suffix;
+  // And reads through that index find every line where it is.
+  ReadRequest r;
+  r.from_line = bulk / 2;
+  r.lines = 3;
+  auto a = read_log(dir_ / "logs/t/bulk.log", r);
+  auto b = read_log(dir_ / "logs/t/each.log", r);
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->lines.size(), b->lines.size());
+  for (size_t i = 0; i < a->lines.size(); ++i) {
+    EXPECT_EQ(a->lines[i].text, b->lines[i].text);
+    EXPECT_EQ(a->lines[i].stream, b->lines[i].stream);
+  }
 }
 
 TEST_F(LogsTest, APageIsBoundedInBytesAsWellAsLines) {

@@ -344,6 +344,38 @@ struct LogWriter::State {
     at_line_start = true;
   }
 
+  // The fast path of write_indexed: from `p` (a line start at file offset
+  // `offset`, same stream as the line before, no time record pending, no
+  // viewer), the complete lines that begin before the next index checkpoint
+  // is due (kCheckpointLines lines or kCheckpointBytes bytes) are counted
+  // in 64-byte blocks. Returns where the first line it did not count begins
+  // (p when it counted none): that line goes through begin_line as usual.
+  const char* count_lines(const char* p, const char* end, uint64_t offset) {
+    if (lines_since_checkpoint >= format::kCheckpointLines) return p;
+    const uint64_t allowed = format::kCheckpointLines - lines_since_checkpoint;
+    const uint64_t byte_room =
+        offset_at_checkpoint + format::kCheckpointBytes > offset ? offset_at_checkpoint + format::kCheckpointBytes - offset : 0;
+    // Below kMaxLineBytes, no line counted here can need splitting.
+    const size_t limit = static_cast<size_t>(
+        std::min<uint64_t>({static_cast<uint64_t>(end - p), byte_room, static_cast<uint64_t>(kMaxLineBytes - 1)}));
+    constexpr size_t kBlock = 64;
+    uint64_t n = 0;
+    const char* q = p;
+    while (static_cast<size_t>(q - p) + kBlock <= limit) {
+      unsigned c = 0;
+      for (size_t i = 0; i < kBlock; ++i) c += q[i] == '\n';
+      if (n + c > allowed) break;
+      n += c;
+      q += kBlock;
+    }
+    if (n == 0) return p;
+    const char* last = static_cast<const char*>(::memrchr(p, '\n', static_cast<size_t>(q - p)));
+    line += static_cast<int64_t>(n);
+    stats->lines += static_cast<int64_t>(n);
+    lines_since_checkpoint += n;
+    return last + 1;
+  }
+
   // Writes bytes that fit (no cap decisions here) and indexes them.
   void write_indexed(std::string_view bytes, char stream, TimePoint now) {
     if (bytes.empty()) return;
@@ -362,6 +394,15 @@ struct LogWriter::State {
     const char* p = bytes.data();
     const char* end = p + bytes.size();
     while (p < end) {
+      if (!keep_text && at_line_start && stream == prev_stream && !pending_time) {
+        // Nobody follows the run: runs of short lines between two index
+        // checkpoints are counted in bulk, not one line at a time.
+        const char* q = count_lines(p, end, file_bytes + static_cast<uint64_t>(p - bytes.data()));
+        if (q != p) {
+          p = q;
+          continue;
+        }
+      }
       if (at_line_start) begin_line(file_bytes + static_cast<uint64_t>(p - bytes.data()), stream);
       const size_t room = kMaxLineBytes - line_len;
       const size_t avail = static_cast<size_t>(end - p);

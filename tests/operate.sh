@@ -5,6 +5,7 @@
 # runs in flight go on, a changed listen refused), each reload recorded.
 # Usage: operate.sh PATH/TO/cronkeep
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=$(realpath "$1")
 work=$(mktemp -d /tmp/cronkeep-operate-XXXXXX)
 daemon_pid=""
@@ -15,18 +16,6 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 failures=0
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@"; then echo "ok   - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
-}
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.1
-  done
-}
 port=$(free_port)
 start_daemon() {
   "$bin" daemon -c c.toml >> daemon.log 2>&1 &

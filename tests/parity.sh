@@ -5,6 +5,7 @@
 # sizes that legitimately move between the two runs are masked.
 # Usage: parity.sh PATH/TO/cronkeep
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=$(realpath "$1")
 work=$(mktemp -d /tmp/cronkeep-parity-XXXXXX)
 daemon_pid=""
@@ -15,14 +16,6 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 failures=0
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.1
-  done
-}
 start_daemon() {
   "$bin" daemon -c p.toml >> daemon.log 2>&1 &
   daemon_pid=$!

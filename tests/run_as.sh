@@ -7,6 +7,7 @@
 # with a task that sets `user`. Needs root (skipped, 77, otherwise).
 # Usage: run_as.sh PATH/TO/cronkeep
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=$(realpath "$1")
 [ "$(id -u)" -eq 0 ] || { echo "skip: needs root"; exit 77; }
 work=$(mktemp -d /tmp/cronkeep-runas-XXXXXX)
@@ -19,17 +20,6 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 failures=0
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@"; then echo "ok   - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
-}
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.1
-  done
-}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 write_config() {  # write_config EXTRA_TOML (it starts at line 13)
   cat > c.toml <<TOML

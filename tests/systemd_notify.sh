@@ -8,6 +8,7 @@
 # and no task sees NOTIFY_SOCKET or WATCHDOG_*.
 # Usage: systemd_notify.sh PATH/TO/cronkeep
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bin=$(realpath "$1")
 work=$(mktemp -d /tmp/cronkeep-sdnotify-XXXXXX)
 daemon_pid=""
@@ -20,17 +21,6 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 failures=0
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@"; then echo "ok   - $what"; else echo "FAIL - $what"; failures=$((failures + 1)); fi
-}
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.1
-  done
-}
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 # The receiver: one line per message (fields joined by '|'), with the

@@ -486,6 +486,17 @@ TEST(ConfigTasks, EnabledIsABoolean) {
   EXPECT_TRUE(contains(p.message, "expected true or false")) << p.message;
 }
 
+TEST(ConfigTasks, NodesPinATaskToNamedNodes) {
+  Config c = parse_ok("[tasks.t]\ncron = \"@daily\"\nrun = \"date\"\nnodes = [\"a\", \"b-2\"]\n");
+  EXPECT_EQ(c.tasks[0].nodes, (std::vector<std::string>{"a", "b-2"}));
+  for (const char* bad : {"[]", "[\"..\"]", "[\"a\", \"\"]", "\"a\""}) {
+    SCOPED_TRACE(bad);
+    Problem p = one_problem(std::string("[tasks.t]\ncron = \"@daily\"\nrun = \"date\"\nnodes = ") + bad + "\n");
+    EXPECT_EQ(p.key, "tasks.t.nodes");
+    EXPECT_EQ(p.line, 4);
+  }
+}
+
 TEST(ConfigTasks, RunMustBeANonEmptyString) {
   for (const char* run : {"\"\"", "\"   \"", "42", "[\"ls\", \"-l\"]"}) {
     SCOPED_TRACE(run);

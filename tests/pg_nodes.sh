@@ -3,7 +3,7 @@
 # directories) share the database given by CRONKEEP_TEST_PG_URL (run this
 # through tests/with_pg.sh). Checks that
 #   1. every fire (task, scheduled_at) of `@every 1s` tasks is recorded exactly
-#      once, and both nodes ran some;
+#      once, and both nodes ran some; a task pinned to b ran on b only;
 #   2. a second process under a node name in use is refused (exit 1);
 #   3. `cronkeep nodes` and GET /api/nodes list both nodes; a run's log is
 #      readable through the other node's API and CLI (forwarded);
@@ -51,7 +51,12 @@ run = "echo tick-output"
 
 [tasks.tock]
 cron = "@every 1s"
-run = "sleep 0.3"
+run = "echo tock-output; sleep 0.3"
+
+[tasks.pinned]
+cron = "@every 1s"
+run = "true"
+nodes = ["b"]
 
 [tasks.long]
 cron = "@every 1s"
@@ -91,6 +96,10 @@ check "no fire recorded twice" test "$dups" -eq 0
 check "fires were recorded (>= 2 per second per task)" test "$fires" -ge $((2 * (seconds - 2)))
 check "node a ran some" test "$by_a" -gt 0
 check "node b ran some" test "$by_b" -gt 0
+pinned_b=$(sql "SELECT COUNT(*) FROM runs WHERE task = 'pinned' AND node = 'b'")
+pinned_other=$(sql "SELECT COUNT(*) FROM runs WHERE task = 'pinned' AND node <> 'b'")
+check "the task pinned to b ran on b ($pinned_b) and nowhere else ($pinned_other)" \
+  test "$pinned_b" -ge $((seconds - 2)) -a "$pinned_other" -eq 0
 # Every second of the window has one fire per task: no fire lost between nodes.
 gaps=$(sql "SELECT COUNT(*) FROM (SELECT scheduled_at - LAG(scheduled_at) OVER (ORDER BY scheduled_at) AS d
             FROM runs WHERE task = 'tick') g WHERE d > 1000")
@@ -104,11 +113,13 @@ curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port_b/api/nodes"
 check "GET /api/nodes lists both" python3 -c "
 import json; n = json.load(open('nodes.json'))['nodes']; assert sorted(x['name'] for x in n) == ['a', 'b'], n"
 
-b_run=$(sql "SELECT id FROM runs WHERE node = 'b' AND task = 'tick' AND status = 'succeeded' ORDER BY id LIMIT 1")
-"$bin" logs tick "$b_run" -c a.toml > forwarded.out 2>&1 || true
-check "node b's log read through node a's CLI (run $b_run)" grep -q tick-output forwarded.out
-curl -fsS "http://127.0.0.1:$port_a/api/tasks/tick/runs/$b_run/log" > forwarded.json || true
-check "node b's log read through node a's API" grep -q tick-output forwarded.json
+# A run of b's with output (tick or tock, whichever b was offered first).
+read -r b_task b_run < <(sql "SELECT task || ' ' || id FROM runs WHERE node = 'b' AND task IN ('tick','tock')
+                              AND status = 'succeeded' ORDER BY id LIMIT 1" | tr -s ' ')
+"$bin" logs "$b_task" "$b_run" -c a.toml > forwarded.out 2>&1 || true
+check "node b's log read through node a's CLI ($b_task run $b_run)" grep -q "$b_task-output" forwarded.out
+curl -fsS "http://127.0.0.1:$port_a/api/tasks/$b_task/runs/$b_run/log" > forwarded.json || true
+check "node b's log read through node a's API" grep -q "$b_task-output" forwarded.json
 
 # 4. Kill a: after the lease b declares it dead; its in-flight runs crash.
 long_a=$(sql "SELECT COUNT(*) FROM runs WHERE node = 'a' AND status = 'running'")

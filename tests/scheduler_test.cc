@@ -59,7 +59,7 @@ class SchedulerTest : public ::testing::Test {
     scheduler_ = std::make_unique<Scheduler>(
         config_, *store_, clock_,
         Options{dir_.path(), shutdown_timeout, 42, std::move(system), nullptr,
-                [this] { return Millis(to_unix_ms(clock_.now()) - stepped_ms_.load()); }});
+                [this] { return Millis(to_unix_ms(clock_.now()) - stepped_ms_.load()); }, node_});
     auto st = scheduler_->start();
     ASSERT_TRUE(st) << st.error().message;
   }
@@ -101,6 +101,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::string node_ = "a";  // this scheduler's node name
   FakeClock clock_;
   std::atomic<int64_t> stepped_ms_{0};
   std::unique_ptr<store::Store> store_;
@@ -390,6 +391,50 @@ TEST_F(SchedulerTest, JitterDelaysTheStartButNotTheNominalTime) {
   auto r = runs("j");
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].scheduled_at, kT0 + 1min);
+}
+
+TEST_F(SchedulerTest, WithAnotherLiveNodeFiresAreSharedAndTheOthersAreClaimedAfterTheGrace) {
+  // Node b never claims here (it is only named): the fires offered to b
+  // first are claimed by a kClaimGrace late, as when b is dead or slow.
+  add_task("t", "@every 1s", "true");
+  start();
+  scheduler_->set_peers({"a", "b"});
+  int first = 0, after_grace = 0;
+  for (int i = 1; i <= 20; ++i) {
+    at(Millis(i * 1000));
+    const size_t now = runs("t").size();
+    at(Millis(i * 1000) + Scheduler::kClaimGrace - 1ms);
+    ASSERT_EQ(runs("t").size(), now) << "nothing between the first claim and the grace";
+    at(Millis(i * 1000) + Scheduler::kClaimGrace);
+    ASSERT_EQ(runs("t").size(), static_cast<size_t>(i)) << "every fire claimed by the grace";
+    (now == static_cast<size_t>(i) ? first : after_grace)++;
+  }
+  settle();
+  EXPECT_GE(first, 4) << "node a is offered some fires first";
+  EXPECT_GE(after_grace, 4) << "node b is offered some fires first";
+  for (const store::Run& r : runs("t")) EXPECT_EQ(r.status, RunStatus::succeeded);
+
+  // Alone again: every fire at once.
+  scheduler_->set_peers({"a"});
+  for (int i = 21; i <= 25; ++i) {
+    at(Millis(i * 1000));
+    EXPECT_EQ(runs("t").size(), static_cast<size_t>(i));
+  }
+}
+
+TEST_F(SchedulerTest, APinnedTaskFiresOnlyOnItsNodesAndRunsNowAnywhere) {
+  add_task("elsewhere", "@every 1s", "true").nodes = {"b"};
+  add_task("here", "@every 1s", "true").nodes = {"b", "a"};
+  start();
+  scheduler_->set_peers({"a", "b"});
+  for (int i = 1; i <= 5; ++i) at(Millis(i * 1000) + Scheduler::kClaimGrace);
+  settle();
+  EXPECT_TRUE(runs("elsewhere").empty());
+  EXPECT_EQ(runs("here").size(), 5u);
+  EXPECT_FALSE(scheduler_->tasks()[0].next_fire);
+  ASSERT_TRUE(scheduler_->run_now("elsewhere"));
+  settle();
+  EXPECT_EQ(runs("elsewhere", RunStatus::succeeded).size(), 1u);
 }
 
 TEST_F(SchedulerTest, RunNowStartsAManualRunAndRefusesUnknownTasks) {

@@ -546,6 +546,21 @@ constexpr KeySpec<Task> kTaskKeys[] = {
     {"env", read_env},
     {"workdir", [](auto& r, auto& n, auto& k, auto& t) { r.path(n, k, Empty::allowed, t.workdir); }},
     {"enabled", [](auto& r, auto& n, auto& k, auto& t) { r.boolean(n, k, t.enabled); }},
+    {"nodes",
+     [](auto& r, auto& n, auto& k, auto& t) {
+       if (const auto* arr = n.as_array(); arr && arr->empty()) {
+         r.add(n.source(), k, "an empty list pins the task to no node; remove the key, or set enabled = false");
+         return;
+       }
+       std::vector<std::string> nodes;
+       r.string_list(n, k, {}, "node", nodes);
+       for (const std::string& name : nodes)
+         if (!valid_task_name(name)) {
+           r.add(n.source(), k, "invalid node name \"" + name + "\" (letters, digits, '.', '_', '-'; at most 128)");
+           return;
+         }
+       t.nodes = std::move(nodes);
+     }},
     {"user",
      [](auto& r, auto& n, auto& k, auto& t) {
        if (r.account(n, k, "user", t.user))
@@ -933,8 +948,8 @@ std::string Problem::to_string() const {
 bool valid_task_name(std::string_view name) { return layout::valid_task_name(name); }
 
 bool same_settings(const Task& a, const Task& b) {
-  return std::tie(a.name, a.cron, a.run, a.timezone, a.env, a.workdir, a.enabled, a.user, a.group, a.policy) ==
-         std::tie(b.name, b.cron, b.run, b.timezone, b.env, b.workdir, b.enabled, b.user, b.group, b.policy);
+  return std::tie(a.name, a.cron, a.run, a.timezone, a.env, a.workdir, a.enabled, a.nodes, a.user, a.group, a.policy) ==
+         std::tie(b.name, b.cron, b.run, b.timezone, b.env, b.workdir, b.enabled, b.nodes, b.user, b.group, b.policy);
 }
 
 tl::expected<Config, Problems> parse_config(std::string_view text, std::string_view file_name) {

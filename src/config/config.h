@@ -71,6 +71,9 @@ struct Task {
   std::map<std::string, std::string> env;  // added to the daemon's environment
   std::string workdir;     // absolute after loading; empty = the data_dir
   bool enabled = true;     // false: never fires on its own (run now still works)
+  // Pinned: fires on its own only on these nodes ([daemon] node names);
+  // empty = on any node. Run now works on every node.
+  std::vector<std::string> nodes;
   // Run as this user (and group): the daemon must run as root. Empty = as the
   // daemon. `group` (needs `user`) replaces the user's primary group;
   // supplementary groups are the user's (initgroups). load_config() refuses a

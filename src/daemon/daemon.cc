@@ -219,7 +219,21 @@ int run(const config::Config& config) {
   events::Bus bus;
   scheduler::Options options{data_dir, config.daemon.shutdown_timeout, 0,
                              system_tasks(config, **store, executor, clock), &bus};
+  options.node = ops::node_name(config);
   scheduler::Scheduler scheduler(config, **store, clock, std::move(options));
+  // Fires are spread over the live nodes from the first one on.
+  auto share_peers = [&](TimePoint now) {
+    auto nodes = (*store)->list_nodes();
+    if (!nodes) {
+      spdlog::warn("listing nodes: {}", nodes.error().message);
+      return;
+    }
+    std::vector<std::string> live;
+    for (const store::NodeInfo& n : *nodes)
+      if (!n.dead_at && n.heartbeat_at >= now - lease) live.push_back(n.name);
+    scheduler.set_peers(std::move(live));
+  };
+  share_peers(started_at);
   if (auto st = scheduler.start(); !st) {
     spdlog::error("cannot start the scheduler: {}", st.error().message);
     return 1;
@@ -448,6 +462,7 @@ int run(const config::Config& config) {
         for (const std::string& name : *dead)
           spdlog::warn("node {} stopped heartbeating (lease {}): declared dead, its in-flight runs marked crashed",
                        name, format_duration(lease));
+        share_peers(now);
       }
       if (std::chrono::steady_clock::now() >= next_replay) {
         next_replay = std::chrono::steady_clock::now() + std::chrono::minutes(1);

@@ -106,7 +106,63 @@ void Scheduler::add_task(const config::Task& task, int order, const std::vector<
 }
 
 bool Scheduler::fires_on_its_own(const TaskState& ts) const {
-  return ts.schedule && !ts.removed && !ts.paused && ts.task->enabled;
+  const auto& pinned = ts.task->nodes;
+  return ts.schedule && !ts.removed && !ts.paused && ts.task->enabled &&
+         (pinned.empty() || std::find(pinned.begin(), pinned.end(), options_.node) != pinned.end());
+}
+
+namespace {
+
+// Rendezvous weight of `node` for one fire of `task`: FNV-1a over the three,
+// then a 64-bit finalizer so that near keys spread. Stable across processes
+// and builds: every node computes the same winner.
+uint64_t rendezvous_weight(std::string_view task, TimePoint fire, std::string_view node) {
+  uint64_t h = 14695981039346656037ull;
+  auto mix = [&](std::string_view bytes) {
+    for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;  // separator
+  };
+  mix(task);
+  mix(std::to_string(to_unix_ms(fire)));
+  mix(node);
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+}  // namespace
+
+Millis Scheduler::claim_delay(const TaskState& ts, TimePoint fire) const {
+  const auto& pinned = ts.task->nodes;
+  const std::string* first = nullptr;
+  uint64_t best = 0;
+  for (const std::string& node : peers_) {
+    if (!pinned.empty() && std::find(pinned.begin(), pinned.end(), node) == pinned.end()) continue;
+    const uint64_t w = rendezvous_weight(ts.task->name, fire, node);
+    if (!first || w > best || (w == best && node < *first)) {
+      first = &node;
+      best = w;
+    }
+  }
+  return first && *first != options_.node ? kClaimGrace : Millis(0);
+}
+
+void Scheduler::set_peers(std::vector<std::string> live) {
+  std::sort(live.begin(), live.end());
+  live.erase(std::unique(live.begin(), live.end()), live.end());
+  if (!live.empty() && !std::binary_search(live.begin(), live.end(), options_.node)) {
+    live.push_back(options_.node);  // this node is alive, whatever the table said
+    std::sort(live.begin(), live.end());
+  }
+  std::lock_guard lock(mu_);
+  if (live == peers_) return;
+  peers_ = std::move(live);
+  for (TaskState& ts : tasks_)
+    if (ts.next_fire) ts.next_due = *ts.next_fire + ts.jitter + claim_delay(ts, *ts.next_fire);
+  wake_.notify_all();
 }
 
 Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options)
@@ -248,12 +304,12 @@ void Scheduler::schedule_next(size_t t, TimePoint after) {
   TaskState& ts = tasks_[t];
   ts.next_fire = fires_on_its_own(ts) ? ts.schedule->next_fire(after, ts.zone) : std::nullopt;
   if (!ts.next_fire) return;
-  Millis jitter{0};
+  ts.jitter = Millis(0);
   if (ts.task->policy.jitter.count() > 0) {
     std::uniform_int_distribution<int64_t> dist(0, ts.task->policy.jitter.count());
-    jitter = Millis(dist(rng_));
+    ts.jitter = Millis(dist(rng_));
   }
-  ts.next_due = *ts.next_fire + jitter;
+  ts.next_due = *ts.next_fire + ts.jitter + claim_delay(ts, *ts.next_fire);
 }
 
 void Scheduler::handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs) {

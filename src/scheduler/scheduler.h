@@ -33,6 +33,11 @@
 //   - every fire of the schedule (to run, catch up, skip or miss) is claimed
 //     through store::Store::claim_fire; a fire another node claimed is left
 //     to it: nothing is recorded or run here (several nodes, one database);
+//   - several live nodes (set_peers): each fire is offered first to one of
+//     them, chosen by rendezvous hashing of (task, fire, node), so fires
+//     spread evenly; the others claim it kClaimGrace later, which claims
+//     nothing unless that node is dead or late. A task with `nodes` fires
+//     only on the nodes it names, and only they are candidates;
 //   - a task that does not fire on its own: `enabled = false`, no `cron`
 //     (on demand only), or paused (set_paused, kept in the store across
 //     restarts). Run-now works for all three. A paused or disabled task
@@ -106,6 +111,9 @@ struct Options {
   // does, so a resume is not taken for a step. Tests pass one that follows
   // their FakeClock and step the FakeClock alone.
   std::function<Millis()> steady = {};
+  // This node's name (config `[daemon] node`): a task pinned with `nodes`
+  // fires on its own only on the nodes it names.
+  std::string node = {};
 };
 
 // What the CLI and the API show about a task.
@@ -224,6 +232,13 @@ class Scheduler {
   // its data directory moved or deleted.
   void set_blocked(std::optional<std::string> reason);
 
+  // The nodes alive now (this one included; any order), from the daemon's
+  // heartbeat thread. Fires due after the call are offered as the policy
+  // above says; an empty list or this node alone: every fire at once.
+  void set_peers(std::vector<std::string> live);
+  // How much later than the first candidate the other live nodes claim a fire.
+  static constexpr Millis kClaimGrace{500};
+
   // True while a retry of the chain that `first_run_id` began is waiting
   // (its timer, or queued for a slot). For run-now callers that wait for a
   // chain's final attempt.
@@ -251,7 +266,8 @@ class Scheduler {
     bool removed = false;  // gone from the configuration by a reload; runs in flight finish
     std::optional<TimePoint> resumed_at;  // catch-up after a restart starts here
     std::optional<TimePoint> next_fire;  // nominal
-    TimePoint next_due{};                // nominal + jitter
+    Millis jitter{0};                    // drawn for next_fire
+    TimePoint next_due{};                // nominal + jitter (+ kClaimGrace when another node goes first)
     int running = 0;
     std::deque<Launch> queue;
     std::function<Result<std::string>(int64_t)> body;  // set for system tasks
@@ -269,6 +285,8 @@ class Scheduler {
   void notice_clock_step(TimePoint now, Millis steady);
   void schedule_next(size_t t, TimePoint after);
   bool fires_on_its_own(const TaskState& ts) const;
+  // kClaimGrace when another live candidate node is offered `fire` first.
+  Millis claim_delay(const TaskState& ts, TimePoint fire) const;
   void add_task(const config::Task& task, int order, const std::vector<store::TaskPause>& pauses);
   void fire_due(TimePoint now, Millis steady);
   void fire(size_t t, TimePoint nominal, store::Trigger trigger);
@@ -319,6 +337,7 @@ class Scheduler {
   std::map<int64_t, std::shared_ptr<Active>> active_;  // running runs by id
   std::vector<RetryTimer> retries_;
   std::mt19937_64 rng_;
+  std::vector<std::string> peers_;  // set_peers(), sorted
   int workers_ = 0;
   Lateness lateness_;
   Counters counters_;

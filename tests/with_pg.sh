@@ -49,13 +49,22 @@ chmod 755 "$dir"
 
 "${as_pg[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale --no-sync >"$dir/initdb.log" 2>&1 ||
   { cat "$dir/initdb.log" >&2; exit 1; }
-"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-  -o "-c listen_addresses='' -c unix_socket_directories='$dir' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-  start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
+# In the cluster's own configuration, so that a test may stop and start it
+# again (tests/pg_outage.sh) with the same settings.
+cat >> "$dir/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$dir'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+CONF
+"${as_pg[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 start >/dev/null ||
+  { cat "$dir/server.log" >&2; exit 1; }
 "${as_pg[@]}" "$bin/createdb" -h "$dir" -U postgres cronkeep_test
 
 export CRONKEEP_TEST_PG_URL="postgresql:///cronkeep_test?host=$dir&user=postgres"
-export CRONKEEP_TEST_PG_DIR="$dir"
+export CRONKEEP_TEST_PG_DIR="$dir"  # the cluster is $dir/data, its log $dir/server.log
 set +e
 "$@"
 rc=$?

@@ -360,7 +360,19 @@ std::optional<TimePoint> Scheduler::tick() {
     // disk) rolls the rows back, and a run must never start without its row.
     TickBatch batch;
     batch_ = &batch;
-    Status st = store_.write_batch([&] { fire_due(now, steady); });
+    bool ran = false;
+    Status st = store_.write_batch([&] {
+      ran = true;
+      fire_due(now, steady);
+    });
+    if (!st && !ran) {
+      // The transaction could not even begin (the database server is away):
+      // take the due fires without writing, so that they are recorded as
+      // missed later and the loop does not spin on them.
+      refused_ = &st.error();
+      fire_due(now, steady);
+      refused_ = nullptr;
+    }
     batch_ = nullptr;
     if (st) {
       for (const Launch& l : batch.launches) start_or_queue(l);
@@ -474,6 +486,7 @@ Result<int64_t> Scheduler::insert(size_t t, Trigger trigger, std::optional<TimeP
   row.created_at = clock_.now();
   if (store::is_terminal(status)) row.finished_at = row.created_at;
   row.message = std::move(message);
+  if (refused_) return tl::unexpected(*refused_);
   // A fire of the schedule (run, caught up, skipped or missed alike) is
   // claimed, so among nodes sharing a database exactly one records and runs
   // it; the others record nothing. Manual runs and retries are not fires.
@@ -781,8 +794,9 @@ void Scheduler::flush_unrecorded(TimePoint now) {
     row.created_at = now;
     row.finished_at = now;
     row.message = "fire missed: it could not be recorded when due (" + f.why + ")";
-    if (auto id = store_.insert_run(row); !id) {
-      write_problem_ = "cannot record runs: " + id.error().message;
+    // Claimed like any fire: a node that could write meanwhile may have run it.
+    if (auto claim = store_.claim_fire(row); !claim) {
+      write_problem_ = "cannot record runs: " + claim.error().message;
       return;
     }
     unrecorded_fires_.erase(unrecorded_fires_.begin());

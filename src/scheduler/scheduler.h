@@ -364,6 +364,8 @@ class Scheduler {
     std::vector<RetryTimer> retries;
   };
   TickBatch* batch_ = nullptr;
+  // During a tick whose transaction could not begin: insert() returns it.
+  const Error* refused_ = nullptr;
   bool stopping_ = false;
   // The wall and steady clocks at the last tick, to notice steps.
   std::optional<std::pair<TimePoint, Millis>> clock_ref_;

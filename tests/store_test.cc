@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "base/clock.h"
 #include "store/store.h"
 #include "pg_test_util.h"
 #include "test_util.h"
@@ -127,7 +128,7 @@ TEST_P(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   store_.reset();
   auto again = open();
   ASSERT_TRUE(again) << again.error().message;
-  const std::string latest = GetParam() == Backend::sqlite ? "5" : "2";
+  const std::string latest = GetParam() == Backend::sqlite ? "5" : "3";
   EXPECT_EQ(query("SELECT COUNT(*) FROM schema_migrations"), latest);  // one row per migration
   EXPECT_EQ(query("SELECT MAX(version) FROM schema_migrations"), latest);
 }
@@ -406,6 +407,21 @@ TEST_F(PgNodesTest, TheSecondProcessWithANameIsRefusedWhileTheFirstIsAlive) {
   EXPECT_EQ(st.error().code, ErrorCode::conflict);
   // Once the first one's lease ran out, a restarted node takes the name.
   EXPECT_TRUE(twin->heartbeat("h:2", at(200), at(200), 30s));
+}
+
+TEST_F(PgNodesTest, EachHeartbeatMeasuresTheNodesClockAgainstTheServers) {
+  const TimePoint real = cronkeep::SystemClock().now();
+  ASSERT_TRUE(a_->heartbeat("h:1", real, real + 5s, 30s));  // a's clock runs 5 s ahead
+  ASSERT_TRUE(b_->heartbeat("h:2", real, real, 30s));
+  auto nodes = a_->list_nodes();
+  ASSERT_TRUE(nodes) << nodes.error().message;
+  ASSERT_EQ(nodes->size(), 2u);
+  ASSERT_TRUE((*nodes)[0].clock_offset_ms && (*nodes)[1].clock_offset_ms);
+  EXPECT_NEAR(static_cast<double>(*(*nodes)[0].clock_offset_ms), 5000.0, 1000.0);
+  EXPECT_NEAR(static_cast<double>(*(*nodes)[1].clock_offset_ms), 0.0, 1000.0);
+  // The next heartbeat measures again.
+  ASSERT_TRUE(a_->heartbeat("h:1", real, cronkeep::SystemClock().now(), 30s));
+  EXPECT_NEAR(static_cast<double>(*(*a_->list_nodes())[0].clock_offset_ms), 0.0, 1000.0);
 }
 
 TEST_F(PgNodesTest, ANodeThatLeftCleanlyFreesItsNameAtOnce) {

@@ -496,13 +496,17 @@ int cmd_nodes(const std::string& config_path, bool as_json) {
     return kOk;
   }
   const TimePoint now = SystemClock().now();
-  std::cout << fmt::format("{:<24} {:<22} {:<26} {:>9}  {}\n", "NODE", "API", "LAST HEARTBEAT", "IN FLIGHT", "STATE");
+  std::cout << fmt::format("{:<24} {:<22} {:<26} {:>9} {:>10}  {}\n", "NODE", "API", "LAST HEARTBEAT", "IN FLIGHT",
+                           "CLOCK", "STATE");
   for (const store::NodeInfo& n : *nodes) {
     const std::string ago = format_duration(std::max(Millis(0), std::chrono::duration_cast<Millis>(now - n.heartbeat_at)));
     const std::string state = n.dead_at ? "dead (declared by " + n.declared_dead_by + " at " + or_dash(n.dead_at) + ")"
                                         : ago + " ago";
-    std::cout << fmt::format("{:<24} {:<22} {:<26} {:>9}  {}\n", n.name, n.api_address.empty() ? "-" : n.api_address,
-                             format_rfc3339(n.heartbeat_at), n.in_flight, state);
+    // The node's clock against the database server's, at its last heartbeat.
+    const std::string clock = n.clock_offset_ms ? fmt::format("{:+} ms", *n.clock_offset_ms) : "-";
+    std::cout << fmt::format("{:<24} {:<22} {:<26} {:>9} {:>10}  {}\n", n.name,
+                             n.api_address.empty() ? "-" : n.api_address, format_rfc3339(n.heartbeat_at), n.in_flight,
+                             clock, state);
   }
   return kOk;
 }

@@ -40,6 +40,8 @@ namespace {
 constexpr auto kCheckpointEvery = std::chrono::seconds(5);
 constexpr auto kWalCheckEvery = std::chrono::seconds(1);
 constexpr int64_t kWalCheckpointBytes = 16 << 20;
+// A node clock further than this from the database server's is warned about.
+constexpr Millis kClockSkewWarning{1000};
 
 retention::CompactMode compact_mode(config::Vacuum v) {
   switch (v) {
@@ -220,8 +222,11 @@ int run(const config::Config& config) {
   scheduler::Options options{data_dir, config.daemon.shutdown_timeout, 0,
                              system_tasks(config, **store, executor, clock), &bus};
   options.node = ops::node_name(config);
+  const std::string this_node = options.node;
   scheduler::Scheduler scheduler(config, **store, clock, std::move(options));
-  // Fires are spread over the live nodes from the first one on.
+  // Fires are spread over the live nodes from the first one on. A clock off
+  // the server's by more than a second is reported once (and its return).
+  bool clock_off = false;
   auto share_peers = [&](TimePoint now) {
     auto nodes = (*store)->list_nodes();
     if (!nodes) {
@@ -229,8 +234,17 @@ int run(const config::Config& config) {
       return;
     }
     std::vector<std::string> live;
-    for (const store::NodeInfo& n : *nodes)
+    for (const store::NodeInfo& n : *nodes) {
       if (!n.dead_at && n.heartbeat_at >= now - lease) live.push_back(n.name);
+      if (n.name != this_node || !n.clock_offset_ms) continue;
+      const bool off = std::abs(*n.clock_offset_ms) > kClockSkewWarning.count();
+      if (off && !clock_off)
+        spdlog::warn("this node's clock is {:+} ms off the database server's: fires and leases follow each node's "
+                     "clock, keep the nodes' clocks in sync (NTP)", *n.clock_offset_ms);
+      else if (!off && clock_off)
+        spdlog::info("this node's clock is back within {} of the database server's", format_duration(kClockSkewWarning));
+      clock_off = off;
+    }
     scheduler.set_peers(std::move(live));
   };
   share_peers(started_at);

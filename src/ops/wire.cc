@@ -546,7 +546,8 @@ Json to_json(const store::NodeInfo& n) {
               {"heartbeat_at", time_json(n.heartbeat_at)},
               {"dead_at", time_json(n.dead_at)},
               {"declared_dead_by", n.declared_dead_by},
-              {"in_flight", n.in_flight}};
+              {"in_flight", n.in_flight},
+              {"clock_offset_ms", n.clock_offset_ms ? Json(*n.clock_offset_ms) : Json()}};
 }
 
 Result<std::vector<store::NodeInfo>> nodes_from_json(const Json& j) {
@@ -562,6 +563,7 @@ Result<std::vector<store::NodeInfo>> nodes_from_json(const Json& j) {
     n.dead_at = nr.time("dead_at");
     n.declared_dead_by = nr.opt_string("declared_dead_by");
     n.in_flight = nr.integer("in_flight");
+    n.clock_offset_ms = nr.opt_integer("clock_offset_ms");
     if (auto d = nr.done(0); !d) return tl::unexpected(d.error());
     out.push_back(std::move(n));
   }

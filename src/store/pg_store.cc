@@ -116,6 +116,11 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_by_time ON notifications (created_at);
 )sql",
+    R"sql(
+-- Clock skew (issue 14): each heartbeat records the node's clock minus the
+-- server's.
+ALTER TABLE nodes ADD COLUMN clock_offset_ms BIGINT;
+)sql",
 };
 
 // Any advisory lock key cronkeep takes is this namespace plus a hash.
@@ -778,10 +783,12 @@ class PgStore final : public Store {
       // instance, which takes the name afresh.
       const std::string instance = node_ + "@" + std::to_string(to_unix_ms(started_at));
       auto r = run_sql(tx,
-                       "INSERT INTO nodes AS n (name, instance, api_address, started_at, heartbeat_at)"
-                       " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET instance = EXCLUDED.instance,"
+                       "INSERT INTO nodes AS n (name, instance, api_address, started_at, heartbeat_at, clock_offset_ms)"
+                       " VALUES ($1, $2, $3, $4, $5, $5 - (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)"
+                       " ON CONFLICT (name) DO UPDATE SET instance = EXCLUDED.instance,"
                        " api_address = EXCLUDED.api_address, started_at = EXCLUDED.started_at,"
-                       " heartbeat_at = EXCLUDED.heartbeat_at, dead_at = NULL, declared_dead_by = ''"
+                       " heartbeat_at = EXCLUDED.heartbeat_at, clock_offset_ms = EXCLUDED.clock_offset_ms,"
+                       " dead_at = NULL, declared_dead_by = ''"
                        " WHERE (n.instance = EXCLUDED.instance AND n.dead_at IS NULL)"
                        "    OR (n.instance <> EXCLUDED.instance AND (n.dead_at IS NOT NULL OR n.heartbeat_at < $6))"
                        " RETURNING 1",
@@ -836,7 +843,7 @@ class PgStore final : public Store {
     return read<std::vector<NodeInfo>>("listing nodes", [&](pqxx::transaction_base& tx) {
       auto r = tx.exec(
           "SELECT n.name, n.api_address, n.started_at, n.heartbeat_at, n.dead_at, n.declared_dead_by,"
-          " (SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running') AND node = n.name)"
+          " (SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running') AND node = n.name), n.clock_offset_ms"
           " FROM nodes n ORDER BY n.name");
       std::vector<NodeInfo> out;
       for (const auto& row : r) {
@@ -848,6 +855,7 @@ class PgStore final : public Store {
         n.dead_at = opt_time(row[4]);
         n.declared_dead_by = row[5].as<std::string>();
         n.in_flight = row[6].as<int64_t>();
+        if (!row[7].is_null()) n.clock_offset_ms = row[7].as<int64_t>();
         out.push_back(std::move(n));
       }
       return Result<std::vector<NodeInfo>>(std::move(out));

@@ -155,6 +155,9 @@ struct NodeInfo {
   std::optional<TimePoint> dead_at;  // set when another node declared it dead
   std::string declared_dead_by;
   int64_t in_flight = 0;             // its pending and running runs
+  // PostgreSQL: the node's clock minus the server's at its last heartbeat
+  // (a round trip's precision). Unknown (nullopt) on SQLite.
+  std::optional<int64_t> clock_offset_ms;
 };
 
 // What one system run did.

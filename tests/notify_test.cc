@@ -155,6 +155,68 @@ TEST_F(NotifyTest, AStormIsCoalescedIntoOneMessagePerTaskAndWindowWithACount) {
   EXPECT_EQ(receiver.bodies().size(), 3u);
 }
 
+// A receiver that misbehaves on purpose: a redirect loop, a 10 MB answer,
+// and an answer that trickles a byte every 100 ms for 30 s.
+class BadReceiver {
+ public:
+  BadReceiver() {
+    server_.Post("/loop", [](const httplib::Request&, httplib::Response& res) { res.set_redirect("/loop", 302); });
+    server_.Post("/big", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(10 << 20, 'x'), "text/plain");
+    });
+    server_.Post("/slow", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("text/plain", [this](size_t sent, httplib::DataSink& sink) {
+        if (sent >= 300 || stopping_) {
+          sink.done();
+          return true;
+        }
+        std::this_thread::sleep_for(100ms);
+        return sink.write("x", 1);
+      });
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::yield();
+  }
+  ~BadReceiver() {
+    stopping_ = true;
+    server_.stop();
+    thread_.join();
+  }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  int port_ = 0;
+};
+
+TEST_F(NotifyTest, ARedirectATenMegabyteAnswerAndASlowAnswerAreFailedAttemptsOfBoundedTimeAndSize) {
+  BadReceiver bad;
+  Options o;
+  o.max_attempts = 1;
+  struct Case {
+    const char* path;
+    const char* error;
+  };
+  for (const Case& c : {Case{"/loop", "HTTP 302"}, Case{"/big", "response larger than 65536 bytes"},
+                        Case{"/slow", "no complete answer within 2s"}}) {
+    SCOPED_TRACE(c.path);
+    sink(bad.url(c.path));  // timeout 2 s
+    const size_t before = deliveries().size();
+    Notifier notifier(config_, *store_, clock_, o);
+    const auto start = std::chrono::steady_clock::now();
+    notifier.submit(failed());
+    ASSERT_TRUE(notifier.wait_idle(20s));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s) << "bounded by the sink's timeout";
+    auto d = deliveries();
+    ASSERT_EQ(d.size(), before + 1);
+    EXPECT_EQ(d.back().status, "gave_up");  // its only attempt failed
+    EXPECT_EQ(d.back().error.substr(0, std::string(c.error).size()), c.error) << d.back().error;
+  }
+}
+
 TEST_F(NotifyTest, ADeadReceiverNeverSlowsASubmitAndAFullQueueIsRecorded) {
   // A socket that listens but never accepts: connections hang until the timeout.
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -17,6 +17,7 @@
 #include <thread>
 #include <tuple>
 
+#include "base/units.h"
 #include "runner/runner.h"
 
 namespace cronkeep::notify {
@@ -130,13 +131,19 @@ struct Notifier::Impl {
       req.headers = headers;
       req.body = body;
       req.set_header("Content-Type", "application/json");
+      // The read timeout is per read: an answer trickling a byte at a time
+      // would never trip it, so the whole answer has a deadline too.
+      const auto deadline = std::chrono::steady_clock::now() + sink.timeout;
+      bool too_slow = false;
       req.content_receiver = [&](const char*, size_t n, uint64_t, uint64_t) {
         received += n;
         too_big = received > options.max_response_bytes;
-        return !too_big;
+        too_slow = std::chrono::steady_clock::now() > deadline;
+        return !too_big && !too_slow;
       };
       auto res = client.send(req);
       if (too_big) return "response larger than " + std::to_string(options.max_response_bytes) + " bytes";
+      if (too_slow) return "no complete answer within " + format_duration(sink.timeout);
       if (!res) return "no answer: " + httplib::to_string(res.error());
       code = res->status;
       if (res->status >= 200 && res->status < 300) return "";

@@ -287,7 +287,9 @@ class Converter {
         "# Each task follows its crontab line, kept as a comment. A line that could not be\n"
         "# converted is a comment saying why; the same warnings went to stderr.\n"
         "# cron fires at this machine's local time; these tasks fire at [daemon] timezone\n"
-        "# (UTC unless set) or at their own timezone (from CRON_TZ).\n\n";
+        "# (UTC unless set) or at their own timezone (from CRON_TZ). Unlike cron, cronkeep\n"
+        "# queues a fire while the task's previous run goes on, and after downtime runs the\n"
+        "# latest missed fire ([defaults] on_overlap, catch_up; docs/import-crontab.md).\n\n";
   }
 
   void line(int n, std::string_view raw) {

@@ -446,8 +446,10 @@ class Converter {
     original(n, raw);
     if (e.quiet)
       comment("The leading \"-\" (cronie: no syslog line for this job) is dropped: cronkeep records every run.");
-    if (cmd.input) comment("cron writes the text after the first % to the command's stdin (each further % a newline):");
-    if (cmd.input) comment("here it is a here-document, for the whole command.");
+    if (cmd.input) {
+      comment("cron writes the text after the first % to the command's stdin (each further % a newline):");
+      comment("here it is a here-document, for the whole command.");
+    }
     if (reboot) {
       note_and_warn(n, "@reboot: cronkeep has no boot trigger; task " + quote(name) +
                            " has no cron and runs only on demand (cronkeep run " + name + ")");

@@ -306,7 +306,8 @@ TEST(ImportCrontab, MalformedJobLinesBecomeCommentsSayingWhatIsMissing) {
       {"* * * * *", "no command after the time fields"},
       {"@daily   ", "no command after the time fields"},
       {"* * * * * * /bin/six", "\"*\" after the five time fields"},
-      {"* * * * * %only stdin", "nothing to run before the first %"},
+      {"* * * * * %only stdin", "nothing before the first %"},
+      {"* * * * * \v", "only blanks"},
       {"[tasks.x]", "expected five time fields"},
   };
   for (const Case& k : cases) {
@@ -559,6 +560,49 @@ MAILTO=""
             "exec /bin/bash -c 'mysqldump --all-databases | gzip > /backup/db-$(date +%F).sql.gz'");
   EXPECT_EQ(c.env("curl", "MAILTO"), "");
   EXPECT_EQ(c.conversion.warnings.size(), 3u);  // MAILTO, @reboot, the bad line
+}
+
+TEST(ImportCrontab, RandomLinesAlwaysGiveTomlThatLoads) {
+  // Pieces of crontab lines, valid and not: fields, macros, variables,
+  // quotes, escapes, %, blanks, Unicode, bytes that are not UTF-8.
+  const char* pieces[] = {"*",         " ",
+                          "\t",        "0",
+                          "5",         "*/15",
+                          "1-5",       "mon",
+                          "@daily",    "@reboot",
+                          "@x",        "A",
+                          "=",         "\"",
+                          "'",         "\\",
+                          "%",         "\\%",
+                          "#",         "-",
+                          "root",      "echo",
+                          "/x",        "é",
+                          "✓",         "\x01",
+                          "\x7f",      "\xe9",
+                          "\r",        "\v",
+                          "'''",       "UTC",
+                          "CRON_TZ=",  "SHELL=/bin/bash",
+                          "MAILTO=",   "a@b",
+                          "[tasks.x]", "CRONKEEP_STDIN"};
+  const unsigned seed = 20261127;
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<size_t> count(0, 14), pick(0, std::size(pieces) - 1), lines(1, 6);
+  for (int i = 0; i < 2000; ++i) {
+    std::string text;
+    for (size_t l = lines(rng); l > 0; --l) {
+      // Half the lines start like a job, so that the job rules are reached.
+      if (rng() % 2) text += "* * * * * ";
+      for (size_t n = count(rng); n > 0; --n) text += pieces[pick(rng)];
+      text += "\n";
+    }
+    for (const Format format : {Format::user, Format::system}) {
+      Options o;
+      o.format = format;
+      SCOPED_TRACE("seed " + std::to_string(seed) + ", case " + std::to_string(i) + ":\n" + text);
+      convert_ok(text, o);
+      ASSERT_FALSE(::testing::Test::HasFailure());
+    }
+  }
 }
 
 // ---- the TOML writer ----------------------------------------------------------------------

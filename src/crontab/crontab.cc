@@ -421,8 +421,9 @@ class Converter {
     if (options_.format == Format::system && !valid_user(e.user))
       return skip(n, raw, "user " + quote(e.user) + ": not a user name (no ':', ',' or '/')");
     const Command cmd = split_percent(e.command);
-    if (cmd.text.find_first_not_of(" \t") == std::string::npos)
-      return skip(n, raw, "nothing to run before the first %");
+    // Blank as config sees it (isspace), so that it never refuses `run`.
+    if (cmd.text.find_first_not_of(" \t\n\v\f\r") == std::string::npos)
+      return skip(n, raw, "no command to run (only blanks, or nothing before the first %)");
     if (cmd.input && cmd.input->back() != '\n')
       return skip(n, raw,
                   "the text after % ends in a backslash, which cron passes without a final newline; "

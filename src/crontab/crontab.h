@@ -33,9 +33,11 @@
 //     comments until the variable is set again, so no task silently loses it.
 //   - Task names come from the command's first word (after NAME=value
 //     assignments): its basename, with bytes outside [A-Za-z0-9._-] turned
-//     into '-', trimmed to start with a letter or digit ("task" when nothing
-//     is left), made unique with -2, -3 …
+//     into '-', runs of '-' or '.' made one, trimmed to start with a letter
+//     or digit ("task" when nothing is left), made unique with -2, -3 …
 //   - Each task is preceded by its crontab line as a comment.
+//   - cronie's leading '-' (no syslog line) is dropped with a comment; CRs of
+//     CR LF line endings are dropped with one warning.
 //
 // Thread-safety: every function is thread-safe (no shared state).
 #pragma once

@@ -1,7 +1,8 @@
-// argv → ops → text or JSON. Every command but `daemon` and `validate` opens
-// ops::open(): the running daemon's API when one holds the data directory,
-// the data directory itself otherwise; both answer with the same structs,
-// printed here the same way.
+// argv → ops → text or JSON. Every command but `daemon`, `validate` and
+// `import-crontab` opens ops::open(): the running daemon's API when one holds
+// the data directory, the data directory itself otherwise; both answer with
+// the same structs, printed here the same way. `import-crontab` reads a file
+// and hands its text to crontab::convert.
 #include "cli/cli.h"
 
 #include <unistd.h>
@@ -9,13 +10,17 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <set>
 
 #include "base/clock.h"
 #include "base/units.h"
 #include "config/config.h"
+#include "crontab/crontab.h"
 #include "ops/ops.h"
 #include "ops/wire.h"
 
@@ -29,7 +34,8 @@ constexpr int kUsage = 2;
 constexpr const char* kCommands[] = {"daemon", "validate", "tasks",   "runs",   "logs",  "run",
                                      "cancel", "delete",   "purge",   "compact", "status", "check",
                                      "nodes",
-                                     "pause",  "resume",   "reload",  "notifications"};
+                                     "pause",  "resume",   "reload",  "notifications",
+                                     "import-crontab"};
 
 using ops::Json;
 
@@ -536,6 +542,54 @@ int cmd_check(const std::string& config_path, bool repair, bool as_json) {
   return out->ok ? kOk : kFailure;
 }
 
+// ---- import-crontab -------------------------------------------------------------
+
+// The whole of `file` (stdin for "" or "-"). Errors: io naming the file and the OS error.
+Result<std::string> read_input(const std::string& file) {
+  const bool from_stdin = file.empty() || file == "-";
+  const std::string name = from_stdin ? "stdin" : file;
+  auto cannot_read = [&](int err) {
+    return fail(ErrorCode::io, "cannot read the crontab " + name + ": " + std::strerror(err));
+  };
+  std::error_code ec;
+  if (!from_stdin && std::filesystem::is_directory(file, ec)) return cannot_read(EISDIR);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> opened(from_stdin ? nullptr : std::fopen(file.c_str(), "rb"),
+                                                         &std::fclose);
+  if (!from_stdin && !opened) return cannot_read(errno);
+  std::FILE* in = from_stdin ? stdin : opened.get();
+  std::string text;
+  char buf[65536];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, in)) > 0) text.append(buf, got);
+  if (std::ferror(in)) return cannot_read(errno);
+  return text;
+}
+
+int cmd_import_crontab(const std::string& file, bool system, const std::string& prefix) {
+  const bool from_stdin = file.empty() || file == "-";
+  const std::string source = from_stdin ? "stdin" : file;
+  auto text = read_input(file);
+  if (!text) return report(text.error());
+  crontab::Options options;
+  options.source = source;
+  options.prefix = prefix;
+  if (system) {
+    options.format = crontab::Format::system;
+  } else if (!from_stdin) {
+    std::error_code ec;
+    const std::filesystem::path absolute = std::filesystem::absolute(file, ec);
+    if (!ec) options.format = crontab::format_for_path(absolute.lexically_normal().string());
+  }
+  auto out = crontab::convert(*text, options);
+  if (!out) return report(out.error());
+  std::cout << out->toml << std::flush;
+  for (const crontab::Warning& w : out->warnings) std::cerr << source << ":" << w.line << ": " << w.message << "\n";
+  if (!out->warnings.empty())
+    std::cerr << source << ": " << out->tasks << " task(s), " << out->warnings.size()
+              << " warning(s); each is also a comment in the output\n";
+  return kOk;
+}
+
 // The first word that is not an option (nor the value of -c): the command.
 std::optional<std::string> command_word(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
@@ -716,6 +770,23 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
   nodes_cmd->callback([&] {
     if (nodes_cmd->get_subcommands().empty()) exit_code = cmd_nodes(config_path, as_json);
   });
+
+  std::string crontab_file;
+  bool crontab_system = false;
+  std::string crontab_prefix;
+  auto* import_cmd = app.add_subcommand(
+      "import-crontab",
+      "Print a crontab as cronkeep TOML ([tasks.NAME] tables, each after its crontab line as a comment); what "
+      "cannot be carried over (@reboot, MAILTO, lines cronkeep's cron parser refuses) is a comment there and a "
+      "warning on stderr (docs/import-crontab.md)");
+  import_cmd->add_option("FILE", crontab_file, "the crontab to read; - or none: stdin")->type_name("FILE");
+  import_cmd->add_flag("--system", crontab_system,
+                       "system format, with a user field after the time fields (m h dom mon dow user command); "
+                       "the default for /etc/crontab and /etc/cron.d/*");
+  import_cmd->add_option("--prefix", crontab_prefix,
+                         "start every task name with PREFIX- (to import several crontabs into one configuration)")
+      ->type_name("PREFIX");
+  import_cmd->callback([&] { exit_code = cmd_import_crontab(crontab_file, crontab_system, crontab_prefix); });
 
   try {
     app.parse(argc, argv);

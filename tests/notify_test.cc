@@ -24,8 +24,9 @@ using cronkeep::testing::TempDir;
 
 class Receiver {
  public:
-  explicit Receiver(int fail_first = 0) : fail_first_(fail_first) {
-    server_.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+  explicit Receiver(int fail_first = 0, Millis delay = 0ms) : fail_first_(fail_first) {
+    server_.Post("/hook", [this, delay](const httplib::Request& req, httplib::Response& res) {
+      std::this_thread::sleep_for(delay);  // a slow receiver keeps the delivery thread busy
       std::lock_guard lock(mu_);
       bodies_.push_back(req.body);
       signatures_.push_back(req.get_header_value("X-Cronkeep-Signature"));
@@ -215,6 +216,25 @@ TEST_F(NotifyTest, ARedirectATenMegabyteAnswerAndASlowAnswerAreFailedAttemptsOfB
     EXPECT_EQ(d.back().status, "gave_up");  // its only attempt failed
     EXPECT_EQ(d.back().error.substr(0, std::string(c.error).size()), c.error) << d.back().error;
   }
+}
+
+TEST_F(NotifyTest, AStormWhileTheReceiverIsBusyWaitsAsOneMessageAndDropsNothing) {
+  Receiver receiver(0, 300ms);
+  sink(receiver.url());
+  Options o;
+  o.queue_max = 5;
+  o.window = 0ms;  // no window: only the waiting message coalesces
+  Notifier notifier(config_, *store_, clock_, o);
+  notifier.submit(failed("x", 0));  // sent at once; the receiver holds the thread 300 ms
+  std::this_thread::sleep_for(50ms);
+  for (int i = 1; i <= 500; ++i) notifier.submit(failed("x", i));
+  ASSERT_TRUE(notifier.wait_idle(10s));
+  int64_t total = 0;
+  for (const std::string& b : receiver.bodies()) total += nlohmann::json::parse(b)["count"].get<int64_t>();
+  EXPECT_EQ(total, 501);
+  EXPECT_EQ(receiver.bodies().size(), 2u) << "the first, then one for the 500 that waited";
+  for (const auto& d : deliveries()) EXPECT_NE(d.status, "dropped");
+  EXPECT_EQ(nlohmann::json::parse(receiver.bodies().back())["run_id"], 500) << "it carries the newest notice";
 }
 
 TEST_F(NotifyTest, ADeadReceiverNeverSlowsASubmitAndAFullQueueIsRecorded) {

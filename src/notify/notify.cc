@@ -83,6 +83,7 @@ struct Notifier::Impl {
   std::deque<Notice> incoming;
   std::map<std::tuple<std::string, std::string, std::string>, Window> windows;
   std::vector<Message> ready;
+  uint64_t changes = 0;  // bumped by take_incoming(): the loop's wake-up time may have moved
   std::map<std::string, bool> failing;  // task → its last run failed (for recovered)
   int delivering = 0;
   bool stopping = false;
@@ -172,8 +173,30 @@ struct Notifier::Impl {
     return runner::describe(out);
   }
 
+  // Requires mu held. A message whose first attempt is still waiting (the
+  // delivery thread is busy, e.g. with a receiver that never answers) takes
+  // the new one in: same sink, task and event, counts added, newest notice.
+  // So a storm against a dead sink waits as one message per key, never as
+  // one per failure.
+  void enqueue(Message m) {
+    for (Message& waiting : ready)
+      if (waiting.attempt == 1 && waiting.sink == m.sink && waiting.notice.task == m.notice.task &&
+          waiting.notice.event == m.notice.event) {
+        waiting.count += m.count;
+        waiting.notice = std::move(m.notice);
+        return;
+      }
+    if (ready.size() >= options.queue_max) {
+      // Recorded without waiting for the delivery thread; the store write is short.
+      record(m, "dropped", std::nullopt, "queue full (" + std::to_string(options.queue_max) + " messages)");
+      return;
+    }
+    ready.push_back(std::move(m));
+  }
+
   // Requires mu held: spreads the incoming notices over sinks and windows.
   void take_incoming(Steady::time_point now) {
+    ++changes;
     while (!incoming.empty()) {
       Notice n = std::move(incoming.front());
       incoming.pop_front();
@@ -190,7 +213,7 @@ struct Notifier::Impl {
           continue;
         }
         windows[key] = Window{now + options.window, 0, n};
-        ready.push_back(Message{sink.name, n, 1, 1, now, now});
+        enqueue(Message{sink.name, n, 1, 1, now, now});
       }
     }
     for (auto it = windows.begin(); it != windows.end();) {
@@ -199,7 +222,7 @@ struct Notifier::Impl {
         continue;
       }
       if (it->second.pending > 0) {
-        ready.push_back(Message{std::get<0>(it->first), it->second.last, it->second.pending, 1, now, now});
+        enqueue(Message{std::get<0>(it->first), it->second.last, it->second.pending, 1, now, now});
         it->second = Window{now + options.window, 0, it->second.last};
         ++it;
       } else {
@@ -224,7 +247,8 @@ struct Notifier::Impl {
         auto wake = now + std::chrono::hours(1);
         for (const Message& m : ready) wake = std::min(wake, m.due);
         for (const auto& [key, w] : windows) wake = std::min(wake, w.end);
-        cv.wait_until(lock, wake, [&] { return stopping || !incoming.empty(); });
+        const uint64_t seen = changes;
+        cv.wait_until(lock, wake, [&] { return stopping || changes != seen; });
         continue;
       }
       ++delivering;
@@ -272,13 +296,10 @@ void Notifier::submit(Notice notice) {
   {
     std::lock_guard lock(s.mu);
     if (s.stopping) return;
-    if (s.incoming.size() >= s.options.queue_max) {
-      // Recorded without waiting for the delivery thread; the store write is short.
-      Message m{"*", std::move(notice), 1, 1, {}, {}};
-      s.record(m, "dropped", std::nullopt, "queue full (" + std::to_string(s.options.queue_max) + " notices)");
-      return;
-    }
+    // Coalesced here rather than by the delivery thread, which may be stuck
+    // on a receiver for a whole timeout.
     s.incoming.push_back(std::move(notice));
+    s.take_incoming(Steady::now());
   }
   s.cv.notify_all();
 }

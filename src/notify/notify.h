@@ -6,13 +6,15 @@
 // retries with backoff within a budget, and the record of every delivery
 // attempt (through store::Store). Must not know SQL text or the HTTP server.
 //
-// Never blocks its callers: submit() puts the notice in a bounded queue (a
-// full queue drops the notice and records it as `dropped`); one delivery
-// thread does the network and the processes.
+// Never blocks its callers: submit() coalesces the notice into a bounded
+// queue of messages (a full queue drops it and records it as `dropped`); one
+// delivery thread does the network and the processes.
 //
-// Coalescing: per (sink, task, event), the first notice of a window is sent
-// at once; the following ones within `window` are counted and sent as one
-// message with that count when the window ends.
+// Coalescing, at submit(): per (sink, task, event), the first notice of a
+// window is a message at once; the following ones within `window` are
+// counted and become one message with that count when the window ends; and a
+// message not yet sent takes in any newer one of its key (counts added), so
+// a storm against a stuck receiver waits as one message per key.
 //
 // Thread-safety: every public method is thread-safe.
 #pragma once
@@ -43,7 +45,7 @@ struct Notice {
 };
 
 struct Options {
-  size_t queue_max = 1000;         // notices waiting; more are dropped (and recorded)
+  size_t queue_max = 1000;         // messages waiting; more are dropped (and recorded)
   Millis window = 60s;             // coalescing window per (sink, task, event)
   int max_attempts = 5;            // per message
   Millis first_retry = 2s;         // doubled after each failed attempt

@@ -685,6 +685,87 @@ TEST(PgSchedulers, EveryFireRunsOnceAcrossTwoNodes) {
   for (Node& n : nodes) n.scheduler->shutdown();
 }
 
+TEST(PgSchedulers, MaxConcurrentHoldsAcrossNodes) {
+  if (cronkeep::testing::pg_url().empty())
+    GTEST_SKIP() << "CRONKEEP_TEST_PG_URL is unset: run through tests/with_pg.sh (CTest does) to test PostgreSQL";
+  cronkeep::testing::PgSchema pg;
+  TempDir shared;  // the release file the blocking runs wait for
+  struct Node {
+    TempDir dir;
+    config::Config config;
+    std::unique_ptr<store::Store> store;
+    FakeClock clock{kT0};
+    std::unique_ptr<Scheduler> scheduler;
+  };
+  Node nodes[2];
+  const std::string names[2] = {"a", "b"};
+  for (int i = 0; i < 2; ++i) {
+    Node& n = nodes[i];
+    auto s = store::open_postgres(pg.url(), store::OpenOptions{.node = names[i]});
+    ASSERT_TRUE(s) << s.error().message;
+    n.store = std::move(*s);
+    n.config.daemon.data_dir = n.dir.path();
+    auto add = [&](const std::string& name, config::Overlap overlap) {
+      config::Task t;
+      t.name = name;
+      t.cron = "@every 1s";
+      t.run = "while [ ! -e '" + shared / "release" + "' ]; do sleep 0.02; done";
+      t.workdir = n.dir.path();
+      t.policy.max_concurrent = 1;
+      t.policy.on_overlap = overlap;
+      n.config.tasks.push_back(t);
+    };
+    add("skipper", config::Overlap::skip);
+    add("queuer", config::Overlap::queue);
+    ASSERT_TRUE(config::prepare(n.config).empty());
+    n.scheduler = std::make_unique<Scheduler>(n.config, *n.store, n.clock,
+                                              Options{n.dir.path(), 10s, 42, {}, nullptr,
+                                                      [&n] { return Millis(to_unix_ms(n.clock.now())); }, names[i]});
+    ASSERT_TRUE(n.scheduler->start());
+    n.scheduler->set_peers({"a", "b"});
+  }
+  auto count = [&](const std::string& where) {
+    return std::stoi(pg.query("SELECT COUNT(*) FROM runs WHERE " + where));
+  };
+  // Six fires; the fires alternate between the nodes (rendezvous), each node
+  // ticks at the fire and after the grace. The first fire's run holds the
+  // only slot throughout, wherever it runs.
+  for (int s = 1; s <= 6; ++s) {
+    for (Millis at : {Millis(0), Scheduler::kClaimGrace})
+      for (Node& n : nodes) {
+        n.clock.set(kT0 + std::chrono::seconds(s) + at);
+        n.scheduler->tick();
+      }
+    // Wait until the first run is recorded running (it started after its commit).
+    for (int i = 0; i < 500 && count("status = 'running'") < 2; ++i) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(count("task = 'skipper' AND status = 'running'"), 1);
+  EXPECT_EQ(count("task = 'skipper' AND status = 'skipped'"), 5);
+  EXPECT_EQ(count("task = 'queuer' AND status = 'running'"), 1);
+  EXPECT_EQ(count("task = 'queuer' AND status = 'pending'"), 5);
+  const int on_a = count("task = 'skipper' AND node = 'a'");
+  EXPECT_GT(on_a, 0);
+  EXPECT_LT(on_a, 6) << "both nodes claimed some of the fires";
+  // Released: the queued runs go one at a time, on whichever node queued them.
+  std::ofstream(shared / "release").flush();
+  for (int s = 7; s <= 40 && count("task = 'queuer' AND status = 'succeeded'") < 6; ++s) {
+    for (Node& n : nodes) {
+      n.clock.set(kT0 + std::chrono::seconds(s) + Millis(900));  // between fires: only queues move
+      n.scheduler->tick();
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_GE(count("task = 'queuer' AND status = 'succeeded'"), 6);
+  for (Node& n : nodes) {
+    ASSERT_TRUE(n.scheduler->wait_idle(20s));
+    n.scheduler->shutdown();
+  }
+  // Never two at once, across both nodes: each run started after the one before ended.
+  EXPECT_EQ(pg.query("SELECT COUNT(*) FROM (SELECT started_at, LAG(finished_at) OVER (ORDER BY started_at) AS prev"
+                     " FROM runs WHERE task = 'queuer' AND started_at IS NOT NULL) r WHERE started_at < prev"),
+            "0");
+}
+
 // ---- tasks that do not fire on their own (issue 13) ----------------------------
 
 TEST_F(SchedulerTest, ADisabledTaskNeverFiresButRunsOnDemand) {

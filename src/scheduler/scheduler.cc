@@ -150,6 +150,21 @@ Millis Scheduler::claim_delay(const TaskState& ts, TimePoint fire) const {
   return first && *first != options_.node ? kClaimGrace : Millis(0);
 }
 
+void Scheduler::refresh_elsewhere(size_t t) {
+  TaskState& ts = tasks_[t];
+  if (peers_.size() <= 1) {
+    ts.elsewhere = 0;
+    return;
+  }
+  if (refused_) return;  // the database is away: the last count stands
+  auto n = store_.count_running_elsewhere(ts.task->name);
+  if (!n) {
+    spdlog::warn("task {}: counting its runs on other nodes: {}", ts.task->name, n.error().message);
+    return;  // keep the last count
+  }
+  ts.elsewhere = static_cast<int>(*n);
+}
+
 void Scheduler::set_peers(std::vector<std::string> live) {
   std::sort(live.begin(), live.end());
   live.erase(std::unique(live.begin(), live.end()), live.end());
@@ -388,6 +403,14 @@ std::optional<TimePoint> Scheduler::tick() {
     }
   }
 
+  // A slot freed on another node is seen here, within a tick.
+  if (peers_.size() > 1)
+    for (size_t t = 0; t < tasks_.size(); ++t)
+      if (!tasks_[t].queue.empty() || tasks_[t].elsewhere > 0) {
+        refresh_elsewhere(t);
+        dispatch_queue(t);
+      }
+
   std::optional<TimePoint> next;
   for (const TaskState& ts : tasks_)
     if (ts.next_fire && (!next || ts.next_due < *next)) next = ts.next_due;
@@ -440,12 +463,14 @@ void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
   }
   const std::optional<TimePoint> scheduled =
       trigger == Trigger::schedule ? std::optional<TimePoint>(nominal) : std::nullopt;
-  if (trigger == Trigger::catch_up || ts.running < p.max_concurrent) {
+  refresh_elsewhere(t);
+  if (trigger == Trigger::catch_up || ts.running + ts.elsewhere < p.max_concurrent) {
     auto id = insert(t, trigger, nominal, 1, std::nullopt, RunStatus::pending, "");
     if (id) start_or_queue(Launch{*id, t, 1, std::nullopt, scheduled});
     return;
   }
-  const std::string limit = "max_concurrent = " + std::to_string(p.max_concurrent);
+  const std::string limit = "max_concurrent = " + std::to_string(p.max_concurrent) +
+                            (ts.elsewhere > 0 ? ", " + std::to_string(ts.elsewhere) + " running on other nodes" : "");
   switch (p.on_overlap) {
     case config::Overlap::skip:
       record_terminal(t, trigger, nominal, RunStatus::skipped,
@@ -528,13 +553,13 @@ void Scheduler::start_or_queue(const Launch& run) {
     return;
   }
   TaskState& ts = tasks_[run.task];
-  if (ts.running < ts.task->policy.max_concurrent && ts.queue.empty()) launch(run);
+  if (ts.running + ts.elsewhere < ts.task->policy.max_concurrent && ts.queue.empty()) launch(run);
   else ts.queue.push_back(run);
 }
 
 void Scheduler::dispatch_queue(size_t t) {
   TaskState& ts = tasks_[t];
-  while (!stopping_ && !ts.queue.empty() && ts.running < ts.task->policy.max_concurrent) {
+  while (!stopping_ && !ts.queue.empty() && ts.running + ts.elsewhere < ts.task->policy.max_concurrent) {
     Launch next = ts.queue.front();
     ts.queue.pop_front();
     launch(next);

@@ -15,10 +15,13 @@
 // behind one mutex; every public method is thread-safe.
 //
 // Policies (docs/scheduling.md has the full rules):
-//   - a fire that finds max_concurrent runs going: queue (a pending row,
+//   - a fire that finds max_concurrent runs going — counted over every node
+//     when several are live (runs running on other nodes, from the store at
+//     the fire and each tick while some wait) —: queue (a pending row,
 //     up to queue_max, beyond that a `skipped` row), skip (a `skipped` row) or
-//     terminate (the oldest running run is cancelled, the new one starts when
-//     its slot frees);
+//     terminate (the oldest running run on this node is cancelled, the new
+//     one starts when its slot frees; runs on other nodes are not stopped
+//     from here: the new one waits for them as a queued one would);
 //   - fires lost while the daemon was down: catch_up latest runs the newest
 //     one, all runs up to max_catch_up_runs newest ones, skip runs none;
 //     every lost fire not run is a `missed` row (the newest
@@ -269,6 +272,7 @@ class Scheduler {
     Millis jitter{0};                    // drawn for next_fire
     TimePoint next_due{};                // nominal + jitter (+ kClaimGrace when another node goes first)
     int running = 0;
+    int elsewhere = 0;  // its runs running on other nodes, as last counted (refresh_elsewhere)
     std::deque<Launch> queue;
     std::function<Result<std::string>(int64_t)> body;  // set for system tasks
     std::optional<TimePoint> last_success;
@@ -285,6 +289,8 @@ class Scheduler {
   void notice_clock_step(TimePoint now, Millis steady);
   void schedule_next(size_t t, TimePoint after);
   bool fires_on_its_own(const TaskState& ts) const;
+  // Counts the task's runs running on other nodes (several live nodes only).
+  void refresh_elsewhere(size_t t);
   // kClaimGrace when another live candidate node is offered `fire` first.
   Millis claim_delay(const TaskState& ts, TimePoint fire) const;
   void add_task(const config::Task& task, int order, const std::vector<store::TaskPause>& pauses);

@@ -485,6 +485,15 @@ class PgStore final : public Store {
     });
   }
 
+  Result<int64_t> count_running_elsewhere(std::string_view task) override {
+    return read<int64_t>("counting runs on other nodes", [&](pqxx::transaction_base& tx) {
+      // runs_in_flight (a partial index) holds only the in-flight rows.
+      auto r = run_sql(tx, "SELECT COUNT(*) FROM runs WHERE status = 'running' AND task = $1 AND node <> $2",
+                       Params().add(task).add(node_));
+      return Result<int64_t>(r[0][0].as<int64_t>());
+    });
+  }
+
   Result<std::vector<RunBrief>> list_briefs() override {
     return read<std::vector<RunBrief>>("listing runs for retention", [&](pqxx::transaction_base& tx) {
       return read_briefs(tx.exec("SELECT id, task, status, COALESCE(finished_at, created_at), log_bytes FROM runs ORDER BY id"));

@@ -884,6 +884,8 @@ class SqliteStore final : public Store {
     return static_cast<int64_t>(sqlite3_changes(writer_.get()));
   }
 
+  Result<int64_t> count_running_elsewhere(std::string_view) override { return 0; }
+
   Result<std::vector<Run>> in_flight_runs() override {
     std::lock_guard lock(read_mu_);
     Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +

@@ -257,6 +257,9 @@ class Store {
   virtual Result<std::vector<LastOutcome>> last_outcomes() = 0;
   // Runs currently pending or running on this node, oldest first.
   virtual Result<std::vector<Run>> in_flight_runs() = 0;
+  // How many runs of `task` are running on other nodes (max_concurrent
+  // across nodes); 0 on SQLite, which has one node.
+  virtual Result<int64_t> count_running_elsewhere(std::string_view task) = 0;
 
   // ---- pauses -----------------------------------------------------------
 

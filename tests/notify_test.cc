@@ -237,6 +237,38 @@ TEST_F(NotifyTest, AStormWhileTheReceiverIsBusyWaitsAsOneMessageAndDropsNothing)
   EXPECT_EQ(nlohmann::json::parse(receiver.bodies().back())["run_id"], 500) << "it carries the newest notice";
 }
 
+TEST_F(NotifyTest, ASinkThatNeverAnswersDoesNotDelayAnotherSink) {
+  // A socket that listens but never accepts: the dead sink's attempts hang
+  // for its whole timeout (2 s).
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::listen(fd, 0);
+  Receiver live;
+  sink("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/hook");
+  config::NotifySink second = config_.notify[0];
+  second.name = "live";
+  second.webhook = live.url();
+  config_.notify.insert(config_.notify.begin(), second);  // not first in line either way
+  config_.defaults.notify = {"ops", "live"};
+  Options o;
+  o.window = 0ms;
+  {
+    Notifier notifier(config_, *store_, clock_, o);
+    for (int i = 0; i < 5; ++i) notifier.submit(failed("t" + std::to_string(i), i));
+    const auto start = std::chrono::steady_clock::now();
+    while (live.bodies().size() < 5 && std::chrono::steady_clock::now() - start < 10s)
+      std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(live.bodies().size(), 5u);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << "the live sink waited for the dead one";
+  }
+  ::close(fd);
+}
+
 TEST_F(NotifyTest, ADeadReceiverNeverSlowsASubmitAndAFullQueueIsRecorded) {
   // A socket that listens but never accepts: connections hang until the timeout.
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

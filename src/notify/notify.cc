@@ -1,5 +1,5 @@
-// The notifier: a bounded queue of notices, one delivery thread, coalescing
-// windows and retries on the steady clock, every attempt recorded.
+// The notifier: a bounded queue of messages, a delivery thread per sink,
+// coalescing windows and retries on the steady clock, every attempt recorded.
 #include "notify/notify.h"
 
 #include <httplib.h>
@@ -88,7 +88,9 @@ struct Notifier::Impl {
   int delivering = 0;
   bool stopping = false;
   std::atomic<bool> stop_now{false};  // stop(): give up the rest of a batch
-  std::thread thread;
+  // One delivery thread per sink, started with its first message, so that
+  // a receiver that never answers delays only its own sink's messages.
+  std::map<std::string, std::thread> threads;
 
   Impl(const config::Config& c, store::Store& s, Clock& k, Options o)
       : store(s), clock(k), options(o), config(std::make_shared<const config::Config>(c)) {}
@@ -179,6 +181,7 @@ struct Notifier::Impl {
   // So a storm against a dead sink waits as one message per key, never as
   // one per failure.
   void enqueue(Message m) {
+    if (stopping) return;  // given up, as stop() says; and no thread starts while stop() joins them
     for (Message& waiting : ready)
       if (waiting.attempt == 1 && waiting.sink == m.sink && waiting.notice.task == m.notice.task &&
           waiting.notice.event == m.notice.event) {
@@ -190,6 +193,10 @@ struct Notifier::Impl {
       // Recorded without waiting for the delivery thread; the store write is short.
       record(m, "dropped", std::nullopt, "queue full (" + std::to_string(options.queue_max) + " messages)");
       return;
+    }
+    if (!threads.count(m.sink)) {
+      const std::string sink = m.sink;
+      threads.emplace(sink, std::thread([this, sink] { loop(sink); }));
     }
     ready.push_back(std::move(m));
   }
@@ -231,21 +238,23 @@ struct Notifier::Impl {
     }
   }
 
-  void loop() {
+  // The delivery thread of `sink`.
+  void loop(const std::string& sink_name) {
     std::unique_lock lock(mu);
     while (true) {
       const auto now = Steady::now();
       take_incoming(now);
       std::vector<Message> due;
       std::erase_if(ready, [&](const Message& m) {
-        if (m.due > now) return false;
+        if (m.sink != sink_name || m.due > now) return false;
         due.push_back(m);
         return true;
       });
       if (due.empty()) {
         if (stopping) return;
         auto wake = now + std::chrono::hours(1);
-        for (const Message& m : ready) wake = std::min(wake, m.due);
+        for (const Message& m : ready)
+          if (m.sink == sink_name) wake = std::min(wake, m.due);
         for (const auto& [key, w] : windows) wake = std::min(wake, w.end);
         const uint64_t seen = changes;
         cv.wait_until(lock, wake, [&] { return stopping || changes != seen; });
@@ -286,7 +295,6 @@ struct Notifier::Impl {
 
 Notifier::Notifier(const config::Config& config, store::Store& store, Clock& clock, Options options)
     : impl_(std::make_unique<Impl>(config, store, clock, options)) {
-  impl_->thread = std::thread([this] { impl_->loop(); });
 }
 
 Notifier::~Notifier() { stop(); }
@@ -350,7 +358,10 @@ void Notifier::stop() {
                   s.ready.end());
   }
   s.cv.notify_all();
-  if (s.thread.joinable()) s.thread.join();
+  // No thread starts once stopping is set (enqueue is under mu, and so is
+  // the check in submit), so the map is stable here.
+  for (auto& [sink, thread] : s.threads)
+    if (thread.joinable()) thread.join();
 }
 
 }  // namespace cronkeep::notify

@@ -7,8 +7,9 @@
 // attempt (through store::Store). Must not know SQL text or the HTTP server.
 //
 // Never blocks its callers: submit() coalesces the notice into a bounded
-// queue of messages (a full queue drops it and records it as `dropped`); one
-// delivery thread does the network and the processes.
+// queue of messages (a full queue drops it and records it as `dropped`); a
+// delivery thread per sink (started with the sink's first message) does the
+// network and the processes, so a dead receiver delays only its own sink.
 //
 // Coalescing, at submit(): per (sink, task, event), the first notice of a
 // window is a message at once; the following ones within `window` are

@@ -561,7 +561,7 @@ Result<ReadPage> read(const layout::DataDir& dir, const ReadQuery& q) {
   const std::string path = dir.archive_file(q.date);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
-    if (errno == ENOENT) return fail(ErrorCode::not_found, "no archive for " + q.date);
+    if (errno == ENOENT) return fail(ErrorCode::not_found, "no archive for " + q.date + " (no run was archived that day, UTC)");
     return tl::unexpected(os_error("opening " + path, errno));
   }
   struct stat info {};

@@ -584,10 +584,11 @@ Result<DeleteResult> Local::delete_run(std::string_view task, int64_t id) {
     auto report = s.d.executor->purge({retention::Expired{id, retention::Reason::manual}});
     if (!report) return tl::unexpected(report.error());
     if (report->rows == 0) return fail(ErrorCode::conflict, "run " + std::to_string(id) + " could not be deleted");
-    DeleteResult out{id, run->task, report->log_bytes, report->files_deleted, ""};
+    DeleteResult out{id, run->task, report->log_bytes, report->files_deleted, "", report->archived > 0};
     out.message = "Deleted run " + std::to_string(id) + " of " + run->task + " and " +
                   std::to_string(report->files_deleted) + " file(s) (" +
                   format_size(static_cast<uint64_t>(report->log_bytes)) + " of logs)";
+    if (out.archived) out.message += "; archived to " + report->archive_file;
     if (report->file_errors > 0)
       out.message += "; " + std::to_string(report->file_errors) + " file(s) could not be removed and will be retried (" +
                      report->first_error + ")";

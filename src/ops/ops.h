@@ -171,6 +171,7 @@ struct DeleteResult {
   int64_t log_bytes = 0;
   int64_t files_deleted = 0;
   std::string message;
+  bool archived = false;                   // written to the archive first ([retention] archive)
 };
 
 struct SystemTaskStatus {

@@ -385,13 +385,14 @@ Json to_json(const DeleteResult& d) {
               {"task", d.task},
               {"log_bytes", d.log_bytes},
               {"files_deleted", d.files_deleted},
+              {"archived", d.archived},
               {"message", d.message}};
 }
 
 Result<DeleteResult> delete_from_json(const Json& j) {
   Reader r(j, "delete");
   DeleteResult d{r.integer("id"), r.string("task"), r.integer("log_bytes"), r.integer("files_deleted"),
-                 r.string("message")};
+                 r.string("message"), r.boolean("archived")};
   return r.done(std::move(d));
 }
 
@@ -414,6 +415,7 @@ Json to_json(const retention::PurgeOutcome& o, bool dry_run) {
     j["files_deleted"] = o.report.files_deleted;
     j["files_missing"] = o.report.files_missing;
     j["file_errors"] = o.report.file_errors;
+    j["archived"] = o.report.archived;
   }
   return j;
 }
@@ -436,6 +438,7 @@ Result<retention::PurgeOutcome> purge_from_json(const Json& j) {
     o.report.files_deleted = r.integer("files_deleted");
     o.report.files_missing = r.integer("files_missing");
     o.report.file_errors = r.integer("file_errors");
+    o.report.archived = r.integer("archived");
   }
   return r.done(std::move(o));
 }

@@ -1,6 +1,8 @@
 // The archive of purged runs: its file format, appends, torn frames,
 // roll-back after a failed write, duplicates and removal by age, on real
 // files in a temporary directory.
+#include "archive/archive.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -9,7 +11,6 @@
 #include <fstream>
 #include <random>
 
-#include "archive/archive.h"
 #include "test_util.h"
 
 namespace cronkeep::archive {
@@ -38,7 +39,9 @@ store::Run run_of(int64_t id, std::string task = "backup") {
   return r;
 }
 
-Entry entry_of(int64_t id, std::string task = "backup") { return Entry{run_of(id, std::move(task)), "keep_runs", kNow, std::nullopt}; }
+Entry entry_of(int64_t id, std::string task = "backup") {
+  return Entry{run_of(id, std::move(task)), "keep_runs", kNow, std::nullopt};
+}
 
 // Appends one batch and commits it.
 void append(Writer& w, TimePoint now, const std::vector<Entry>& entries) {

@@ -110,8 +110,8 @@ Status fsync_dir(const std::string& path) {
 // ---- reading frames -------------------------------------------------------------
 
 struct Scan {
-  int64_t valid_end = 0;   // just past the header and the last whole frame; 0: no whole header
-  bool torn = false;       // bytes follow valid_end that are not a whole, checked frame
+  int64_t valid_end = 0;  // just past the header and the last whole frame; 0: no whole header
+  bool torn = false;      // bytes follow valid_end that are not a whole, checked frame
 };
 
 // Checks the header at the start of a file of `size` bytes. Returns the
@@ -152,8 +152,7 @@ Result<int64_t> check_header(int fd, int64_t size, const std::string& path) {
 // (may be empty) gets each line of each whole frame, in order, once the
 // frame has ended and its checksum matched; returning false stops the scan.
 // Errors: corruption (not an archive), io.
-Result<Scan> scan(int fd, int64_t size, const std::string& path,
-                  const std::function<bool(std::string_view)>& on_line) {
+Result<Scan> scan(int fd, int64_t size, const std::string& path, const std::function<bool(std::string_view)>& on_line) {
   Scan out;
   auto header = check_header(fd, size, path);
   if (!header) return tl::unexpected(header.error());
@@ -374,12 +373,12 @@ struct Append::State {
   std::string path;                   // absolute
   std::string relative;               // "archive/2026-11-23.jsonl.zst"
   UniqueFd fd;
-  bool created = false;               // this append created the file (rollback removes it)
-  bool dir_created = false;           // …and the archive directory
-  int64_t start = -1;                 // the file's size before this append; -1 until known
-  int64_t end = 0;                    // where the next byte goes
+  bool created = false;      // this append created the file (rollback removes it)
+  bool dir_created = false;  // …and the archive directory
+  int64_t start = -1;        // the file's size before this append; -1 until known
+  int64_t end = 0;           // where the next byte goes
   int64_t entries = 0;
-  int64_t frame_text = 0;             // uncompressed bytes in the open frame
+  int64_t frame_text = 0;  // uncompressed bytes in the open frame
   bool failed = false;
   bool committed = false;
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx{nullptr, &ZSTD_freeCCtx};
@@ -477,11 +476,15 @@ Result<Append> Writer::begin(TimePoint now) {
   const std::string date = layout::DataDir::archive_date(now);
   s->path = dir_.archive_file(date);
   s->relative = "archive/" + layout::DataDir::archive_file_name(date);
-  if (::mkdir(dir_.archive().c_str(), 0755) == 0) s->dir_created = true;
-  else if (errno != EEXIST) return tl::unexpected(os_error("creating " + dir_.archive(), errno));
+  if (::mkdir(dir_.archive().c_str(), 0755) == 0)
+    s->dir_created = true;
+  else if (errno != EEXIST)
+    return tl::unexpected(os_error("creating " + dir_.archive(), errno));
   s->fd.reset(::open(s->path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640));
-  if (s->fd.valid()) s->created = true;
-  else if (errno == EEXIST) s->fd.reset(::open(s->path.c_str(), O_RDWR | O_CLOEXEC));
+  if (s->fd.valid())
+    s->created = true;
+  else if (errno == EEXIST)
+    s->fd.reset(::open(s->path.c_str(), O_RDWR | O_CLOEXEC));
   if (!s->fd.valid()) {
     const int err = errno;
     if (s->dir_created) ::rmdir(dir_.archive().c_str());
@@ -542,8 +545,10 @@ Result<std::vector<FileInfo>> list_files(const layout::DataDir& dir) {
     std::set<int64_t> seen;
     auto sc = scan(fd.get(), info.st_size, path, [&](std::string_view line) {
       if (auto h = head_of(line)) {
-        if (seen.insert(h->run_id).second) ++f.entries;
-        else ++f.duplicates;
+        if (seen.insert(h->run_id).second)
+          ++f.entries;
+        else
+          ++f.duplicates;
       }
       return true;
     });
@@ -561,7 +566,8 @@ Result<ReadPage> read(const layout::DataDir& dir, const ReadQuery& q) {
   const std::string path = dir.archive_file(q.date);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
-    if (errno == ENOENT) return fail(ErrorCode::not_found, "no archive for " + q.date + " (no run was archived that day, UTC)");
+    if (errno == ENOENT)
+      return fail(ErrorCode::not_found, "no archive for " + q.date + " (no run was archived that day, UTC)");
     return tl::unexpected(os_error("opening " + path, errno));
   }
   struct stat info {};

@@ -24,11 +24,10 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/result.h"
 #include "base/time.h"
@@ -65,7 +64,7 @@ std::optional<LogText> read_log_text(const layout::DataDir& dir, const store::Ru
 
 struct Entry {
   store::Run run;
-  std::string reason;          // why it is deleted: keep_runs, keep_for, …, manual (retention::to_string(Reason))
+  std::string reason;  // why it is deleted: keep_runs, keep_for, …, manual (retention::to_string(Reason))
   TimePoint archived_at{};
   std::optional<LogText> log;  // with [retention] archive_logs
 };
@@ -80,9 +79,9 @@ class Writer;
 
 // What a committed append wrote.
 struct Committed {
-  std::string file;      // relative to the data directory: "archive/2026-11-23.jsonl.zst"
+  std::string file;  // relative to the data directory: "archive/2026-11-23.jsonl.zst"
   int64_t entries = 0;
-  int64_t bytes = 0;     // compressed bytes appended
+  int64_t bytes = 0;  // compressed bytes appended
 };
 
 // One batch being appended to one file; holds the Writer's lock until it is
@@ -129,19 +128,19 @@ class Writer {
  private:
   friend class Append;
   const layout::DataDir dir_;
-  std::mutex mu_;                 // held by the Append in progress
-  std::string checked_path_;      // guarded by mu_: the file known to end after a whole frame…
-  int64_t checked_size_ = -1;     // …at this size
+  std::mutex mu_;              // held by the Append in progress
+  std::string checked_path_;   // guarded by mu_: the file known to end after a whole frame…
+  int64_t checked_size_ = -1;  // …at this size
 };
 
 // ---- reading ------------------------------------------------------------------
 
 struct FileInfo {
-  std::string date;         // YYYY-MM-DD (UTC)
-  int64_t entries = 0;      // distinct runs
-  int64_t duplicates = 0;   // further entries of runs already counted (crash recovery)
-  int64_t bytes = 0;        // the file's size (compressed)
-  bool torn = false;        // ends with a torn frame (ignored; cut off by the next append)
+  std::string date;        // YYYY-MM-DD (UTC)
+  int64_t entries = 0;     // distinct runs
+  int64_t duplicates = 0;  // further entries of runs already counted (crash recovery)
+  int64_t bytes = 0;       // the file's size (compressed)
+  bool torn = false;       // ends with a torn frame (ignored; cut off by the next append)
 };
 
 // Every archive file, oldest day first (other files in archive/ are
@@ -150,13 +149,13 @@ struct FileInfo {
 Result<std::vector<FileInfo>> list_files(const layout::DataDir& dir);
 
 struct ReadQuery {
-  std::string date;                  // Requires: layout::DataDir::valid_archive_date
-  std::optional<std::string> task;   // only this task's runs
-  std::optional<int64_t> run_id;     // only this run
-  bool include_system = true;        // runs of cronkeep's own tasks too
-  int64_t after = 0;                 // start at this line of the file (the `next` of the previous page)
-  int64_t limit = 100;               // >= 1: at most this many entries…
-  int64_t max_bytes = 8 << 20;       // …and stop once this much entry text is taken (at least one entry)
+  std::string date;                 // Requires: layout::DataDir::valid_archive_date
+  std::optional<std::string> task;  // only this task's runs
+  std::optional<int64_t> run_id;    // only this run
+  bool include_system = true;       // runs of cronkeep's own tasks too
+  int64_t after = 0;                // start at this line of the file (the `next` of the previous page)
+  int64_t limit = 100;              // >= 1: at most this many entries…
+  int64_t max_bytes = 8 << 20;      // …and stop once this much entry text is taken (at least one entry)
 };
 
 struct ReadPage {

@@ -588,8 +588,8 @@ int cmd_archive_show(const std::string& config_path, const ArchiveShowArgs& a) {
   std::cout.flush();
   if (shown == 0 && (q.task || q.run_id)) {
     std::cerr << "cronkeep: no archived run of " << a.date << " matches"
-              << (q.task ? " --task " + *q.task : std::string()) << (q.run_id ? " --run " + std::to_string(*q.run_id) : std::string())
-              << "\n";
+              << (q.task ? " --task " + *q.task : std::string())
+              << (q.run_id ? " --run " + std::to_string(*q.run_id) : std::string()) << "\n";
     return kFailure;
   }
   return kOk;
@@ -787,7 +787,8 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
   auto* archive_show_cmd = archive_cmd->add_subcommand(
       "show", "Print the runs archived on DATE, one JSON object per line (the run as the API shows it, why it was "
               "deleted, and its log with archive_logs); a run archived twice is shown once");
-  archive_show_cmd->add_option("DATE", archive_args.date, "the day the runs were deleted, YYYY-MM-DD (UTC)")->required();
+  archive_show_cmd->add_option("DATE", archive_args.date, "the day the runs were deleted, YYYY-MM-DD (UTC)")
+      ->required();
   archive_show_cmd->add_option("--task", archive_args.task, "only this task's runs");
   archive_show_cmd->add_option("--run", archive_args.run_id, "only this run")->check(CLI::PositiveNumber);
   archive_show_cmd->add_flag("--json", archive_args.json, "print one JSON document ({\"date\", \"entries\": [...]})");

@@ -41,7 +41,8 @@ Status check_archive_query(const ArchiveQuery& q) {
   if (q.run_id && *q.run_id < 1) return fail(ErrorCode::invalid_argument, "run: expected a run id (1 or more)");
   if (q.after < 0) return fail(ErrorCode::invalid_argument, "after: expected 0 or more");
   if (q.limit < 1 || q.limit > 1000)
-    return fail(ErrorCode::invalid_argument, "limit: expected an integer from 1 to 1000, got " + std::to_string(q.limit));
+    return fail(ErrorCode::invalid_argument,
+                "limit: expected an integer from 1 to 1000, got " + std::to_string(q.limit));
   return {};
 }
 

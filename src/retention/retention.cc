@@ -142,8 +142,9 @@ Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const P
                     "archiving before deleting: " + archived.error().message + "; the " + std::to_string(n) +
                         " run(s) of this batch were not deleted ([retention] archive = true deletes a run only "
                         "once it is archived)" +
-                        (report.rows > 0 ? "; " + std::to_string(report.rows) + " run(s) were archived and deleted before"
-                                         : std::string()));
+                        (report.rows > 0
+                             ? "; " + std::to_string(report.rows) + " run(s) were archived and deleted before"
+                             : std::string()));
       fault::crash_point("retention.after_archive_fsync");
       ids = std::move(*archived);
     } else {

@@ -13,6 +13,8 @@ find_package(OpenSSL REQUIRED)  # libcrypto: HMAC-SHA256 of webhook bodies (noti
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 # PostgreSQL backend (Debian's libpqxx-dev, 6.4); linked by cronkeep_store only.
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+# zstd for the archive of purged runs (Debian's libzstd-dev); linked by cronkeep_archive only.
+pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 # sd_notify (READY, STATUS, WATCHDOG…) for Type=notify units; linked by cronkeep_daemon only.
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 if(CRONKEEP_BUILD_TESTS)

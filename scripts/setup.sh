@@ -11,6 +11,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates tzdata
   libsqlite3-dev sqlite3 libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
+  # the archive of purged runs ([retention] archive): zstd frames
+  libzstd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # the PostgreSQL backend (libpqxx) and a server for its tests (tests/with_pg.sh)
   libpqxx-dev postgresql

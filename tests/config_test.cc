@@ -80,6 +80,9 @@ TEST(ConfigDefaults, AnEmptyFileGivesEveryDocumentedDefault) {
   EXPECT_EQ(c.retention.max_runs, 1'000'000);
   EXPECT_EQ(c.retention.batch_size, 1000);
   EXPECT_EQ(c.retention.max_fraction_per_sweep, 0.5);
+  EXPECT_FALSE(c.retention.archive);
+  EXPECT_FALSE(c.retention.archive_logs);
+  EXPECT_EQ(c.retention.archive_keep_for, 365 * 24h);
   EXPECT_EQ(c.compactor.schedule, "@every 1h");
   EXPECT_EQ(c.compactor.vacuum, Vacuum::incremental);
   const TaskPolicy& d = c.defaults;
@@ -811,6 +814,41 @@ TEST(ConfigRetention, MaxFractionPerSweepIsANumberAboveZeroAndAtMostOne) {
       EXPECT_EQ(p.column, 26);
       EXPECT_TRUE(contains(p.message, c.message)) << p.message;
     }
+  }
+}
+
+TEST(ConfigRetention, TheArchiveKeysAreReadAndChecked) {
+  Config c = parse_ok("[retention]\narchive = true\narchive_logs = true\narchive_keep_for = \"2w\"\n");
+  EXPECT_TRUE(c.retention.archive);
+  EXPECT_TRUE(c.retention.archive_logs);
+  EXPECT_EQ(c.retention.archive_keep_for, 14 * 24h);
+  EXPECT_FALSE(parse_ok("[retention]\narchive = false\narchive_keep_for = \"30d\"\n").retention.archive);
+  struct Case {
+    const char* text;
+    const char* key;
+    int line, column;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"[retention]\narchive = \"yes\"\n", "retention.archive", 2, 11,
+       "expected true or false, got a string; write it without quotes"},
+      {"[retention]\narchive = true\narchive_logs = 1\n", "retention.archive_logs", 3, 16,
+       "expected true or false, got an integer"},
+      {"[retention]\narchive_logs = true\n", "retention.archive_logs", 2, 16,
+       "archive_logs adds logs to the archive; it needs archive = true in [retention]"},
+      {"[retention]\narchive = true\narchive_keep_for = \"0\"\n", "retention.archive_keep_for", 3, 20,
+       "must be greater than 0"},
+      {"[retention]\narchive_keep_for = \"soon\"\n", "retention.archive_keep_for", 2, 20, "soon"},
+      {"[retention]\narchive_keep_for = 30\n", "retention.archive_keep_for", 2, 20, "a duration needs a unit"},
+      {"[defaults]\narchive = true\n", "defaults.archive", 2, 1, "it belongs in [retention]"},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.text);
+    Problem p = one_problem(k.text);
+    EXPECT_EQ(p.key, k.key);
+    EXPECT_EQ(p.line, k.line);
+    EXPECT_EQ(p.column, k.column);
+    EXPECT_TRUE(contains(p.message, k.message)) << p.message;
   }
 }
 

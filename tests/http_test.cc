@@ -12,6 +12,7 @@
 #include "layout/layout.h"
 #include "ops/local.h"
 #include "ops/remote.h"
+#include "ops/wire.h"
 #include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "test_util.h"
@@ -433,6 +434,65 @@ TEST(Token, IsGeneratedOnceWithMode0600AndReadBack) {
   EXPECT_EQ(*ops::load_or_create_token(cfg), *t1);
   cfg.daemon.token_file = dir / "missing";
   EXPECT_FALSE(ops::load_or_create_token(cfg));
+}
+
+TEST_F(HttpTest, TheArchiveOfDeletedRunsIsReadThroughTheApiAndRemoteOpsAlike) {
+  executor_->set_archive(retention::ArchivePolicy{true, true, 30 * 24h});
+  const int64_t kept = run_and_wait("hello");
+  const int64_t gone = run_and_wait("hello");
+  auto del = client_->Post(("/api/tasks/hello/runs/" + std::to_string(gone) + "/delete").c_str(), auth(), "",
+                           "application/json");
+  ASSERT_TRUE(del);
+  ASSERT_EQ(del->status, 200) << del->body;
+  const std::string date = layout::DataDir::archive_date(clock_.now());
+
+  auto files = body(client_->Get("/api/archive"));
+  ASSERT_EQ(files["files"].size(), 1u) << files.dump();
+  EXPECT_EQ(files["files"][0]["date"], date);
+  EXPECT_EQ(files["files"][0]["entries"], 1);
+  EXPECT_GT(files["files"][0]["bytes"].get<int64_t>(), 0);
+
+  auto page = body(client_->Get(("/api/archive/" + date).c_str()));
+  ASSERT_EQ(page["entries"].size(), 1u) << page.dump();
+  const json& e = page["entries"][0];
+  EXPECT_EQ(e["run_id"], gone);
+  EXPECT_EQ(e["reason"], "manual");
+  EXPECT_EQ(e["run"]["task"], "hello");
+  EXPECT_EQ(e["run"]["status"], "succeeded");
+  EXPECT_NE(e["log"]["text"].get<std::string>().find("hello"), std::string::npos);
+  EXPECT_TRUE(page["next"].is_null());
+  // The archived run reads like the run did from the API before it was deleted.
+  EXPECT_EQ(body(client_->Get(("/api/tasks/hello/runs/" + std::to_string(kept)).c_str())).size(), e["run"].size());
+
+  EXPECT_EQ(body(client_->Get(("/api/archive/" + date + "?run=" + std::to_string(kept)).c_str()))["entries"].size(), 0u);
+  EXPECT_EQ(client_->Get("/api/archive/2026-02-30")->status, 400);
+  EXPECT_EQ(body(client_->Get("/api/archive/2026-02-30"))["error"],
+            "date: expected a day as YYYY-MM-DD (UTC), e.g. 2026-11-23, got \"2026-02-30\"");
+  EXPECT_EQ(client_->Get("/api/archive/1999-01-01")->status, 404);
+  EXPECT_EQ(client_->Get("/api/archive/..%2F..%2Fetc")->status, 404);
+  EXPECT_EQ(client_->Get("/api/archive/2026-1-1")->status, 404);
+  EXPECT_EQ(client_->Get(("/api/archive/" + date + "?limit=0").c_str())->status, 400);
+  EXPECT_EQ(client_->Get(("/api/archive/" + date + "?bogus=1").c_str())->status, 400);
+  EXPECT_EQ(client_->Get(("/api/archive/" + date + "?task=cronkeep:retention").c_str())->status, 404);
+  EXPECT_EQ(client_->Get(("/api/archive/" + date + "?task=cronkeep:retention").c_str(), auth())->status, 200);
+
+  // The CLI's remote path answers what the local one does.
+  auto remote = ops::make_remote(ops::Endpoint{"127.0.0.1", server_->port()}, kToken);
+  ops::ArchiveQuery q;
+  q.date = date;
+  auto there = remote->archive_show(q);
+  auto here = local_->archive_show(q);
+  ASSERT_TRUE(there) << there.error().message;
+  ASSERT_TRUE(here) << here.error().message;
+  EXPECT_EQ(ops::dump(ops::to_json(*there)), ops::dump(ops::to_json(*here)));
+  auto list = remote->archive_list();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].entries, 1);
+  q.date = "2026-13-01";
+  auto bad = remote->archive_show(q);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument);
 }
 
 }  // namespace

@@ -44,6 +44,23 @@ TEST(DataDir, OwnsEveryPath) {
   EXPECT_EQ(DataDir::run_id_of("junk.log"), 0);
 }
 
+TEST(DataDir, ArchivePathsAreBuiltOnlyFromRealDays) {
+  const DataDir d("/var/lib/cronkeep");
+  EXPECT_EQ(d.archive(), "/var/lib/cronkeep/archive");
+  EXPECT_EQ(d.archive_file("2026-11-23"), "/var/lib/cronkeep/archive/2026-11-23.jsonl.zst");
+  EXPECT_EQ(DataDir::archive_date(kT0), "2026-11-23");
+  EXPECT_EQ(DataDir::archive_date(*parse_rfc3339("2026-11-23T23:59:59.999Z")), "2026-11-23");
+  for (const char* good : {"2026-11-23", "2024-02-29", "1999-12-31"}) EXPECT_TRUE(DataDir::valid_archive_date(good)) << good;
+  for (const char* bad : {"", "2026-11-2", "2026-11-233", "2026-02-30", "2025-02-29", "2026-13-01", "2026-00-10",
+                          "2026/11/23", "26-11-23", "2026-11-23 ", "../../x", "2026-11-23/..", "2026-1a-23",
+                          "２０２６-11-23", "2026-11-23\n"})
+    EXPECT_FALSE(DataDir::valid_archive_date(bad)) << bad;
+  EXPECT_EQ(DataDir::archive_date_of("2026-11-23.jsonl.zst"), "2026-11-23");
+  for (const char* other : {"2026-11-23.jsonl", "2026-02-30.jsonl.zst", "x.jsonl.zst", "2026-11-23.jsonl.zst.tmp",
+                            "notes.txt"})
+    EXPECT_EQ(DataDir::archive_date_of(other), "") << other;
+}
+
 TEST(DataDir, ValidLogPathsAreExactlyTheOnesItMakes) {
   EXPECT_TRUE(DataDir::valid_log_path("logs/backup/20261123_040000_42.log"));
   EXPECT_TRUE(DataDir::valid_log_path("logs/a.b/20261123_040000_42.log"));

@@ -34,6 +34,8 @@ data_dir = "data"
 listen = "127.0.0.1:$port"
 [retention]
 schedule = "@yearly"
+archive = true
+archive_logs = true
 [compactor]
 schedule = "@yearly"
 [tasks.ok]
@@ -158,12 +160,28 @@ start_daemon
 "$bin" run bad --wait -c p.toml > /dev/null || true
 failed=$("$bin" runs bad --json -c p.toml | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 mode=daemon act
+# The archive both paths' deletes and purges wrote, read the same way by each.
+today=$(date -u +%F)
+archive_reads() {
+  capture archive_list archive list --json
+  capture archive_show archive show "$today" --json
+  capture archive_lines archive show "$today" --task ok
+  capture archive_run archive show "$today" --run 999999
+  capture archive_bad_date archive show 2026-02-30
+  capture archive_bad_form archive show ../etc
+  capture archive_none archive show 1999-01-01
+  capture archive_bad_task archive show "$today" --task 'a..b'
+}
+mode=daemon archive_reads
 stop_daemon
+mode=local archive_reads
 
 for name in tasks runs runs_failed runs_page logs logs_tail logs_range logs_follow logs_plain status check dry_run \
             validate bad_task bad_name bad_status bad_run other_task tail_and_from bad_older purge_unknown \
             purge_running cancel_ended cancel_unknown delete_unknown delete purge compact repair \
-            notifications pause_system pause_unknown run_env_bad pause pause_again tasks_paused resume resume_again; do
+            notifications pause_system pause_unknown run_env_bad pause pause_again tasks_paused resume resume_again \
+            archive_list archive_show archive_lines archive_run archive_bad_date archive_bad_form archive_none \
+            archive_bad_task; do
   compare "$name"
 done
 # And the comparison is not vacuous: the captures hold what they should.
@@ -173,6 +191,8 @@ grep -q 'known tasks' daemon.purge_unknown || { echo "FAIL - unknown purge task 
 grep -q '"state": "paused"' daemon.tasks_paused || { echo "FAIL - a paused task is not shown paused"; failures=$((failures + 1)); }
 grep -q '"state": "manual"' daemon.tasks || { echo "FAIL - an on-demand task is not shown manual"; failures=$((failures + 1)); }
 grep -q '"state": "disabled"' daemon.tasks || { echo "FAIL - a disabled task is not shown disabled"; failures=$((failures + 1)); }
+grep -q '"reason": "manual"' daemon.archive_show || { echo "FAIL - the archive holds no purged run"; failures=$((failures + 1)); }
+grep -q 'exit 2' daemon.archive_bad_date || { echo "FAIL - an impossible date was not refused"; failures=$((failures + 1)); }
 grep -q '"three"' daemon.logs_follow || { echo "FAIL - follow printed no lines"; failures=$((failures + 1)); }
 
 if [ "$failures" -ne 0 ]; then echo "parity: $failures difference(s)"; exit 1; fi

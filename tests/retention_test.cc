@@ -491,6 +491,174 @@ TEST_F(ExecutorTest, TheRetentionSystemTaskRecordsAFailedRunSayingWhy) {
   sched.shutdown();
 }
 
+// ---- the archive ([retention] archive = true) ----------------------------------------
+
+// A day's archive as JSON objects, the first entry of each run (all pages).
+std::vector<nlohmann::json> archived(const std::string& data_dir, TimePoint day) {
+  archive::ReadQuery q;
+  q.date = layout::DataDir::archive_date(day);
+  q.limit = 1000;
+  auto page = archive::read(layout::DataDir(data_dir), q);
+  EXPECT_TRUE(page) << (page ? "" : page.error().message);
+  std::vector<nlohmann::json> out;
+  if (page)
+    for (const std::string& e : page->entries) out.push_back(nlohmann::json::parse(e));
+  return out;
+}
+
+TEST_F(ExecutorTest, AnArchivedSweepLeavesOneEntryPerDeletedRunWithItsLog) {
+  std::vector<int64_t> all;
+  for (int i = 0; i < 30; ++i)
+    all.push_back(add_run("t", RunStatus::succeeded, kNow - Millis(int64_t(30 - i) * 3'600'000),
+                          "output " + std::to_string(i) + "\n"));
+  FakeClock clock(kNow);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 7, &clock);
+  ex.set_archive(ArchivePolicy{true, true, 30 * kDay});
+  const Policy p = simple(10, 30 * kDay, 90 * kDay);
+  auto r = sweep(*store_, ex, p, kNow);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->rows, 20);
+  EXPECT_EQ(r->archived, 20);
+  const std::string file = "archive/" + layout::DataDir::archive_date(kNow) + ".jsonl.zst";
+  EXPECT_EQ(r->archive_file, file);
+  EXPECT_NE(describe(*r, p, kNow).find("; archived 20 run(s) to " + file), std::string::npos) << describe(*r, p, kNow);
+  const auto entries = archived(dir_.path(), kNow);
+  ASSERT_EQ(entries.size(), 20u);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EXPECT_EQ(entries[i]["run_id"], all[i]);
+    EXPECT_EQ(entries[i]["reason"], "keep_runs");
+    EXPECT_EQ(entries[i]["run"]["status"], "succeeded");
+    EXPECT_EQ(entries[i]["log"]["text"], "output " + std::to_string(i) + "\n");
+    EXPECT_EQ(store_->get_run(all[i]).error().code, ErrorCode::not_found);
+  }
+  for (size_t i = 20; i < all.size(); ++i) EXPECT_TRUE(store_->get_run(all[i]));
+  auto files = archive::list_files(layout::DataDir(dir_.path()));
+  ASSERT_TRUE(files);
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ((*files)[0].entries, 20);
+  EXPECT_EQ((*files)[0].duplicates, 0);
+}
+
+TEST_F(ExecutorTest, ARunArchivedBeforeACrashIsArchivedAgainWhenDeletedAndShownOnce) {
+  const int64_t a = add_run("t", RunStatus::failed, kNow - 400 * kDay);
+  const layout::DataDir dir(dir_.path());
+  {
+    // The crash at retention.after_archive_fsync: the entry is synced, the row not deleted.
+    archive::Writer w(dir);
+    auto append = w.begin(kNow - 1h);
+    ASSERT_TRUE(append);
+    ASSERT_TRUE(append->add(archive::Entry{*store_->get_run(a), "max_age", kNow - 1h, std::nullopt}));
+    ASSERT_TRUE(append->commit());
+  }
+  ASSERT_TRUE(store_->get_run(a));
+  FakeClock clock(kNow);
+  Executor ex(*store_, dir, 100, &clock);
+  ex.set_archive(ArchivePolicy{true, false, 30 * kDay});
+  auto r = ex.purge({{a, Reason::max_age}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->rows, 1);
+  EXPECT_EQ(r->archived, 1);
+  EXPECT_EQ(store_->get_run(a).error().code, ErrorCode::not_found);
+  const auto entries = archived(dir_.path(), kNow);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0]["run_id"], a);
+  EXPECT_EQ(entries[0]["archived_at"], format_rfc3339(kNow - 1h, true));  // the first entry is the one shown
+  auto files = archive::list_files(dir);
+  ASSERT_TRUE(files);
+  EXPECT_EQ((*files)[0].duplicates, 1);
+}
+
+TEST_F(ExecutorTest, ABatchWhoseArchiveCannotBeWrittenIsNotDeleted) {
+  const int64_t a = add_run("t", RunStatus::succeeded, kNow - 400 * kDay);
+  const int64_t b = add_run("t", RunStatus::succeeded, kNow - 300 * kDay);
+  // A file where the archive directory belongs: every archive write fails.
+  std::ofstream(dir_ / "archive") << "in the way";
+  FakeClock clock(kNow);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100, &clock);
+  ex.set_archive(ArchivePolicy{true, true, 30 * kDay});
+  auto r = ex.purge({{a, Reason::max_age}, {b, Reason::max_age}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::io);
+  const std::string& m = r.error().message;
+  EXPECT_EQ(m.rfind("archiving before deleting: ", 0), 0u) << m;
+  EXPECT_NE(m.find("the 2 run(s) of this batch were not deleted"), std::string::npos) << m;
+  for (int64_t id : {a, b}) {
+    ASSERT_TRUE(store_->get_run(id));
+    EXPECT_TRUE(fs::exists(path_of(id)));
+  }
+  EXPECT_TRUE(store_->list_tombstones(10)->empty());
+  // Once the archive can be written, the same purge goes through.
+  fs::remove(dir_ / "archive");
+  auto again = ex.purge({{a, Reason::max_age}, {b, Reason::max_age}});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->rows, 2);
+  EXPECT_EQ(again->archived, 2);
+  EXPECT_EQ(archived(dir_.path(), kNow).size(), 2u);
+}
+
+TEST_F(ExecutorTest, RunsInFlightAreNeitherArchivedNorDeleted) {
+  const int64_t running = add_run("t", RunStatus::running, kNow - 400 * kDay);
+  const int64_t ended = add_run("t", RunStatus::succeeded, kNow - 400 * kDay);
+  FakeClock clock(kNow);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100, &clock);
+  ex.set_archive(ArchivePolicy{true, false, 30 * kDay});
+  auto r = ex.purge({{running, Reason::manual}, {ended, Reason::manual}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->rows, 1);
+  EXPECT_EQ(r->archived, 1);
+  EXPECT_EQ(store_->get_run(running)->status, RunStatus::running);
+  const auto entries = archived(dir_.path(), kNow);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0]["run_id"], ended);
+  EXPECT_EQ(entries[0]["reason"], "manual");
+}
+
+TEST_F(ExecutorTest, SweepsRemoveArchiveFilesPastArchiveKeepForUnlessTheClockIsDoubted) {
+  for (int i = 0; i < 5; ++i) add_run("t", RunStatus::succeeded, kNow - Millis(int64_t(5 - i) * 3'600'000));
+  const layout::DataDir dir(dir_.path());
+  archive::Writer w(dir);
+  for (TimePoint day : {kNow - 10 * kDay, kNow - 1 * kDay}) {
+    auto append = w.begin(day);
+    ASSERT_TRUE(append);
+    ASSERT_TRUE(append->add(archive::Entry{*store_->get_run(1), "manual", day, std::nullopt}));
+    ASSERT_TRUE(append->commit());
+  }
+  FakeClock clock(kNow);
+  Executor ex(*store_, dir, 100, &clock);
+  ex.set_archive(ArchivePolicy{false, false, 7 * kDay});  // archiving off: what is there stays bounded
+  Policy p = simple(10, 30 * kDay, 90 * kDay);
+  p.max_age = 365 * kDay;
+  // A clock 400 days ahead: the age rules are held back, and no archive file goes either.
+  auto held = sweep(*store_, ex, p, kNow + 400 * kDay);
+  ASSERT_FALSE(held);
+  EXPECT_EQ(held.error().code, ErrorCode::conflict);
+  EXPECT_EQ(archive::list_files(dir)->size(), 2u);
+  auto r = sweep(*store_, ex, p, kNow);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->archive_files_removed, 1);
+  EXPECT_NE(describe(*r, p, kNow).find("; removed 1 archive file(s) past archive_keep_for"), std::string::npos)
+      << describe(*r, p, kNow);
+  auto files = archive::list_files(dir);
+  ASSERT_TRUE(files);
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ((*files)[0].date, layout::DataDir::archive_date(kNow - kDay));
+}
+
+TEST_F(ExecutorTest, AManualPurgeArchivesAndSaysSo) {
+  for (int i = 0; i < 4; ++i) add_run("t", RunStatus::succeeded, kNow - 40 * kDay + Millis(i));
+  FakeClock clock(kNow);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100, &clock);
+  ex.set_archive(ArchivePolicy{true, true, 30 * kDay});
+  auto req = make_purge_request("30d", std::nullopt, std::nullopt, std::nullopt, false);
+  ASSERT_TRUE(req);
+  auto out = manual_purge(*store_, ex, *req, clock);
+  ASSERT_TRUE(out) << out.error().message;
+  EXPECT_EQ(out->report.rows, 3);  // the newest success stays
+  EXPECT_EQ(out->report.archived, 3);
+  EXPECT_NE(out->message.find("; archived 3 run(s) to archive/"), std::string::npos) << out->message;
+  EXPECT_EQ(archived(dir_.path(), kNow).size(), 3u);
+}
+
 TEST_F(ExecutorTest, CompactionGivesFreedPagesBackToTheFileSystem) {
   const std::string big(20'000, 'x');
   std::vector<Expired> all;

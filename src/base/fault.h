@@ -4,8 +4,8 @@
 // every function here is an inline no-op. At run time:
 //   CRONKEEP_CRASH_AT=<name>   the process kills itself with SIGKILL the
 //                              first time it reaches crash_point(<name>);
-//   CRONKEEP_ENOSPC_FILE=<path> while <path> exists, log writes fail with
-//                              ENOSPC (disk_full() returns true).
+//   CRONKEEP_ENOSPC_FILE=<path> while <path> exists, log writes and archive
+//                              writes fail with ENOSPC (disk_full() returns true).
 // docs/reliability.md lists the points.
 #pragma once
 

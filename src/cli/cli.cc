@@ -33,7 +33,7 @@ constexpr int kUsage = 2;
 
 constexpr const char* kCommands[] = {"daemon", "validate", "tasks",   "runs",   "logs",  "run",
                                      "cancel", "delete",   "purge",   "compact", "status", "check",
-                                     "nodes",
+                                     "nodes",  "archive",
                                      "pause",  "resume",   "reload",  "notifications",
                                      "import-crontab"};
 
@@ -590,6 +590,69 @@ int cmd_import_crontab(const std::string& file, bool system, const std::string& 
   return kOk;
 }
 
+// ---- the archive of purged runs ------------------------------------------------
+
+int cmd_archive_list(const std::string& config_path, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto files = s.ops->archive_list();
+  if (!files) return report(files.error());
+  if (as_json) {
+    print_json(Json{{"files", ops::to_json(*files)}});
+    return kOk;
+  }
+  if (files->empty()) {
+    std::cout << "no archive yet (runs are archived before they are deleted when [retention] archive = true)\n";
+    return kOk;
+  }
+  std::cout << fmt::format("{:<12} {:>10} {:>12}\n", "DATE", "ENTRIES", "COMPRESSED");
+  for (const ops::ArchiveFile& f : *files)
+    std::cout << fmt::format("{:<12} {:>10} {:>12}\n", f.date, f.entries, size_text(f.bytes));
+  return kOk;
+}
+
+struct ArchiveShowArgs {
+  std::string date;
+  std::string task;
+  int64_t run_id = 0;
+  bool json = false;
+};
+
+int cmd_archive_show(const std::string& config_path, const ArchiveShowArgs& a) {
+  ops::ArchiveQuery q;
+  q.date = a.date;
+  if (!a.task.empty()) q.task = a.task;
+  if (a.run_id > 0) q.run_id = a.run_id;
+  q.limit = 1000;
+  if (auto st = ops::check_archive_query(q); !st) return report(st.error());
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  Json all = Json::array();
+  int64_t shown = 0;
+  while (true) {
+    auto page = s.ops->archive_show(q);
+    if (!page) return report(page.error());
+    // Each entry on a line of its own (JSON lines), the same through a daemon or not.
+    Json answer = ops::to_json(*page);
+    for (Json& entry : answer["entries"]) {
+      if (a.json) all.push_back(std::move(entry));
+      else std::cout << ops::dump(entry) << "\n";
+      ++shown;
+    }
+    if (!page->next) break;
+    q.after = *page->next;
+  }
+  if (a.json) print_json(Json{{"date", a.date}, {"entries", std::move(all)}});
+  std::cout.flush();
+  if (shown == 0 && (q.task || q.run_id)) {
+    std::cerr << "cronkeep: no archived run of " << a.date << " matches"
+              << (q.task ? " --task " + *q.task : std::string())
+              << (q.run_id ? " --run " + std::to_string(*q.run_id) : std::string()) << "\n";
+    return kFailure;
+  }
+  return kOk;
+}
+
 // The first word that is not an option (nor the value of -c): the command.
 std::optional<std::string> command_word(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
@@ -787,6 +850,23 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
                          "start every task name with PREFIX- (to import several crontabs into one configuration)")
       ->type_name("PREFIX");
   import_cmd->callback([&] { exit_code = cmd_import_crontab(crontab_file, crontab_system, crontab_prefix); });
+  auto* archive_cmd = app.add_subcommand(
+      "archive", "Read the archive of purged runs ([retention] archive = true): one file per day in {data_dir}/archive");
+  archive_cmd->require_subcommand(1);
+  auto* archive_list_cmd =
+      archive_cmd->add_subcommand("list", "List the archive's days: date (UTC), runs archived, compressed size");
+  archive_list_cmd->add_flag("--json", as_json, "print JSON ({\"files\": [{date, entries, bytes}]})");
+  archive_list_cmd->callback([&] { exit_code = cmd_archive_list(config_path, as_json); });
+  ArchiveShowArgs archive_args;
+  auto* archive_show_cmd = archive_cmd->add_subcommand(
+      "show", "Print the runs archived on DATE, one JSON object per line (the run as the API shows it, why it was "
+              "deleted, and its log with archive_logs); a run archived twice is shown once");
+  archive_show_cmd->add_option("DATE", archive_args.date, "the day the runs were deleted, YYYY-MM-DD (UTC)")
+      ->required();
+  archive_show_cmd->add_option("--task", archive_args.task, "only this task's runs");
+  archive_show_cmd->add_option("--run", archive_args.run_id, "only this run")->check(CLI::PositiveNumber);
+  archive_show_cmd->add_flag("--json", archive_args.json, "print one JSON document ({\"date\", \"entries\": [...]})");
+  archive_show_cmd->callback([&] { exit_code = cmd_archive_show(config_path, archive_args); });
 
   try {
     app.parse(argc, argv);

@@ -612,6 +612,10 @@ constexpr KeySpec<Retention> kRetentionKeys[] = {
     {"batch_size", [](auto& r, auto& n, auto& k, auto& s) { r.integer(n, k, 1, kMaxBatchSize, s.batch_size); }},
     {"max_fraction_per_sweep",
      [](auto& r, auto& n, auto& k, auto& s) { r.fraction(n, k, s.max_fraction_per_sweep); }},
+    {"archive", [](auto& r, auto& n, auto& k, auto& s) { r.boolean(n, k, s.archive); }},
+    {"archive_logs", [](auto& r, auto& n, auto& k, auto& s) { r.boolean(n, k, s.archive_logs); }},
+    {"archive_keep_for",
+     [](auto& r, auto& n, auto& k, auto& s) { r.duration(n, k, Zero::refused, s.archive_keep_for); }},
 };
 
 constexpr KeySpec<Compactor> kCompactorKeys[] = {
@@ -809,6 +813,10 @@ tl::expected<Config, Problems> parse(std::string_view text, std::string_view fil
   if (const auto* n = root.get("daemon")) read_section(r, *n, "daemon", kDaemonKeys, config.daemon);
   if (const auto* n = root.get("storage")) read_section(r, *n, "storage", kStorageKeys, config.storage);
   if (const auto* n = root.get("retention")) read_section(r, *n, "retention", kRetentionKeys, config.retention);
+  if (config.retention.archive_logs && !config.retention.archive)
+    if (const toml::node* logs = root.at_path("retention.archive_logs").node())
+      r.add(logs->source(), "retention.archive_logs",
+            "archive_logs adds logs to the archive; it needs archive = true in [retention]");
   if (const auto* n = root.get("compactor")) read_section(r, *n, "compactor", kCompactorKeys, config.compactor);
   // Sinks first: `notify = [...]` in [defaults] and tasks is checked against them.
   if (const auto* n = root.get("notify")) {

@@ -128,6 +128,11 @@ struct Retention {
   // later than the newest run by more than the retention window, deletes by
   // count and size only and fails, saying why (a clock fault is likely).
   double max_fraction_per_sweep = 0.5;
+  // Before a run is deleted (sweeps, purge, delete), write its row to
+  // {data_dir}/archive/{YYYY-MM-DD}.jsonl.zst (docs/retention.md "Archive").
+  bool archive = false;
+  bool archive_logs = false;           // with its log's text; requires archive
+  Millis archive_keep_for = 365 * 24h; // > 0; sweeps remove archive files older than this
 };
 
 struct Compactor {

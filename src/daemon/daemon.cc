@@ -70,8 +70,10 @@ std::vector<std::string> changed_sections(const config::Config& a, const config:
   std::vector<std::string> out;
   const auto& ra = a.retention;
   const auto& rb = b.retention;
-  if (std::tie(ra.schedule, ra.max_age, ra.max_runs, ra.batch_size, ra.max_fraction_per_sweep) !=
-      std::tie(rb.schedule, rb.max_age, rb.max_runs, rb.batch_size, rb.max_fraction_per_sweep))
+  if (std::tie(ra.schedule, ra.max_age, ra.max_runs, ra.batch_size, ra.max_fraction_per_sweep, ra.archive,
+               ra.archive_logs, ra.archive_keep_for) != std::tie(rb.schedule, rb.max_age, rb.max_runs, rb.batch_size,
+                                                                 rb.max_fraction_per_sweep, rb.archive, rb.archive_logs,
+                                                                 rb.archive_keep_for))
     out.push_back("retention");
   if (std::tie(a.compactor.schedule, a.compactor.vacuum) != std::tie(b.compactor.schedule, b.compactor.vacuum))
     out.push_back("compactor");
@@ -203,7 +205,8 @@ int run(const config::Config& config) {
     spdlog::error("{}", st.error().message);
     return 1;
   }
-  retention::Executor executor(**store, dir, config.retention.batch_size);
+  retention::Executor executor(**store, dir, config.retention.batch_size, &clock);
+  executor.set_archive(retention::archive_policy_from(config));
   if (auto replayed = executor.replay_tombstones(); !replayed) {
     spdlog::error("replaying tombstones: {}", replayed.error().message);
     return 1;
@@ -320,6 +323,7 @@ int run(const config::Config& config) {
     auto fresh = std::make_shared<const config::Config>(std::move(*next));
     const scheduler::ReloadSummary summary = scheduler.reload(*fresh, system_tasks(*fresh, **store, executor, clock));
     executor.set_max_batch(fresh->retention.batch_size);
+    executor.set_archive(retention::archive_policy_from(*fresh));
     notifier.set_config(*fresh);
     local_ptr->set_config(fresh);
     ops::ReloadResult out;

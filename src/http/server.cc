@@ -188,6 +188,8 @@ struct Route {
 // Task names as ops accepts them (checked again there), or a system task's.
 const std::string kTask = R"(([A-Za-z0-9][A-Za-z0-9._-]{0,127}|cronkeep:[a-z]+))";
 const std::string kId = R"(([0-9]{1,18}))";
+// A day as archive files are named; ops checks that it is a real one.
+const std::string kDay = R"(([0-9]{4}-[0-9]{2}-[0-9]{2}))";
 
 std::string sse_frame(const ops::FollowEvent& e) {
   return "id: " + std::to_string(e.id) + "\nevent: " + ops::to_string(e.kind) + "\ndata: " + ops::dump(ops::to_json(e)) +
@@ -508,6 +510,33 @@ struct Server::Impl {
       if (!c.only({}) || !c.fields({})) return;
       if (auto st = o.forget_node(c.arg(1)); !st) return send_error(c.res, st.error());
       send_json(c.res, 200, Json{{"forgotten", c.arg(1)}});
+    });
+
+    // ---- the archive of purged runs (issue 13) ----
+    add("GET", "/api/archive", false, [&o](Call& c) {
+      if (!c.only({})) return;
+      auto files = o.archive_list();
+      if (!files) return send_error(c.res, files.error());
+      send_json(c.res, 200, Json{{"files", ops::to_json(*files)}});
+    });
+
+    add("GET", "/api/archive/" + kDay, false, [this, &o](Call& c) {
+      if (!c.only({"task", "run", "after", "limit"})) return;
+      std::optional<int64_t> run, after, limit;
+      if (!c.integer("run", 1, INT64_MAX, run) || !c.integer("after", 0, INT64_MAX, after) ||
+          !c.integer("limit", 1, 1000, limit))
+        return;
+      ops::ArchiveQuery q;
+      q.date = c.arg(1);
+      if (c.has("task")) {
+        q.task = c.query["task"];
+        if (!visible(c, *q.task)) return;
+      }
+      q.run_id = run;
+      q.after = after.value_or(0);
+      q.limit = static_cast<int>(limit.value_or(100));
+      q.include_system = c.authed;  // system tasks' runs, like their history, for authenticated callers
+      answer(c, o.archive_show(q));
     });
 
     // ---- operating: pause/resume (issue 13) ----

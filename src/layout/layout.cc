@@ -61,6 +61,27 @@ bool DataDir::valid_log_path(std::string_view p) {
   return true;
 }
 
+std::string DataDir::archive_date(TimePoint t) {
+  // format_rfc3339 is "YYYY-MM-DDTHH:MM:SSZ" in UTC.
+  return format_rfc3339(t).substr(0, 10);
+}
+
+bool DataDir::valid_archive_date(std::string_view date) {
+  if (date.size() != 10 || date[4] != '-' || date[7] != '-') return false;
+  for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9})
+    if (date[i] < '0' || date[i] > '9') return false;
+  // A real day: parse_rfc3339 refuses 2026-02-30 and month 13.
+  const auto t = parse_rfc3339(date);
+  return t && archive_date(*t) == date;
+}
+
+std::string DataDir::archive_date_of(std::string_view file_name) {
+  const std::string_view suffix = kArchiveSuffix;
+  if (file_name.size() != 10 + suffix.size() || file_name.substr(10) != suffix) return "";
+  const std::string_view date = file_name.substr(0, 10);
+  return valid_archive_date(date) ? std::string(date) : "";
+}
+
 int64_t DataDir::run_id_of(std::string_view file_name) {
   if (file_name.size() < 5 || file_name.substr(file_name.size() - 4) != ".log") return 0;
   file_name.remove_suffix(4);

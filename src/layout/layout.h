@@ -13,6 +13,7 @@
 //   {root}/token                                           generated bearer token (0600)
 //   {root}/logs/{task}/{YYYYMMDD}_{HHMMSS}_{run_id}.log    what a run printed
 //   ….log.idx, .tidx, .meta, .prev, .prev.idx, .prev.tidx  its sidecars and rotated part
+//   {root}/archive/{YYYY-MM-DD}.jsonl.zst                  purged runs ([retention] archive)
 //
 // Thread-safety: DataDir is immutable after construction and may be shared;
 // the free functions are thread-safe.
@@ -67,6 +68,22 @@ class DataDir {
   std::string task_logs(std::string_view task) const { return logs() + "/" + std::string(task); }
   // {root}/{relative}. Requires: valid_log_path(relative).
   std::string absolute(std::string_view relative) const { return root_ + "/" + std::string(relative); }
+  // Where purged runs are archived (docs/archive-format.md).
+  std::string archive() const { return root_ + "/archive"; }
+  // {root}/archive/{date}.jsonl.zst. Requires: valid_archive_date(date).
+  std::string archive_file(std::string_view date) const { return archive() + "/" + archive_file_name(date); }
+
+  // "2026-11-23.jsonl.zst". Requires: valid_archive_date(date).
+  static std::string archive_file_name(std::string_view date) { return std::string(date) + kArchiveSuffix; }
+  // The UTC day of `t`, as archive files are named: "2026-11-23".
+  static std::string archive_date(TimePoint t);
+  // True when `date` is exactly YYYY-MM-DD and a real day (no "2026-02-30"):
+  // the only text an archive path is ever built from.
+  static bool valid_archive_date(std::string_view date);
+  // The date of an archive file's name ("2026-11-23.jsonl.zst" →
+  // "2026-11-23"), or "" when the name is not an archive file's.
+  static std::string archive_date_of(std::string_view file_name);
+  static constexpr const char* kArchiveSuffix = ".jsonl.zst";
 
   // "logs/backup/20261123_040000_42.log" (relative to the root; the stamp is
   // `started` in UTC). Errors: invalid_argument when `task` breaks the rule.

@@ -17,6 +17,7 @@
 #include <map>
 #include <set>
 
+#include "archive/archive.h"
 #include "base/file_lock.h"
 #include "base/unique_fd.h"
 #include "base/units.h"
@@ -583,10 +584,11 @@ Result<DeleteResult> Local::delete_run(std::string_view task, int64_t id) {
     auto report = s.d.executor->purge({retention::Expired{id, retention::Reason::manual}});
     if (!report) return tl::unexpected(report.error());
     if (report->rows == 0) return fail(ErrorCode::conflict, "run " + std::to_string(id) + " could not be deleted");
-    DeleteResult out{id, run->task, report->log_bytes, report->files_deleted, ""};
+    DeleteResult out{id, run->task, report->log_bytes, report->files_deleted, "", report->archived > 0};
     out.message = "Deleted run " + std::to_string(id) + " of " + run->task + " and " +
                   std::to_string(report->files_deleted) + " file(s) (" +
                   format_size(static_cast<uint64_t>(report->log_bytes)) + " of logs)";
+    if (out.archived) out.message += "; archived to " + report->archive_file;
     if (report->file_errors > 0)
       out.message += "; " + std::to_string(report->file_errors) + " file(s) could not be removed and will be retried (" +
                      report->first_error + ")";
@@ -981,6 +983,24 @@ Result<RawLogChunk> Local::raw_log(std::string_view task, int64_t id, int64_t of
   return out;
 }
 
+// ---- the archive of purged runs ----------------------------------------------------
+
+Result<std::vector<ArchiveFile>> Local::archive_list() {
+  auto files = archive::list_files(impl_->dir);
+  if (!files) return tl::unexpected(files.error());
+  std::vector<ArchiveFile> out;
+  for (const archive::FileInfo& f : *files) out.push_back(ArchiveFile{f.date, f.entries, f.bytes});
+  return out;
+}
+
+Result<ArchivePage> Local::archive_show(const ArchiveQuery& q) {
+  if (auto st = check_archive_query(q); !st) return tl::unexpected(st.error());
+  archive::ReadQuery read{q.date, q.task, q.run_id, q.include_system, q.after, q.limit, kMaxArchivePage};
+  auto page = archive::read(impl_->dir, read);
+  if (!page) return tl::unexpected(page.error());
+  return ArchivePage{q.date, std::move(page->entries), page->next};
+}
+
 // ---- the CLI's data directory ---------------------------------------------------
 
 namespace {
@@ -990,7 +1010,10 @@ class OwnedLocal : public Ops {
  public:
   OwnedLocal(const config::Config& config, std::optional<FileLock> lock, std::unique_ptr<store::Store> store)
       : lock_(std::move(lock)), store_(std::move(store)) {
-    if (store_ && lock_) executor_.emplace(*store_, layout::DataDir(config.daemon.data_dir), config.retention.batch_size);
+    if (store_ && lock_) {
+      executor_.emplace(*store_, layout::DataDir(config.daemon.data_dir), config.retention.batch_size, &clock_);
+      executor_->set_archive(retention::archive_policy_from(config));
+    }
     local_ = std::make_unique<Local>(
         LocalDeps{&config, store_.get(), executor_ ? &*executor_ : nullptr, nullptr, nullptr, &clock_, nullptr, false, {}});
   }
@@ -1018,6 +1041,8 @@ class OwnedLocal : public Ops {
   Result<RawLogChunk> raw_log(std::string_view t, int64_t id, int64_t offset, int64_t max_bytes) override {
     return local_->raw_log(t, id, offset, max_bytes);
   }
+  Result<std::vector<ArchiveFile>> archive_list() override { return local_->archive_list(); }
+  Result<ArchivePage> archive_show(const ArchiveQuery& q) override { return local_->archive_show(q); }
 
  private:
   SystemClock clock_;

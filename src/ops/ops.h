@@ -2,7 +2,7 @@
 //
 // Owns: what a user can ask of cronkeep (list tasks, list runs, read and
 // follow a log, run now, cancel, delete a run, purge, compact, status,
-// check/repair, validate) with the rules that go with each: which runs a
+// check/repair, validate, read the archive of purged runs) with the rules that go with each: which runs a
 // caller may see, which parameters are valid, what each answer contains.
 // Answers are plain structs. Must not know argv, HTTP routing or text
 // formatting: the CLI turns argv into these calls and prints the answers,
@@ -171,6 +171,7 @@ struct DeleteResult {
   int64_t log_bytes = 0;
   int64_t files_deleted = 0;
   std::string message;
+  bool archived = false;                   // written to the archive first ([retention] archive)
 };
 
 struct SystemTaskStatus {
@@ -260,6 +261,30 @@ struct RawLogChunk {
   int64_t total = 0;                       // the file's size now
 };
 
+// ---- the archive of purged runs ([retention] archive, docs/retention.md) ----------
+
+// One day's archive file.
+struct ArchiveFile {
+  std::string date;                        // YYYY-MM-DD (UTC): the day the runs were deleted
+  int64_t entries = 0;                     // runs archived (a run archived twice counts once)
+  int64_t bytes = 0;                       // the file's size, compressed
+};
+
+struct ArchiveQuery {
+  std::string date;                        // YYYY-MM-DD, a real day (check_archive_query)
+  std::optional<std::string> task;         // only this task's runs
+  std::optional<int64_t> run_id;           // only this run (>= 1)
+  int64_t after = 0;                       // >= 0: the `next` of the previous page
+  int limit = 100;                         // 1..1000 entries per page
+  bool include_system = true;              // runs of system tasks too (the API: authenticated callers)
+};
+
+struct ArchivePage {
+  std::string date;
+  std::vector<std::string> entries;        // each an archived run, a JSON object (docs/archive-format.md)
+  std::optional<int64_t> next;             // pass as `after` for the rest; none at the end
+};
+
 // ---- the interface ------------------------------------------------------------
 
 class Ops {
@@ -329,6 +354,17 @@ class Ops {
   // negative offset or a bad max_bytes.
   virtual Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) = 0;
 
+  // ---- the archive of purged runs ----
+  // This node's archive files, oldest day first (none when nothing was
+  // archived). Reads every file to count its entries. Errors: io;
+  // corruption for a file in archive/ that is not a cronkeep archive.
+  virtual Result<std::vector<ArchiveFile>> archive_list() = 0;
+  // One page of a day's entries, in the order they were archived, the first
+  // entry of each run only; at most query.limit entries and about
+  // kMaxArchivePage bytes. Errors: invalid_argument (check_archive_query);
+  // not_found when nothing was archived that day; io; corruption.
+  virtual Result<ArchivePage> archive_show(const ArchiveQuery& query) = 0;
+
   // The nodes sharing the database, by name, with their last heartbeat and
   // runs in flight (SQLite: this one node, once its daemon has run).
   virtual Result<std::vector<store::NodeInfo>> nodes() = 0;
@@ -344,6 +380,8 @@ inline constexpr const char* kReloadTask = "cronkeep:reload";
 inline constexpr int64_t kMaxLogPage = 10'000;
 // Bytes per raw_log() call.
 inline constexpr int64_t kMaxRawChunk = 4 << 20;
+// Bytes of entries per archive_show() page (at least one entry, whatever its size).
+inline constexpr int64_t kMaxArchivePage = 8 << 20;
 
 // ---- choosing an implementation ------------------------------------------------
 
@@ -365,6 +403,12 @@ Status check_read(const logs::ReadRequest& read, bool from_line_given);
 // A task name as a user writes it: a valid task name or a system task.
 // Errors: invalid_argument naming the rule.
 Status check_task_name(std::string_view task);
+
+// An archive read's parameters: date exactly YYYY-MM-DD and a real day (it
+// names a file: nothing else is ever built into a path), task a task name,
+// run_id >= 1, after >= 0, limit 1..1000. Errors: invalid_argument naming
+// the parameter.
+Status check_archive_query(const ArchiveQuery& query);
 
 // Extra environment variables of a run now: names [A-Za-z_][A-Za-z0-9_]*
 // not starting with CRONKEEP_, values without NUL, at most 64 of them and

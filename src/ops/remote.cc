@@ -219,6 +219,25 @@ class Remote : public Ops {
     return retention_preview_from_json(*reply);
   }
 
+  // ---- the archive of purged runs ----
+
+  Result<std::vector<ArchiveFile>> archive_list() override {
+    auto reply = call("GET", "/api/archive", nullptr, {}, 600s);
+    if (!reply) return tl::unexpected(reply.error());
+    return archive_files_from_json(*reply);
+  }
+
+  Result<ArchivePage> archive_show(const ArchiveQuery& q) override {
+    // The date becomes part of the URL: checked first, like every parameter.
+    if (auto st = check_archive_query(q); !st) return tl::unexpected(st.error());
+    httplib::Params params{{"after", std::to_string(q.after)}, {"limit", std::to_string(q.limit)}};
+    if (q.task) params.emplace("task", *q.task);
+    if (q.run_id) params.emplace("run", std::to_string(*q.run_id));
+    auto reply = call("GET", "/api/archive/" + q.date, nullptr, params, 600s);
+    if (!reply) return tl::unexpected(reply.error());
+    return archive_page_from_json(*reply);
+  }
+
   Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) override {
     if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
     httplib::Client client = make_client(30s);

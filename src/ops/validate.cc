@@ -32,6 +32,20 @@ Status check_task_name(std::string_view task) {
                                                layout::kTaskNameRule + ")");
 }
 
+Status check_archive_query(const ArchiveQuery& q) {
+  if (!layout::DataDir::valid_archive_date(q.date))
+    return fail(ErrorCode::invalid_argument, "date: expected a day as YYYY-MM-DD (UTC), e.g. 2026-11-23, got \"" +
+                                                 q.date.substr(0, 64) + "\"");
+  if (q.task)
+    if (auto st = check_task_name(*q.task); !st) return st;
+  if (q.run_id && *q.run_id < 1) return fail(ErrorCode::invalid_argument, "run: expected a run id (1 or more)");
+  if (q.after < 0) return fail(ErrorCode::invalid_argument, "after: expected 0 or more");
+  if (q.limit < 1 || q.limit > 1000)
+    return fail(ErrorCode::invalid_argument,
+                "limit: expected an integer from 1 to 1000, got " + std::to_string(q.limit));
+  return {};
+}
+
 Status check_env(const std::map<std::string, std::string>& env) {
   constexpr size_t kMaxVars = 64;
   constexpr size_t kMaxBytes = 64 * 1024;

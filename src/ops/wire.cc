@@ -1,5 +1,6 @@
 #include "ops/wire.h"
 
+#include "archive/archive.h"
 #include "base/units.h"
 
 namespace cronkeep::ops {
@@ -92,27 +93,9 @@ std::string dump(const Json& j, int indent) { return j.dump(indent, ' ', false, 
 
 Json time_json(const std::optional<TimePoint>& t) { return t ? Json(format_rfc3339(*t, true)) : Json(nullptr); }
 
-Json to_json(const store::Run& r) {
-  return Json{{"id", r.id},
-              {"task", r.task},
-              {"trigger", store::to_string(r.trigger)},
-              {"attempt", r.attempt},
-              {"retry_of", opt(r.retry_of)},
-              {"status", store::to_string(r.status)},
-              {"scheduled_at", time_json(r.scheduled_at)},
-              {"created_at", format_rfc3339(r.created_at, true)},
-              {"started_at", time_json(r.started_at)},
-              {"finished_at", time_json(r.finished_at)},
-              {"exit_code", opt(r.exit_code)},
-              {"signal", opt(r.signal)},
-              {"duration_ms", opt(r.duration_ms)},
-              {"cpu_ms", opt(r.cpu_ms)},
-              {"max_rss_kb", opt(r.max_rss_kb)},
-              {"log_path", r.log_path},
-              {"log_bytes", r.log_bytes},
-              {"message", r.message},
-              {"node", r.node}};
-}
+// One shape for a run, in the API and in the archive of purged runs: the
+// archive defines it (it is written to disk), the API shows the same.
+Json to_json(const store::Run& r) { return archive::run_json(r); }
 
 Result<store::Run> run_from_json(const Json& j) {
   Reader r(j, "run");
@@ -402,13 +385,14 @@ Json to_json(const DeleteResult& d) {
               {"task", d.task},
               {"log_bytes", d.log_bytes},
               {"files_deleted", d.files_deleted},
+              {"archived", d.archived},
               {"message", d.message}};
 }
 
 Result<DeleteResult> delete_from_json(const Json& j) {
   Reader r(j, "delete");
   DeleteResult d{r.integer("id"), r.string("task"), r.integer("log_bytes"), r.integer("files_deleted"),
-                 r.string("message")};
+                 r.string("message"), r.boolean("archived")};
   return r.done(std::move(d));
 }
 
@@ -431,6 +415,7 @@ Json to_json(const retention::PurgeOutcome& o, bool dry_run) {
     j["files_deleted"] = o.report.files_deleted;
     j["files_missing"] = o.report.files_missing;
     j["file_errors"] = o.report.file_errors;
+    j["archived"] = o.report.archived;
   }
   return j;
 }
@@ -453,6 +438,7 @@ Result<retention::PurgeOutcome> purge_from_json(const Json& j) {
     o.report.files_deleted = r.integer("files_deleted");
     o.report.files_missing = r.integer("files_missing");
     o.report.file_errors = r.integer("file_errors");
+    o.report.archived = r.integer("archived");
   }
   return r.done(std::move(o));
 }
@@ -663,6 +649,39 @@ Json to_json(const retention::PurgeRequest& r) {
   if (r.status) j["status"] = store::to_string(*r.status);
   if (r.limit) j["limit"] = *r.limit;
   return j;
+}
+
+// ---- the archive of purged runs ------------------------------------------------------
+
+Json to_json(const ArchiveFile& f) { return Json{{"date", f.date}, {"entries", f.entries}, {"bytes", f.bytes}}; }
+
+Json to_json(const ArchivePage& p) {
+  Json entries = Json::array();
+  for (const std::string& text : p.entries) {
+    Json e = Json::parse(text, nullptr, false);
+    entries.push_back(e.is_discarded() ? Json(text) : std::move(e));  // never drop what was archived
+  }
+  return Json{{"date", p.date}, {"entries", std::move(entries)}, {"next", opt(p.next)}};
+}
+
+Result<std::vector<ArchiveFile>> archive_files_from_json(const Json& j) {
+  Reader r(j, "archive");
+  std::vector<ArchiveFile> out;
+  for (const Json& item : r.array("files")) {
+    Reader fr(item, "archive.files");
+    out.push_back(ArchiveFile{fr.string("date"), fr.integer("entries"), fr.integer("bytes")});
+    if (auto d = fr.done(0); !d) return tl::unexpected(d.error());
+  }
+  return r.done(std::move(out));
+}
+
+Result<ArchivePage> archive_page_from_json(const Json& j) {
+  Reader r(j, "archive");
+  ArchivePage p;
+  p.date = r.string("date");
+  for (const Json& e : r.array("entries")) p.entries.push_back(e.is_string() ? e.get<std::string>() : dump(e));
+  p.next = r.opt_integer("next");
+  return r.done(std::move(p));
 }
 
 // ---- for the web UI ---------------------------------------------------------------

@@ -75,6 +75,13 @@ Error error_from_json(int http_status, const Json& j);
 Result<retention::PurgeRequest> purge_request_from_json(const Json& body);
 Json to_json(const retention::PurgeRequest& r);
 
+// The archive of purged runs: GET /api/archive is {"files": [...]}; a page
+// of GET /api/archive/{date} is {"date", "entries": [...], "next"}.
+Json to_json(const ArchiveFile& f);
+Json to_json(const ArchivePage& p);
+Result<std::vector<ArchiveFile>> archive_files_from_json(const Json& j);
+Result<ArchivePage> archive_page_from_json(const Json& j);
+
 // For the web UI: the events stream's `data` and the retention preview.
 Json to_json(const WatchEvent& e);
 Result<WatchEvent> watch_event_from_json(std::string_view kind, uint64_t seq, const Json& j);

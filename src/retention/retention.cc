@@ -29,7 +29,16 @@ constexpr auto kBatchTarget = std::chrono::milliseconds(2);
 
 TaskRules rules_of(const config::TaskPolicy& p) { return TaskRules{p.keep_runs, p.keep_for, p.keep_failed_for}; }
 
+const Clock& system_clock() {
+  static const SystemClock clock;
+  return clock;
+}
+
 }  // namespace
+
+ArchivePolicy archive_policy_from(const config::Config& config) {
+  return ArchivePolicy{config.retention.archive, config.retention.archive_logs, config.retention.archive_keep_for};
+}
 
 Policy policy_from(const config::Config& config) {
   Policy p;
@@ -42,10 +51,59 @@ Policy policy_from(const config::Config& config) {
   return p;
 }
 
-Executor::Executor(store::Store& store, layout::DataDir dir, int64_t max_batch)
-    : store_(store), dir_(std::move(dir)), max_batch_(std::max<int64_t>(1, max_batch)) {}
+Executor::Executor(store::Store& store, layout::DataDir dir, int64_t max_batch, const Clock* clock)
+    : store_(store),
+      dir_(std::move(dir)),
+      max_batch_(std::max<int64_t>(1, max_batch)),
+      clock_(clock ? *clock : system_clock()),
+      writer_(dir_) {}
 
 void Executor::set_max_batch(int64_t max_batch) { max_batch_ = std::max<int64_t>(1, max_batch); }
+
+void Executor::set_archive(const ArchivePolicy& policy) {
+  std::lock_guard lock(archive_mu_);
+  archive_ = policy;
+}
+
+ArchivePolicy Executor::archive() const {
+  std::lock_guard lock(archive_mu_);
+  return archive_;
+}
+
+archive::Removal Executor::prune_archive(TimePoint now) {
+  return archive::remove_before(dir_, now - archive().keep_for);
+}
+
+Result<std::vector<int64_t>> Executor::archive_batch(std::span<const Expired> batch, bool logs, PurgeReport& report) {
+  const TimePoint now = clock_.now();
+  std::vector<int64_t> archived;
+  std::optional<archive::Append> append;
+  for (const Expired& e : batch) {
+    auto run = store_.get_run(e.id);
+    if (!run) {
+      if (run.error().code == ErrorCode::not_found) continue;  // deleted meanwhile (another purge)
+      return tl::unexpected(run.error());
+    }
+    // A run in flight is not deleted (and so not archived): were it to end
+    // between here and the delete, it would go unarchived.
+    if (!store::is_terminal(run->status)) continue;
+    if (!append) {
+      auto begun = writer_.begin(now);
+      if (!begun) return tl::unexpected(begun.error());
+      append.emplace(std::move(*begun));
+    }
+    archive::Entry entry{std::move(*run), to_string(e.reason), now, std::nullopt};
+    if (logs) entry.log = archive::read_log_text(dir_, entry.run);
+    if (auto st = append->add(entry); !st) return tl::unexpected(st.error());
+    archived.push_back(e.id);
+  }
+  if (!append) return archived;
+  auto committed = append->commit();
+  if (!committed) return tl::unexpected(committed.error());
+  report.archived += committed->entries;
+  report.archive_file = committed->file;
+  return archived;
+}
 
 void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, PurgeReport& report,
                             std::vector<int64_t>& cleared) {
@@ -65,14 +123,34 @@ void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, Pur
 Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const Progress& progress) {
   PurgeReport report;
   for (const Expired& e : expired) ++report.by_reason[e.reason];
+  const ArchivePolicy archiving = archive();
   const int64_t max_batch = max_batch_.load();
   int64_t batch = std::min<int64_t>(max_batch, 256);
   size_t next = 0;
   while (next < expired.size()) {
     const size_t n = std::min(expired.size() - next, static_cast<size_t>(batch));
     std::vector<int64_t> ids;
-    ids.reserve(n);
-    for (size_t i = next; i < next + n; ++i) ids.push_back(expired[i].id);
+    if (archiving.enabled) {
+      // No run of this batch is deleted unless its entry is on disk first.
+      const std::span<const Expired> these(expired.data() + next, n);
+      auto archived = archive_batch(these, archiving.logs, report);
+      // A full disk: give up the reserve (layout.h) and try once more.
+      if (!archived && archived.error().code == ErrorCode::no_space && layout::release_reserve(dir_))
+        archived = archive_batch(these, archiving.logs, report);
+      if (!archived)
+        return fail(archived.error().code,
+                    "archiving before deleting: " + archived.error().message + "; the " + std::to_string(n) +
+                        " run(s) of this batch were not deleted ([retention] archive = true deletes a run only "
+                        "once it is archived)" +
+                        (report.rows > 0
+                             ? "; " + std::to_string(report.rows) + " run(s) were archived and deleted before"
+                             : std::string()));
+      fault::crash_point("retention.after_archive_fsync");
+      ids = std::move(*archived);
+    } else {
+      ids.reserve(n);
+      for (size_t i = next; i < next + n; ++i) ids.push_back(expired[i].id);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     auto deleted = store_.delete_runs(ids);
     // A full disk must not keep us from freeing it: give up the reserve
@@ -133,6 +211,12 @@ Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy&
   report->files_deleted += leftover->files_deleted;
   report->file_errors += leftover->file_errors;
   if (report->first_error.empty()) report->first_error = leftover->first_error;
+  if (!held) {
+    const archive::Removal removed = executor.prune_archive(now);
+    report->archive_files_removed = removed.files;
+    report->file_errors += removed.errors;
+    if (report->first_error.empty()) report->first_error = removed.first_error;
+  }
   if (held) return fail(ErrorCode::conflict, "Retention stopped: " + *held + ". Count and size rules applied: " +
                                                  describe(*report, applied, now));
   return report;
@@ -153,6 +237,15 @@ std::string describe(const PurgeReport& r, const Policy& policy, TimePoint now) 
   if (r.file_errors > 0)
     text += "; " + std::to_string(r.file_errors) + " file(s) could not be removed and will be retried (" +
             r.first_error + ")";
+  text += describe_archive(r);
+  return text;
+}
+
+std::string describe_archive(const PurgeReport& r) {
+  std::string text;
+  if (r.archived > 0) text += "; archived " + std::to_string(r.archived) + " run(s) to " + r.archive_file;
+  if (r.archive_files_removed > 0)
+    text += "; removed " + std::to_string(r.archive_files_removed) + " archive file(s) past archive_keep_for";
   return text;
 }
 
@@ -334,6 +427,7 @@ Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const
   if (report->file_errors)
     out.message += "; " + std::to_string(report->file_errors) + " file(s) could not be removed and will be retried (" +
                    report->first_error + ")";
+  out.message += describe_archive(*report);
   note_recorded(record_manual_run(store, kRetentionTask, now, ended, report->file_errors == 0, out.message,
                                   store::MaintenanceFigures{0, "", report->rows, report->files_deleted,
                                                             report->file_errors, report->log_bytes, 0}),

@@ -12,16 +12,25 @@
 // point leaves either the row, or a tombstone for the file: never a row
 // without its file because of retention, never a file without row or
 // tombstone.
+//
+// The archive ([retention] archive = true, docs/retention.md "Archive"):
+// before each batch is deleted, its runs are appended to the archive and
+// the archive is fsynced; only the runs archived are then deleted. A batch
+// whose archive cannot be written is not deleted. So for every run deleted
+// there is an archive entry, or the run still exists.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "archive/archive.h"
 #include "base/clock.h"
 #include "base/result.h"
 #include "base/time.h"
@@ -39,6 +48,14 @@ inline constexpr const char* kCompactorTask = "cronkeep:compactor";
 // The retention policy a configuration asks for.
 Policy policy_from(const config::Config& config);
 
+// What [retention] archive, archive_logs and archive_keep_for ask for.
+struct ArchivePolicy {
+  bool enabled = false;                  // archive each run before it is deleted
+  bool logs = false;                     // with its log's text (archive::LogText)
+  Millis keep_for{365LL * 86'400'000};   // sweeps remove archive files older than this; > 0
+};
+ArchivePolicy archive_policy_from(const config::Config& config);
+
 struct PurgeReport {
   int64_t rows = 0;            // runs deleted
   int64_t log_bytes = 0;       // their log_bytes
@@ -48,6 +65,9 @@ struct PurgeReport {
   int64_t batches = 0;
   std::map<Reason, int64_t> by_reason;
   std::string first_error;     // the first file error, for the message
+  int64_t archived = 0;        // entries written to the archive before the deletes
+  std::string archive_file;    // the archive file they went to ("archive/2026-11-23.jsonl.zst")
+  int64_t archive_files_removed = 0;  // archive files past archive_keep_for (sweeps)
 };
 
 // Called after each batch: runs deleted so far, of how many.
@@ -55,20 +75,35 @@ using Progress = std::function<void(int64_t done, int64_t total)>;
 
 class Executor {
  public:
-  // `max_batch` >= 1 (config [retention] batch_size). Thread-safe: it
-  // holds no state between calls, and the store serialises the writes; two
-  // purges may run at once (a run deleted by one is skipped by the other).
-  Executor(store::Store& store, layout::DataDir dir, int64_t max_batch);
+  // `max_batch` >= 1 (config [retention] batch_size). `clock` dates the
+  // archive's entries and names its files (null: the system clock; it must
+  // outlive the executor). Archiving is off until set_archive(). Thread-safe:
+  // it holds no state between calls besides its settings, the store
+  // serialises the writes and the archive writer its appends; two purges may
+  // run at once (a run deleted by one is skipped by the other).
+  Executor(store::Store& store, layout::DataDir dir, int64_t max_batch, const Clock* clock = nullptr);
 
   // Deletes the given runs in batches (in-flight ones are skipped by the
   // store), then their files. The batch size adapts between 16 and
-  // max_batch to keep each transaction near 5 ms. Errors: the store's (rows
-  // already deleted stay deleted and are counted in the report of the
-  // next run; their tombstones are replayed).
+  // max_batch to keep each transaction near 5 ms. With archiving on, each
+  // batch's terminal runs are first appended to the archive and synced
+  // (one append per batch), and only those are deleted. Errors: the store's
+  // (rows already deleted stay deleted and are counted in the report of the
+  // next run; their tombstones are replayed); the archive's (no_space, io,
+  // corruption), saying that the batch was kept; a full disk gives up the
+  // space reserve once (layout.h) before failing.
   Result<PurgeReport> purge(const std::vector<Expired>& expired, const Progress& progress = {});
 
   // A new batch_size (a configuration reload), for the next purge.
   void set_max_batch(int64_t max_batch);
+
+  // The archive settings for the next purge (start-up, configuration reload).
+  void set_archive(const ArchivePolicy& policy);
+  ArchivePolicy archive() const;
+
+  // Removes the archive files older than the archive's keep_for at `now`
+  // (whether archiving is on or not: what was archived stays bounded).
+  archive::Removal prune_archive(TimePoint now);
 
   // Removes the files of every leftover tombstone and clears those removed.
   Result<PurgeReport> replay_tombstones();
@@ -76,21 +111,34 @@ class Executor {
  private:
   void remove_files(const std::vector<store::Tombstone>& tombstones, PurgeReport& report,
                     std::vector<int64_t>& cleared);
+  // Appends the terminal runs among `batch` to the archive and syncs it;
+  // returns their ids (the ones that may now be deleted).
+  Result<std::vector<int64_t>> archive_batch(std::span<const Expired> batch, bool logs, PurgeReport& report);
 
   store::Store& store_;
   const layout::DataDir dir_;
   std::atomic<int64_t> max_batch_;
+  const Clock& clock_;
+  archive::Writer writer_;
+  mutable std::mutex archive_mu_;
+  ArchivePolicy archive_;  // guarded by archive_mu_
 };
 
-// One sweep: lists the runs, plans with `policy` at `now`, purges. When
+// One sweep: lists the runs, plans with `policy` at `now`, purges, then
+// removes the archive files past the archive's keep_for. When
 // age_rules_held_back() objects to the plan (a clock fault is likely), only
-// the count and size rules are applied, and the sweep returns conflict with
-// a message that starts "Retention stopped: ", says why and what the count
-// and size rules purged. Other errors: the store's.
+// the count and size rules are applied, no archive file is removed (a wrong
+// clock must not empty the archive either), and the sweep returns conflict
+// with a message that starts "Retention stopped: ", says why and what the
+// count and size rules purged. Other errors: the store's and the
+// archive's (Executor::purge).
 Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy& policy, TimePoint now);
 
 // "Purged 1532 run(s) and 4.1 MB of logs (keep_for: 1200, keep_runs: 300, max_age: 32; cutoff …)".
 std::string describe(const PurgeReport& report, const Policy& policy, TimePoint now);
+// "; archived 12 run(s) to archive/2026-11-23.jsonl.zst; removed 1 archive
+// file(s) past archive_keep_for", or "" when nothing was archived or removed.
+std::string describe_archive(const PurgeReport& report);
 
 struct CompactReport {
   int64_t pages_freed = 0;

@@ -127,9 +127,11 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
            // The delivery record is bounded like the history: max_age, and at most 100,000 attempts.
            if (auto trimmed = store.trim_deliveries(now - policy.max_age, 100'000); !trimmed)
              spdlog::warn("trimming notifications: {}", trimmed.error().message);
-           if (auto st = store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask,
-                                                                            report->rows, report->files_deleted,
-                                                                            report->file_errors, report->log_bytes, 0});
+           if (auto st = retention::record_figures(store,
+                                                   store::MaintenanceFigures{run_id, retention::kRetentionTask,
+                                                                             report->rows, report->files_deleted,
+                                                                             report->file_errors, report->log_bytes, 0},
+                                                   clock.now());
                !st)
              return void(out = tl::unexpected(st.error()));
            std::string message = retention::describe(*report, policy, now) + " (node " + store.node() + ")";
@@ -140,15 +142,18 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
          if (!*ran) return "not run: node " + store.node() + " found another node sweeping";
          return out;
        }, config.retention.parsed},
-      {retention::kCompactorTask, config.compactor.schedule, [&store, mode](int64_t run_id) -> Result<std::string> {
+      {retention::kCompactorTask, config.compactor.schedule, [&store, &clock, mode](int64_t run_id) -> Result<std::string> {
          lower_own_priority();
          Result<std::string> out = fail(ErrorCode::busy, "not run");
          auto ran = store.exclusively(retention::kCompactorTask, [&] {
            auto report = retention::compact(store, mode);
            if (!report) return void(out = tl::unexpected(report.error()));
-           if (auto st = store.record_maintenance(
-                   store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0, 0,
-                                             std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+           const int64_t reclaimed = std::max<int64_t>(0, report->bytes_before - report->bytes_after);
+           if (auto st = retention::record_figures(store,
+                                                   store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0,
+                                                                             0, reclaimed, std::nullopt,
+                                                                             report->bytes_after},
+                                                   clock.now());
                !st)
              return void(out = tl::unexpected(st.error()));
            out = retention::describe(*report) + " (node " + store.node() + ")";

@@ -199,6 +199,13 @@ std::string describe(const CompactReport& r) {
          format_size(static_cast<uint64_t>(r.wal_bytes_before)) + ")";
 }
 
+Status record_figures(store::Store& store, store::MaintenanceFigures figures, TimePoint ended) {
+  figures.finished_at = ended;
+  if (!figures.db_bytes)
+    if (auto stats = store.db_stats()) figures.db_bytes = stats->db_bytes();
+  return store.record_maintenance(figures);
+}
+
 namespace {
 
 // Records a manual maintenance action as a run of a system task.
@@ -219,7 +226,7 @@ Result<int64_t> record_manual_run(store::Store& store, const char* task, TimePoi
   if (auto st = store.finish_run(*id, end); !st) return tl::unexpected(st.error());
   figures.run_id = *id;
   figures.task = task;
-  if (auto st = store.record_maintenance(figures); !st) return tl::unexpected(st.error());
+  if (auto st = record_figures(store, figures, ended); !st) return tl::unexpected(st.error());
   return *id;
 }
 
@@ -354,7 +361,8 @@ Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, con
   out.message = (mode == CompactMode::full ? "Full VACUUM: " : "") + describe(*report);
   note_recorded(record_manual_run(store, kCompactorTask, started, clock.now(), true, out.message,
                                   store::MaintenanceFigures{0, "", 0, 0, 0, 0,
-                                                            std::max<int64_t>(0, report->bytes_before - report->bytes_after)}),
+                                                            std::max<int64_t>(0, report->bytes_before - report->bytes_after),
+                                                            std::nullopt, report->bytes_after}),
                 out.run_id, out.message);
   return out;
 }

@@ -109,6 +109,12 @@ Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t sli
 
 std::string describe(const CompactReport& report);
 
+// Records the figures of a system run (store::Store::record_maintenance)
+// with `ended` as their time and, unless figures.db_bytes is set, the
+// database's size now (left unset should reading it fail: the figures are
+// recorded anyway). Errors: the store's.
+Status record_figures(store::Store& store, store::MaintenanceFigures figures, TimePoint ended);
+
 // ---- manual actions (CLI and HTTP) ----------------------------------------
 
 struct PurgeRequest {

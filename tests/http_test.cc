@@ -347,6 +347,33 @@ TEST_F(HttpTest, MaintenanceStatusAndCompact) {
   EXPECT_EQ(s["database"]["auto_vacuum"], "incremental");
 }
 
+TEST_F(HttpTest, MaintenanceHistoryListsEachSystemRunsFiguresNewestFirst) {
+  EXPECT_EQ(body(client_->Get("/api/maintenance/history"))["runs"].size(), 0u);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto c = client_->Post("/api/maintenance/compact", auth(), "{}", "application/json");
+    ASSERT_EQ(c->status, 200) << c->body;
+    ids.push_back(body(c)["run_id"].get<int64_t>());
+  }
+  auto h = body(client_->Get("/api/maintenance/history?limit=2"));
+  ASSERT_EQ(h["runs"].size(), 2u) << h.dump();
+  EXPECT_EQ(h["runs"][0]["run_id"], ids[2]);
+  EXPECT_EQ(h["runs"][1]["run_id"], ids[1]);
+  EXPECT_EQ(h["runs"][0]["task"], retention::kCompactorTask);
+  EXPECT_GT(h["runs"][0]["db_bytes"].get<int64_t>(), 0);
+  EXPECT_TRUE(h["runs"][0]["finished_at"].is_string());
+  EXPECT_TRUE(h["runs"][0].contains("db_bytes_reclaimed"));
+  EXPECT_EQ(h["next_before"], ids[1]);
+  auto rest = body(client_->Get(("/api/maintenance/history?limit=2&before=" + std::to_string(ids[1])).c_str()));
+  ASSERT_EQ(rest["runs"].size(), 1u);
+  EXPECT_EQ(rest["runs"][0]["run_id"], ids[0]);
+  EXPECT_TRUE(rest["next_before"].is_null());
+  auto bad = client_->Get("/api/maintenance/history?limit=0");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(body(bad)["error"], "limit: expected an integer from 1 to 1000, got \"0\"");
+  EXPECT_EQ(client_->Get("/api/maintenance/history?task=x")->status, 400);
+}
+
 // ---- for the web UI ----
 
 TEST_F(HttpTest, UiIsServedFromTheBinaryWithAStrictCspAndHashedAssets) {

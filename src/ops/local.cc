@@ -679,6 +679,28 @@ Result<MaintenanceStatus> Local::status() {
   return out;
 }
 
+Result<MaintenanceHistory> Local::maintenance_history(const MaintenanceHistoryQuery& q) {
+  Impl& s = *impl_;
+  // The same words as the API's check of its query parameters.
+  if (q.limit < 1 || q.limit > 1000)
+    return fail(ErrorCode::invalid_argument,
+                "limit: expected an integer from 1 to 1000, got \"" + std::to_string(q.limit) + "\"");
+  if (q.before && *q.before < 1)
+    return fail(ErrorCode::invalid_argument, "before: expected an integer from 1 to " + std::to_string(INT64_MAX) +
+                                                 ", got \"" + std::to_string(*q.before) + "\"");
+  MaintenanceHistory out;
+  if (!s.d.store) return out;
+  // One more than asked says whether there is a next page.
+  auto figures = s.d.store->list_maintenance(store::MaintenanceQuery{static_cast<int>(q.limit) + 1, q.before});
+  if (!figures) return tl::unexpected(figures.error());
+  out.runs = std::move(*figures);
+  if (static_cast<int64_t>(out.runs.size()) > q.limit) {
+    out.runs.resize(static_cast<size_t>(q.limit));
+    out.next_before = out.runs.back().run_id;
+  }
+  return out;
+}
+
 Result<CheckReport> Local::check(bool repair) {
   Impl& s = *impl_;
   if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
@@ -1010,6 +1032,9 @@ class OwnedLocal : public Ops {
   }
   Result<retention::CompactOutcome> compact(retention::CompactMode m) override { return local_->compact(m); }
   Result<MaintenanceStatus> status() override { return local_->status(); }
+  Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& q) override {
+    return local_->maintenance_history(q);
+  }
   Result<std::vector<store::NodeInfo>> nodes() override { return local_->nodes(); }
   Status forget_node(std::string_view name) override { return local_->forget_node(name); }
   Result<CheckReport> check(bool repair) override { return local_->check(repair); }

@@ -188,6 +188,17 @@ struct MaintenanceStatus {
   int64_t log_dir_bytes = 0;
 };
 
+// The figures of the system runs, newest first (the maintenance page's chart).
+struct MaintenanceHistoryQuery {
+  int64_t limit = 100;                     // 1..1000
+  std::optional<int64_t> before;           // keyset paging: figures of runs with id < before
+};
+
+struct MaintenanceHistory {
+  std::vector<store::MaintenanceFigures> runs;  // both system tasks, newest first by run id
+  std::optional<int64_t> next_before;      // pass as `before` for the next page; none at the end
+};
+
 struct CheckProblem {
   std::string kind;                        // integrity, missing_log, bad_sidecar, unfinalized_log, tombstones,
                                            // orphan_log, orphan_sidecar, empty_dir
@@ -311,6 +322,10 @@ class Ops {
                                                 const retention::Progress& progress = {}) = 0;
   virtual Result<retention::CompactOutcome> compact(retention::CompactMode mode) = 0;
   virtual Result<MaintenanceStatus> status() = 0;
+  // What each retention and compactor run did, with its end time and the
+  // database's size then, newest first; the figures outlive the runs
+  // themselves. Works without a daemon. Errors: invalid_argument for limit.
+  virtual Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& query) = 0;
   // Verifies the data directory; `repair` fixes what it can. Errors: busy
   // (repair) when a daemon runs: repair needs it stopped.
   virtual Result<CheckReport> check(bool repair) = 0;

@@ -173,6 +173,14 @@ class Remote : public Ops {
     return status_from_json(*reply);
   }
 
+  Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& q) override {
+    httplib::Params params{{"limit", std::to_string(q.limit)}};
+    if (q.before) params.emplace("before", std::to_string(*q.before));
+    auto reply = call("GET", "/api/maintenance/history", nullptr, params);
+    if (!reply) return tl::unexpected(reply.error());
+    return maintenance_history_from_json(*reply);
+  }
+
   Result<std::vector<store::NodeInfo>> nodes() override {
     auto reply = call("GET", "/api/nodes");
     if (!reply) return tl::unexpected(reply.error());

@@ -539,6 +539,32 @@ Result<MaintenanceStatus> status_from_json(const Json& j) {
   return r.done(std::move(s));
 }
 
+Json to_json(const MaintenanceHistory& h) {
+  Json runs = Json::array();
+  for (const store::MaintenanceFigures& f : h.runs) {
+    Json j{{"run_id", f.run_id}, {"task", f.task}, {"finished_at", time_json(f.finished_at)}, {"db_bytes", opt(f.db_bytes)}};
+    j.update(figures_json(f));
+    runs.push_back(std::move(j));
+  }
+  return Json{{"runs", runs}, {"next_before", opt(h.next_before)}};
+}
+
+Result<MaintenanceHistory> maintenance_history_from_json(const Json& j) {
+  Reader r(j, "history");
+  MaintenanceHistory h;
+  for (const Json& item : r.array("runs")) {
+    Reader fr(item, "history.runs");
+    store::MaintenanceFigures f = figures_from(fr, fr.string("task"));
+    f.run_id = fr.integer("run_id");
+    f.finished_at = fr.time("finished_at");
+    f.db_bytes = fr.opt_integer("db_bytes");
+    if (auto d = fr.done(0); !d) return tl::unexpected(d.error());
+    h.runs.push_back(std::move(f));
+  }
+  h.next_before = r.opt_integer("next_before");
+  return r.done(std::move(h));
+}
+
 Json to_json(const store::NodeInfo& n) {
   return Json{{"name", n.name},
               {"api_address", n.api_address},

@@ -345,6 +345,21 @@ TEST_F(HttpTest, MaintenanceStatusAndCompact) {
   EXPECT_EQ(s["system_tasks"][1]["last_run"]["trigger"], "manual");
   EXPECT_GT(s["database"]["bytes"].get<int64_t>(), 0);
   EXPECT_EQ(s["database"]["auto_vacuum"], "incremental");
+  // The data directory's file system against [storage] min_free_space.
+  const auto space = logs::disk_space(dir_.path());
+  ASSERT_TRUE(space);
+  const json& disk = s["disk"];
+  ASSERT_TRUE(disk.is_object()) << s.dump();
+  EXPECT_EQ(disk["total_bytes"].get<int64_t>(), static_cast<int64_t>(space->total));
+  EXPECT_NEAR(static_cast<double>(disk["free_bytes"].get<int64_t>()), static_cast<double>(space->free), 64e6);
+  EXPECT_EQ(disk["min_free_space"].get<int64_t>(), static_cast<int64_t>(config_.storage.min_free_space));
+  EXPECT_EQ(disk["below_min_free_space"].get<bool>(), space->free < config_.storage.min_free_space);
+  auto tight = std::make_shared<config::Config>(config_);
+  tight->storage.min_free_space = space->total + 1;  // more than the disk holds: always below
+  local_->set_config(tight);
+  auto below = body(client_->Get("/api/maintenance/status"))["disk"];
+  EXPECT_EQ(below["min_free_space"].get<int64_t>(), static_cast<int64_t>(space->total + 1));
+  EXPECT_TRUE(below["below_min_free_space"].get<bool>());
 }
 
 TEST_F(HttpTest, MaintenanceHistoryListsEachSystemRunsFiguresNewestFirst) {

@@ -477,6 +477,13 @@ int cmd_status(const std::string& config_path, bool as_json) {
     std::cout << fmt::format("postgres: runs table {}, its indexes {}\n", size_text(db.runs_table_bytes),
                              size_text(db.runs_index_bytes));
   std::cout << "log directory: " << size_text(out->log_dir_bytes) << "\n";
+  if (const auto& disk = out->disk) {
+    std::cout << fmt::format("disk: {} free of {} on the data directory's file system", size_text(disk->free_bytes),
+                             size_text(disk->total_bytes));
+    if (disk->min_free_space > 0) std::cout << " (min_free_space " << size_text(disk->min_free_space) << ")";
+    if (disk->below_min()) std::cout << "; BELOW min_free_space: runs do not start, logs drop output";
+    std::cout << "\n";
+  }
   return kOk;
 }
 

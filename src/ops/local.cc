@@ -658,6 +658,9 @@ Result<MaintenanceStatus> Local::status() {
   MaintenanceStatus out;
   out.database = *stats;
   out.log_dir_bytes = s.cached_log_dir_bytes();
+  if (auto space = logs::disk_space(cfg.daemon.data_dir))
+    out.disk = DiskStatus{static_cast<int64_t>(space->free), static_cast<int64_t>(space->total),
+                          static_cast<int64_t>(cfg.storage.min_free_space)};
   const TimePoint now = s.d.clock->now();
   for (auto [name, schedule, parsed] :
        {std::tuple{retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed},

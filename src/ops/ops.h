@@ -182,10 +182,21 @@ struct SystemTaskStatus {
   std::optional<store::MaintenanceFigures> total_figures;
 };
 
+// The file system of the data directory (the logs; the database too on
+// SQLite) against [storage] min_free_space: below it, runs refuse to start
+// and running ones stop accepting output (docs/configuration.md).
+struct DiskStatus {
+  int64_t free_bytes = 0;                  // available to unprivileged users
+  int64_t total_bytes = 0;                 // the file system's size
+  int64_t min_free_space = 0;              // [storage] min_free_space; 0 = no check
+  bool below_min() const { return min_free_space > 0 && free_bytes < min_free_space; }
+};
+
 struct MaintenanceStatus {
   std::vector<SystemTaskStatus> system_tasks;
   store::DbStats database;
   int64_t log_dir_bytes = 0;
+  std::optional<DiskStatus> disk;          // none when the file system could not be read
 };
 
 // The figures of the system runs, newest first (the maintenance page's chart).

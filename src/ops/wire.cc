@@ -498,7 +498,12 @@ Json to_json(const MaintenanceStatus& s) {
                 {"backend", db.backend},
                 {"runs_table_bytes", db.runs_table_bytes},
                 {"runs_index_bytes", db.runs_index_bytes}}},
-              {"log_dir_bytes", s.log_dir_bytes}};
+              {"log_dir_bytes", s.log_dir_bytes},
+              {"disk", s.disk ? Json{{"free_bytes", s.disk->free_bytes},
+                                     {"total_bytes", s.disk->total_bytes},
+                                     {"min_free_space", s.disk->min_free_space},
+                                     {"below_min_free_space", s.disk->below_min()}}
+                              : Json(nullptr)}};
 }
 
 Result<MaintenanceStatus> status_from_json(const Json& j) {
@@ -536,6 +541,11 @@ Result<MaintenanceStatus> status_from_json(const Json& j) {
   s.database.runs_index_bytes = db.integer("runs_index_bytes");
   if (auto d = db.done(0); !d) return tl::unexpected(d.error());
   s.log_dir_bytes = r.integer("log_dir_bytes");
+  if (r.has("disk")) {
+    Reader dr(r.at("disk"), "status.disk");
+    s.disk = DiskStatus{dr.integer("free_bytes"), dr.integer("total_bytes"), dr.integer("min_free_space")};
+    if (auto d = dr.done(0); !d) return tl::unexpected(d.error());
+  }
   return r.done(std::move(s));
 }
 

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "events/events.h"
@@ -460,6 +462,52 @@ TEST_F(HttpTest, EventsStreamRunStateChanges) {
   EXPECT_NE(got.find("event: state"), std::string::npos) << got;
   EXPECT_NE(got.find("\"run_id\":" + std::to_string(id)), std::string::npos) << got;
   EXPECT_NE(got.find("\"task\":\"hello\""), std::string::npos) << got;
+}
+
+TEST_F(HttpTest, EventsStreamFollowsAManualCompactionFromRunningToItsEnd) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string got;
+  bool ready = false;
+  std::thread reader([&] {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(10s);
+    c.Get("/api/events", auth(), [&](const char* data, size_t n) {
+      std::lock_guard lock(mu);
+      got.append(data, n);
+      if (!ready && got.find("event: ready") != std::string::npos) {
+        ready = true;
+        cv.notify_all();
+      }
+      return got.find("\"status\":\"succeeded\"") == std::string::npos;
+    });
+  });
+  {
+    // `ready` comes once the stream is subscribed: nothing after it is missed.
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return ready; })) << got;
+  }
+  auto c = client_->Post("/api/maintenance/compact", auth(), "{}", "application/json");
+  ASSERT_EQ(c->status, 200) << c->body;
+  const std::string id = std::to_string(body(c)["run_id"].get<int64_t>());
+  reader.join();
+  const size_t at_ready = got.find("event: ready\ndata: {\"system\":true}");
+  const size_t at_running = got.find("\"run_id\":" + id + ",\"status\":\"running\"");
+  const size_t at_freeing = got.find("event: progress\n");
+  const size_t at_checkpoint = got.find("\"phase\":\"checkpointing\"");
+  const size_t at_end = got.find("\"run_id\":" + id + ",\"status\":\"succeeded\"");
+  ASSERT_NE(at_ready, std::string::npos) << got;
+  ASSERT_NE(at_running, std::string::npos) << got;
+  ASSERT_NE(at_freeing, std::string::npos) << got;
+  ASSERT_NE(at_checkpoint, std::string::npos) << got;
+  ASSERT_NE(at_end, std::string::npos) << got;
+  EXPECT_LT(at_ready, at_running);
+  EXPECT_LT(at_running, at_freeing);
+  EXPECT_LT(at_freeing, at_checkpoint);
+  EXPECT_LT(at_checkpoint, at_end);
+  EXPECT_NE(got.find("\"phase\":\"freeing\",\"run_id\":" + id + ",\"task\":\"cronkeep:compactor\""),
+            std::string::npos)
+      << got;
 }
 
 TEST(Token, IsGeneratedOnceWithMode0600AndReadBack) {

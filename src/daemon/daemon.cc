@@ -110,7 +110,7 @@ std::string users_need_root(const config::Config& c) {
 }  // namespace
 
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
-                                                retention::Executor& executor, Clock& clock) {
+                                                retention::Executor& executor, Clock& clock, events::Bus* bus) {
   const retention::Policy policy = retention::policy_from(config);
   const retention::CompactMode mode = compact_mode(config.compactor.vacuum);
   return {
@@ -142,11 +142,21 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
          if (!*ran) return "not run: node " + store.node() + " found another node sweeping";
          return out;
        }, config.retention.parsed},
-      {retention::kCompactorTask, config.compactor.schedule, [&store, &clock, mode](int64_t run_id) -> Result<std::string> {
+      {retention::kCompactorTask, config.compactor.schedule, [&store, &clock, mode, bus](int64_t run_id) -> Result<std::string> {
          lower_own_priority();
          Result<std::string> out = fail(ErrorCode::busy, "not run");
          auto ran = store.exclusively(retention::kCompactorTask, [&] {
-           auto report = retention::compact(store, mode);
+           auto report = retention::compact(store, mode, 512, [&](const retention::CompactStep& step) {
+             if (!bus) return;
+             events::Event e;
+             e.kind = events::Kind::progress;
+             e.task = retention::kCompactorTask;
+             e.run_id = run_id;
+             e.text = retention::to_string(step.phase);
+             e.count = step.pages_done;
+             e.total = step.pages_total;
+             bus->publish(std::move(e));
+           });
            if (!report) return void(out = tl::unexpected(report.error()));
            const int64_t reclaimed = std::max<int64_t>(0, report->bytes_before - report->bytes_after);
            if (auto st = retention::record_figures(store,
@@ -223,7 +233,7 @@ int run(const config::Config& config) {
   }
   events::Bus bus;
   scheduler::Options options{data_dir, config.daemon.shutdown_timeout, 0,
-                             system_tasks(config, **store, executor, clock), &bus};
+                             system_tasks(config, **store, executor, clock, &bus), &bus};
   options.node = ops::node_name(config);
   scheduler::Scheduler scheduler(config, **store, clock, std::move(options));
   // Fires are spread over the live nodes from the first one on.
@@ -309,7 +319,7 @@ int run(const config::Config& config) {
       return fail(ErrorCode::conflict, text);
     }
     auto fresh = std::make_shared<const config::Config>(std::move(*next));
-    const scheduler::ReloadSummary summary = scheduler.reload(*fresh, system_tasks(*fresh, **store, executor, clock));
+    const scheduler::ReloadSummary summary = scheduler.reload(*fresh, system_tasks(*fresh, **store, executor, clock, &bus));
     executor.set_max_batch(fresh->retention.batch_size);
     notifier.set_config(*fresh);
     local_ptr->set_config(fresh);

@@ -225,18 +225,23 @@ struct CheckReport {
 
 // ---- for the web UI: run states live, retention in effect, raw log bytes ------
 
-// A run changed state (kind state), events were lost for a slow reader
+// The watch is subscribed (ready: first, once; every later change is
+// delivered), a run changed state (state), a system run reports its work so
+// far (progress: the compactor's steps), events were lost for a slow reader
 // (dropped: the client should reload what it shows), or the watch ended
 // (done: text "idle_timeout" or "shutdown").
 struct WatchEvent {
-  enum class Kind { state, dropped, done };
+  enum class Kind { ready, state, progress, dropped, done };
   Kind kind = Kind::state;
-  uint64_t seq = 0;                        // increasing; the SSE id
-  std::string task;                        // state
-  int64_t run_id = 0;                      // state
-  std::string status;                      // state: the run's new status (store::to_string)
-  std::optional<TimePoint> time;           // state: when it changed (UTC)
-  int64_t count = 0;                       // dropped: events lost
+  uint64_t seq = 0;                        // increasing; the SSE id (0 for ready)
+  std::string task;                        // state, progress
+  int64_t run_id = 0;                      // state, progress
+  std::string status;                      // state: the run's new status (store::to_string);
+                                           // progress: the phase (retention::CompactStep::Phase)
+  std::optional<TimePoint> time;           // state, progress: when it happened (UTC)
+  int64_t count = 0;                       // dropped: events lost; progress: units done
+  int64_t total = 0;                       // progress: units to do (0: unknown)
+  bool include_system = false;             // ready: system tasks' events are included
   std::string text;                        // done: why
 };
 const char* to_string(WatchEvent::Kind k);

@@ -213,8 +213,9 @@ class Remote : public Ops {
           if (event.empty()) return true;
           auto e = watch_event_from_json(event, static_cast<uint64_t>(id), Json::parse(payload, nullptr, false));
           if (!e) return tl::unexpected(e.error());
-          if (e->kind == WatchEvent::Kind::state && !req.include_system && layout::is_system_task_name(e->task))
-            return true;
+          const bool about_a_run = e->kind == WatchEvent::Kind::state || e->kind == WatchEvent::Kind::progress;
+          if (about_a_run && !req.include_system && layout::is_system_task_name(e->task)) return true;
+          if (e->kind == WatchEvent::Kind::ready) e->include_system = req.include_system;
           return sink.on_event(*e);
         },
         [&] { return sink.flush(); });

@@ -703,6 +703,8 @@ Json to_json(const retention::PurgeRequest& r) {
 
 const char* to_string(WatchEvent::Kind k) {
   switch (k) {
+    case WatchEvent::Kind::ready: return "ready";
+    case WatchEvent::Kind::progress: return "progress";
     case WatchEvent::Kind::state: return "state";
     case WatchEvent::Kind::dropped: return "dropped";
     case WatchEvent::Kind::done: return "done";
@@ -712,8 +714,12 @@ const char* to_string(WatchEvent::Kind k) {
 
 Json to_json(const WatchEvent& e) {
   switch (e.kind) {
+    case WatchEvent::Kind::ready: return Json{{"system", e.include_system}};
     case WatchEvent::Kind::state:
       return Json{{"task", e.task}, {"run_id", e.run_id}, {"status", e.status}, {"time", time_json(e.time)}};
+    case WatchEvent::Kind::progress:
+      return Json{{"task", e.task},  {"run_id", e.run_id}, {"phase", e.status},
+                  {"done", e.count}, {"total", e.total},   {"time", time_json(e.time)}};
     case WatchEvent::Kind::dropped: return Json{{"count", e.count}};
     case WatchEvent::Kind::done: return Json{{"status", e.text}};
   }
@@ -724,7 +730,18 @@ Result<WatchEvent> watch_event_from_json(std::string_view kind, uint64_t seq, co
   Reader r(j, "event");
   WatchEvent e;
   e.seq = seq;
-  if (kind == "state") {
+  if (kind == "ready") {
+    e.kind = WatchEvent::Kind::ready;
+    e.include_system = r.boolean("system");
+  } else if (kind == "progress") {
+    e.kind = WatchEvent::Kind::progress;
+    e.task = r.string("task");
+    e.run_id = r.integer("run_id");
+    e.status = r.string("phase");
+    e.count = r.integer("done");
+    e.total = r.integer("total");
+    e.time = r.time("time");
+  } else if (kind == "state") {
     e.kind = WatchEvent::Kind::state;
     e.task = r.string("task");
     e.run_id = r.integer("run_id");

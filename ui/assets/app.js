@@ -569,23 +569,24 @@ class LogViewer {
     this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
     this.schedule();
   }
+  // The scroll positions the lines map onto: the spacer's, not the
+  // element's scrollHeight, which grows by the rows sticking out below the
+  // spacer once they are moved to the bottom (then, on a 10-million-line
+  // log, the last ~50 lines could not be scrolled to).
+  range() { return Math.max(1, Math.min(this.count * LH, MAX_PX) + LH - this.el.clientHeight); }
   // The index (0-based from `first`) of the line at the top of the view.
   topIndex() {
     const st = this.el.scrollTop;
     if (!this.scaled) return Math.floor(st / LH);
-    const range = Math.max(1, this.el.scrollHeight - this.el.clientHeight);
-    return Math.round((st / range) * Math.max(0, this.count - this.visible + 1));
+    return Math.round(Math.min(1, st / this.range()) * Math.max(0, this.count - this.visible + 1));
   }
   scrollToIndex(i) {
     i = Math.max(0, Math.min(i, this.count - 1));
     if (!this.scaled) this.el.scrollTop = i * LH;
-    else {
-      const range = Math.max(1, this.el.scrollHeight - this.el.clientHeight);
-      this.el.scrollTop = (i / Math.max(1, this.count - this.visible + 1)) * range;
-    }
+    else this.el.scrollTop = Math.min(1, i / Math.max(1, this.count - this.visible + 1)) * this.range();
     this.schedule();
   }
-  atBottom() { return this.el.scrollTop + this.el.clientHeight >= this.el.scrollHeight - LH * 2; }
+  atBottom() { return this.el.scrollTop >= this.range() - LH * 2; }
   jumpToLine(n) {
     this.highlight = n;
     this.scrollToIndex(n - this.first - Math.floor(this.visible / 3));

@@ -271,6 +271,71 @@ queue_max = 1000
     await m.stop();
   }
 
+  // ---- a 1 GiB, 10,000,000-line log: jump to line 9,000,000 and to a time ----
+  step = 'big log';
+  const LINE = 'cronkeep 1 GiB log line, the same 107 characters each time, so that ten million of them make one gibibyte...';
+  const g = await startDaemon(binary, `
+[tasks.big]
+run = "yes '${LINE}' | head -n 10000000"
+log_max_size = "0"
+`);
+  try {
+    let t = Date.now();
+    const big = await g.api('/api/tasks/big/run?wait=true', { method: 'POST' });
+    assert.equal(big.status, 'succeeded');
+    assert.equal(big.log_bytes, 10_000_000 * (LINE.length + 1));
+    const written = Date.now() - t;
+    const gpage = await context.newPage();
+    gpage.on('pageerror', (e) => errors.push(e.message));
+    const shown = async (line) => {
+      await gpage.waitForSelector(`#log .ln.hl[data-line="${line}"]:not(.pending)`);
+      return gpage.$eval(`#log .ln[data-line="${line}"]`, (el) => {
+        const box = el.getBoundingClientRect(), view = document.querySelector('#log').getBoundingClientRect();
+        return { text: el.querySelector('.t').textContent, inView: box.top >= view.top && box.bottom <= view.bottom };
+      });
+    };
+    await gpage.goto(`${g.base}/#/run/big/${big.id}`);
+    await gpage.waitForSelector('#log .ln[data-line="1"]:not(.pending)');
+    assert.match(await gpage.textContent('#where'), /of 10000000$/);
+    await gpage.evaluate(() => { window.cronkeepViewer.stats = { requests: 0, bytes: 0 }; });
+    t = Date.now();
+    await gpage.fill('#goto-line', '9000000');
+    await gpage.press('#goto-line', 'Enter');
+    const at9m = await shown(9000000);
+    const lineMs = Date.now() - t;
+    assert.equal(at9m.text, LINE);
+    assert.ok(at9m.inView, 'line 9,000,000 is on screen');
+    const fetched = await gpage.evaluate(() => window.cronkeepViewer.stats);
+    assert.ok(fetched.requests <= 4 && fetched.bytes < 200 * 1024, `only what is on screen is read: ${JSON.stringify(fetched)}`);
+    // A time inside the run (it wrote for a few seconds): the first line at or after it.
+    const started = Date.parse(big.started_at), finished = Date.parse(big.finished_at);
+    const target = Math.floor((started + finished) / 2000) * 1000 + 1000;
+    assert.ok(target < finished, 'the run lasted long enough to hold a time inside it');
+    const local = await gpage.evaluate((ms) => {
+      const d = new Date(ms), p = (n) => String(n).padStart(2, '0');
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    }, target);
+    const expected = (await g.api(`/api/tasks/big/runs/${big.id}/log?since=${new Date(target).toISOString()}&lines=1`)).lines[0].line;
+    assert.ok(expected > 1 && expected < 10_000_000, `the time falls inside the log (line ${expected})`);
+    const around = (await g.api(`/api/tasks/big/runs/${big.id}/log?from_line=${expected - 1}&lines=2`)).lines;
+    assert.ok(Date.parse(around[0].time) < target && Date.parse(around[1].time) >= target, JSON.stringify(around.map((l) => l.time)));
+    t = Date.now();
+    await gpage.fill('#goto-time', local);
+    await gpage.click('#jump-time button');
+    const atTime = await shown(expected);
+    const timeMs = Date.now() - t;
+    assert.ok(atTime.inView, `line ${expected} (the first at ${local}) is on screen`);
+    // End reaches the very last line (the scroll range is the spacer's).
+    await gpage.focus('#log');
+    await gpage.keyboard.press('End');
+    await gpage.waitForSelector('#log .ln[data-line="10000000"]:not(.pending)');
+    assert.match(await gpage.textContent('#where'), /–10000000 of 10000000$/);
+    ok(`1 GiB log (10,000,000 lines, written in ${written} ms): line 9,000,000 shown in ${lineMs} ms (${fetched.requests} request(s), ${(fetched.bytes / 1024).toFixed(1)} KiB), the time ${local} (line ${expected}) in ${timeMs} ms, End shows the last line`);
+    await gpage.close();
+  } finally {
+    await g.stop();
+  }
+
   // ---- a 401 (token changed under the tab) brings the sign-in back ----
   step = '401';
   await page.evaluate(() => sessionStorage.setItem('cronkeep.token', 'stale-token-stale-token-stale-token'));

@@ -188,7 +188,15 @@ int run(const config::Config& config) {
     spdlog::error("cannot create data directory {}: {}", data_dir, ec.message());
     return 1;
   }
+  // A CLI command looking for a daemon takes the lock for a few
+  // microseconds (ops::open); a start that meets one waits it out instead of
+  // failing. A real holder (a daemon, a purge without one) still refuses the
+  // start, 100 ms later.
   auto lock = FileLock::acquire(dir.lock());
+  for (int i = 0; !lock && lock.error().code == ErrorCode::busy && i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    lock = FileLock::acquire(dir.lock());
+  }
   if (!lock) {
     spdlog::error("{}", lock.error().message);
     return 1;

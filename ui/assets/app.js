@@ -259,11 +259,14 @@ function notFound(message, root = app) {
 window.addEventListener('hashchange', route);
 
 // Run state changes from /api/events, shared by the pages that show runs.
+// onChange(null) means "reload what you show": on `ready` (the stream is
+// subscribed, so a change made before it is in the reload and every later
+// one arrives as an event), and after events were dropped.
 function watchRuns(onChange) {
   const s = sse('/api/events', (ev) => {
     if (ev.event === 'state') onChange(ev.data);
-    else if (ev.event === 'dropped' || ev.event === 'done') onChange(null);  // reload all
-  }, { onOpen: () => onChange(null) });
+    else if (ev.event === 'ready' || ev.event === 'dropped' || ev.event === 'done') onChange(null);
+  });
   return () => s.close();
 }
 
@@ -779,7 +782,7 @@ async function runPage(task, id) {
   });
   onLeave(() => stream.close());
   // The run's state also changes the buttons (running → cancel).
-  onLeave(watchRuns((c) => { if (c && c.run_id === id) api(base).then((r) => { run = r; renderMeta(); }).catch(() => {}); }));
+  onLeave(watchRuns((c) => { if (!c || c.run_id === id) api(base).then((r) => { run = r; renderMeta(); }).catch(() => {}); }));
 }
 
 // ---- maintenance ---------------------------------------------------------------

@@ -43,7 +43,8 @@ if ((${#missing[@]})); then
 fi
 
 # playwright-core for the browser tests, exactly as locked (no browser download:
-# the tests use /usr/bin/chromium).
+# the tests use /usr/bin/chromium), and uplot, whose built file ui/assets
+# vendors (tests/ui.sh checks that they match).
 (cd ui/tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
 # Options are passed only when set, so running setup after test.sh (or the

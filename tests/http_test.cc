@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "events/events.h"
@@ -346,6 +348,48 @@ TEST_F(HttpTest, MaintenanceStatusAndCompact) {
   EXPECT_EQ(s["system_tasks"][1]["last_run"]["trigger"], "manual");
   EXPECT_GT(s["database"]["bytes"].get<int64_t>(), 0);
   EXPECT_EQ(s["database"]["auto_vacuum"], "incremental");
+  // The data directory's file system against [storage] min_free_space.
+  const auto space = logs::disk_space(dir_.path());
+  ASSERT_TRUE(space);
+  const json& disk = s["disk"];
+  ASSERT_TRUE(disk.is_object()) << s.dump();
+  EXPECT_EQ(disk["total_bytes"].get<int64_t>(), static_cast<int64_t>(space->total));
+  EXPECT_NEAR(static_cast<double>(disk["free_bytes"].get<int64_t>()), static_cast<double>(space->free), 64e6);
+  EXPECT_EQ(disk["min_free_space"].get<int64_t>(), static_cast<int64_t>(config_.storage.min_free_space));
+  EXPECT_EQ(disk["below_min_free_space"].get<bool>(), space->free < config_.storage.min_free_space);
+  auto tight = std::make_shared<config::Config>(config_);
+  tight->storage.min_free_space = space->total + 1;  // more than the disk holds: always below
+  local_->set_config(tight);
+  auto below = body(client_->Get("/api/maintenance/status"))["disk"];
+  EXPECT_EQ(below["min_free_space"].get<int64_t>(), static_cast<int64_t>(space->total + 1));
+  EXPECT_TRUE(below["below_min_free_space"].get<bool>());
+}
+
+TEST_F(HttpTest, MaintenanceHistoryListsEachSystemRunsFiguresNewestFirst) {
+  EXPECT_EQ(body(client_->Get("/api/maintenance/history"))["runs"].size(), 0u);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto c = client_->Post("/api/maintenance/compact", auth(), "{}", "application/json");
+    ASSERT_EQ(c->status, 200) << c->body;
+    ids.push_back(body(c)["run_id"].get<int64_t>());
+  }
+  auto h = body(client_->Get("/api/maintenance/history?limit=2"));
+  ASSERT_EQ(h["runs"].size(), 2u) << h.dump();
+  EXPECT_EQ(h["runs"][0]["run_id"], ids[2]);
+  EXPECT_EQ(h["runs"][1]["run_id"], ids[1]);
+  EXPECT_EQ(h["runs"][0]["task"], retention::kCompactorTask);
+  EXPECT_GT(h["runs"][0]["db_bytes"].get<int64_t>(), 0);
+  EXPECT_TRUE(h["runs"][0]["finished_at"].is_string());
+  EXPECT_TRUE(h["runs"][0].contains("db_bytes_reclaimed"));
+  EXPECT_EQ(h["next_before"], ids[1]);
+  auto rest = body(client_->Get(("/api/maintenance/history?limit=2&before=" + std::to_string(ids[1])).c_str()));
+  ASSERT_EQ(rest["runs"].size(), 1u);
+  EXPECT_EQ(rest["runs"][0]["run_id"], ids[0]);
+  EXPECT_TRUE(rest["next_before"].is_null());
+  auto bad = client_->Get("/api/maintenance/history?limit=0");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(body(bad)["error"], "limit: expected an integer from 1 to 1000, got \"0\"");
+  EXPECT_EQ(client_->Get("/api/maintenance/history?task=x")->status, 400);
 }
 
 // ---- for the web UI ----
@@ -419,6 +463,52 @@ TEST_F(HttpTest, EventsStreamRunStateChanges) {
   EXPECT_NE(got.find("event: state"), std::string::npos) << got;
   EXPECT_NE(got.find("\"run_id\":" + std::to_string(id)), std::string::npos) << got;
   EXPECT_NE(got.find("\"task\":\"hello\""), std::string::npos) << got;
+}
+
+TEST_F(HttpTest, EventsStreamFollowsAManualCompactionFromRunningToItsEnd) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string got;
+  bool ready = false;
+  std::thread reader([&] {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(10s);
+    c.Get("/api/events", auth(), [&](const char* data, size_t n) {
+      std::lock_guard lock(mu);
+      got.append(data, n);
+      if (!ready && got.find("event: ready") != std::string::npos) {
+        ready = true;
+        cv.notify_all();
+      }
+      return got.find("\"status\":\"succeeded\"") == std::string::npos;
+    });
+  });
+  {
+    // `ready` comes once the stream is subscribed: nothing after it is missed.
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return ready; })) << got;
+  }
+  auto c = client_->Post("/api/maintenance/compact", auth(), "{}", "application/json");
+  ASSERT_EQ(c->status, 200) << c->body;
+  const std::string id = std::to_string(body(c)["run_id"].get<int64_t>());
+  reader.join();
+  const size_t at_ready = got.find("event: ready\ndata: {\"system\":true}");
+  const size_t at_running = got.find("\"run_id\":" + id + ",\"status\":\"running\"");
+  const size_t at_freeing = got.find("event: progress\n");
+  const size_t at_checkpoint = got.find("\"phase\":\"checkpointing\"");
+  const size_t at_end = got.find("\"run_id\":" + id + ",\"status\":\"succeeded\"");
+  ASSERT_NE(at_ready, std::string::npos) << got;
+  ASSERT_NE(at_running, std::string::npos) << got;
+  ASSERT_NE(at_freeing, std::string::npos) << got;
+  ASSERT_NE(at_checkpoint, std::string::npos) << got;
+  ASSERT_NE(at_end, std::string::npos) << got;
+  EXPECT_LT(at_ready, at_running);
+  EXPECT_LT(at_running, at_freeing);
+  EXPECT_LT(at_freeing, at_checkpoint);
+  EXPECT_LT(at_checkpoint, at_end);
+  EXPECT_NE(got.find("\"phase\":\"freeing\",\"run_id\":" + id + ",\"task\":\"cronkeep:compactor\""),
+            std::string::npos)
+      << got;
 }
 
 TEST(Token, IsGeneratedOnceWithMode0600AndReadBack) {

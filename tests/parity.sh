@@ -59,7 +59,8 @@ import json, re, sys
 MOVING = {"id", "run_id", "created_at", "started_at", "finished_at", "scheduled_at", "next_fire", "next_run",
           "cutoff", "last_success", "last_failure", "time", "duration_ms", "cpu_ms", "max_rss_kb", "log_path",
           "bytes", "page_count", "free_pages", "wal_bytes", "log_dir_bytes", "next_fires", "db_bytes_reclaimed",
-          "bytes_before", "bytes_after", "bytes_reclaimed", "pages_freed", "retry_of", "next_before"}
+          "bytes_before", "bytes_after", "bytes_reclaimed", "pages_freed", "retry_of", "next_before", "db_bytes",
+          "free_bytes"}
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z|\d{8}_\d{6}_\d+|\b\d+(\.\d+)? ?[KMG]?B\b|#?\b\d+\b")
 def mask(v, key=None):
     if key in MOVING and not isinstance(v, list) or key in ("next_fires",):
@@ -119,6 +120,7 @@ reads() {
   capture dry_run purge --older-than 0s --dry-run --json
   capture validate validate --json
   capture notifications notifications --json
+  capture history_empty status --history 5 --json
   # Refused input: the same words and exit code on both paths.
   capture bad_task runs nosuch
   capture bad_name runs 'a..b'
@@ -135,6 +137,7 @@ reads() {
   capture pause_system pause cronkeep:retention
   capture pause_unknown pause nosuch
   capture run_env_bad run ok --env 1BAD=x
+  capture history_bad status --history 5000
   # Pause and resume leave the data as they found it.
   capture pause pause ok --json
   capture pause_again pause ok
@@ -153,6 +156,8 @@ act() {
   capture purge purge --older-than 0s --task ok --limit 1 --all --yes --json
   capture compact compact --json
   capture repair check --repair --json
+  # The two system runs just recorded (a purge, a compaction), newest first.
+  capture history status --history 2 --json
 }
 "$bin" run ok --wait -c p.toml > /dev/null 2>&1 || true  # refused without a daemon (not compared: run needs one)
 mode=local act
@@ -181,7 +186,7 @@ for name in tasks runs runs_failed runs_page logs logs_tail logs_range logs_foll
             purge_running cancel_ended cancel_unknown delete_unknown delete purge compact repair \
             notifications pause_system pause_unknown run_env_bad pause pause_again tasks_paused resume resume_again \
             archive_list archive_show archive_lines archive_run archive_bad_date archive_bad_form archive_none \
-            archive_bad_task; do
+            archive_bad_task history_empty history_bad history; do
   compare "$name"
 done
 # And the comparison is not vacuous: the captures hold what they should.
@@ -194,6 +199,9 @@ grep -q '"state": "disabled"' daemon.tasks || { echo "FAIL - a disabled task is 
 grep -q '"reason": "manual"' daemon.archive_show || { echo "FAIL - the archive holds no purged run"; failures=$((failures + 1)); }
 grep -q 'exit 2' daemon.archive_bad_date || { echo "FAIL - an impossible date was not refused"; failures=$((failures + 1)); }
 grep -q '"three"' daemon.logs_follow || { echo "FAIL - follow printed no lines"; failures=$((failures + 1)); }
+grep -q '"task": "cronkeep:compactor"' daemon.history && grep -q '"task": "cronkeep:retention"' daemon.history ||
+  { echo "FAIL - the history lacks the purge or the compaction"; failures=$((failures + 1)); }
+grep -q 'limit: expected an integer from' daemon.history_bad || { echo "FAIL - --history 5000 was not refused"; failures=$((failures + 1)); }
 
 if [ "$failures" -ne 0 ]; then echo "parity: $failures difference(s)"; exit 1; fi
 echo "parity: every command printed the same with and without a daemon"

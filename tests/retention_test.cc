@@ -685,5 +685,74 @@ TEST_F(ExecutorTest, CompactionGivesFreedPagesBackToTheFileSystem) {
   EXPECT_NE(describe(*c).find("Reclaimed"), std::string::npos);
 }
 
+TEST_F(ExecutorTest, AManualCompactionIsARunningRunWhileItReportsEachSlice) {
+  const std::string big(20'000, 'x');
+  std::vector<Expired> all;
+  for (int i = 0; i < 150; ++i) {
+    store::NewRun r;
+    r.task = "t";
+    r.status = RunStatus::succeeded;
+    r.finished_at = kNow;
+    r.message = big;
+    all.push_back({*store_->insert_run(r), Reason::manual});
+  }
+  Executor ex(*store_, layout::DataDir(dir_.path()), 1000);
+  ASSERT_TRUE(ex.purge(all));
+  const int64_t free_pages = store_->db_stats()->freelist_count;
+  ASSERT_GT(free_pages, 512);  // more than one slice
+
+  std::vector<std::pair<int64_t, RunStatus>> states;
+  std::vector<CompactStep> steps;
+  std::vector<RunStatus> stored_during;  // the run as the history shows it while the work goes on
+  CompactHooks hooks;
+  hooks.state = [&](int64_t id, RunStatus st) { states.emplace_back(id, st); };
+  hooks.step = [&](int64_t id, const CompactStep& step) {
+    steps.push_back(step);
+    stored_during.push_back(store_->get_run(id)->status);
+  };
+  FakeClock clock(kNow);
+  auto out = manual_compact(*store_, CompactMode::incremental, clock, hooks);
+  ASSERT_TRUE(out) << out.error().message;
+  ASSERT_TRUE(out->run_id);
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0], std::make_pair(*out->run_id, RunStatus::running));
+  EXPECT_EQ(states[1], std::make_pair(*out->run_id, RunStatus::succeeded));
+  // Freeing from 0, slice by slice, to every free page; then the checkpoint.
+  ASSERT_GE(steps.size(), 4u);
+  EXPECT_EQ(steps.front().phase, CompactStep::Phase::freeing);
+  EXPECT_EQ(steps.front().pages_done, 0);
+  for (size_t i = 1; i + 1 < steps.size(); ++i) {
+    EXPECT_EQ(steps[i].phase, CompactStep::Phase::freeing);
+    EXPECT_GT(steps[i].pages_done, steps[i - 1].pages_done);
+    EXPECT_EQ(steps[i].pages_total, free_pages);
+  }
+  EXPECT_EQ(steps[steps.size() - 2].pages_done, free_pages);
+  EXPECT_EQ(steps.back().phase, CompactStep::Phase::checkpointing);
+  for (RunStatus st : stored_during) EXPECT_EQ(st, RunStatus::running);
+  auto run = store_->get_run(*out->run_id);
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->status, RunStatus::succeeded);
+  EXPECT_EQ(run->trigger, store::Trigger::manual);
+  EXPECT_EQ(run->started_at, kNow);
+  EXPECT_EQ(run->message, out->message);
+  auto figures = store_->list_maintenance(store::MaintenanceQuery{});
+  ASSERT_TRUE(figures);
+  ASSERT_EQ(figures->size(), 1u);
+  EXPECT_EQ(figures->front().run_id, *out->run_id);
+  EXPECT_EQ(figures->front().db_bytes, out->report.bytes_after);
+  EXPECT_EQ(figures->front().finished_at, kNow);
+  EXPECT_GT(figures->front().db_bytes_reclaimed, 0);
+}
+
+TEST_F(ExecutorTest, AFullVacuumSaysItRewritesTheDatabase) {
+  std::vector<CompactStep> steps;
+  auto c = compact(*store_, CompactMode::full, 512, [&](const CompactStep& s) { steps.push_back(s); });
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].phase, CompactStep::Phase::rewriting);
+  EXPECT_EQ(steps[1].phase, CompactStep::Phase::checkpointing);
+  EXPECT_STREQ(to_string(steps[0].phase), "rewriting");
+}
+
 }  // namespace
 }  // namespace cronkeep::retention

@@ -18,6 +18,9 @@ using cronkeep::testing::TempDir;
 
 TimePoint at(int64_t seconds) { return from_unix_ms(seconds * 1000); }
 
+constexpr const char* kRetention = "cronkeep:retention";
+constexpr const char* kCompactor = "cronkeep:compactor";
+
 std::string pragma(const std::string& db_path, const std::string& name) {
   sqlite3* db = nullptr;
   sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
@@ -128,7 +131,7 @@ TEST_P(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   store_.reset();
   auto again = open();
   ASSERT_TRUE(again) << again.error().message;
-  const std::string latest = GetParam() == Backend::sqlite ? "5" : "3";
+  const std::string latest = GetParam() == Backend::sqlite ? "6" : "4";
   EXPECT_EQ(query("SELECT COUNT(*) FROM schema_migrations"), latest);  // one row per migration
   EXPECT_EQ(query("SELECT MAX(version) FROM schema_migrations"), latest);
 }
@@ -347,6 +350,73 @@ TEST_P(StoreTest, DbStatsReportTheDatabaseSize) {
   ASSERT_TRUE(freed) << freed.error().message;
   EXPECT_TRUE(store_->optimize());
   EXPECT_TRUE(store_->checkpoint_truncate());
+}
+
+TEST_P(StoreTest, ListsMaintenanceFiguresNewestFirstWithTheirTimeAndDatabaseSize) {
+  const int64_t sweep = add(kRetention, RunStatus::succeeded, 100);
+  const int64_t compact = add(kCompactor, RunStatus::succeeded, 200);
+  const int64_t old = add(kCompactor, RunStatus::succeeded, 300);
+  ASSERT_TRUE(store_->record_maintenance(MaintenanceFigures{sweep, kRetention, 5, 10, 0, 4096, 0, at(101), 81920}));
+  ASSERT_TRUE(store_->record_maintenance(MaintenanceFigures{compact, kCompactor, 0, 0, 0, 0, 65536, at(201), 16384}));
+  // Figures recorded without a time or size (as before schema version 6/3).
+  ASSERT_TRUE(store_->record_maintenance(MaintenanceFigures{old, kCompactor, 0, 0, 0, 0, 0}));
+
+  auto all = store_->list_maintenance(MaintenanceQuery{});
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].run_id, old);
+  EXPECT_FALSE((*all)[0].finished_at);
+  EXPECT_FALSE((*all)[0].db_bytes);
+  EXPECT_EQ((*all)[1].run_id, compact);
+  EXPECT_EQ((*all)[1].task, kCompactor);
+  EXPECT_EQ((*all)[1].db_bytes_reclaimed, 65536);
+  EXPECT_EQ((*all)[1].finished_at, at(201));
+  EXPECT_EQ((*all)[1].db_bytes, 16384);
+  EXPECT_EQ((*all)[2].rows_deleted, 5);
+  EXPECT_EQ((*all)[2].log_bytes_freed, 4096);
+  EXPECT_EQ((*all)[2].db_bytes, 81920);
+
+  auto page = store_->list_maintenance(MaintenanceQuery{1, compact});
+  ASSERT_TRUE(page) << page.error().message;
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ(page->front().run_id, sweep);
+
+  // The figures outlive their run (retention deletes system runs too).
+  ASSERT_TRUE(store_->delete_runs({sweep}));
+  EXPECT_EQ(store_->list_maintenance(MaintenanceQuery{})->size(), 3u);
+  auto sums = store_->maintenance_summaries();
+  ASSERT_TRUE(sums);
+  ASSERT_EQ(sums->size(), 2u);
+  EXPECT_EQ((*sums)[0].total.db_bytes_reclaimed, 65536);
+}
+
+TEST_P(StoreTest, UpgradingGivesEarlierFiguresTheEndTimeOfTheirRun) {
+  const int64_t kept = add(kCompactor, RunStatus::succeeded, 500);
+  const int64_t gone = add(kCompactor, RunStatus::succeeded, 600);
+  ASSERT_TRUE(store_->record_maintenance(MaintenanceFigures{kept, kCompactor, 0, 0, 0, 0, 1}));
+  ASSERT_TRUE(store_->record_maintenance(MaintenanceFigures{gone, kCompactor, 0, 0, 0, 0, 2}));
+  ASSERT_TRUE(store_->delete_runs({gone}));
+  store_.reset();
+  // Back to the schema before the columns existed, then open again.
+  if (GetParam() == Backend::sqlite) {
+    exec("ALTER TABLE maintenance DROP COLUMN finished_at; ALTER TABLE maintenance DROP COLUMN db_bytes;"
+         " DELETE FROM schema_migrations WHERE version = 6");
+  } else {
+    // Migration 3 added them; the ones after it are undone too, so that 3 runs again.
+    exec("ALTER TABLE maintenance DROP COLUMN finished_at, DROP COLUMN db_bytes;"
+         " ALTER TABLE nodes DROP COLUMN clock_offset_ms;"
+         " DELETE FROM schema_migrations WHERE version >= 3");
+  }
+  auto s = open();
+  ASSERT_TRUE(s) << s.error().message;
+  store_ = std::move(*s);
+  auto all = store_->list_maintenance(MaintenanceQuery{});
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].run_id, gone);
+  EXPECT_FALSE((*all)[0].finished_at);  // its run was deleted: no time to take
+  EXPECT_EQ((*all)[1].finished_at, at(500));
+  EXPECT_FALSE((*all)[1].db_bytes);
 }
 
 // ---- several nodes on one PostgreSQL database ---------------------------------

@@ -483,6 +483,32 @@ int cmd_status(const std::string& config_path, bool as_json) {
     std::cout << fmt::format("postgres: runs table {}, its indexes {}\n", size_text(db.runs_table_bytes),
                              size_text(db.runs_index_bytes));
   std::cout << "log directory: " << size_text(out->log_dir_bytes) << "\n";
+  if (const auto& disk = out->disk) {
+    std::cout << fmt::format("disk: {} free of {} on the data directory's file system", size_text(disk->free_bytes),
+                             size_text(disk->total_bytes));
+    if (disk->min_free_space > 0) std::cout << " (min_free_space " << size_text(disk->min_free_space) << ")";
+    if (disk->below_min()) std::cout << "; BELOW min_free_space: runs do not start, logs drop output";
+    std::cout << "\n";
+  }
+  return kOk;
+}
+
+int cmd_history(const std::string& config_path, int64_t limit, bool as_json) {
+  Session s;
+  if (const int rc = open_session(config_path, ops::Access::read, s); rc != kOk) return rc;
+  auto out = s.ops->maintenance_history(ops::MaintenanceHistoryQuery{limit, std::nullopt});
+  if (!out) return report(out.error());
+  if (as_json) {
+    print_json(ops::to_json(*out));
+    return kOk;
+  }
+  std::cout << fmt::format("{:>8} {:<20} {:<24} {:>10} {:>8} {:>10} {:>10}\n", "RUN", "TASK", "FINISHED", "DATABASE",
+                           "ROWS", "LOGS FREED", "RECLAIMED");
+  for (const store::MaintenanceFigures& f : out->runs)
+    std::cout << fmt::format("{:>8} {:<20} {:<24} {:>10} {:>8} {:>10} {:>10}\n", f.run_id, f.task, or_dash(f.finished_at),
+                             f.db_bytes ? size_text(*f.db_bytes) : "-", f.rows_deleted, size_text(f.log_bytes_freed),
+                             size_text(f.db_bytes_reclaimed));
+  if (out->runs.empty()) std::cout << "no retention or compactor run has recorded figures yet\n";
   return kOk;
 }
 
@@ -808,10 +834,16 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
   compact_cmd->add_flag("--json", as_json, "print JSON");
   compact_cmd->callback([&] { exit_code = cmd_compact(config_path, full, as_json); });
 
+  int64_t history = 0;
   auto* status_cmd = app.add_subcommand(
       "status", "Retention and compactor: last and next run, what they deleted and reclaimed; database and log sizes");
   status_cmd->add_flag("--json", as_json, "print JSON");
-  status_cmd->callback([&] { exit_code = cmd_status(config_path, as_json); });
+  auto* history_opt = status_cmd->add_option("--history", history,
+                         "instead: the figures of the last N retention and compactor runs (1-1000), newest first, "
+                         "with the database size after each");
+  status_cmd->callback([&] {
+    exit_code = *history_opt ? cmd_history(config_path, history, as_json) : cmd_status(config_path, as_json);
+  });
 
   bool repair = false;
   auto* check_cmd = app.add_subcommand(

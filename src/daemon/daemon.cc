@@ -114,7 +114,7 @@ std::string users_need_root(const config::Config& c) {
 }  // namespace
 
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
-                                                retention::Executor& executor, Clock& clock) {
+                                                retention::Executor& executor, Clock& clock, events::Bus* bus) {
   const retention::Policy policy = retention::policy_from(config);
   const retention::CompactMode mode = compact_mode(config.compactor.vacuum);
   return {
@@ -131,9 +131,11 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
            // The delivery record is bounded like the history: max_age, and at most 100,000 attempts.
            if (auto trimmed = store.trim_deliveries(now - policy.max_age, 100'000); !trimmed)
              spdlog::warn("trimming notifications: {}", trimmed.error().message);
-           if (auto st = store.record_maintenance(store::MaintenanceFigures{run_id, retention::kRetentionTask,
-                                                                            report->rows, report->files_deleted,
-                                                                            report->file_errors, report->log_bytes, 0});
+           if (auto st = retention::record_figures(store,
+                                                   store::MaintenanceFigures{run_id, retention::kRetentionTask,
+                                                                             report->rows, report->files_deleted,
+                                                                             report->file_errors, report->log_bytes, 0},
+                                                   clock.now());
                !st)
              return void(out = tl::unexpected(st.error()));
            std::string message = retention::describe(*report, policy, now) + " (node " + store.node() + ")";
@@ -144,15 +146,28 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
          if (!*ran) return "not run: node " + store.node() + " found another node sweeping";
          return out;
        }, config.retention.parsed},
-      {retention::kCompactorTask, config.compactor.schedule, [&store, mode](int64_t run_id) -> Result<std::string> {
+      {retention::kCompactorTask, config.compactor.schedule, [&store, &clock, mode, bus](int64_t run_id) -> Result<std::string> {
          lower_own_priority();
          Result<std::string> out = fail(ErrorCode::busy, "not run");
          auto ran = store.exclusively(retention::kCompactorTask, [&] {
-           auto report = retention::compact(store, mode);
+           auto report = retention::compact(store, mode, 512, [&](const retention::CompactStep& step) {
+             if (!bus) return;
+             events::Event e;
+             e.kind = events::Kind::progress;
+             e.task = retention::kCompactorTask;
+             e.run_id = run_id;
+             e.text = retention::to_string(step.phase);
+             e.count = step.pages_done;
+             e.total = step.pages_total;
+             bus->publish(std::move(e));
+           });
            if (!report) return void(out = tl::unexpected(report.error()));
-           if (auto st = store.record_maintenance(
-                   store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0, 0,
-                                             std::max<int64_t>(0, report->bytes_before - report->bytes_after)});
+           const int64_t reclaimed = std::max<int64_t>(0, report->bytes_before - report->bytes_after);
+           if (auto st = retention::record_figures(store,
+                                                   store::MaintenanceFigures{run_id, retention::kCompactorTask, 0, 0, 0,
+                                                                             0, reclaimed, std::nullopt,
+                                                                             report->bytes_after},
+                                                   clock.now());
                !st)
              return void(out = tl::unexpected(st.error()));
            out = retention::describe(*report) + " (node " + store.node() + ")";
@@ -177,7 +192,15 @@ int run(const config::Config& config) {
     spdlog::error("cannot create data directory {}: {}", data_dir, ec.message());
     return 1;
   }
+  // A CLI command looking for a daemon takes the lock for a few
+  // microseconds (ops::open); a start that meets one waits it out instead of
+  // failing. A real holder (a daemon, a purge without one) still refuses the
+  // start, 100 ms later.
   auto lock = FileLock::acquire(dir.lock());
+  for (int i = 0; !lock && lock.error().code == ErrorCode::busy && i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    lock = FileLock::acquire(dir.lock());
+  }
   if (!lock) {
     spdlog::error("{}", lock.error().message);
     return 1;
@@ -223,7 +246,7 @@ int run(const config::Config& config) {
   }
   events::Bus bus;
   scheduler::Options options{data_dir, config.daemon.shutdown_timeout, 0,
-                             system_tasks(config, **store, executor, clock), &bus};
+                             system_tasks(config, **store, executor, clock, &bus), &bus};
   options.node = ops::node_name(config);
   const std::string this_node = options.node;
   scheduler::Scheduler scheduler(config, **store, clock, std::move(options));
@@ -321,7 +344,7 @@ int run(const config::Config& config) {
       return fail(ErrorCode::conflict, text);
     }
     auto fresh = std::make_shared<const config::Config>(std::move(*next));
-    const scheduler::ReloadSummary summary = scheduler.reload(*fresh, system_tasks(*fresh, **store, executor, clock));
+    const scheduler::ReloadSummary summary = scheduler.reload(*fresh, system_tasks(*fresh, **store, executor, clock, &bus));
     executor.set_max_batch(fresh->retention.batch_size);
     executor.set_archive(retention::archive_policy_from(*fresh));
     notifier.set_config(*fresh);

@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "config/config.h"
+#include "events/events.h"
 #include "retention/retention.h"
 #include "scheduler/scheduler.h"
 #include "store/store.h"
@@ -17,9 +18,11 @@
 namespace cronkeep::daemon {
 
 // The system tasks cronkeep:retention and cronkeep:compactor, wired to
-// `store` and `executor` (which must outlive the tasks).
+// `store` and `executor` (which must outlive the tasks). With a `bus`, the
+// compactor publishes its steps there (events::Kind::progress).
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
-                                                retention::Executor& executor, Clock& clock);
+                                                retention::Executor& executor, Clock& clock,
+                                                events::Bus* bus = nullptr);
 
 // Runs the daemon in the foreground. Returns the process exit code: 0 after
 // a clean shutdown, 1 when it could not start (the reason is logged).

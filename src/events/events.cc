@@ -22,6 +22,7 @@ const char* to_string(Kind k) {
     case Kind::log_rotated: return "log_rotated";
     case Kind::log_truncated: return "log_truncated";
     case Kind::disk_pressure: return "log.disk_pressure";
+    case Kind::progress: return "progress";
   }
   return "?";
 }
@@ -40,7 +41,8 @@ struct Subscription::State {
     if (filter.run_id && *filter.run_id != e.run_id) return false;
     if (filter.task && *filter.task != e.task) return false;
     if (filter.states_only && e.kind != Kind::run_state &&
-        !(filter.with_disk_pressure && e.kind == Kind::disk_pressure))
+        !(filter.with_disk_pressure && e.kind == Kind::disk_pressure) &&
+        !(filter.with_progress && e.kind == Kind::progress))
       return false;
     return true;
   }

@@ -30,6 +30,7 @@ enum class Kind {
   log_rotated,    // drop_old moved the log to .prev (text = human note)
   log_truncated,  // a cap or disk pressure dropped output (text = human note, count = bytes dropped so far)
   disk_pressure,  // log.disk_pressure: free space below min_free_space (text = human note)
+  progress,       // a system run's work so far (text = its phase, count = done, total = of how many)
 };
 const char* to_string(Kind k);
 
@@ -41,7 +42,8 @@ struct Event {
   int64_t line = 0;        // log_line: 1-based line number in the run's log
   int64_t time_ms = 0;     // UTC ms since epoch when published
   char stream = 'o';       // log_line: 'o' stdout, 'e' stderr, 'm' cronkeep's marker
-  int64_t count = 0;       // log_truncated: bytes dropped
+  int64_t count = 0;       // log_truncated: bytes dropped; progress: units done
+  int64_t total = 0;       // progress: units to do (0: unknown)
   std::string text;
 };
 
@@ -81,6 +83,7 @@ struct Filter {
   std::optional<std::string> task;  // only events of this task
   bool states_only = false;         // only run_state events (no log lines to crowd them out)
   bool with_disk_pressure = false;  // with states_only: disk_pressure events too (notifications)
+  bool with_progress = false;       // with states_only: progress events too (the web UI's watch)
 };
 
 class Bus {

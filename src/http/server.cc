@@ -485,6 +485,14 @@ struct Server::Impl {
       answer(c, o.status());
     });
 
+    add("GET", "/api/maintenance/history", false, [this, &o](Call& c) {
+      std::optional<int64_t> limit, before;
+      if (!c.only({"limit", "before"}) || !c.integer("limit", 1, 1000, limit) ||
+          !c.integer("before", 1, INT64_MAX, before))
+        return;
+      answer(c, o.maintenance_history(ops::MaintenanceHistoryQuery{limit.value_or(100), before}));
+    });
+
     add("GET", "/api/maintenance/check", false, [this, &o](Call& c) {
       if (!c.only({})) return;
       answer(c, o.check(false));

@@ -183,9 +183,15 @@ int64_t directory_bytes(const std::string& dir) {
 }
 
 Result<uint64_t> free_space(const std::string& dir) {
+  auto space = disk_space(dir);
+  if (!space) return tl::unexpected(space.error());
+  return space->free;
+}
+
+Result<DiskSpace> disk_space(const std::string& dir) {
   struct statvfs st{};
   if (::statvfs(dir.c_str(), &st) != 0) return fail(ErrorCode::io, "statvfs " + dir + ": " + std::strerror(errno));
-  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  return DiskSpace{static_cast<uint64_t>(st.f_bavail) * st.f_frsize, static_cast<uint64_t>(st.f_blocks) * st.f_frsize};
 }
 
 struct LogWriter::State {

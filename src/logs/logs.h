@@ -113,6 +113,13 @@ int64_t directory_bytes(const std::string& dir);
 // Free bytes available to unprivileged users on the file system of `dir`.
 Result<uint64_t> free_space(const std::string& dir);
 
+struct DiskSpace {
+  uint64_t free = 0;   // bytes available to unprivileged users (what free_space() returns)
+  uint64_t total = 0;  // the file system's size in bytes
+};
+// The file system of `dir`. Errors: io.
+Result<DiskSpace> disk_space(const std::string& dir);
+
 struct Line {
   int64_t number = 0;            // 1-based, counting across rotations
   std::string text;              // without its newline

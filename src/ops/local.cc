@@ -481,6 +481,7 @@ Status Local::follow(const FollowRequest& req, FollowSink& sink) {
           if (st && store::is_terminal(*st)) return done(ev.text);
           break;
         }
+        case events::Kind::progress: break;  // system runs have no log to follow
       }
     }
     if (!sink.flush()) return {};
@@ -626,9 +627,30 @@ Result<retention::CompactOutcome> Local::compact(retention::CompactMode mode) {
   if (!s.d.store) return fail(ErrorCode::not_found, "no history yet: " + s.dir.database() + " does not exist");
   if (!s.d.executor) return tl::unexpected(read_only("compacting"));
   return s.maintain<Result<retention::CompactOutcome>>([&] {
+    // The run's state changes and the compaction's steps go on the bus, so
+    // a live view (the web UI, GET /api/events) shows how far it is.
+    retention::CompactHooks hooks;
+    if (s.d.bus) {
+      auto publish = [&s](events::Kind kind, int64_t run_id, std::string text, int64_t done, int64_t total) {
+        events::Event e;
+        e.kind = kind;
+        e.task = retention::kCompactorTask;
+        e.run_id = run_id;
+        e.text = std::move(text);
+        e.count = done;
+        e.total = total;
+        s.d.bus->publish(std::move(e));
+      };
+      hooks.state = [publish](int64_t run_id, store::RunStatus status) {
+        publish(events::Kind::run_state, run_id, store::to_string(status), 0, 0);
+      };
+      hooks.step = [publish](int64_t run_id, const retention::CompactStep& step) {
+        publish(events::Kind::progress, run_id, retention::to_string(step.phase), step.pages_done, step.pages_total);
+      };
+    }
     Result<retention::CompactOutcome> out = fail(ErrorCode::busy, "not run");
     auto ran = s.d.store->exclusively(retention::kCompactorTask,
-                                      [&] { out = retention::manual_compact(*s.d.store, mode, *s.d.clock); });
+                                      [&] { out = retention::manual_compact(*s.d.store, mode, *s.d.clock, hooks); });
     if (!ran) return Result<retention::CompactOutcome>(tl::unexpected(ran.error()));
     if (!*ran) return Result<retention::CompactOutcome>(fail(ErrorCode::busy, "another node is compacting; try again later"));
     return out;
@@ -660,6 +682,9 @@ Result<MaintenanceStatus> Local::status() {
   MaintenanceStatus out;
   out.database = *stats;
   out.log_dir_bytes = s.cached_log_dir_bytes();
+  if (auto space = logs::disk_space(cfg.daemon.data_dir))
+    out.disk = DiskStatus{static_cast<int64_t>(space->free), static_cast<int64_t>(space->total),
+                          static_cast<int64_t>(cfg.storage.min_free_space)};
   const TimePoint now = s.d.clock->now();
   for (auto [name, schedule, parsed] :
        {std::tuple{retention::kRetentionTask, cfg.retention.schedule, cfg.retention.parsed},
@@ -677,6 +702,28 @@ Result<MaintenanceStatus> Local::status() {
         t.total_figures = m.total;
       }
     out.system_tasks.push_back(std::move(t));
+  }
+  return out;
+}
+
+Result<MaintenanceHistory> Local::maintenance_history(const MaintenanceHistoryQuery& q) {
+  Impl& s = *impl_;
+  // The same words as the API's check of its query parameters.
+  if (q.limit < 1 || q.limit > 1000)
+    return fail(ErrorCode::invalid_argument,
+                "limit: expected an integer from 1 to 1000, got \"" + std::to_string(q.limit) + "\"");
+  if (q.before && *q.before < 1)
+    return fail(ErrorCode::invalid_argument, "before: expected an integer from 1 to " + std::to_string(INT64_MAX) +
+                                                 ", got \"" + std::to_string(*q.before) + "\"");
+  MaintenanceHistory out;
+  if (!s.d.store) return out;
+  // One more than asked says whether there is a next page.
+  auto figures = s.d.store->list_maintenance(store::MaintenanceQuery{static_cast<int>(q.limit) + 1, q.before});
+  if (!figures) return tl::unexpected(figures.error());
+  out.runs = std::move(*figures);
+  if (static_cast<int64_t>(out.runs.size()) > q.limit) {
+    out.runs.resize(static_cast<size_t>(q.limit));
+    out.next_before = out.runs.back().run_id;
   }
   return out;
 }
@@ -857,7 +904,11 @@ Result<Metrics> Local::metrics() {
 Status Local::watch(const WatchRequest& req, WatchSink& sink) {
   Impl& s = *impl_;
   if (!s.d.bus || !s.d.scheduler) return tl::unexpected(no_daemon(*s.d.config, "watching run states"));
-  auto sub = s.d.bus->subscribe(events::Filter{std::nullopt, std::nullopt, true});
+  auto sub = s.d.bus->subscribe(events::Filter{std::nullopt, std::nullopt, true, false, true});
+  WatchEvent ready;
+  ready.kind = WatchEvent::Kind::ready;
+  ready.include_system = req.include_system;
+  if (!sink.on_event(ready) || !sink.flush()) return {};
   auto end = [&](const char* why) {
     WatchEvent e;
     e.kind = WatchEvent::Kind::done;
@@ -877,15 +928,18 @@ Status Local::watch(const WatchRequest& req, WatchSink& sink) {
       if (!sink.on_event(e)) return {};
     }
     for (const events::Event& ev : batch.events) {
-      if (ev.kind != events::Kind::run_state) continue;
+      if (ev.kind != events::Kind::run_state && ev.kind != events::Kind::progress) continue;
       if (!req.include_system && layout::is_system_task_name(ev.task)) continue;
       idle_since = now;
       WatchEvent e;
+      e.kind = ev.kind == events::Kind::progress ? WatchEvent::Kind::progress : WatchEvent::Kind::state;
       e.seq = ev.seq;
       e.task = ev.task;
       e.run_id = ev.run_id;
       e.status = ev.text;
       e.time = from_unix_ms(ev.time_ms);
+      e.count = ev.count;
+      e.total = ev.total;
       if (!sink.on_event(e)) return {};
     }
     if (!sink.flush()) return {};
@@ -1033,6 +1087,9 @@ class OwnedLocal : public Ops {
   }
   Result<retention::CompactOutcome> compact(retention::CompactMode m) override { return local_->compact(m); }
   Result<MaintenanceStatus> status() override { return local_->status(); }
+  Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& q) override {
+    return local_->maintenance_history(q);
+  }
   Result<std::vector<store::NodeInfo>> nodes() override { return local_->nodes(); }
   Status forget_node(std::string_view name) override { return local_->forget_node(name); }
   Result<CheckReport> check(bool repair) override { return local_->check(repair); }

@@ -106,6 +106,7 @@ class Local : public Ops {
                                         const retention::Progress& progress = {}) override;
   Result<retention::CompactOutcome> compact(retention::CompactMode mode) override;
   Result<MaintenanceStatus> status() override;
+  Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& query) override;
   Result<std::vector<store::NodeInfo>> nodes() override;
   Status forget_node(std::string_view name) override;
   Result<CheckReport> check(bool repair) override;

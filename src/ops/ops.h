@@ -183,10 +183,32 @@ struct SystemTaskStatus {
   std::optional<store::MaintenanceFigures> total_figures;
 };
 
+// The file system of the data directory (the logs; the database too on
+// SQLite) against [storage] min_free_space: below it, runs refuse to start
+// and running ones stop accepting output (docs/configuration.md).
+struct DiskStatus {
+  int64_t free_bytes = 0;                  // available to unprivileged users
+  int64_t total_bytes = 0;                 // the file system's size
+  int64_t min_free_space = 0;              // [storage] min_free_space; 0 = no check
+  bool below_min() const { return min_free_space > 0 && free_bytes < min_free_space; }
+};
+
 struct MaintenanceStatus {
   std::vector<SystemTaskStatus> system_tasks;
   store::DbStats database;
   int64_t log_dir_bytes = 0;
+  std::optional<DiskStatus> disk;          // none when the file system could not be read
+};
+
+// The figures of the system runs, newest first (the maintenance page's chart).
+struct MaintenanceHistoryQuery {
+  int64_t limit = 100;                     // 1..1000
+  std::optional<int64_t> before;           // keyset paging: figures of runs with id < before
+};
+
+struct MaintenanceHistory {
+  std::vector<store::MaintenanceFigures> runs;  // both system tasks, newest first by run id
+  std::optional<int64_t> next_before;      // pass as `before` for the next page; none at the end
 };
 
 struct CheckProblem {
@@ -204,18 +226,23 @@ struct CheckReport {
 
 // ---- for the web UI: run states live, retention in effect, raw log bytes ------
 
-// A run changed state (kind state), events were lost for a slow reader
+// The watch is subscribed (ready: first, once; every later change is
+// delivered), a run changed state (state), a system run reports its work so
+// far (progress: the compactor's steps), events were lost for a slow reader
 // (dropped: the client should reload what it shows), or the watch ended
 // (done: text "idle_timeout" or "shutdown").
 struct WatchEvent {
-  enum class Kind { state, dropped, done };
+  enum class Kind { ready, state, progress, dropped, done };
   Kind kind = Kind::state;
-  uint64_t seq = 0;                        // increasing; the SSE id
-  std::string task;                        // state
-  int64_t run_id = 0;                      // state
-  std::string status;                      // state: the run's new status (store::to_string)
-  std::optional<TimePoint> time;           // state: when it changed (UTC)
-  int64_t count = 0;                       // dropped: events lost
+  uint64_t seq = 0;                        // increasing; the SSE id (0 for ready)
+  std::string task;                        // state, progress
+  int64_t run_id = 0;                      // state, progress
+  std::string status;                      // state: the run's new status (store::to_string);
+                                           // progress: the phase (retention::CompactStep::Phase)
+  std::optional<TimePoint> time;           // state, progress: when it happened (UTC)
+  int64_t count = 0;                       // dropped: events lost; progress: units done
+  int64_t total = 0;                       // progress: units to do (0: unknown)
+  bool include_system = false;             // ready: system tasks' events are included
   std::string text;                        // done: why
 };
 const char* to_string(WatchEvent::Kind k);
@@ -336,6 +363,10 @@ class Ops {
                                                 const retention::Progress& progress = {}) = 0;
   virtual Result<retention::CompactOutcome> compact(retention::CompactMode mode) = 0;
   virtual Result<MaintenanceStatus> status() = 0;
+  // What each retention and compactor run did, with its end time and the
+  // database's size then, newest first; the figures outlive the runs
+  // themselves. Works without a daemon. Errors: invalid_argument for limit.
+  virtual Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& query) = 0;
   // Verifies the data directory; `repair` fixes what it can. Errors: busy
   // (repair) when a daemon runs: repair needs it stopped.
   virtual Result<CheckReport> check(bool repair) = 0;

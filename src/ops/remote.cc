@@ -173,6 +173,14 @@ class Remote : public Ops {
     return status_from_json(*reply);
   }
 
+  Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& q) override {
+    httplib::Params params{{"limit", std::to_string(q.limit)}};
+    if (q.before) params.emplace("before", std::to_string(*q.before));
+    auto reply = call("GET", "/api/maintenance/history", nullptr, params);
+    if (!reply) return tl::unexpected(reply.error());
+    return maintenance_history_from_json(*reply);
+  }
+
   Result<std::vector<store::NodeInfo>> nodes() override {
     auto reply = call("GET", "/api/nodes");
     if (!reply) return tl::unexpected(reply.error());
@@ -205,8 +213,9 @@ class Remote : public Ops {
           if (event.empty()) return true;
           auto e = watch_event_from_json(event, static_cast<uint64_t>(id), Json::parse(payload, nullptr, false));
           if (!e) return tl::unexpected(e.error());
-          if (e->kind == WatchEvent::Kind::state && !req.include_system && layout::is_system_task_name(e->task))
-            return true;
+          const bool about_a_run = e->kind == WatchEvent::Kind::state || e->kind == WatchEvent::Kind::progress;
+          if (about_a_run && !req.include_system && layout::is_system_task_name(e->task)) return true;
+          if (e->kind == WatchEvent::Kind::ready) e->include_system = req.include_system;
           return sink.on_event(*e);
         },
         [&] { return sink.flush(); });

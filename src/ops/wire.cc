@@ -484,7 +484,12 @@ Json to_json(const MaintenanceStatus& s) {
                 {"backend", db.backend},
                 {"runs_table_bytes", db.runs_table_bytes},
                 {"runs_index_bytes", db.runs_index_bytes}}},
-              {"log_dir_bytes", s.log_dir_bytes}};
+              {"log_dir_bytes", s.log_dir_bytes},
+              {"disk", s.disk ? Json{{"free_bytes", s.disk->free_bytes},
+                                     {"total_bytes", s.disk->total_bytes},
+                                     {"min_free_space", s.disk->min_free_space},
+                                     {"below_min_free_space", s.disk->below_min()}}
+                              : Json(nullptr)}};
 }
 
 Result<MaintenanceStatus> status_from_json(const Json& j) {
@@ -522,7 +527,38 @@ Result<MaintenanceStatus> status_from_json(const Json& j) {
   s.database.runs_index_bytes = db.integer("runs_index_bytes");
   if (auto d = db.done(0); !d) return tl::unexpected(d.error());
   s.log_dir_bytes = r.integer("log_dir_bytes");
+  if (r.has("disk")) {
+    Reader dr(r.at("disk"), "status.disk");
+    s.disk = DiskStatus{dr.integer("free_bytes"), dr.integer("total_bytes"), dr.integer("min_free_space")};
+    if (auto d = dr.done(0); !d) return tl::unexpected(d.error());
+  }
   return r.done(std::move(s));
+}
+
+Json to_json(const MaintenanceHistory& h) {
+  Json runs = Json::array();
+  for (const store::MaintenanceFigures& f : h.runs) {
+    Json j{{"run_id", f.run_id}, {"task", f.task}, {"finished_at", time_json(f.finished_at)}, {"db_bytes", opt(f.db_bytes)}};
+    j.update(figures_json(f));
+    runs.push_back(std::move(j));
+  }
+  return Json{{"runs", runs}, {"next_before", opt(h.next_before)}};
+}
+
+Result<MaintenanceHistory> maintenance_history_from_json(const Json& j) {
+  Reader r(j, "history");
+  MaintenanceHistory h;
+  for (const Json& item : r.array("runs")) {
+    Reader fr(item, "history.runs");
+    store::MaintenanceFigures f = figures_from(fr, fr.string("task"));
+    f.run_id = fr.integer("run_id");
+    f.finished_at = fr.time("finished_at");
+    f.db_bytes = fr.opt_integer("db_bytes");
+    if (auto d = fr.done(0); !d) return tl::unexpected(d.error());
+    h.runs.push_back(std::move(f));
+  }
+  h.next_before = r.opt_integer("next_before");
+  return r.done(std::move(h));
 }
 
 Json to_json(const store::NodeInfo& n) {
@@ -688,6 +724,8 @@ Result<ArchivePage> archive_page_from_json(const Json& j) {
 
 const char* to_string(WatchEvent::Kind k) {
   switch (k) {
+    case WatchEvent::Kind::ready: return "ready";
+    case WatchEvent::Kind::progress: return "progress";
     case WatchEvent::Kind::state: return "state";
     case WatchEvent::Kind::dropped: return "dropped";
     case WatchEvent::Kind::done: return "done";
@@ -697,8 +735,12 @@ const char* to_string(WatchEvent::Kind k) {
 
 Json to_json(const WatchEvent& e) {
   switch (e.kind) {
+    case WatchEvent::Kind::ready: return Json{{"system", e.include_system}};
     case WatchEvent::Kind::state:
       return Json{{"task", e.task}, {"run_id", e.run_id}, {"status", e.status}, {"time", time_json(e.time)}};
+    case WatchEvent::Kind::progress:
+      return Json{{"task", e.task},  {"run_id", e.run_id}, {"phase", e.status},
+                  {"done", e.count}, {"total", e.total},   {"time", time_json(e.time)}};
     case WatchEvent::Kind::dropped: return Json{{"count", e.count}};
     case WatchEvent::Kind::done: return Json{{"status", e.text}};
   }
@@ -709,7 +751,18 @@ Result<WatchEvent> watch_event_from_json(std::string_view kind, uint64_t seq, co
   Reader r(j, "event");
   WatchEvent e;
   e.seq = seq;
-  if (kind == "state") {
+  if (kind == "ready") {
+    e.kind = WatchEvent::Kind::ready;
+    e.include_system = r.boolean("system");
+  } else if (kind == "progress") {
+    e.kind = WatchEvent::Kind::progress;
+    e.task = r.string("task");
+    e.run_id = r.integer("run_id");
+    e.status = r.string("phase");
+    e.count = r.integer("done");
+    e.total = r.integer("total");
+    e.time = r.time("time");
+  } else if (kind == "state") {
     e.kind = WatchEvent::Kind::state;
     e.task = r.string("task");
     e.run_id = r.integer("run_id");

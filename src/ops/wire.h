@@ -36,6 +36,7 @@ Json to_json(const store::Delivery& d);
 Json to_json(const retention::PurgeOutcome& o, bool dry_run);
 Json to_json(const retention::CompactOutcome& o);
 Json to_json(const MaintenanceStatus& s);
+Json to_json(const MaintenanceHistory& h);
 Json to_json(const CheckReport& r);
 Json to_json(const ValidateReport& r);
 Json to_json(const store::NodeInfo& n);  // a node of GET /api/nodes
@@ -65,6 +66,7 @@ Result<std::map<std::string, std::string>> env_from_json(const Json& body);
 Result<retention::PurgeOutcome> purge_from_json(const Json& j);
 Result<retention::CompactOutcome> compact_from_json(const Json& j);
 Result<MaintenanceStatus> status_from_json(const Json& j);
+Result<MaintenanceHistory> maintenance_history_from_json(const Json& j);
 Result<CheckReport> check_from_json(const Json& j);
 // {"nodes": [...]}
 Result<std::vector<store::NodeInfo>> nodes_from_json(const Json& j);

@@ -249,13 +249,27 @@ std::string describe_archive(const PurgeReport& r) {
   return text;
 }
 
-Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t slice_pages) {
+const char* to_string(CompactStep::Phase phase) {
+  switch (phase) {
+    case CompactStep::Phase::freeing: return "freeing";
+    case CompactStep::Phase::rewriting: return "rewriting";
+    case CompactStep::Phase::checkpointing: return "checkpointing";
+  }
+  return "freeing";
+}
+
+Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t slice_pages,
+                              const CompactObserver& observe) {
   CompactReport report;
   auto before = store.db_stats();
   if (!before) return tl::unexpected(before.error());
   report.bytes_before = before->db_bytes();
   report.wal_bytes_before = before->wal_bytes;
+  auto step = [&](CompactStep::Phase phase) {
+    if (observe) observe(CompactStep{phase, report.pages_freed, before->freelist_count});
+  };
   if (mode == CompactMode::full) {
+    step(CompactStep::Phase::rewriting);
     if (auto st = store.vacuum_full(); !st) return tl::unexpected(st.error());
     report.pages_freed = before->freelist_count;
     report.slices = 1;
@@ -263,17 +277,20 @@ Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t sli
     if (before->auto_vacuum != 2)
       return fail(ErrorCode::conflict,
                   "the database was created without incremental auto-vacuum; run `cronkeep compact --full` once");
+    step(CompactStep::Phase::freeing);
     while (true) {
       auto freed = store.incremental_vacuum(slice_pages);
       if (!freed) return tl::unexpected(freed.error());
       if (*freed <= 0) break;
       report.pages_freed += *freed;
       ++report.slices;
+      step(CompactStep::Phase::freeing);
       fault::crash_point("compactor.between_slices");
       std::this_thread::yield();  // writers may go between slices
     }
   }
   fault::crash_point("compactor.before_checkpoint");
+  step(CompactStep::Phase::checkpointing);
   if (auto st = store.checkpoint_truncate(); !st) return tl::unexpected(st.error());
   if (auto st = store.optimize(); !st) return tl::unexpected(st.error());
   auto after = store.db_stats();
@@ -290,6 +307,13 @@ std::string describe(const CompactReport& r) {
          format_size(static_cast<uint64_t>(r.bytes_after)) + ", " + std::to_string(r.after.freelist_count) +
          " free page(s), WAL " + format_size(static_cast<uint64_t>(r.after.wal_bytes)) + " (was " +
          format_size(static_cast<uint64_t>(r.wal_bytes_before)) + ")";
+}
+
+Status record_figures(store::Store& store, store::MaintenanceFigures figures, TimePoint ended) {
+  figures.finished_at = ended;
+  if (!figures.db_bytes)
+    if (auto stats = store.db_stats()) figures.db_bytes = stats->db_bytes();
+  return store.record_maintenance(figures);
 }
 
 namespace {
@@ -312,7 +336,7 @@ Result<int64_t> record_manual_run(store::Store& store, const char* task, TimePoi
   if (auto st = store.finish_run(*id, end); !st) return tl::unexpected(st.error());
   figures.run_id = *id;
   figures.task = task;
-  if (auto st = store.record_maintenance(figures); !st) return tl::unexpected(st.error());
+  if (auto st = record_figures(store, figures, ended); !st) return tl::unexpected(st.error());
   return *id;
 }
 
@@ -435,21 +459,55 @@ Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const
   return out;
 }
 
-Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, const Clock& clock) {
+Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, const Clock& clock,
+                                      const CompactHooks& hooks) {
   const TimePoint started = clock.now();
-  auto report = compact(store, mode);
-  if (!report) {
-    // The compaction's own error is the one to report; recording it is best effort.
-    (void)record_manual_run(store, kCompactorTask, started, clock.now(), false, report.error().message, {});
-    return tl::unexpected(report.error());
+  // The run exists while the work goes on; a crash leaves it running, and
+  // the next start-up marks it crashed like any other.
+  std::optional<int64_t> run_id;
+  std::string unrecorded;
+  store::NewRun row;
+  row.task = kCompactorTask;
+  row.trigger = store::Trigger::manual;
+  row.status = store::RunStatus::pending;
+  row.created_at = started;
+  if (auto id = store.insert_run(row); !id) {
+    unrecorded = id.error().message;
+  } else if (auto st = store.mark_running(*id, "", started); !st) {
+    unrecorded = st.error().message;
+  } else {
+    run_id = *id;
+    if (hooks.state) hooks.state(*run_id, store::RunStatus::running);
   }
+  auto report = compact(store, mode, 512, [&](const CompactStep& step) {
+    if (run_id && hooks.step) hooks.step(*run_id, step);
+  });
+  const TimePoint ended = clock.now();
   CompactOutcome out;
-  out.report = *report;
-  out.message = (mode == CompactMode::full ? "Full VACUUM: " : "") + describe(*report);
-  note_recorded(record_manual_run(store, kCompactorTask, started, clock.now(), true, out.message,
-                                  store::MaintenanceFigures{0, "", 0, 0, 0, 0,
-                                                            std::max<int64_t>(0, report->bytes_before - report->bytes_after)}),
-                out.run_id, out.message);
+  if (report) {
+    out.report = *report;
+    out.message = (mode == CompactMode::full ? "Full VACUUM: " : "") + describe(*report);
+  }
+  if (run_id) {
+    store::RunEnd end;
+    end.status = report ? store::RunStatus::succeeded : store::RunStatus::failed;
+    end.finished_at = ended;
+    end.duration_ms = (ended - started).count();
+    end.message = report ? out.message : report.error().message;
+    Status recorded = store.finish_run(*run_id, end);
+    if (recorded && report)
+      recorded = record_figures(store,
+                                store::MaintenanceFigures{*run_id, kCompactorTask, 0, 0, 0, 0,
+                                                          std::max<int64_t>(0, report->bytes_before - report->bytes_after),
+                                                          std::nullopt, report->bytes_after},
+                                ended);
+    if (!recorded) unrecorded = recorded.error().message;
+    if (hooks.state) hooks.state(*run_id, end.status);
+  }
+  // The compaction's own error is the one to report; recording it is best effort.
+  if (!report) return tl::unexpected(report.error());
+  if (!unrecorded.empty()) out.message += "; not recorded in the history: " + unrecorded;
+  else out.run_id = run_id;
   return out;
 }
 

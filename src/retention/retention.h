@@ -151,11 +151,32 @@ struct CompactReport {
 
 enum class CompactMode { incremental, full, checkpoint_only };
 
+// Where a compaction is, for a live view: reported when it begins (freeing,
+// 0 done), after each slice of freed pages, before a full VACUUM
+// (rewriting) and before the WAL is truncated (checkpointing).
+struct CompactStep {
+  enum class Phase { freeing, rewriting, checkpointing };
+  Phase phase = Phase::freeing;
+  int64_t pages_done = 0;    // free pages given back to the file system so far
+  int64_t pages_total = 0;   // free pages when the compaction began
+};
+const char* to_string(CompactStep::Phase phase);  // "freeing", "rewriting", "checkpointing"
+// Called on the compacting thread; must not block.
+using CompactObserver = std::function<void(const CompactStep&)>;
+
 // Frees pages in slices of `slice_pages` (each its own short transaction),
-// truncates the WAL, refreshes statistics; or VACUUMs (full).
-Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t slice_pages = 512);
+// truncates the WAL, refreshes statistics; or VACUUMs (full). `observe`, if
+// set, hears each step.
+Result<CompactReport> compact(store::Store& store, CompactMode mode, int64_t slice_pages = 512,
+                              const CompactObserver& observe = {});
 
 std::string describe(const CompactReport& report);
+
+// Records the figures of a system run (store::Store::record_maintenance)
+// with `ended` as their time and, unless figures.db_bytes is set, the
+// database's size now (left unset should reading it fail: the figures are
+// recorded anyway). Errors: the store's.
+Status record_figures(store::Store& store, store::MaintenanceFigures figures, TimePoint ended);
 
 // ---- manual actions (CLI and HTTP) ----------------------------------------
 
@@ -204,7 +225,19 @@ struct CompactOutcome {
   std::optional<int64_t> run_id;
 };
 
-// Compacts now and records it as a run of cronkeep:compactor (trigger manual).
-Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, const Clock& clock);
+// What a manual compaction tells a live view (ops publishes it on the event
+// bus): its run's state changes and the compaction's steps. Called on the
+// compacting thread; must not block.
+struct CompactHooks {
+  std::function<void(int64_t run_id, store::RunStatus status)> state;  // running, then how it ended
+  std::function<void(int64_t run_id, const CompactStep& step)> step;
+};
+
+// Compacts now as a run of cronkeep:compactor (trigger manual): the run is
+// recorded running before the work begins (so the history and `hooks` show
+// it while it lasts), and ended with the result. Should recording fail, the
+// compaction runs anyway and the message says it was not recorded.
+Result<CompactOutcome> manual_compact(store::Store& store, CompactMode mode, const Clock& clock,
+                                      const CompactHooks& hooks = {});
 
 }  // namespace cronkeep::retention

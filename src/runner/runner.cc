@@ -523,6 +523,9 @@ Outcome Execution::wait(const OutputSink& sink) {
   if (term_sent) {
     ::kill(-pid_, SIGKILL);
     out.killed = find_marked(spawn_id_);
+    // Members of the run's group were just killed with it (one may not be
+    // gone yet); only a process that left the group (setsid) is detached.
+    std::erase_if(out.killed, [this](const Leftover& l) { return ::getpgid(l.pid) == pid_; });
     for (const Leftover& l : out.killed) ::kill(l.pid, SIGKILL);
   } else if (open[0] || open[1]) {
     out.left_running = find_marked(spawn_id_);

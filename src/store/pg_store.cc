@@ -117,6 +117,13 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_by_time ON notifications (created_at);
 )sql",
     R"sql(
+-- When each system run ended and the database's size then: the points of
+-- the maintenance page's chart (GET /api/maintenance/history). Figures
+-- recorded before take the end time of their run, when it still exists.
+ALTER TABLE maintenance ADD COLUMN finished_at BIGINT, ADD COLUMN db_bytes BIGINT;
+UPDATE maintenance m SET finished_at = r.finished_at FROM runs r WHERE r.id = m.run_id;
+)sql",
+    R"sql(
 -- Clock skew (issue 14): each heartbeat records the node's clock minus the
 -- server's.
 ALTER TABLE nodes ADD COLUMN clock_offset_ms BIGINT;
@@ -581,10 +588,12 @@ class PgStore final : public Store {
     return write_status("recording maintenance figures", [&](pqxx::transaction_base& tx) -> Status {
       run_sql(tx,
               "INSERT INTO maintenance (run_id, task, rows_deleted, files_deleted, file_errors, log_bytes_freed,"
-              " db_bytes_reclaimed) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (run_id) DO UPDATE SET"
+              " db_bytes_reclaimed, finished_at, db_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+              " ON CONFLICT (run_id) DO UPDATE SET"
               " task = EXCLUDED.task, rows_deleted = EXCLUDED.rows_deleted, files_deleted = EXCLUDED.files_deleted,"
               " file_errors = EXCLUDED.file_errors, log_bytes_freed = EXCLUDED.log_bytes_freed,"
-              " db_bytes_reclaimed = EXCLUDED.db_bytes_reclaimed",
+              " db_bytes_reclaimed = EXCLUDED.db_bytes_reclaimed, finished_at = EXCLUDED.finished_at,"
+              " db_bytes = EXCLUDED.db_bytes",
               Params()
                   .add(f.run_id)
                   .add(f.task)
@@ -592,8 +601,27 @@ class PgStore final : public Store {
                   .add(f.files_deleted)
                   .add(f.file_errors)
                   .add(f.log_bytes_freed)
-                  .add(f.db_bytes_reclaimed));
+                  .add(f.db_bytes_reclaimed)
+                  .add(f.finished_at)
+                  .add(f.db_bytes));
       return {};
+    });
+  }
+
+  Result<std::vector<MaintenanceFigures>> list_maintenance(const MaintenanceQuery& q) override {
+    return read<std::vector<MaintenanceFigures>>("listing maintenance figures", [&](pqxx::transaction_base& tx) {
+      auto r = run_sql(tx,
+                       "SELECT run_id, task, rows_deleted, files_deleted, file_errors, log_bytes_freed,"
+                       " db_bytes_reclaimed, finished_at, db_bytes FROM maintenance WHERE run_id < $1"
+                       " ORDER BY run_id DESC LIMIT $2",
+                       Params().add(q.before_run_id.value_or(INT64_MAX)).add(static_cast<int64_t>(q.limit)));
+      std::vector<MaintenanceFigures> out;
+      for (const auto& row : r) {
+        auto i = [&](int c) { return row[c].as<int64_t>(); };
+        out.push_back(MaintenanceFigures{i(0), row[1].as<std::string>(), i(2), i(3), i(4), i(5), i(6),
+                                         opt_time(row[7]), opt_int(row[8])});
+      }
+      return Result<std::vector<MaintenanceFigures>>(std::move(out));
     });
   }
 

@@ -109,6 +109,14 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_by_time ON notifications (created_at);
 )sql",
+    R"sql(
+-- When each system run ended and the database's size then: the points of
+-- the maintenance page's chart (GET /api/maintenance/history). Figures
+-- recorded before take the end time of their run, when it still exists.
+ALTER TABLE maintenance ADD COLUMN finished_at INTEGER;
+ALTER TABLE maintenance ADD COLUMN db_bytes INTEGER;
+UPDATE maintenance SET finished_at = (SELECT finished_at FROM runs WHERE runs.id = maintenance.run_id);
+)sql",
 };
 
 class Db {
@@ -584,7 +592,7 @@ class SqliteStore final : public Store {
     if (auto st = writable(); !st) return st;
     Stmt s(writer_.get(),
            "INSERT OR REPLACE INTO maintenance (run_id, task, rows_deleted, files_deleted, file_errors,"
-           " log_bytes_freed, db_bytes_reclaimed) VALUES (?, ?, ?, ?, ?, ?, ?)");
+           " log_bytes_freed, db_bytes_reclaimed, finished_at, db_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, f.run_id);
     s.bind(2, f.task);
     s.bind(3, f.rows_deleted);
@@ -592,6 +600,8 @@ class SqliteStore final : public Store {
     s.bind(5, f.file_errors);
     s.bind(6, f.log_bytes_freed);
     s.bind(7, f.db_bytes_reclaimed);
+    s.bind_opt(8, f.finished_at);
+    s.bind_opt(9, f.db_bytes);
     if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording maintenance figures");
     return {};
   }
@@ -613,6 +623,22 @@ class SqliteStore final : public Store {
       out.push_back(std::move(m));
     }
     if (rc != SQLITE_DONE) return sql_error(reader_.get(), "reading maintenance figures");
+    return out;
+  }
+
+  Result<std::vector<MaintenanceFigures>> list_maintenance(const MaintenanceQuery& q) override {
+    std::lock_guard lock(read_mu_);
+    Stmt s(reader_.get(),
+           "SELECT run_id, task, rows_deleted, files_deleted, file_errors, log_bytes_freed, db_bytes_reclaimed,"
+           " finished_at, db_bytes FROM maintenance WHERE run_id < ?1 ORDER BY run_id DESC LIMIT ?2");
+    s.bind(1, q.before_run_id.value_or(INT64_MAX));
+    s.bind(2, static_cast<int64_t>(q.limit));
+    std::vector<MaintenanceFigures> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW)
+      out.push_back(MaintenanceFigures{s.int64(0), s.text(1), s.int64(2), s.int64(3), s.int64(4), s.int64(5),
+                                       s.int64(6), s.opt_time(7), s.opt_int64(8)});
+    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "listing maintenance figures");
     return out;
   }
 

@@ -169,6 +169,19 @@ struct MaintenanceFigures {
   int64_t file_errors = 0;
   int64_t log_bytes_freed = 0;
   int64_t db_bytes_reclaimed = 0;
+  // When the run ended (its figures measured), and the database's size
+  // (DbStats::db_bytes()) at that moment: the points of the maintenance
+  // page's chart. None for figures recorded before schema version 6 (SQLite)
+  // or 3 (PostgreSQL); finished_at was then copied from the run, when it
+  // still existed.
+  std::optional<TimePoint> finished_at{};
+  std::optional<int64_t> db_bytes{};
+};
+
+// Keyset paging over the recorded figures, newest first.
+struct MaintenanceQuery {
+  int limit = 100;                       // 1..1000
+  std::optional<int64_t> before_run_id;  // only figures of runs with id < this
 };
 
 struct MaintenanceSummary {
@@ -298,6 +311,10 @@ class Store {
   virtual Status record_maintenance(const MaintenanceFigures& figures) = 0;
   // The latest figures per system task, and their totals.
   virtual Result<std::vector<MaintenanceSummary>> maintenance_summaries() = 0;
+  // The figures of every system run (both system tasks), newest first by run
+  // id; `query.limit` at most. Figures outlive their run: retention may have
+  // deleted the run itself.
+  virtual Result<std::vector<MaintenanceFigures>> list_maintenance(const MaintenanceQuery& query) = 0;
 
   // ---- compaction ---------------------------------------------------------
 

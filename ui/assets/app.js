@@ -25,12 +25,15 @@ function h(tag, attrs = {}, ...children) {
 const enc = encodeURIComponent;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Binary units written as the configuration and the CLI write them
+// (1 KB = 1024 B, one decimal), so "1GB" in min_free_space reads "1.0 GB".
 function fmtBytes(n) {
   if (n == null) return '—';
-  const u = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
-  return (i ? n.toFixed(n < 10 ? 2 : 1) : n) + ' ' + u[i];
+  if (n < 1024) return n + ' B';
+  const u = ['KB', 'MB', 'GB', 'TB'];
+  let i = -1;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return n.toFixed(1) + ' ' + u[i];
 }
 function fmtMs(ms) {
   if (ms == null) return '—';
@@ -256,11 +259,14 @@ function notFound(message, root = app) {
 window.addEventListener('hashchange', route);
 
 // Run state changes from /api/events, shared by the pages that show runs.
+// onChange(null) means "reload what you show": on `ready` (the stream is
+// subscribed, so a change made before it is in the reload and every later
+// one arrives as an event), and after events were dropped.
 function watchRuns(onChange) {
   const s = sse('/api/events', (ev) => {
     if (ev.event === 'state') onChange(ev.data);
-    else if (ev.event === 'dropped' || ev.event === 'done') onChange(null);  // reload all
-  }, { onOpen: () => onChange(null) });
+    else if (ev.event === 'ready' || ev.event === 'dropped' || ev.event === 'done') onChange(null);
+  });
   return () => s.close();
 }
 
@@ -566,23 +572,24 @@ class LogViewer {
     this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
     this.schedule();
   }
+  // The scroll positions the lines map onto: the spacer's, not the
+  // element's scrollHeight, which grows by the rows sticking out below the
+  // spacer once they are moved to the bottom (then, on a 10-million-line
+  // log, the last ~50 lines could not be scrolled to).
+  range() { return Math.max(1, Math.min(this.count * LH, MAX_PX) + LH - this.el.clientHeight); }
   // The index (0-based from `first`) of the line at the top of the view.
   topIndex() {
     const st = this.el.scrollTop;
     if (!this.scaled) return Math.floor(st / LH);
-    const range = Math.max(1, this.el.scrollHeight - this.el.clientHeight);
-    return Math.round((st / range) * Math.max(0, this.count - this.visible + 1));
+    return Math.round(Math.min(1, st / this.range()) * Math.max(0, this.count - this.visible + 1));
   }
   scrollToIndex(i) {
     i = Math.max(0, Math.min(i, this.count - 1));
     if (!this.scaled) this.el.scrollTop = i * LH;
-    else {
-      const range = Math.max(1, this.el.scrollHeight - this.el.clientHeight);
-      this.el.scrollTop = (i / Math.max(1, this.count - this.visible + 1)) * range;
-    }
+    else this.el.scrollTop = Math.min(1, i / Math.max(1, this.count - this.visible + 1)) * this.range();
     this.schedule();
   }
-  atBottom() { return this.el.scrollTop + this.el.clientHeight >= this.el.scrollHeight - LH * 2; }
+  atBottom() { return this.el.scrollTop >= this.range() - LH * 2; }
   jumpToLine(n) {
     this.highlight = n;
     this.scrollToIndex(n - this.first - Math.floor(this.visible / 3));
@@ -775,10 +782,103 @@ async function runPage(task, id) {
   });
   onLeave(() => stream.close());
   // The run's state also changes the buttons (running → cancel).
-  onLeave(watchRuns((c) => { if (c && c.run_id === id) api(base).then((r) => { run = r; renderMeta(); }).catch(() => {}); }));
+  onLeave(watchRuns((c) => { if (!c || c.run_id === id) api(base).then((r) => { run = r; renderMeta(); }).catch(() => {}); }));
 }
 
 // ---- maintenance ---------------------------------------------------------------
+
+const RETENTION = 'cronkeep:retention';
+const COMPACTOR = 'cronkeep:compactor';
+const PHASES = { running: 'started', freeing: 'giving free pages back', rewriting: 'rewriting the database (VACUUM)', checkpointing: 'truncating the WAL' };
+const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+// The data directory's file system against [storage] min_free_space.
+function diskCard(d) {
+  const card = h('div', { class: 'card stat', id: 'disk-free' }, h('span', { class: 'muted' }, 'Free disk'));
+  if (!d) return card.append(h('b', {}, '—'), h('span', { class: 'hint' }, "the data directory's file system could not be read")), card;
+  const below = d.below_min_free_space;
+  card.dataset.free = d.free_bytes;
+  card.dataset.min = d.min_free_space;
+  card.dataset.below = below;
+  if (below) card.classList.add('below');
+  const meter = h('span', { class: 'meter', role: 'meter', 'aria-label': 'disk used', 'aria-valuemin': 0, 'aria-valuemax': d.total_bytes, 'aria-valuenow': d.total_bytes - d.free_bytes });
+  const used = h('span', { class: 'used' });
+  used.style.width = (100 * (d.total_bytes - d.free_bytes) / Math.max(1, d.total_bytes)).toFixed(1) + '%';
+  meter.append(used);
+  if (d.min_free_space > 0 && d.min_free_space <= d.total_bytes) {
+    const min = h('span', { class: 'min', title: 'min_free_space' });
+    min.style.left = (100 * (d.total_bytes - d.min_free_space) / Math.max(1, d.total_bytes)).toFixed(1) + '%';
+    meter.append(min);
+  }
+  card.append(h('b', {}, fmtBytes(d.free_bytes)), meter,
+    h('span', { class: 'hint', id: 'disk-hint' }, `of ${fmtBytes(d.total_bytes)}; `,
+      d.min_free_space > 0 ? (below ? `below min_free_space (${fmtBytes(d.min_free_space)}): runs do not start, logs drop output` : `min_free_space ${fmtBytes(d.min_free_space)}`) : 'no min_free_space'));
+  return card;
+}
+
+// Database size (line) and what each system run gave back (bars: the
+// compactor's reclaimed bytes; points: log bytes retention freed), drawn
+// with uPlot from GET /api/maintenance/history.
+function maintenanceChart(box, summary) {
+  let plot = null;
+  let width = 0;
+  const bytes = (u, vals) => vals.map((v) => (v == null ? '' : fmtBytes(v)));
+  const value = (u, v) => (v == null ? '—' : fmtBytes(v));
+  const make = (data) => {
+    const fg = cssVar('--fg'), line = cssVar('--line'), run = cssVar('--run'), ok = cssVar('--ok'), warn = cssVar('--warn');
+    const axis = { stroke: fg, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+    width = box.clientWidth;
+    plot = new uPlot({
+      width: Math.max(280, width), height: 260,
+      scales: { x: { time: true }, size: { range: (u, min, max) => [0, (max || 1) * 1.15] }, per: { range: (u, min, max) => [0, (max || 1) * 1.15] } },
+      axes: [
+        axis,
+        { ...axis, scale: 'size', values: bytes, size: 72, label: 'database' },
+        { ...axis, scale: 'per', side: 1, values: bytes, size: 72, label: 'per run', grid: { show: false } },
+      ],
+      series: [
+        { value: (u, v) => (v == null ? '—' : localFmt.format(new Date(v * 1000))) },
+        { label: 'Database size', scale: 'size', stroke: run, width: 2, spanGaps: true, points: { show: true, size: 5, fill: run }, value },
+        { label: 'Reclaimed (compactor)', scale: 'per', stroke: ok, fill: ok + '66', width: 1, paths: uPlot.paths.bars({ size: [0.5, 14] }), points: { show: false }, value },
+        { label: 'Logs freed (retention)', scale: 'per', stroke: warn, width: 1, paths: () => null, points: { show: true, size: 6, fill: warn }, value },
+      ],
+    }, data, box);
+  };
+  new ResizeObserver(() => {
+    if (plot && Math.abs(box.clientWidth - width) > 2) { width = box.clientWidth; plot.setSize({ width: Math.max(280, width), height: 260 }); }
+  }).observe(box);
+  return (history) => {
+    const pts = history.runs.filter((r) => r.finished_at)
+      .map((r) => ({ ...r, t: Date.parse(r.finished_at) / 1000 }))
+      .sort((a, b) => a.t - b.t || a.run_id - b.run_id);
+    box.dataset.points = pts.length;
+    box.dataset.sizes = pts.filter((p) => p.db_bytes != null).length;
+    box.dataset.reclaims = pts.filter((p) => p.task === COMPACTOR).length;
+    if (!pts.length) {
+      if (plot) { plot.destroy(); plot = null; }
+      box.replaceChildren(h('p', { class: 'muted' }, 'No retention or compactor run has recorded its figures yet.'));
+      summary.textContent = '';
+      return;
+    }
+    const data = [pts.map((p) => p.t), pts.map((p) => p.db_bytes ?? null),
+      pts.map((p) => (p.task === COMPACTOR ? p.db_bytes_reclaimed : null)),
+      pts.map((p) => (p.task === RETENTION ? p.log_bytes_freed : null))];
+    if (typeof uPlot === 'undefined') {
+      box.replaceChildren(h('p', { class: 'error' }, 'The chart library did not load.'));
+    } else if (plot) {
+      plot.setData(data);
+    } else {
+      box.replaceChildren();
+      make(data);
+    }
+    const sizes = pts.filter((p) => p.db_bytes != null);
+    const sum = (task, key) => pts.filter((p) => p.task === task).reduce((a, p) => a + p[key], 0);
+    summary.textContent = `${pts.length} system run(s) from ${localFmt.format(new Date(pts[0].t * 1000))} to ${localFmt.format(new Date(pts[pts.length - 1].t * 1000))}` +
+      (sizes.length ? `; database ${fmtBytes(sizes[0].db_bytes)} then, ${fmtBytes(sizes[sizes.length - 1].db_bytes)} after the last` : '') +
+      `; the compactor reclaimed ${fmtBytes(sum(COMPACTOR, 'db_bytes_reclaimed'))}, retention freed ${fmtBytes(sum(RETENTION, 'log_bytes_freed'))} of logs` +
+      (history.next_before ? ` (the last ${pts.length} runs shown)` : '') + '.';
+  };
+}
 
 async function maintenancePage() {
   const app = currentRoot();
@@ -795,17 +895,25 @@ async function maintenancePage() {
       stat('Database', fmtBytes(db.bytes), 'db-size', `${db.page_count} pages × ${db.page_size} B; auto_vacuum ${db.auto_vacuum}`),
       stat('WAL', fmtBytes(db.wal_bytes), 'wal-size'),
       stat('Free pages', String(db.free_pages), 'free-pages', fmtBytes(db.free_pages * db.page_size) + ' reclaimable'),
-      stat('Log directory', fmtBytes(s.log_dir_bytes), 'log-size'));
+      stat('Log directory', fmtBytes(s.log_dir_bytes), 'log-size'),
+      diskCard(s.disk));
+    msg.replaceChildren(s.disk && s.disk.below_min_free_space
+      ? h('span', { class: 'error', id: 'disk-warning' }, `Free disk (${fmtBytes(s.disk.free_bytes)}) is below min_free_space (${fmtBytes(s.disk.min_free_space)}): runs do not start and running ones drop their output. Purge, compact or free space elsewhere.`)
+      : '');
     systems.replaceChildren(...s.system_tasks.map((t) => h('div', { class: 'card', 'data-task': t.task },
       h('b', {}, t.task), ' ', h('span', { class: 'muted' }, scheduleWords(t.schedule)),
       h('div', {}, 'Last run: ', t.last_run ? [h('a', { href: runHref(t.task, t.last_run.id) }, '#' + t.last_run.id), ' ', badge(t.last_run.status), ' ', time(t.last_run.finished_at), ' — ', t.last_run.message] : h('span', { class: 'muted' }, 'never')),
       h('div', {}, 'Next run: ', time(t.next_run)),
       t.total_figures ? h('div', { class: 'hint' }, `In all: ${t.total_figures.rows_deleted} run(s) and ${t.total_figures.files_deleted} file(s) deleted, ${fmtBytes(t.total_figures.log_bytes_freed)} of logs freed, ${fmtBytes(t.total_figures.db_bytes_reclaimed)} reclaimed from the database`) : '')));
   };
+  const chartBox = h('div', { id: 'maint-chart', class: 'chart', role: 'img', 'aria-label': 'Database size and bytes reclaimed over time; summary below' });
+  const chartSummary = h('p', { class: 'hint', id: 'chart-summary' });
+  const draw = maintenanceChart(chartBox, chartSummary);
+  const loadChart = async () => draw(await api('/api/maintenance/history?limit=500'));
   const history = h('div', { id: 'system-history' });
   const loadHistory = async () => {
     if (!token()) { history.replaceChildren(h('p', { class: 'muted' }, 'Sign in to see the system tasks\' history.')); return; }
-    const [r, c] = await Promise.all(['cronkeep:retention', 'cronkeep:compactor'].map((t) => api(`/api/tasks/${enc(t)}/runs?limit=20`).catch(() => ({ runs: [] }))));
+    const [r, c] = await Promise.all([RETENTION, COMPACTOR].map((t) => api(`/api/tasks/${enc(t)}/runs?limit=20`).catch(() => ({ runs: [] }))));
     const runs = [...r.runs, ...c.runs].sort((a, b) => b.id - a.id).slice(0, 20);
     history.replaceChildren(h('div', { class: 'scroll-x' }, h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Run'), h('th', {}, 'Task'), h('th', {}, 'Status'), h('th', {}, 'Finished'), h('th', {}, 'Message'))),
       h('tbody', {}, runs.map((x) => h('tr', {}, h('td', {}, h('a', { href: runHref(x.task, x.id) }, '#' + x.id)), h('td', {}, x.task), h('td', {}, badge(x.status)), h('td', {}, time(x.finished_at)), h('td', {}, x.message)))))));
@@ -838,7 +946,7 @@ async function maintenancePage() {
         try {
           const done = await mutate('/api/maintenance/purge', { ...body, dry_run: false });
           preview.replaceChildren(h('p', { id: 'purge-done' }, done.message || `Deleted ${done.runs} run(s).`));
-          await load(); await loadHistory();
+          await refreshNow();
         } catch (err) { preview.append(h('p', { class: 'error' }, err.message)); confirmBtn.disabled = false; }
       });
       preview.replaceChildren(
@@ -853,31 +961,108 @@ async function maintenancePage() {
     h('label', { title: "Also delete each task's newest success and newest failure" }, all, ' all'), h('button', { type: 'submit', id: 'purge-preview-button' }, 'Preview')),
   preview);
 
+  // Compactions in flight, scheduled or manual, as the event stream tells
+  // them: the run starts (state running), reports its steps (progress), ends
+  // (state). Each run is one line; its data-phases lists what was received.
   const compactOut = h('p', { id: 'compact-result', role: 'status' });
-  const compact = (full) => async (e) => {
-    const btn = e.target;
-    btn.disabled = true;
-    compactOut.textContent = full ? 'Running VACUUM (the database is rewritten; this may take a while)…' : 'Compacting…';
-    try { const r = await mutate('/api/maintenance/compact', { full }); compactOut.textContent = r.message; await load(); await loadHistory(); } catch (err) { compactOut.textContent = err.message; }
-    btn.disabled = false;
+  const compactRuns = h('ul', { id: 'compact-runs', class: 'progress-list', 'aria-live': 'polite' });
+  const compactions = new Map();
+  const showCompaction = (id, patch) => {
+    let c = compactions.get(id);
+    if (!c) {
+      c = { li: h('li', { 'data-run': id }), phases: [], status: 'running', done: 0, total: 0, phase: 'running', message: '' };
+      compactions.set(id, c);
+      compactRuns.prepend(c.li);
+      for (const [old, o] of compactions) if (compactions.size > 5 && o.status !== 'running') { o.li.remove(); compactions.delete(old); }
+    }
+    if (patch.phase) c.phases.push(patch.phase);
+    const ended = c.status !== 'running';
+    // A run that ended stays ended, whatever arrives late.
+    if (patch.status && (!ended || patch.status !== 'running')) c.status = patch.status;
+    if (!ended && patch.phase) { c.phase = patch.phase; if (patch.done != null) { c.done = patch.done; c.total = patch.total; } }
+    if (patch.message) c.message = patch.message;
+    c.li.dataset.phases = c.phases.join(' ');
+    c.li.dataset.status = c.status;
+    const freeing = c.status === 'running' && c.phase === 'freeing' && c.total > 0;
+    c.li.replaceChildren(h('a', { href: runHref(COMPACTOR, id) }, '#' + id), ' ', badge(c.status), ' ',
+      c.status === 'running' ? h('span', { class: 'phase' }, PHASES[c.phase] || c.phase) : '',
+      freeing ? [h('progress', { max: c.total, value: Math.min(c.done, c.total) }), `${Math.min(c.done, c.total)} of ${c.total} free pages`] : '',
+      c.message ? h('div', { class: 'hint' }, c.message) : '');
   };
+  const compactButtons = [];
+  const compact = (full) => async () => {
+    compactButtons.forEach((b) => { b.disabled = true; });
+    compactOut.dataset.phase = 'started';
+    compactOut.textContent = 'Starting…';
+    try {
+      if (!token() && !(await signIn())) throw new ApiError(401, 'not signed in');
+      await watcher.ensure();  // subscribed with the token: the run's start and steps will be seen
+      compactOut.textContent = full ? 'Running VACUUM: the database is rewritten (the run below shows where it is)…' : 'Compacting (the run below shows where it is)…';
+      const r = await mutate('/api/maintenance/compact', { full });
+      if (r.run_id != null) showCompaction(r.run_id, { status: 'succeeded', message: r.message });
+      compactOut.dataset.phase = 'finished';
+      compactOut.dataset.run = r.run_id ?? '';
+      compactOut.textContent = r.message;
+      await refreshNow();
+    } catch (err) {
+      compactOut.dataset.phase = 'failed';
+      compactOut.textContent = err.message;
+    }
+    compactButtons.forEach((b) => { b.disabled = false; });
+  };
+  compactButtons.push(h('button', { type: 'button', id: 'compact', onclick: compact(false) }, 'Compact (incremental)'),
+    h('button', { type: 'button', id: 'compact-full', onclick: compact(true) }, 'Full VACUUM'));
 
   app.append(h('h1', {}, 'Maintenance'), stats, msg,
+    h('h2', {}, 'Database size and space given back'), chartBox, chartSummary,
     h('h2', {}, 'Retention and compactor'), systems,
     h('h2', {}, 'Purge'), form,
-    h('h2', {}, 'Compact'), h('div', { class: 'toolbar' },
-      h('button', { type: 'button', id: 'compact', onclick: compact(false) }, 'Compact (incremental)'),
-      h('button', { type: 'button', id: 'compact-full', onclick: compact(true) }, 'Full VACUUM')), compactOut,
+    h('h2', {}, 'Compact'), h('div', { class: 'toolbar' }, ...compactButtons), compactOut, compactRuns,
     h('h2', {}, 'Recent system runs'), history);
-  await load();
-  loadHistory();
+
+  const refreshNow = () => {
+    if (watcher.stream && watcher.authed !== !!token()) watcher.open();  // signed in (or out) meanwhile
+    return Promise.all([load(), loadHistory(), loadChart()]);
+  };
   let timer = null;
-  onLeave(watchRuns((c) => {
-    if (c && !c.task.startsWith('cronkeep:')) return;
-    clearTimeout(timer);
-    timer = setTimeout(() => { load().catch(() => {}); loadHistory().catch(() => {}); }, 200);
-  }));
+  const refresh = () => { clearTimeout(timer); timer = setTimeout(() => refreshNow().catch(() => {}), 200); };
   onLeave(() => clearTimeout(timer));
+  const onState = (d) => {
+    if (!d.task.startsWith('cronkeep:')) return;
+    if (d.task === COMPACTOR) {
+      showCompaction(d.run_id, { status: d.status, phase: d.status === 'running' ? 'running' : d.status });
+      if (d.status !== 'running' && token())
+        api(`/api/tasks/${enc(COMPACTOR)}/runs/${d.run_id}`).then((r) => showCompaction(d.run_id, { message: r.message })).catch(() => {});
+    }
+    if (d.status !== 'running' && d.status !== 'pending') refresh();
+  };
+  // The events stream, with the token when there is one (system tasks'
+  // events need it); reopened when that changes. `ready` says it is
+  // subscribed.
+  const watcher = {
+    stream: null, authed: false, ready: null,
+    open() {
+      if (this.stream) this.stream.close();
+      this.authed = !!token();
+      let resolve;
+      this.ready = new Promise((r) => { resolve = r; });
+      this.stream = sse('/api/events', (ev) => {
+        if (ev.event === 'ready') { resolve(); refresh(); }
+        else if (ev.event === 'state') onState(ev.data);
+        else if (ev.event === 'progress' && ev.data.task === COMPACTOR) showCompaction(ev.data.run_id, { phase: ev.data.phase, done: ev.data.done, total: ev.data.total });
+        else if (ev.event === 'dropped' || ev.event === 'done') refresh();
+      });
+    },
+    async ensure() {
+      if (!this.stream || this.authed !== !!token()) this.open();
+      await Promise.race([this.ready, sleep(5000)]);
+    },
+  };
+  await load();
+  loadHistory().catch(() => {});
+  loadChart().catch((e) => { chartBox.replaceChildren(h('p', { class: 'error' }, 'History: ' + e.message)); });
+  watcher.open();
+  onLeave(() => watcher.stream.close());
 }
 
 route();

@@ -76,3 +76,39 @@ export async function launch() {
   if (process.getuid && process.getuid() === 0) args.push('--no-sandbox');
   return chromium.launch({ executablePath: CHROMIUM, args, headless: true });
 }
+
+// Reads the daemon's GET /api/events (with its token) and calls
+// `until({event, data})` for each event, `ready` first; resolves once it
+// returns true (it may be async). Rejects after `ms`.
+export async function waitForEvents(d, until, ms = 10000) {
+  const ctrl = new AbortController();
+  const timer = setTimeout(() => ctrl.abort(), ms);
+  try {
+    const res = await fetch(d.base + '/api/events', { headers: { Authorization: 'Bearer ' + d.token }, signal: ctrl.signal });
+    if (!res.ok) throw new Error(`GET /api/events: ${res.status}`);
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('the events stream ended');
+      buf += value;
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const frame = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const ev = { event: 'message', data: null };
+        for (const l of frame.split('\n')) {
+          if (l.startsWith('event: ')) ev.event = l.slice(7);
+          else if (l.startsWith('data: ')) ev.data = JSON.parse(l.slice(6));
+        }
+        if (ev.data && (await until(ev))) return;
+      }
+    }
+  } catch (e) {
+    if (ctrl.signal.aborted) throw new Error(`the awaited event did not come within ${ms} ms`);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+    ctrl.abort();
+  }
+}

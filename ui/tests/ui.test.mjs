@@ -5,7 +5,9 @@
 //
 // Exit 0 on success, 1 on a failure, 77 (skipped) when chromium is absent.
 import assert from 'node:assert/strict';
-import { launch, skipUnlessReady, startDaemon } from './harness.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { launch, skipUnlessReady, startDaemon, waitForEvents } from './harness.mjs';
 
 skipUnlessReady();
 const binary = process.argv[2];
@@ -165,7 +167,7 @@ try {
   step = 'maintenance';
   await page.goto(d.base + '/#/maintenance');
   await page.waitForSelector('#db-size b');
-  assert.match(await page.textContent('#db-size b'), /^\d+(\.\d+)? (B|kB|MB)$/);
+  assert.match(await page.textContent('#db-size b'), /^\d+(\.\d+)? (B|KB|MB)$/);
   assert.match(await page.textContent('#wal-size b'), /B$/);
   assert.match(await page.textContent('#log-size b'), /B$/);
   await page.waitForSelector('[data-task="cronkeep:retention"]');
@@ -177,7 +179,6 @@ try {
   const manyBefore = (await d.api('/api/tasks/many/runs?limit=1000')).runs.length;
   assert.ok(previewed > 0 && previewed < manyBefore, `preview ${previewed} of ${manyBefore}`);
   assert.equal((await d.api('/api/tasks/many/runs?limit=1000')).runs.length, manyBefore, 'a preview deletes nothing');
-  if (shots) await page.screenshot({ path: `${shots}/ui-maintenance.png` });
   await page.click('#purge-confirm');
   await page.waitForSelector('#purge-done');
   const manyAfter = (await d.api('/api/tasks/many/runs?limit=1000')).runs.length;
@@ -185,6 +186,156 @@ try {
   await page.click('#compact');
   await page.waitForFunction(() => /reclaim|page|Compact/i.test(document.querySelector('#compact-result').textContent) && !document.querySelector('#compact').disabled);
   ok(`maintenance shows sizes; purge previewed ${previewed} run(s) and deleted exactly those; compact`);
+
+  // ---- maintenance over time: a daemon whose retention and compactor run every second ----
+  step = 'maintenance chart';
+  const m = await startDaemon(binary, String.raw`
+[tasks.churn]
+run = "seq 1 100"
+keep_runs = 5
+max_concurrent = 4
+queue_max = 1000
+`, '[storage]\nmin_free_space = "1MB"\n[retention]\nschedule = "@every 1s"\n[compactor]\nschedule = "@every 1s"\n');
+  try {
+    // 300 runs, of which each sweep keeps 5: rows, logs and whole pages go.
+    for (let i = 0; i < 300; i++) await m.api('/api/tasks/churn/run', { method: 'POST' });
+    let seen = { sweeps: 0, compactions: 0 };
+    const history = async () => (await m.api('/api/maintenance/history?limit=1000')).runs;
+    await waitForEvents(m, async (ev) => {
+      const ended = ev.event === 'state' && ev.data.task.startsWith('cronkeep:') && ev.data.status !== 'running';
+      if (ev.event !== 'ready' && !ended) return false;
+      const h = await history();
+      const sweep = h.find((r) => r.task === 'cronkeep:retention' && r.rows_deleted >= 100);
+      const reclaim = sweep && h.find((r) => r.task === 'cronkeep:compactor' && r.run_id > sweep.run_id && r.db_bytes_reclaimed > 0);
+      seen = { sweeps: h.filter((r) => r.task === 'cronkeep:retention').length, compactions: h.filter((r) => r.task === 'cronkeep:compactor').length };
+      return !!reclaim && seen.sweeps >= 3 && seen.compactions >= 3;
+    }, 30000).catch((e) => { throw new Error(`${e.message} (${JSON.stringify(seen)})`); });
+    const mpage = await context.newPage();
+    mpage.on('pageerror', (e) => errors.push(e.message));
+    mpage.on('request', (r) => { if (!r.url().startsWith(m.base + '/') && !r.url().startsWith('data:')) foreign.push(r.url()); });
+    await mpage.goto(m.base + '/#/maintenance');
+    await mpage.evaluate((t) => sessionStorage.setItem('cronkeep.token', t), m.token);  // signed in
+    await mpage.reload();
+    // The chart: one point per system run with figures, drawn by uPlot.
+    await mpage.waitForFunction(() => +(document.querySelector('#maint-chart')?.dataset.points || 0) >= 6);
+    await mpage.waitForSelector('#maint-chart canvas');
+    const chart = await mpage.$eval('#maint-chart', (box) => {
+      const c = box.querySelector('canvas');
+      const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let painted = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 0) painted++;
+      return { points: +box.dataset.points, sizes: +box.dataset.sizes, reclaims: +box.dataset.reclaims, painted,
+        legend: [...box.querySelectorAll('.u-legend .u-label')].map((l) => l.textContent) };
+    });
+    const h = await history();
+    assert.ok(chart.points >= 6 && chart.points <= h.length, JSON.stringify(chart));
+    assert.ok(chart.sizes >= 6 && chart.reclaims >= 3, JSON.stringify(chart));
+    assert.ok(chart.painted > 2000, `the chart's canvas is painted (${chart.painted} pixels)`);
+    assert.deepEqual(chart.legend.slice(1), ['Database size', 'Reclaimed (compactor)', 'Logs freed (retention)']);
+    const summary = await mpage.textContent('#chart-summary');
+    assert.match(summary, /system run\(s\) from .* the compactor reclaimed \d+\.\d (KB|MB)/, summary);
+    ok(`maintenance chart: ${chart.points} points from the system runs' own figures (${seen.sweeps} sweeps, ${seen.compactions} compactions)`);
+
+    // Free disk of the data directory against min_free_space (1MB).
+    step = 'free disk';
+    const disk = await mpage.$eval('#disk-free', (c) => ({ free: +c.dataset.free, min: +c.dataset.min, below: c.dataset.below, text: c.textContent }));
+    const fsys = fs.statfsSync(path.join(m.dir, 'data'));
+    assert.ok(Math.abs(disk.free - fsys.bavail * fsys.bsize) < 256 * 1024 * 1024, `free ${disk.free} vs statfs ${fsys.bavail * fsys.bsize}`);
+    assert.equal(disk.min, 1024 * 1024);
+    assert.equal(disk.below, 'false');
+    assert.match(disk.text, /Free disk\s*\d+\.\d (MB|GB|TB).*of \d+\.\d (GB|TB); min_free_space 1\.0 MB/s, disk.text);
+    ok('free disk shown against min_free_space');
+
+    // Compact from the UI: the run is seen starting, freeing pages, ending.
+    step = 'compact progress';
+    await mpage.click('#compact');
+    await mpage.waitForSelector('#compact-result[data-phase="finished"]', { timeout: 15000 });
+    const run = await mpage.getAttribute('#compact-result', 'data-run');
+    assert.match(run, /^\d+$/);
+    const line = `#compact-runs li[data-run="${run}"]`;
+    await mpage.waitForSelector(`${line}[data-status="succeeded"]`);
+    await mpage.waitForFunction((sel) => /\brunning\b.*\bfreeing\b.*\bcheckpointing\b/.test(document.querySelector(sel).dataset.phases), line);
+    const phases = await mpage.getAttribute(line, 'data-phases');
+    assert.match(await mpage.textContent('#compact-result'), /^Reclaimed \d+(\.\d)? (B|KB|MB) \(\d+ page\(s\)/);
+    const stored = await m.api(`/api/tasks/cronkeep:compactor/runs/${run}`);
+    assert.equal(stored.trigger, 'manual');
+    assert.equal(stored.status, 'succeeded');
+    assert.equal(await mpage.textContent(`${line} .hint`), stored.message);
+    ok(`compact from the UI: run #${run} seen ${phases.split(' ').join(' → ')}`);
+    if (shots) {
+      await mpage.waitForFunction(() => +(document.querySelector('#maint-chart')?.dataset.points || 0) >= 7);
+      await mpage.screenshot({ path: `${shots}/ui-maintenance.png`, fullPage: true });
+    }
+    await mpage.close();
+  } finally {
+    await m.stop();
+  }
+
+  // ---- a 1 GiB, 10,000,000-line log: jump to line 9,000,000 and to a time ----
+  step = 'big log';
+  const LINE = 'cronkeep 1 GiB log line, the same 107 characters each time, so that ten million of them make one gibibyte...';
+  const g = await startDaemon(binary, `
+[tasks.big]
+run = "yes '${LINE}' | head -n 10000000"
+log_max_size = "0"
+`);
+  try {
+    let t = Date.now();
+    const big = await g.api('/api/tasks/big/run?wait=true', { method: 'POST' });
+    assert.equal(big.status, 'succeeded');
+    assert.equal(big.log_bytes, 10_000_000 * (LINE.length + 1));
+    const written = Date.now() - t;
+    const gpage = await context.newPage();
+    gpage.on('pageerror', (e) => errors.push(e.message));
+    // The line is drawn, highlighted, inside the viewer's box.
+    const shown = async (line) => {
+      const el = await gpage.waitForFunction((n) => {
+        const ln = document.querySelector(`#log .ln.hl[data-line="${n}"]:not(.pending)`);
+        if (!ln) return null;
+        const box = ln.getBoundingClientRect(), view = document.querySelector('#log').getBoundingClientRect();
+        return box.top >= view.top && box.bottom <= view.bottom ? ln : null;
+      }, line);
+      return el.evaluate((ln) => ln.querySelector('.t').textContent);
+    };
+    await gpage.goto(`${g.base}/#/run/big/${big.id}`);
+    await gpage.waitForSelector('#log .ln[data-line="1"]:not(.pending)');
+    assert.match(await gpage.textContent('#where'), /of 10000000$/);
+    await gpage.evaluate(() => { window.cronkeepViewer.stats = { requests: 0, bytes: 0 }; });
+    t = Date.now();
+    await gpage.fill('#goto-line', '9000000');
+    await gpage.press('#goto-line', 'Enter');
+    const at9m = await shown(9000000);
+    const lineMs = Date.now() - t;
+    assert.equal(at9m, LINE);
+    const fetched = await gpage.evaluate(() => window.cronkeepViewer.stats);
+    assert.ok(fetched.requests <= 4 && fetched.bytes < 200 * 1024, `only what is on screen is read: ${JSON.stringify(fetched)}`);
+    // A time inside the run (it wrote for a few seconds): the first line at or after it.
+    const started = Date.parse(big.started_at), finished = Date.parse(big.finished_at);
+    const target = Math.floor((started + finished) / 2000) * 1000 + 1000;
+    assert.ok(target < finished, 'the run lasted long enough to hold a time inside it');
+    const local = await gpage.evaluate((ms) => {
+      const d = new Date(ms), p = (n) => String(n).padStart(2, '0');
+      return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    }, target);
+    const expected = (await g.api(`/api/tasks/big/runs/${big.id}/log?since=${new Date(target).toISOString()}&lines=1`)).lines[0].line;
+    assert.ok(expected > 1 && expected < 10_000_000, `the time falls inside the log (line ${expected})`);
+    const around = (await g.api(`/api/tasks/big/runs/${big.id}/log?from_line=${expected - 1}&lines=2`)).lines;
+    assert.ok(Date.parse(around[0].time) < target && Date.parse(around[1].time) >= target, JSON.stringify(around.map((l) => l.time)));
+    t = Date.now();
+    await gpage.fill('#goto-time', local);
+    await gpage.click('#jump-time button');
+    assert.equal(await shown(expected), LINE);
+    const timeMs = Date.now() - t;
+    // End reaches the very last line (the scroll range is the spacer's).
+    await gpage.focus('#log');
+    await gpage.keyboard.press('End');
+    await gpage.waitForSelector('#log .ln[data-line="10000000"]:not(.pending)');
+    assert.match(await gpage.textContent('#where'), /–10000000 of 10000000$/);
+    ok(`1 GiB log (10,000,000 lines, written in ${written} ms): line 9,000,000 shown in ${lineMs} ms (${fetched.requests} request(s), ${(fetched.bytes / 1024).toFixed(1)} KiB), the time ${local} (line ${expected}) in ${timeMs} ms, End shows the last line`);
+    await gpage.close();
+  } finally {
+    await g.stop();
+  }
 
   // ---- a 401 (token changed under the tab) brings the sign-in back ----
   step = '401';
@@ -207,6 +358,11 @@ try {
   ok('no request left the host; no page error');
 } catch (e) {
   console.error(`FAIL at ${step}: ${e.stack || e}`);
+  // What each open page showed, to tell a slow daemon from a wrong page.
+  for (const pg of browser ? browser.contexts().flatMap((c) => c.pages()) : []) {
+    const text = await pg.evaluate(() => document.querySelector('main').innerText).catch((x) => String(x));
+    console.error(`--- ${pg.url()}\n${text.slice(0, 2000)}`);
+  }
   process.exitCode = 1;
 } finally {
   if (browser) await browser.close();

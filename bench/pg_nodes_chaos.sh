@@ -16,7 +16,7 @@ work=$(mktemp -d /tmp/cronkeep-pgchaos-XXXXXX)
 declare -A pid
 cleanup() {
   for n in "${!pid[@]}"; do kill -9 "${pid[$n]}" 2>/dev/null || true; done
-  rm -rf "$work"
+  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 cd "$work"

@@ -60,6 +60,31 @@ class Receiver {
   std::vector<std::string> signatures_;
 };
 
+// A socket that listens but never accepts: connections to it hang until
+// the sink's timeout.
+class DeadListener {
+ public:
+  DeadListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::listen(fd_, 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~DeadListener() { ::close(fd_); }
+  DeadListener(const DeadListener&) = delete;
+  DeadListener& operator=(const DeadListener&) = delete;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 class NotifyTest : public ::testing::Test {
  protected:
   NotifyTest() : clock_(from_unix_ms(1'795'406'400'000)) {
@@ -238,18 +263,9 @@ TEST_F(NotifyTest, AStormWhileTheReceiverIsBusyWaitsAsOneMessageAndDropsNothing)
 }
 
 TEST_F(NotifyTest, ASinkThatNeverAnswersDoesNotDelayAnotherSink) {
-  // A socket that listens but never accepts: the dead sink's attempts hang
-  // for its whole timeout (2 s).
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::listen(fd, 0);
+  DeadListener dead;  // its attempts hang for the sink's whole timeout (2 s)
   Receiver live;
-  sink("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/hook");
+  sink(dead.url());
   config::NotifySink second = config_.notify[0];
   second.name = "live";
   second.webhook = live.url();
@@ -266,20 +282,11 @@ TEST_F(NotifyTest, ASinkThatNeverAnswersDoesNotDelayAnotherSink) {
     EXPECT_EQ(live.bodies().size(), 5u);
     EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << "the live sink waited for the dead one";
   }
-  ::close(fd);
 }
 
 TEST_F(NotifyTest, ADeadReceiverNeverSlowsASubmitAndAFullQueueIsRecorded) {
-  // A socket that listens but never accepts: connections hang until the timeout.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::listen(fd, 1);
-  sink("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/hook");
+  DeadListener dead;
+  sink(dead.url());
   Options o;
   o.queue_max = 50;
   o.window = 0ms;
@@ -290,7 +297,6 @@ TEST_F(NotifyTest, ADeadReceiverNeverSlowsASubmitAndAFullQueueIsRecorded) {
     const auto took = std::chrono::steady_clock::now() - t0;
     EXPECT_LT(took, 500ms) << "submit waited for the receiver";
   }  // stop() gives up what waits: it does not hang on the dead receiver
-  ::close(fd);
   int dropped = 0;
   for (const auto& d : deliveries()) dropped += d.status == "dropped";
   EXPECT_GT(dropped, 0);

@@ -635,6 +635,46 @@ TEST_F(SchedulerTest, SystemTasksAreRecordedAsSystemRunsWithTheirResult) {
   EXPECT_TRUE(scheduler_->tasks().back().system);
 }
 
+// One node of several on a PostgreSQL database: its own data directory,
+// store connection, fake clock and scheduler, running `tasks` (each
+// `@every 1s` with the given command and overlap settings).
+struct PgNode {
+  TempDir dir;
+  config::Config config;
+  std::unique_ptr<store::Store> store;
+  FakeClock clock{kT0};
+  std::unique_ptr<Scheduler> scheduler;
+
+  // Returns "" or why the node could not start.
+  std::string start(const std::string& url, const std::string& name, std::vector<config::Task> tasks) {
+    auto s = store::open_postgres(url, store::OpenOptions{.node = name});
+    if (!s) return s.error().message;
+    store = std::move(*s);
+    config.daemon.data_dir = dir.path();
+    for (config::Task& t : tasks) {
+      t.cron = "@every 1s";
+      t.workdir = dir.path();
+      config.tasks.push_back(t);
+    }
+    if (!config::prepare(config).empty()) return "config::prepare refused the tasks";
+    scheduler = std::make_unique<Scheduler>(config, *store, clock,
+                                            Options{dir.path(), 10s, 42, {}, nullptr,
+                                                    [this] { return Millis(to_unix_ms(clock.now())); }, name});
+    auto st = scheduler->start();
+    return st ? "" : st.error().message;
+  }
+};
+
+config::Task pg_task(std::string name, std::string run, int max_concurrent = 1,
+                     config::Overlap overlap = config::Overlap::queue) {
+  config::Task t;
+  t.name = std::move(name);
+  t.run = std::move(run);
+  t.policy.max_concurrent = max_concurrent;
+  t.policy.on_overlap = overlap;
+  return t;
+}
+
 // Two schedulers (two nodes) on one PostgreSQL database, ticking the same
 // instants in turn: every fire of the schedule is recorded and run once, and
 // both nodes run some.
@@ -642,31 +682,8 @@ TEST(PgSchedulers, EveryFireRunsOnceAcrossTwoNodes) {
   if (cronkeep::testing::pg_url().empty())
     GTEST_SKIP() << "CRONKEEP_TEST_PG_URL is unset: run through tests/with_pg.sh (CTest does) to test PostgreSQL";
   cronkeep::testing::PgSchema pg;
-  struct Node {
-    TempDir dir;
-    config::Config config;
-    std::unique_ptr<store::Store> store;
-    FakeClock clock{kT0};
-    std::unique_ptr<Scheduler> scheduler;
-  };
-  Node nodes[2];
-  for (int i = 0; i < 2; ++i) {
-    Node& n = nodes[i];
-    auto s = store::open_postgres(pg.url(), store::OpenOptions{.node = i == 0 ? "a" : "b"});
-    ASSERT_TRUE(s) << s.error().message;
-    n.store = std::move(*s);
-    n.config.daemon.data_dir = n.dir.path();
-    config::Task t;
-    t.name = "tick";
-    t.cron = "@every 1s";
-    t.run = "true";
-    t.workdir = n.dir.path();
-    n.config.tasks.push_back(t);
-    ASSERT_TRUE(config::prepare(n.config).empty());
-    n.scheduler = std::make_unique<Scheduler>(n.config, *n.store, n.clock, Options{n.dir.path(), 10s, 42, {}, nullptr,
-                                              [&n] { return Millis(to_unix_ms(n.clock.now())); }});
-    ASSERT_TRUE(n.scheduler->start());
-  }
+  PgNode nodes[2];
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(nodes[i].start(pg.url(), i == 0 ? "a" : "b", {pg_task("tick", "true")}), "");
   constexpr int kSeconds = 20;
   for (int s = 1; s <= kSeconds; ++s) {
     // Who ticks first alternates every three seconds: that node wins the claims.
@@ -676,13 +693,13 @@ TEST(PgSchedulers, EveryFireRunsOnceAcrossTwoNodes) {
       nodes[k].scheduler->tick();
     }
   }
-  for (Node& n : nodes) ASSERT_TRUE(n.scheduler->wait_idle(20s));
+  for (PgNode& n : nodes) ASSERT_TRUE(n.scheduler->wait_idle(20s));
   EXPECT_EQ(pg.query("SELECT COUNT(*) FROM runs WHERE task = 'tick'"), std::to_string(kSeconds));
   EXPECT_EQ(pg.query("SELECT COUNT(DISTINCT scheduled_at) FROM runs WHERE task = 'tick'"), std::to_string(kSeconds));
   EXPECT_EQ(pg.query("SELECT COUNT(*) FROM runs WHERE task = 'tick' AND status <> 'succeeded'"), "0");
   EXPECT_NE(pg.query("SELECT COUNT(*) FROM runs WHERE node = 'a'"), "0");
   EXPECT_NE(pg.query("SELECT COUNT(*) FROM runs WHERE node = 'b'"), "0");
-  for (Node& n : nodes) n.scheduler->shutdown();
+  for (PgNode& n : nodes) n.scheduler->shutdown();
 }
 
 TEST(PgSchedulers, MaxConcurrentHoldsAcrossNodes) {
@@ -690,39 +707,14 @@ TEST(PgSchedulers, MaxConcurrentHoldsAcrossNodes) {
     GTEST_SKIP() << "CRONKEEP_TEST_PG_URL is unset: run through tests/with_pg.sh (CTest does) to test PostgreSQL";
   cronkeep::testing::PgSchema pg;
   TempDir shared;  // the release file the blocking runs wait for
-  struct Node {
-    TempDir dir;
-    config::Config config;
-    std::unique_ptr<store::Store> store;
-    FakeClock clock{kT0};
-    std::unique_ptr<Scheduler> scheduler;
-  };
-  Node nodes[2];
-  const std::string names[2] = {"a", "b"};
+  PgNode nodes[2];
+  const std::string blocking = "while [ ! -e '" + shared / "release" + "' ]; do sleep 0.02; done";
   for (int i = 0; i < 2; ++i) {
-    Node& n = nodes[i];
-    auto s = store::open_postgres(pg.url(), store::OpenOptions{.node = names[i]});
-    ASSERT_TRUE(s) << s.error().message;
-    n.store = std::move(*s);
-    n.config.daemon.data_dir = n.dir.path();
-    auto add = [&](const std::string& name, config::Overlap overlap) {
-      config::Task t;
-      t.name = name;
-      t.cron = "@every 1s";
-      t.run = "while [ ! -e '" + shared / "release" + "' ]; do sleep 0.02; done";
-      t.workdir = n.dir.path();
-      t.policy.max_concurrent = 1;
-      t.policy.on_overlap = overlap;
-      n.config.tasks.push_back(t);
-    };
-    add("skipper", config::Overlap::skip);
-    add("queuer", config::Overlap::queue);
-    ASSERT_TRUE(config::prepare(n.config).empty());
-    n.scheduler = std::make_unique<Scheduler>(n.config, *n.store, n.clock,
-                                              Options{n.dir.path(), 10s, 42, {}, nullptr,
-                                                      [&n] { return Millis(to_unix_ms(n.clock.now())); }, names[i]});
-    ASSERT_TRUE(n.scheduler->start());
-    n.scheduler->set_peers({"a", "b"});
+    ASSERT_EQ(nodes[i].start(pg.url(), i == 0 ? "a" : "b",
+                             {pg_task("skipper", blocking, 1, config::Overlap::skip),
+                              pg_task("queuer", blocking, 1, config::Overlap::queue)}),
+              "");
+    nodes[i].scheduler->set_peers({"a", "b"});
   }
   auto count = [&](const std::string& where) {
     return std::stoi(pg.query("SELECT COUNT(*) FROM runs WHERE " + where));
@@ -732,7 +724,7 @@ TEST(PgSchedulers, MaxConcurrentHoldsAcrossNodes) {
   // only slot throughout, wherever it runs.
   for (int s = 1; s <= 6; ++s) {
     for (Millis at : {Millis(0), Scheduler::kClaimGrace})
-      for (Node& n : nodes) {
+      for (PgNode& n : nodes) {
         n.clock.set(kT0 + std::chrono::seconds(s) + at);
         n.scheduler->tick();
       }
@@ -749,14 +741,14 @@ TEST(PgSchedulers, MaxConcurrentHoldsAcrossNodes) {
   // Released: the queued runs go one at a time, on whichever node queued them.
   std::ofstream(shared / "release").flush();
   for (int s = 7; s <= 40 && count("task = 'queuer' AND status = 'succeeded'") < 6; ++s) {
-    for (Node& n : nodes) {
+    for (PgNode& n : nodes) {
       n.clock.set(kT0 + std::chrono::seconds(s) + Millis(900));  // between fires: only queues move
       n.scheduler->tick();
     }
     std::this_thread::sleep_for(100ms);
   }
   EXPECT_GE(count("task = 'queuer' AND status = 'succeeded'"), 6);
-  for (Node& n : nodes) {
+  for (PgNode& n : nodes) {
     ASSERT_TRUE(n.scheduler->wait_idle(20s));
     n.scheduler->shutdown();
   }

@@ -36,7 +36,7 @@ SELECT g, CASE WHEN g % 10 < 6 THEN 't00' ELSE 't' || lpad((1 + g % 99)::text, 2
        CASE WHEN g % 17 = 0 THEN 'failed' ELSE 'succeeded' END,
        1700000000000 + g * 1000, 1700000000000 + g * 1000, 1700000000000 + g * 1000, 1700000000000 + g * 1000 + 40,
        CASE WHEN g % 17 = 0 THEN 1 ELSE 0 END, 40, '', 0, 'bench'
-FROM generate_series(1, $runs) g;
+FROM generate_series(1::bigint, $runs::bigint) g;
 SELECT setval(pg_get_serial_sequence('runs', 'id'), $runs);
 VACUUM ANALYZE runs;
 SQL

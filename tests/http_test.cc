@@ -101,6 +101,19 @@ TEST_F(HttpTest, HealthzAnswers) {
   EXPECT_EQ(body(r)["status"], "ok");
 }
 
+TEST_F(HttpTest, ABrowsersAcceptEncodingGetsGzipNotTheSlowBrotli) {
+  httplib::Client raw("127.0.0.1", server_->port());
+  raw.set_decompress(false);
+  auto r = raw.Get("/api/tasks", {{"Accept-Encoding", "gzip, deflate, br"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Encoding"), "gzip");
+  auto only_br = raw.Get("/api/tasks", {{"Accept-Encoding", "br"}});
+  ASSERT_TRUE(only_br);
+  EXPECT_EQ(only_br->get_header_value("Content-Encoding"), "");
+  EXPECT_EQ(nlohmann::json::parse(only_br->body).size(), body(client_->Get("/api/tasks")).size());  // plain JSON
+}
+
 TEST_F(HttpTest, TasksListShowsSystemTasksOnlyToAuthenticatedCallers) {
   auto anon = body(client_->Get("/api/tasks"));
   ASSERT_TRUE(anon.is_array());

@@ -45,6 +45,27 @@ int status_for(ErrorCode code) {
   return 500;
 }
 
+// Debian's cpp-httplib compresses with brotli at its default quality (11)
+// whenever a client accepts it, at about 1 MB/s: a 75 KB page of a log took
+// 60 ms instead of 4 with gzip, and every browser accepts br. So `br` is
+// taken out of Accept-Encoding before the library looks (it then uses gzip).
+// The request is the server's own object; only the handler's view is const.
+void drop_brotli(httplib::Request& req) {
+  auto it = req.headers.find("Accept-Encoding");
+  if (it == req.headers.end() || it->second.find("br") == std::string::npos) return;
+  std::string kept;
+  size_t start = 0;
+  while (start <= it->second.size()) {
+    size_t end = it->second.find(',', start);
+    if (end == std::string::npos) end = it->second.size();
+    std::string token = it->second.substr(start, end - start);
+    token.erase(0, token.find_first_not_of(' '));
+    if (!token.empty() && token.rfind("br", 0) != 0) kept += (kept.empty() ? "" : ", ") + token;
+    start = end + 1;
+  }
+  it->second = kept;
+}
+
 void send_json(httplib::Response& res, int status, const Json& body) {
   res.status = status;
   res.set_content(ops::dump(body), "application/json");
@@ -859,6 +880,7 @@ Status Server::start(const std::string& listen) {
   // A POST without Content-Length (nor chunks) has no body: answer it here,
   // before cpp-httplib would wait for the connection to close.
   s.server.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
+    drop_brotli(const_cast<httplib::Request&>(req));
     if (req.method == "POST" && !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
       s.dispatch(req, res, true);
       return httplib::Server::HandlerResponse::Handled;

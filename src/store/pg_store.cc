@@ -1,7 +1,8 @@
 // The PostgreSQL implementation of Store, on libpqxx: one writer connection
-// (writes are serialised on it, as on SQLite) and one reader connection, each
-// reconnected on the next call after it broke. Times are BIGINT Unix ms, as
-// on SQLite, so both backends compare and order them the same way. The
+// (writes are serialised on it, as on SQLite), one reader connection and one
+// for retention's long reads, each reconnected on the next call after it
+// broke. Times are BIGINT Unix ms, as on SQLite, so both backends compare
+// and order them the same way. The
 // schema is versioned in schema_migrations; migrations run in one
 // transaction at open, serialised across nodes by an advisory lock.
 //
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "base/fault.h"
+#include "store/expiry_sql.h"
 #include "store/store.h"
 
 namespace cronkeep::store {
@@ -127,6 +129,13 @@ UPDATE maintenance m SET finished_at = r.finished_at FROM runs r WHERE r.id = m.
 -- Clock skew (issue 14): each heartbeat records the node's clock minus the
 -- server's.
 ALTER TABLE nodes ADD COLUMN clock_offset_ms BIGINT;
+)sql",
+    R"sql(
+-- A task's runs newest first with their status: retention's plan reads the
+-- keep_runs floors and the newest success and failure from the index alone
+-- (docs/retention.md). Its prefix serves every query runs_by_task served.
+CREATE INDEX runs_by_task_status ON runs (task, id DESC, status);
+DROP INDEX runs_by_task;
 )sql",
 };
 
@@ -279,7 +288,13 @@ class Conn {
 class PgStore final : public Store {
  public:
   PgStore(const std::string& url, OpenOptions options)
-      : url_(url), node_(options.node), read_only_(options.read_only), writer_(url), reader_(url), locker_(url) {}
+      : url_(url),
+        node_(options.node),
+        read_only_(options.read_only),
+        writer_(url),
+        reader_(url),
+        locker_(url),
+        bulk_(url) {}
 
   Status open() {
     try {
@@ -504,6 +519,67 @@ class PgStore final : public Store {
   Result<std::vector<RunBrief>> list_briefs() override {
     return read<std::vector<RunBrief>>("listing runs for retention", [&](pqxx::transaction_base& tx) {
       return read_briefs(tx.exec("SELECT id, task, status, COALESCE(finished_at, created_at), log_bytes FROM runs ORDER BY id"));
+    });
+  }
+
+  Result<ExpiryMarks> expiry_marks(const ExpiryRules& rules) override {
+    namespace sql = expiry_sql;
+    constexpr auto kDialect = sql::Dialect::postgres;
+    return bulk_read<ExpiryMarks>("planning retention", [&](pqxx::transaction_base& tx) -> Result<ExpiryMarks> {
+      ExpiryMarks marks;
+      for (const auto& row : tx.exec(sql::task_names(kDialect)))
+        marks.tasks.push_back(ExpiryMarks::Floors{row[0].as<std::string>(), 0, 0});
+      const std::string executed = sql::keep_runs_floor(kDialect, false);
+      const std::string records = sql::keep_runs_floor(kDialect, true);
+      auto floors = sql::fill_floors(rules, marks, [&](const std::string& task, bool rec, int64_t offset)
+                                                       -> Result<std::optional<int64_t>> {
+        auto r = run_sql(tx, rec ? records : executed, Params().add(task).add(offset));
+        if (r.empty()) return std::optional<int64_t>();
+        return std::optional(r[0][0].as<int64_t>());
+      });
+      if (!floors) return tl::unexpected(floors.error());
+      const std::string per_task = sql::per_task_json(rules, marks);
+      auto row = run_sql(tx, sql::summary(kDialect), expiry_params(per_task, rules))[0];
+      const sql::Summary summary{row[0].as<int64_t>(), row[1].as<int64_t>(), row[2].as<int64_t>(),
+                                 row[3].as<int64_t>(), opt_int(row[4]),      row[5].as<int64_t>(),
+                                 row[6].as<int64_t>(), opt_int(row[7])};
+      const std::string nth = sql::nth_survivor(kDialect);
+      const std::string survivors = sql::survivors(kDialect);
+      auto applied = sql::apply_summary(
+          rules, summary, marks,
+          [&](int64_t offset) -> Result<std::optional<int64_t>> {
+            auto r = run_sql(tx, nth, expiry_params(per_task, rules).add(offset));
+            if (r.empty()) return std::optional<int64_t>();
+            return std::optional(r[0][0].as<int64_t>());
+          },
+          [&](int64_t after, int64_t limit) -> Result<std::vector<std::pair<int64_t, int64_t>>> {
+            std::vector<std::pair<int64_t, int64_t>> out;
+            for (const auto& r : run_sql(tx, survivors, expiry_params(per_task, rules).add(after).add(limit)))
+              out.emplace_back(r[0].as<int64_t>(), r[1].as<int64_t>());
+            return out;
+          });
+      if (!applied) return tl::unexpected(applied.error());
+      return marks;
+    });
+  }
+
+  Result<std::vector<ExpiredRun>> plan_expired(const ExpiryRules& rules, const ExpiryMarks& marks, int64_t after_id,
+                                               int64_t limit) override {
+    if (limit < 1) return fail(ErrorCode::invalid_argument, "limit must be at least 1");
+    if (marks.last_expired <= after_id) return std::vector<ExpiredRun>{};
+    return bulk_read<std::vector<ExpiredRun>>("planning retention", [&](pqxx::transaction_base& tx) {
+      std::vector<ExpiredRun> out;
+      auto r = run_sql(tx, expiry_sql::page(expiry_sql::Dialect::postgres),
+                       expiry_params(expiry_sql::per_task_json(rules, marks), rules)
+                           .add(marks.max_runs_below)
+                           .add(marks.max_size_below)
+                           .add(after_id)
+                           .add(marks.last_expired)
+                           .add(limit));
+      out.reserve(r.size());
+      for (const auto& row : r)
+        out.push_back(ExpiredRun{row[0].as<int64_t>(), static_cast<ExpiryReason>(row[1].as<int>())});
+      return Result<std::vector<ExpiredRun>>(std::move(out));
     });
   }
 
@@ -1020,6 +1096,30 @@ class PgStore final : public Store {
     }
   }
 
+  // The parameters every expiry_sql statement shares (expiry_sql.h).
+  static Params expiry_params(const std::string& per_task, const ExpiryRules& rules) {
+    return Params()
+        .add(per_task)
+        .add(expiry_sql::cutoff(rules.now, rules.defaults.keep_for))
+        .add(expiry_sql::cutoff(rules.now, rules.defaults.keep_failed_for))
+        .add(expiry_sql::cutoff(rules.now, rules.max_age));
+  }
+
+  // Runs `f` in a read-only REPEATABLE READ transaction (one snapshot for
+  // all its statements) on the connection of the long reads (retention's),
+  // so that they never make the API's reads on reader_ wait.
+  template <class T, class F>
+  Result<T> bulk_read(const std::string& what, F&& f) {
+    std::lock_guard lock(bulk_mu_);
+    try {
+      pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(bulk_.get());
+      return f(tx);
+    } catch (const std::exception& e) {
+      bulk_.drop();
+      return tl::unexpected(db_error(what, e));
+    }
+  }
+
   std::string url_;
   std::string node_;
   bool read_only_ = false;
@@ -1032,6 +1132,8 @@ class PgStore final : public Store {
   Conn writer_;
   Conn reader_;
   Conn locker_;  // holds session-level advisory locks (exclusively())
+  std::mutex bulk_mu_;
+  Conn bulk_;    // retention's long reads (bulk_read)
 };
 
 }  // namespace

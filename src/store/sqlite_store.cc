@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "base/fault.h"
+#include "store/expiry_sql.h"
 #include "store/store.h"
 
 namespace cronkeep::store {
@@ -116,6 +117,13 @@ CREATE INDEX notifications_by_time ON notifications (created_at);
 ALTER TABLE maintenance ADD COLUMN finished_at INTEGER;
 ALTER TABLE maintenance ADD COLUMN db_bytes INTEGER;
 UPDATE maintenance SET finished_at = (SELECT finished_at FROM runs WHERE runs.id = maintenance.run_id);
+)sql",
+    R"sql(
+-- A task's runs newest first with their status: retention's plan reads the
+-- keep_runs floors and the newest success and failure from the index alone
+-- (docs/retention.md). Its prefix serves every query runs_by_task served.
+CREATE INDEX runs_by_task_status ON runs (task, id DESC, status);
+DROP INDEX runs_by_task;
 )sql",
 };
 
@@ -462,7 +470,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<TaskSummary>> task_summaries() override {
     std::lock_guard lock(read_mu_);
-    // One index seek per task: the newest row of each task through runs_by_task.
+    // One index seek per task: the newest row of each task through runs_by_task_status.
     Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +
                            ", (SELECT COUNT(*) FROM runs c WHERE c.task = r.task) FROM runs r"
                            " WHERE r.id IN (SELECT MAX(id) FROM runs GROUP BY task) ORDER BY task")
@@ -489,6 +497,103 @@ class SqliteStore final : public Store {
     if (!db) return tl::unexpected(db.error());
     Stmt s(*db, "SELECT id, task, status, COALESCE(finished_at, created_at), log_bytes FROM runs ORDER BY id");
     return collect_briefs(*db, s, "listing runs for retention");
+  }
+
+  Result<ExpiryMarks> expiry_marks(const ExpiryRules& rules) override {
+    namespace sql = expiry_sql;
+    constexpr auto kDialect = sql::Dialect::sqlite;
+    std::lock_guard lock(bulk_mu_);
+    auto db = bulk();
+    if (!db) return tl::unexpected(db.error());
+    // One read transaction: every step sees the same snapshot.
+    if (auto st = exec(*db, "BEGIN"); !st) return tl::unexpected(st.error());
+    struct EndRead {
+      sqlite3* db;
+      ~EndRead() { rollback(db); }
+    } end_read{*db};
+    const std::string what = "planning retention";
+    ExpiryMarks marks;
+    {
+      Stmt names(*db, sql::task_names(kDialect).c_str());
+      if (!names.ok()) return sql_error(*db, what);
+      int rc;
+      while ((rc = names.step()) == SQLITE_ROW) marks.tasks.push_back(ExpiryMarks::Floors{names.text(0), 0, 0});
+      if (rc != SQLITE_DONE) return sql_error(*db, what);
+    }
+    Stmt executed(*db, sql::keep_runs_floor(kDialect, false).c_str());
+    Stmt records(*db, sql::keep_runs_floor(kDialect, true).c_str());
+    if (!executed.ok() || !records.ok()) return sql_error(*db, what);
+    auto floors = sql::fill_floors(rules, marks, [&](const std::string& task, bool rec, int64_t offset)
+                                                     -> Result<std::optional<int64_t>> {
+      Stmt& s = rec ? records : executed;
+      s.reset();
+      s.bind(1, task);
+      s.bind(2, offset);
+      const int rc = s.step();
+      if (rc == SQLITE_ROW) return std::optional(s.int64(0));
+      if (rc == SQLITE_DONE) return std::optional<int64_t>();
+      return sql_error(*db, what);
+    });
+    if (!floors) return tl::unexpected(floors.error());
+    const std::string per_task = sql::per_task_json(rules, marks);
+    sql::Summary summary;
+    {
+      Stmt s(*db, sql::summary(kDialect).c_str());
+      if (!s.ok()) return sql_error(*db, what);
+      bind_expiry(s, per_task, rules);
+      if (s.step() != SQLITE_ROW) return sql_error(*db, what);
+      summary = sql::Summary{s.int64(0), s.int64(1), s.int64(2), s.int64(3), s.opt_int64(4),
+                             s.int64(5), s.int64(6), s.opt_int64(7)};
+    }
+    Stmt nth(*db, sql::nth_survivor(kDialect).c_str());
+    Stmt survivors(*db, sql::survivors(kDialect).c_str());
+    if (!nth.ok() || !survivors.ok()) return sql_error(*db, what);
+    auto applied = sql::apply_summary(
+        rules, summary, marks,
+        [&](int64_t offset) -> Result<std::optional<int64_t>> {
+          nth.reset();
+          bind_expiry(nth, per_task, rules);
+          nth.bind(5, offset);
+          const int rc = nth.step();
+          if (rc == SQLITE_ROW) return std::optional(nth.int64(0));
+          if (rc == SQLITE_DONE) return std::optional<int64_t>();
+          return sql_error(*db, what);
+        },
+        [&](int64_t after, int64_t limit) -> Result<std::vector<std::pair<int64_t, int64_t>>> {
+          survivors.reset();
+          bind_expiry(survivors, per_task, rules);
+          survivors.bind(5, after);
+          survivors.bind(6, limit);
+          std::vector<std::pair<int64_t, int64_t>> out;
+          int rc;
+          while ((rc = survivors.step()) == SQLITE_ROW) out.emplace_back(survivors.int64(0), survivors.int64(1));
+          if (rc != SQLITE_DONE) return sql_error(*db, what);
+          return out;
+        });
+    if (!applied) return tl::unexpected(applied.error());
+    return marks;
+  }
+
+  Result<std::vector<ExpiredRun>> plan_expired(const ExpiryRules& rules, const ExpiryMarks& marks, int64_t after_id,
+                                               int64_t limit) override {
+    if (limit < 1) return fail(ErrorCode::invalid_argument, "limit must be at least 1");
+    std::vector<ExpiredRun> out;
+    if (marks.last_expired <= after_id) return out;
+    std::lock_guard lock(bulk_mu_);
+    auto db = bulk();
+    if (!db) return tl::unexpected(db.error());
+    Stmt s(*db, expiry_sql::page(expiry_sql::Dialect::sqlite).c_str());
+    if (!s.ok()) return sql_error(*db, "planning retention");
+    bind_expiry(s, expiry_sql::per_task_json(rules, marks), rules);
+    s.bind(5, marks.max_runs_below);
+    s.bind(6, marks.max_size_below);
+    s.bind(7, after_id);
+    s.bind(8, marks.last_expired);
+    s.bind(9, limit);
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(ExpiredRun{s.int64(0), static_cast<ExpiryReason>(s.int64(1))});
+    if (rc != SQLITE_DONE) return sql_error(*db, "planning retention");
+    return out;
   }
 
   Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& q) override {
@@ -936,6 +1041,14 @@ class SqliteStore final : public Store {
       if (auto st = configure(bulk_.get(), false); !st) return tl::unexpected(st.error());
     }
     return bulk_.get();
+  }
+
+  // The parameters every expiry_sql statement shares (expiry_sql.h).
+  static void bind_expiry(Stmt& s, const std::string& per_task, const ExpiryRules& rules) {
+    s.bind(1, std::string_view(per_task));
+    s.bind_opt(2, expiry_sql::cutoff(rules.now, rules.defaults.keep_for));
+    s.bind_opt(3, expiry_sql::cutoff(rules.now, rules.defaults.keep_failed_for));
+    s.bind_opt(4, expiry_sql::cutoff(rules.now, rules.max_age));
   }
 
   Result<std::vector<RunBrief>> collect_briefs(sqlite3* db, Stmt& s, const std::string& what) {

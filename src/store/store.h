@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -131,6 +132,66 @@ struct Deleted {
   std::vector<Tombstone> tombstones;
 };
 
+// ---- retention's plan, computed in the database ----------------------------
+//
+// The rules are retention's (retention/planner.h states them and
+// plan_purge() is their reference); the store only evaluates them in SQL, with
+// every parameter passed in. docs/retention.md ("Planning in the database").
+
+// One task's rules. 0 ms turns an age rule off.
+struct ExpiryRule {
+  int64_t keep_runs = 100;    // < 1: no run of a kind is among the newest
+  Millis keep_for{0};         // succeeded, cancelled, skipped, missed
+  Millis keep_failed_for{0};  // failed, timeout, crashed, log_overflow
+};
+
+struct ExpiryRules {
+  std::map<std::string, ExpiryRule, std::less<>> tasks;  // configured tasks
+  ExpiryRule defaults;                                   // every other task (removed ones, system tasks)
+  Millis max_age{0};                                     // 0 = none
+  int64_t max_runs = 0;                                  // 0 = none
+  uint64_t max_log_bytes = 0;                            // 0 = none
+  TimePoint now{};
+};
+
+enum class ExpiryReason { keep_runs, keep_for, keep_failed_for, max_age, max_runs, max_size };
+
+struct ExpiredRun {
+  int64_t id = 0;
+  ExpiryReason reason = ExpiryReason::keep_runs;
+};
+
+// What Store::expiry_marks() read from the whole history, once per sweep: the
+// thresholds that make every run's verdict a test on its own row (so the
+// plan can be read in id order, a page at a time), and the figures of the
+// whole plan (the age guard's input). Memory: one entry per task name in the
+// history, whatever its length.
+struct ExpiryMarks {
+  // A task's keep_runs floors: a terminal run of the kind with a smaller id
+  // is not among the task's keep_runs newest of its kind. 0 = none.
+  struct Floors {
+    std::string task;
+    int64_t executed = 0;  // the keep_runs-th newest run that executed
+    int64_t records = 0;   // the keep_runs-th newest skipped/missed record
+  };
+  std::vector<Floors> tasks;  // every task name with runs, in name order
+
+  // The database-wide ceilings: a terminal run that the per-task rules and
+  // max_age leave, with an id below max_runs_below, goes for max_runs; else,
+  // below max_size_below, for max_size. 0 = none.
+  int64_t max_runs_below = 0;
+  int64_t max_size_below = 0;
+  int64_t last_expired = 0;  // no expired run has a larger id; 0 = none expires
+
+  // Figures of the whole plan.
+  int64_t terminal = 0;        // terminal runs
+  int64_t expired = 0;         // runs the plan expires
+  int64_t expired_by_age = 0;  // of which by keep_for, keep_failed_for or max_age
+  // The latest finished_at (created_at when unset) of a terminal run that
+  // executed (not skipped, not missed).
+  std::optional<TimePoint> newest_executed_finish;
+};
+
 // The database's size. On PostgreSQL: page_size is the block size,
 // page_count the blocks of cronkeep's tables and indexes, freelist_count and
 // wal_bytes 0, auto_vacuum 2 (space is reclaimed in place by VACUUM).
@@ -222,8 +283,8 @@ struct Delivery {
 // method may be called from any thread. Writes (insert/mark/finish, delete,
 // tombstones, compaction) are serialised on one writer connection; reads are
 // serialised on one reader connection; the long reads (list_briefs,
-// find_purgeable, integrity_check, log_paths: retention's and check's) on a
-// third connection of their own, so a sweep never makes the API's reads
+// expiry_marks, plan_expired, find_purgeable, integrity_check, log_paths:
+// retention's and check's) on a third connection of their own, so a sweep never makes the API's reads
 // wait. So a short read, a long read and a write proceed at the same time;
 // two short reads wait for each other. checkpoint() uses a connection of its
 // own. A read-only store (the CLI's) refuses writes with conflict.
@@ -295,6 +356,23 @@ class Store {
 
   // Every run's brief (terminal and in flight), in id order.
   virtual Result<std::vector<RunBrief>> list_briefs() = 0;
+  // The plan of `rules` on the history as it is now, as thresholds and
+  // figures (ExpiryMarks), for plan_expired(). Reads the whole history once
+  // inside the database, in one consistent snapshot; holds one entry per task
+  // name. Errors: io; corruption when a run has a status this build does
+  // not know.
+  virtual Result<ExpiryMarks> expiry_marks(const ExpiryRules& rules) = 0;
+  // One page of the plan that `marks` describe: the expired terminal runs with
+  // after_id < id, in increasing id order, at most `limit` of them, each with
+  // the first rule that expires it (planner order). Requires: marks from
+  // expiry_marks(rules) with the same rules; limit >= 1. A run's verdict
+  // depends only on newer runs, so paging from the last id returned after
+  // deleting a page yields the rest of the same plan. The newest-run,
+  // newest-success and newest-failure exemptions are checked on the rows as
+  // they are now, so a run that finished after expiry_marks() keeps them.
+  // Memory: `limit` entries. Errors: io; invalid_argument for limit < 1.
+  virtual Result<std::vector<ExpiredRun>> plan_expired(const ExpiryRules& rules, const ExpiryMarks& marks,
+                                                       int64_t after_id, int64_t limit) = 0;
   // Terminal runs matching a manual purge, oldest first.
   virtual Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& query) = 0;
   // Deletes the given runs that are terminal (in-flight ones are left alone)

@@ -106,18 +106,55 @@ Policy without_age_rules(Policy policy) {
   return policy;
 }
 
-std::optional<std::string> age_rules_held_back(const Policy& policy, std::span<const RunFacts> runs,
-                                               std::span<const Expired> plan, TimePoint now) {
-  int64_t terminal = 0;
-  std::optional<TimePoint> newest_executed;
+GuardFacts guard_facts(std::span<const RunFacts> runs, std::span<const Expired> plan) {
+  GuardFacts f;
   for (const RunFacts& r : runs) {
     if (!store::is_terminal(r.status)) continue;
-    ++terminal;
+    ++f.terminal;
     if (r.status == store::RunStatus::skipped || r.status == store::RunStatus::missed) continue;
-    if (!newest_executed || r.finished_at > *newest_executed) newest_executed = r.finished_at;
+    if (!f.newest_executed_finish || r.finished_at > *f.newest_executed_finish) f.newest_executed_finish = r.finished_at;
   }
-  int64_t by_age = 0;
-  for (const Expired& e : plan) by_age += is_age_rule(e.reason) ? 1 : 0;
+  for (const Expired& e : plan) f.expired_by_age += is_age_rule(e.reason) ? 1 : 0;
+  return f;
+}
+
+GuardFacts guard_facts(const store::ExpiryMarks& marks) {
+  return GuardFacts{marks.terminal, marks.expired_by_age, marks.newest_executed_finish};
+}
+
+std::optional<std::string> age_rules_held_back(const Policy& policy, std::span<const RunFacts> runs,
+                                               std::span<const Expired> plan, TimePoint now) {
+  return age_rules_held_back(policy, guard_facts(runs, plan), now);
+}
+
+store::ExpiryRules expiry_rules(const Policy& policy, TimePoint now) {
+  auto rule = [](const TaskRules& r) { return store::ExpiryRule{r.keep_runs, r.keep_for, r.keep_failed_for}; };
+  store::ExpiryRules out;
+  for (const auto& [name, rules] : policy.tasks) out.tasks.emplace(name, rule(rules));
+  out.defaults = rule(policy.defaults);
+  out.max_age = policy.max_age;
+  out.max_runs = policy.max_runs;
+  out.max_log_bytes = policy.max_log_bytes;
+  out.now = now;
+  return out;
+}
+
+Reason reason_of(store::ExpiryReason reason) {
+  switch (reason) {
+    case store::ExpiryReason::keep_runs: return Reason::keep_runs;
+    case store::ExpiryReason::keep_for: return Reason::keep_for;
+    case store::ExpiryReason::keep_failed_for: return Reason::keep_failed_for;
+    case store::ExpiryReason::max_age: return Reason::max_age;
+    case store::ExpiryReason::max_runs: return Reason::max_runs;
+    case store::ExpiryReason::max_size: return Reason::max_size;
+  }
+  return Reason::manual;
+}
+
+std::optional<std::string> age_rules_held_back(const Policy& policy, const GuardFacts& facts, TimePoint now) {
+  const int64_t terminal = facts.terminal;
+  const std::optional<TimePoint>& newest_executed = facts.newest_executed_finish;
+  const int64_t by_age = facts.expired_by_age;
   if (by_age == 0) return std::nullopt;
 
   const std::string hint =

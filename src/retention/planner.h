@@ -70,16 +70,47 @@ bool is_age_rule(Reason r);
 // only count and size rules remain.
 Policy without_age_rules(Policy policy);
 
-// The guard against clock faults (docs/retention.md). Given the plan that
-// plan_purge(policy, runs, now) returned, says why its age rules must not
-// run now, or returns nullopt when they may:
+// What the guard against clock faults looks at in a plan of the whole history.
+struct GuardFacts {
+  int64_t terminal = 0;        // terminal runs
+  int64_t expired_by_age = 0;  // runs the plan expires by an age rule (is_age_rule)
+  // The latest finished_at of a terminal run that executed (skipped and
+  // missed records excluded); nullopt when there is none.
+  std::optional<TimePoint> newest_executed_finish;
+};
+
+// The facts of `plan`, which plan_purge(policy, runs, now) returned.
+GuardFacts guard_facts(std::span<const RunFacts> runs, std::span<const Expired> plan);
+
+// The guard against clock faults (docs/retention.md). Given the facts of the
+// plan of `policy` at `now`, says why its age rules must not run now, or
+// returns nullopt when they may:
 //   - they would expire more than policy.max_fraction_per_sweep of the
 //     terminal runs; or
 //   - `now` is later than the newest terminal run that executed (skipped and
 //     missed records excluded) by more than the retention window: max_age,
 //     or when max_age is 0 the longest keep_for/keep_failed_for in `policy`.
 // The text names the figures and what to do. Pure; thread-safe.
+std::optional<std::string> age_rules_held_back(const Policy& policy, const GuardFacts& facts, TimePoint now);
+
+// The same, from the runs and the plan plan_purge(policy, runs, now) returned.
 std::optional<std::string> age_rules_held_back(const Policy& policy, std::span<const RunFacts> runs,
                                                std::span<const Expired> plan, TimePoint now);
+
+// ---- the same rules, evaluated by the store in SQL -------------------------
+//
+// A sweep does not list the history: it passes the rules to the store
+// (Store::expiry_marks, Store::plan_expired), which evaluates them in the
+// database and returns the plan a page at a time, the same plan as
+// plan_purge() (a property test holds the two to it). docs/retention.md.
+
+// `policy` at `now` as the store's parameters.
+store::ExpiryRules expiry_rules(const Policy& policy, TimePoint now);
+
+// The planner's reason for the store's.
+Reason reason_of(store::ExpiryReason reason);
+
+// The guard's facts as the store counted them.
+GuardFacts guard_facts(const store::ExpiryMarks& marks);
 
 }  // namespace cronkeep::retention

@@ -193,32 +193,71 @@ Result<PurgeReport> Executor::replay_tombstones() {
   return report;
 }
 
+namespace {
+
+void add_to(PurgeReport& total, const PurgeReport& r) {
+  total.rows += r.rows;
+  total.log_bytes += r.log_bytes;
+  total.files_deleted += r.files_deleted;
+  total.files_missing += r.files_missing;
+  total.file_errors += r.file_errors;
+  total.batches += r.batches;
+  for (const auto& [reason, n] : r.by_reason) total.by_reason[reason] += n;
+  if (total.first_error.empty()) total.first_error = r.first_error;
+  total.archived += r.archived;
+  if (!r.archive_file.empty()) total.archive_file = r.archive_file;  // the latest
+  total.archive_files_removed += r.archive_files_removed;
+}
+
+}  // namespace
+
 Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy& policy, TimePoint now) {
   auto leftover = executor.replay_tombstones();
   if (!leftover) return tl::unexpected(leftover.error());
-  auto runs = store.list_briefs();
-  if (!runs) return tl::unexpected(runs.error());
-  std::vector<Expired> expired = plan_purge(policy, *runs, now);
+  // The store evaluates the rules in the database (docs/retention.md,
+  // "Planning in the database"): first the thresholds and figures of the
+  // whole plan, then the plan itself a page at a time, in id order, each
+  // page deleted before the next is read. Memory: one page, whatever the
+  // history's length.
+  store::ExpiryRules rules = expiry_rules(policy, now);
+  auto marks = store.expiry_marks(rules);
+  if (!marks) return tl::unexpected(marks.error());
   // A clock stepped forward makes every run look old: rather than trust it,
   // apply only the count and size rules and fail loudly.
-  const std::optional<std::string> held = age_rules_held_back(policy, *runs, expired, now);
+  const std::optional<std::string> held = age_rules_held_back(policy, guard_facts(*marks), now);
   const Policy applied = held ? without_age_rules(policy) : policy;
-  if (held) expired = plan_purge(applied, *runs, now);
-  runs->clear();
-  runs->shrink_to_fit();
-  auto report = executor.purge(expired);
-  if (!report) return report;
-  report->files_deleted += leftover->files_deleted;
-  report->file_errors += leftover->file_errors;
-  if (report->first_error.empty()) report->first_error = leftover->first_error;
+  if (held) {
+    rules = expiry_rules(applied, now);
+    marks = store.expiry_marks(rules);
+    if (!marks) return tl::unexpected(marks.error());
+  }
+  const int64_t page_size = std::max<int64_t>(4096, 4 * executor.max_batch());
+  PurgeReport report;
+  int64_t after = 0;
+  while (true) {
+    auto page = store.plan_expired(rules, *marks, after, page_size);
+    if (!page) return tl::unexpected(page.error());
+    if (page->empty()) break;
+    std::vector<Expired> expired;
+    expired.reserve(page->size());
+    for (const store::ExpiredRun& e : *page) expired.push_back(Expired{e.id, reason_of(e.reason)});
+    after = page->back().id;
+    auto done = executor.purge(expired);
+    if (!done) return done;
+    add_to(report, *done);
+    if (page->size() < static_cast<size_t>(page_size)) break;
+  }
+  report.files_deleted += leftover->files_deleted;
+  report.file_errors += leftover->file_errors;
+  if (report.first_error.empty()) report.first_error = leftover->first_error;
   if (!held) {
     const archive::Removal removed = executor.prune_archive(now);
-    report->archive_files_removed = removed.files;
-    report->file_errors += removed.errors;
-    if (report->first_error.empty()) report->first_error = removed.first_error;
+    report.archive_files_removed = removed.files;
+    report.file_errors += removed.errors;
+    if (report.first_error.empty()) report.first_error = removed.first_error;
   }
   if (held) return fail(ErrorCode::conflict, "Retention stopped: " + *held + ". Count and size rules applied: " +
-                                                 describe(*report, applied, now));
+                                                 describe(report, applied, now));
   return report;
 }
 

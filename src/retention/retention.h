@@ -96,6 +96,7 @@ class Executor {
 
   // A new batch_size (a configuration reload), for the next purge.
   void set_max_batch(int64_t max_batch);
+  int64_t max_batch() const { return max_batch_.load(); }
 
   // The archive settings for the next purge (start-up, configuration reload).
   void set_archive(const ArchivePolicy& policy);
@@ -124,14 +125,16 @@ class Executor {
   ArchivePolicy archive_;  // guarded by archive_mu_
 };
 
-// One sweep: lists the runs, plans with `policy` at `now`, purges, then
-// removes the archive files past the archive's keep_for. When
-// age_rules_held_back() objects to the plan (a clock fault is likely), only
-// the count and size rules are applied, no archive file is removed (a wrong
-// clock must not empty the archive either), and the sweep returns conflict
-// with a message that starts "Retention stopped: ", says why and what the
-// count and size rules purged. Other errors: the store's and the
-// archive's (Executor::purge).
+// One sweep: plans with `policy` at `now` in the store (the same plan as
+// plan_purge() on every run; Store::expiry_marks, Store::plan_expired),
+// purges it a page at a time (pages of max(4096, 4 x max_batch) runs: the
+// sweep's memory does not grow with the history), then removes the archive
+// files past the archive's keep_for. When age_rules_held_back() objects to
+// the plan (a clock fault is likely), only the count and size rules are
+// applied, no archive file is removed (a wrong clock must not empty the
+// archive either), and the sweep returns conflict with a message that starts
+// "Retention stopped: ", says why and what the count and size rules purged.
+// Other errors: the store's and the archive's (Executor::purge).
 Result<PurgeReport> sweep(store::Store& store, Executor& executor, const Policy& policy, TimePoint now);
 
 // "Purged 1532 run(s) and 4.1 MB of logs (keep_for: 1200, keep_runs: 300, max_age: 32; cutoff …)".

@@ -334,6 +334,30 @@ TEST_P(ExpiryPlanTest, ARunThatFinishesAfterTheMarksKeepsTheNewestSuccessExempti
   EXPECT_EQ(after->front().id, 2);
 }
 
+TEST_P(ExpiryPlanTest, ATasksNewestSuccessBehindMoreThanAThousandFailuresIsStillExempt) {
+  // The marks look for the newest success among a task's 1,000 newest runs
+  // only; an older one is checked on the rows.
+  auto at = [](int64_t id) { return to_unix_ms(kNow) - (2000 - id) * 1000; };
+  std::vector<Row> rows = {Row{1, "t", RunStatus::succeeded, at(1), at(1), 0},
+                           Row{2, "t", RunStatus::succeeded, at(2), at(2), 0}};
+  for (int64_t id = 3; id <= 1502; ++id) rows.push_back(Row{id, "t", RunStatus::failed, at(id), at(id), 0});
+  write(rows);
+  Policy p;
+  p.defaults = TaskRules{2, 30 * kDay, 90 * kDay};
+  const store::ExpiryRules rules = expiry_rules(p, kNow);
+  auto marks = store_->expiry_marks(rules);
+  ASSERT_TRUE(marks) << marks.error().message;
+  auto got = sql_plan(rules, *marks, 500);
+  ASSERT_TRUE(got) << got.error().message;
+  auto briefs = store_->list_briefs();
+  ASSERT_TRUE(briefs);
+  const auto expected = plan_purge(p, *briefs, kNow);
+  EXPECT_EQ(pairs(*got), pairs(expected));
+  ASSERT_EQ(expected.size(), 1499u);  // run 1 and the failures but the 2 newest; run 2 stays
+  EXPECT_EQ(expected.front().id, 1);
+  EXPECT_EQ(expected[1].id, 3);
+}
+
 TEST_P(ExpiryPlanTest, AnUnknownStatusIsCorruption) {
   write({Row{1, "t", RunStatus::succeeded, 0, 0, 0}});
   exec(std::string(GetParam() == Backend::sqlite ? "PRAGMA ignore_check_constraints = ON; " : "") +
@@ -417,11 +441,20 @@ TEST(ExpiryPlanSqlite, PagesReadRunsInIdOrderWithoutSortingAndFloorsReadTheTaskI
   EXPECT_NE(page.find("SEARCH r USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"), std::string::npos) << page;
   EXPECT_EQ(page.find("TEMP B-TREE"), std::string::npos) << page;  // no sort: the page stops at its limit
   EXPECT_NE(page.find("USING COVERING INDEX runs_by_task_status (task=? AND id>?)"), std::string::npos) << page;
-  const std::string summary = query_plan(dir / "cronkeep.db", sql::summary(d));
+  const std::string summary = query_plan(dir / "cronkeep.db", sql::expired_summary(d));
   EXPECT_EQ(summary.find("TEMP B-TREE"), std::string::npos) << summary;
+  EXPECT_EQ(summary.find("CO-ROUTINE"), std::string::npos) << summary;  // one pass, no subquery per row
   EXPECT_NE(summary.find("AUTOMATIC COVERING INDEX (task=?)"), std::string::npos) << summary;
-  for (bool records : {false, true}) {
-    const std::string floor = query_plan(dir / "cronkeep.db", sql::keep_runs_floor(d, records));
+  const std::string counts = query_plan(dir / "cronkeep.db", sql::status_counts(d));
+  EXPECT_NE(counts.find("COVERING INDEX runs_by_status_finished"), std::string::npos) << counts;
+  EXPECT_EQ(counts.find("TEMP B-TREE"), std::string::npos) << counts;
+  const std::string newest = query_plan(dir / "cronkeep.db", sql::newest_executed_finish(d));
+  EXPECT_NE(newest.find("runs_by_status_finished (status=?)"), std::string::npos) << newest;
+  EXPECT_EQ(newest.find("SCAN runs"), std::string::npos) << newest;
+  for (auto kind : {sql::Kind::executed, sql::Kind::records, sql::Kind::terminal, sql::Kind::succeeded,
+                    sql::Kind::failures}) {
+    // The newest runs: at most 1,000 index entries, not sorted again.
+    const std::string floor = query_plan(dir / "cronkeep.db", sql::nth_newest(d, kind));
     EXPECT_NE(floor.find("USING COVERING INDEX runs_by_task_status (task=?)"), std::string::npos) << floor;
     EXPECT_EQ(floor.find("TEMP B-TREE"), std::string::npos) << floor;
   }

@@ -14,6 +14,7 @@
 #include <pqxx/pqxx>
 
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -526,23 +527,31 @@ class PgStore final : public Store {
     namespace sql = expiry_sql;
     constexpr auto kDialect = sql::Dialect::postgres;
     return bulk_read<ExpiryMarks>("planning retention", [&](pqxx::transaction_base& tx) -> Result<ExpiryMarks> {
+      sql::Summary summary;
+      for (const auto& row : tx.exec(sql::status_counts(kDialect)))
+        sql::count_status(summary, row[0].as<std::string>(), row[1].as<int64_t>());
       ExpiryMarks marks;
-      for (const auto& row : tx.exec(sql::task_names(kDialect)))
-        marks.tasks.push_back(ExpiryMarks::Floors{row[0].as<std::string>(), 0, 0});
-      const std::string executed = sql::keep_runs_floor(kDialect, false);
-      const std::string records = sql::keep_runs_floor(kDialect, true);
-      auto floors = sql::fill_floors(rules, marks, [&](const std::string& task, bool rec, int64_t offset)
-                                                       -> Result<std::optional<int64_t>> {
-        auto r = run_sql(tx, rec ? records : executed, Params().add(task).add(offset));
-        if (r.empty()) return std::optional<int64_t>();
-        return std::optional(r[0][0].as<int64_t>());
-      });
-      if (!floors) return tl::unexpected(floors.error());
-      const std::string per_task = sql::per_task_json(rules, marks);
-      auto row = run_sql(tx, sql::summary(kDialect), expiry_params(per_task, rules))[0];
-      const sql::Summary summary{row[0].as<int64_t>(), row[1].as<int64_t>(), row[2].as<int64_t>(),
-                                 row[3].as<int64_t>(), opt_int(row[4]),      row[5].as<int64_t>(),
-                                 row[6].as<int64_t>(), opt_int(row[7])};
+      for (const auto& row : run_sql(tx, sql::task_marks(kDialect),
+                                     Params().add(sql::keep_runs_json(rules)).add(rules.defaults.keep_runs).add(summary.runs))) {
+        ExpiryMarks::TaskMarks t{row[0].as<std::string>()};
+        t.executed_floor = opt_int(row[2]).value_or(0);
+        t.records_floor = opt_int(row[3]).value_or(0);
+        t.newest = opt_int(row[4]).value_or(0);
+        t.newest_success = opt_int(row[5]).value_or(0);
+        t.newest_failure = opt_int(row[6]).value_or(0);
+        // No run of either kind is among the newest: every one is below.
+        if (row[1].as<int64_t>() < 1) t.executed_floor = t.records_floor = std::numeric_limits<int64_t>::max();
+        marks.tasks.push_back(std::move(t));
+      }
+      summary.newest_executed_finish = opt_int(tx.exec(sql::newest_executed_finish(kDialect))[0][0]);
+      const std::string per_task = sql::per_task_json(kDialect, rules, marks);
+      const auto row = run_sql(tx, sql::expired_summary(kDialect),
+                               expiry_params(per_task, rules, sql::prefilter(rules, marks, false)))[0];
+      summary.expired = row[0].as<int64_t>();
+      summary.expired_by_age = row[1].as<int64_t>();
+      summary.expired_bytes = row[2].as<int64_t>();
+      summary.last_expired = opt_int(row[3]);
+      if (rules.max_log_bytes > 0) summary.total_bytes = tx.exec(sql::total_bytes(kDialect))[0][0].as<int64_t>();
       const std::string nth = sql::nth_survivor(kDialect);
       const std::string survivors = sql::survivors(kDialect);
       auto applied = sql::apply_summary(
@@ -570,7 +579,8 @@ class PgStore final : public Store {
     return bulk_read<std::vector<ExpiredRun>>("planning retention", [&](pqxx::transaction_base& tx) {
       std::vector<ExpiredRun> out;
       auto r = run_sql(tx, expiry_sql::page(expiry_sql::Dialect::postgres),
-                       expiry_params(expiry_sql::per_task_json(rules, marks), rules)
+                       expiry_params(expiry_sql::per_task_json(expiry_sql::Dialect::postgres, rules, marks), rules,
+                                     expiry_sql::prefilter(rules, marks, true))
                            .add(marks.max_runs_below)
                            .add(marks.max_size_below)
                            .add(after_id)
@@ -1097,12 +1107,15 @@ class PgStore final : public Store {
   }
 
   // The parameters every expiry_sql statement shares (expiry_sql.h).
-  static Params expiry_params(const std::string& per_task, const ExpiryRules& rules) {
-    return Params()
-        .add(per_task)
+  static Params expiry_params(const std::string& per_task, const ExpiryRules& rules,
+                              std::optional<expiry_sql::Prefilter> prefilter = std::nullopt) {
+    Params p;
+    p.add(per_task)
         .add(expiry_sql::cutoff(rules.now, rules.defaults.keep_for))
         .add(expiry_sql::cutoff(rules.now, rules.defaults.keep_failed_for))
         .add(expiry_sql::cutoff(rules.now, rules.max_age));
+    if (prefilter) p.add(prefilter->cut).add(prefilter->below);
+    return p;
   }
 
   // Runs `f` in a read-only REPEATABLE READ transaction (one snapshot for
@@ -1113,6 +1126,9 @@ class PgStore final : public Store {
     std::lock_guard lock(bulk_mu_);
     try {
       pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(bulk_.get());
+      // Compiling these statements costs far more than running them (their
+      // estimates count the exemption lookups that the plan rarely makes).
+      tx.exec("SET LOCAL jit = off");
       return f(tx);
     } catch (const std::exception& e) {
       bulk_.drop();

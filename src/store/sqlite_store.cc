@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <atomic>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -512,42 +514,66 @@ class SqliteStore final : public Store {
       ~EndRead() { rollback(db); }
     } end_read{*db};
     const std::string what = "planning retention";
+    auto failed = [&] { return sql_error(*db, what); };
     ExpiryMarks marks;
     {
       Stmt names(*db, sql::task_names(kDialect).c_str());
-      if (!names.ok()) return sql_error(*db, what);
+      if (!names.ok()) return failed();
       int rc;
-      while ((rc = names.step()) == SQLITE_ROW) marks.tasks.push_back(ExpiryMarks::Floors{names.text(0), 0, 0});
-      if (rc != SQLITE_DONE) return sql_error(*db, what);
+      while ((rc = names.step()) == SQLITE_ROW) marks.tasks.push_back(ExpiryMarks::TaskMarks{names.text(0)});
+      if (rc != SQLITE_DONE) return failed();
     }
-    Stmt executed(*db, sql::keep_runs_floor(kDialect, false).c_str());
-    Stmt records(*db, sql::keep_runs_floor(kDialect, true).c_str());
-    if (!executed.ok() || !records.ok()) return sql_error(*db, what);
-    auto floors = sql::fill_floors(rules, marks, [&](const std::string& task, bool rec, int64_t offset)
-                                                     -> Result<std::optional<int64_t>> {
-      Stmt& s = rec ? records : executed;
-      s.reset();
-      s.bind(1, task);
-      s.bind(2, offset);
-      const int rc = s.step();
-      if (rc == SQLITE_ROW) return std::optional(s.int64(0));
-      if (rc == SQLITE_DONE) return std::optional<int64_t>();
-      return sql_error(*db, what);
-    });
-    if (!floors) return tl::unexpected(floors.error());
-    const std::string per_task = sql::per_task_json(rules, marks);
     sql::Summary summary;
     {
-      Stmt s(*db, sql::summary(kDialect).c_str());
-      if (!s.ok()) return sql_error(*db, what);
-      bind_expiry(s, per_task, rules);
-      if (s.step() != SQLITE_ROW) return sql_error(*db, what);
-      summary = sql::Summary{s.int64(0), s.int64(1), s.int64(2), s.int64(3), s.opt_int64(4),
-                             s.int64(5), s.int64(6), s.opt_int64(7)};
+      Stmt s(*db, sql::status_counts(kDialect).c_str());
+      int rc;
+      while ((rc = s.step()) == SQLITE_ROW) sql::count_status(summary, s.text(0), s.int64(1));
+      if (rc != SQLITE_DONE) return failed();
+    }
+    std::map<sql::Kind, std::unique_ptr<Stmt>> nth_newest;
+    for (auto kind : {sql::Kind::executed, sql::Kind::records, sql::Kind::terminal, sql::Kind::succeeded,
+                      sql::Kind::failures}) {
+      auto s = std::make_unique<Stmt>(*db, sql::nth_newest(kDialect, kind).c_str());
+      if (!s->ok()) return failed();
+      nth_newest.emplace(kind, std::move(s));
+    }
+    auto filled = sql::fill_task_marks(rules, marks, summary.runs, [&](const std::string& task, sql::Kind kind, int64_t offset)
+                                                         -> Result<std::optional<int64_t>> {
+      Stmt& s = *nth_newest.at(kind);
+      s.reset();
+      s.bind(1, task);
+      if (kind == sql::Kind::executed || kind == sql::Kind::records) s.bind(2, offset);
+      const int rc = s.step();
+      if (rc == SQLITE_ROW) return s.opt_int64(0);
+      if (rc == SQLITE_DONE) return std::optional<int64_t>();
+      return failed();
+    });
+    if (!filled) return tl::unexpected(filled.error());
+
+    {
+      Stmt s(*db, sql::newest_executed_finish(kDialect).c_str());
+      if (s.step() != SQLITE_ROW) return failed();
+      summary.newest_executed_finish = s.opt_int64(0);
+    }
+    const std::string per_task = sql::per_task_json(kDialect, rules, marks);
+    {
+      Stmt s(*db, sql::expired_summary(kDialect).c_str());
+      if (!s.ok()) return failed();
+      bind_expiry(s, per_task, rules, sql::prefilter(rules, marks, false));
+      if (s.step() != SQLITE_ROW) return failed();
+      summary.expired = s.int64(0);
+      summary.expired_by_age = s.int64(1);
+      summary.expired_bytes = s.int64(2);
+      summary.last_expired = s.opt_int64(3);
+    }
+    if (rules.max_log_bytes > 0) {
+      Stmt s(*db, sql::total_bytes(kDialect).c_str());
+      if (s.step() != SQLITE_ROW) return failed();
+      summary.total_bytes = s.int64(0);
     }
     Stmt nth(*db, sql::nth_survivor(kDialect).c_str());
     Stmt survivors(*db, sql::survivors(kDialect).c_str());
-    if (!nth.ok() || !survivors.ok()) return sql_error(*db, what);
+    if (!nth.ok() || !survivors.ok()) return failed();
     auto applied = sql::apply_summary(
         rules, summary, marks,
         [&](int64_t offset) -> Result<std::optional<int64_t>> {
@@ -557,7 +583,7 @@ class SqliteStore final : public Store {
           const int rc = nth.step();
           if (rc == SQLITE_ROW) return std::optional(nth.int64(0));
           if (rc == SQLITE_DONE) return std::optional<int64_t>();
-          return sql_error(*db, what);
+          return failed();
         },
         [&](int64_t after, int64_t limit) -> Result<std::vector<std::pair<int64_t, int64_t>>> {
           survivors.reset();
@@ -567,7 +593,7 @@ class SqliteStore final : public Store {
           std::vector<std::pair<int64_t, int64_t>> out;
           int rc;
           while ((rc = survivors.step()) == SQLITE_ROW) out.emplace_back(survivors.int64(0), survivors.int64(1));
-          if (rc != SQLITE_DONE) return sql_error(*db, what);
+          if (rc != SQLITE_DONE) return failed();
           return out;
         });
     if (!applied) return tl::unexpected(applied.error());
@@ -584,12 +610,12 @@ class SqliteStore final : public Store {
     if (!db) return tl::unexpected(db.error());
     Stmt s(*db, expiry_sql::page(expiry_sql::Dialect::sqlite).c_str());
     if (!s.ok()) return sql_error(*db, "planning retention");
-    bind_expiry(s, expiry_sql::per_task_json(rules, marks), rules);
-    s.bind(5, marks.max_runs_below);
-    s.bind(6, marks.max_size_below);
-    s.bind(7, after_id);
-    s.bind(8, marks.last_expired);
-    s.bind(9, limit);
+    bind_expiry(s, expiry_sql::per_task_json(expiry_sql::Dialect::sqlite, rules, marks), rules, expiry_sql::prefilter(rules, marks, true));
+    s.bind(7, marks.max_runs_below);
+    s.bind(8, marks.max_size_below);
+    s.bind(9, after_id);
+    s.bind(10, marks.last_expired);
+    s.bind(11, limit);
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(ExpiredRun{s.int64(0), static_cast<ExpiryReason>(s.int64(1))});
     if (rc != SQLITE_DONE) return sql_error(*db, "planning retention");
@@ -1044,11 +1070,16 @@ class SqliteStore final : public Store {
   }
 
   // The parameters every expiry_sql statement shares (expiry_sql.h).
-  static void bind_expiry(Stmt& s, const std::string& per_task, const ExpiryRules& rules) {
+  static void bind_expiry(Stmt& s, const std::string& per_task, const ExpiryRules& rules,
+                          std::optional<expiry_sql::Prefilter> prefilter = std::nullopt) {
     s.bind(1, std::string_view(per_task));
     s.bind_opt(2, expiry_sql::cutoff(rules.now, rules.defaults.keep_for));
     s.bind_opt(3, expiry_sql::cutoff(rules.now, rules.defaults.keep_failed_for));
     s.bind_opt(4, expiry_sql::cutoff(rules.now, rules.max_age));
+    if (prefilter) {
+      s.bind_opt(5, prefilter->cut);
+      s.bind(6, prefilter->below);
+    }
   }
 
   Result<std::vector<RunBrief>> collect_briefs(sqlite3* db, Stmt& s, const std::string& what) {

@@ -167,14 +167,21 @@ struct ExpiredRun {
 // whole plan (the age guard's input). Memory: one entry per task name in the
 // history, whatever its length.
 struct ExpiryMarks {
-  // A task's keep_runs floors: a terminal run of the kind with a smaller id
-  // is not among the task's keep_runs newest of its kind. 0 = none.
-  struct Floors {
+  // Per task, ids (0 = none). The keep_runs floors: a terminal run of the
+  // kind with a smaller id is not among the task's keep_runs newest of its
+  // kind. The newest terminal run, success and failure when the marks were
+  // read: a run older than one of them is not exempt by it; one as new or
+  // newer is checked on the rows when its page is read (it may have
+  // finished since).
+  struct TaskMarks {
     std::string task;
-    int64_t executed = 0;  // the keep_runs-th newest run that executed
-    int64_t records = 0;   // the keep_runs-th newest skipped/missed record
+    int64_t executed_floor = 0;  // the keep_runs-th newest run that executed
+    int64_t records_floor = 0;   // the keep_runs-th newest skipped/missed record
+    int64_t newest = 0;
+    int64_t newest_success = 0;
+    int64_t newest_failure = 0;
   };
-  std::vector<Floors> tasks;  // every task name with runs, in name order
+  std::vector<TaskMarks> tasks;  // every task name with runs, in name order
 
   // The database-wide ceilings: a terminal run that the per-task rules and
   // max_age leave, with an id below max_runs_below, goes for max_runs; else,

@@ -659,6 +659,55 @@ TEST_F(ExecutorTest, AManualPurgeArchivesAndSaysSo) {
   EXPECT_EQ(archived(dir_.path(), kNow).size(), 3u);
 }
 
+TEST_F(ExecutorTest, AManualPurgeLongerThanAPageKeepsTheNewestSuccessAndFailureAndItsLimit) {
+  // More runs than a page of the purge (4,096): it reads them a page at a
+  // time, twice (what would go, then the deletion).
+  std::vector<int64_t> ids;
+  ASSERT_TRUE(store_->write_batch([&] {
+    for (int i = 0; i < 9000; ++i) {
+      store::NewRun r;
+      r.task = i % 2 ? "odd" : "even";
+      r.status = i == 4000 ? RunStatus::failed : RunStatus::succeeded;
+      r.created_at = kNow - 100 * kDay + Millis(i);
+      r.finished_at = r.created_at;
+      ids.push_back(*store_->insert_run(r));
+    }
+  }));
+  const int64_t newest_failure = ids[4000], newest_even = ids[8998], newest_odd = ids[8999];
+  FakeClock clock(kNow);
+  Executor ex(*store_, layout::DataDir(dir_.path()), 500);
+
+  auto dry = manual_purge(*store_, ex, *make_purge_request("30d", std::nullopt, std::nullopt, 6000, true), clock);
+  ASSERT_TRUE(dry) << dry.error().message;
+  ASSERT_EQ(dry->per_task.size(), 2u);
+  EXPECT_EQ(dry->per_task[0].runs + dry->per_task[1].runs, 6000);
+  EXPECT_EQ(store_->list_briefs()->size(), 9000u);  // a dry run deletes nothing
+
+  std::vector<std::pair<int64_t, int64_t>> progress;
+  auto limited = manual_purge(*store_, ex, *make_purge_request("30d", std::nullopt, std::nullopt, 6000, false), clock,
+                              [&](int64_t done, int64_t total) { progress.emplace_back(done, total); });
+  ASSERT_TRUE(limited) << limited.error().message;
+  EXPECT_EQ(limited->report.rows, 6000);
+  ASSERT_FALSE(progress.empty());
+  for (size_t i = 1; i < progress.size(); ++i) ASSERT_GT(progress[i].first, progress[i - 1].first);
+  EXPECT_EQ(progress.back(), std::make_pair(int64_t{6000}, int64_t{6000}));
+  // The oldest 6,000 but the newest failure (run 4000 of the history) went.
+  EXPECT_TRUE(store_->get_run(newest_failure));
+  EXPECT_EQ(store_->get_run(ids[6000]).error().code, ErrorCode::not_found);
+  EXPECT_TRUE(store_->get_run(ids[6001]));
+
+  auto rest = manual_purge(*store_, ex, *make_purge_request("30d", std::nullopt, std::nullopt, std::nullopt, false),
+                           clock);
+  ASSERT_TRUE(rest) << rest.error().message;
+  EXPECT_EQ(rest->report.rows, 9000 - 6001 - 2);
+  auto left = store_->list_briefs();
+  ASSERT_TRUE(left);
+  std::set<int64_t> left_ids;
+  for (const auto& r : *left)
+    if (r.task != kRetentionTask) left_ids.insert(r.id);
+  EXPECT_EQ(left_ids, (std::set<int64_t>{newest_failure, newest_even, newest_odd}));
+}
+
 TEST_F(ExecutorTest, CompactionGivesFreedPagesBackToTheFileSystem) {
   const std::string big(20'000, 'x');
   std::vector<Expired> all;

@@ -145,6 +145,30 @@ TEST_P(StoreTest, RefusesADatabaseFromANewerVersion) {
   EXPECT_NE(s.error().message.find("newer"), std::string::npos);
 }
 
+TEST_P(StoreTest, FindsPurgeableRunsOldestFirstAPageAtATime) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 7; ++i)
+    ids.push_back(add(i % 2 ? "a" : "b", i == 3 ? RunStatus::failed : RunStatus::succeeded, 100 + i));
+  add("a", RunStatus::running, 50);     // in flight: never
+  add("a", RunStatus::succeeded, 500);  // after the cutoff
+  PurgeQuery q{at(200), std::nullopt, std::nullopt, 3};
+  std::vector<int64_t> seen;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LT(pages, 10);
+    auto page = store_->find_purgeable(q);
+    ASSERT_TRUE(page) << page.error().message;
+    ASSERT_LE(page->size(), 3u);
+    if (page->empty()) break;
+    for (const auto& r : *page) seen.push_back(r.id);
+    q.after_id = page->back().id;
+  }
+  EXPECT_EQ(seen, ids);
+  auto a_succeeded = store_->find_purgeable(PurgeQuery{at(200), "a", RunStatus::succeeded, 1, ids[1]});
+  ASSERT_TRUE(a_succeeded);
+  ASSERT_EQ(a_succeeded->size(), 1u);
+  EXPECT_EQ(a_succeeded->front().id, ids[5]);  // ids[3] failed
+}
+
 TEST_P(StoreTest, AnUnknownStatusReadsAsCorruption) {
   const int64_t id = add("t", RunStatus::succeeded);
   exec(std::string(GetParam() == Backend::sqlite ? "PRAGMA ignore_check_constraints = ON; " : "") +

@@ -421,48 +421,77 @@ Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const
   PurgeOutcome out;
   out.cutoff = now - req.older_than;
   out.dry_run = req.dry_run;
-  auto found = store.find_purgeable(store::PurgeQuery{out.cutoff, req.task, req.status, req.all ? req.limit : std::nullopt});
-  if (!found) return tl::unexpected(found.error());
-  std::set<int64_t> kept;
-  if (!req.all) {
-    // Each task's newest success and newest failure stay (DESIGN.md: the
-    // age rules keep them; a manual purge does too unless --all).
-    std::set<std::string> tasks;
-    for (const auto& r : *found) tasks.insert(r.task);
-    for (const std::string& task : tasks)
+  // Each task's newest success and newest failure stay (DESIGN.md: the age
+  // rules keep them; a manual purge does too unless --all), looked up once
+  // for each task the purge meets.
+  std::map<std::string, std::set<int64_t>, std::less<>> kept;
+  auto is_kept = [&](const std::string& task, int64_t id) -> Result<bool> {
+    auto it = kept.find(task);
+    if (it == kept.end()) {
+      std::set<int64_t> ids;
+      int64_t newest_failure = 0;
       for (auto status : {store::RunStatus::succeeded, store::RunStatus::failed, store::RunStatus::timeout,
                           store::RunStatus::crashed, store::RunStatus::log_overflow}) {
         auto newest = store.list_runs(store::RunQuery{task, 1, std::nullopt, status});
         if (!newest) return tl::unexpected(newest.error());
-        if (!newest->empty()) kept.insert(newest->front().id);
+        if (newest->empty()) continue;
+        if (status == store::RunStatus::succeeded) ids.insert(newest->front().id);
+        else newest_failure = std::max(newest_failure, newest->front().id);  // only the newest failure overall
       }
-    // Of the failure statuses, only the newest failure overall is kept.
-    std::map<std::string, int64_t> newest_failure;
-    for (int64_t id : kept) {
-      auto run = store.get_run(id);
-      if (!run) return tl::unexpected(run.error());
-      if (store::is_failure(run->status)) newest_failure[run->task] = std::max(newest_failure[run->task], id);
+      if (newest_failure) ids.insert(newest_failure);
+      it = kept.emplace(task, std::move(ids)).first;
     }
-    for (auto it = kept.begin(); it != kept.end();) {
-      auto run = store.get_run(*it);
-      if (!run) return tl::unexpected(run.error());
-      if (store::is_failure(run->status) && newest_failure[run->task] != *it) it = kept.erase(it);
-      else ++it;
+    return it->second.count(id) > 0;
+  };
+  // The runs the request selects, oldest first, read a page at a time (the
+  // purge's memory does not grow with the history), up to `through` (an id)
+  // and the limit; `each` gets each page's share. Returns the last id chosen.
+  constexpr int64_t kPage = 4096;
+  auto walk = [&](std::optional<int64_t> through,
+                  const std::function<Status(const std::vector<store::RunBrief>&)>& each) -> Result<int64_t> {
+    int64_t after = 0, taken = 0, last = 0;
+    while (true) {
+      auto found = store.find_purgeable(store::PurgeQuery{out.cutoff, req.task, req.status, kPage, after});
+      if (!found) return tl::unexpected(found.error());
+      if (found->empty()) break;
+      after = found->back().id;
+      std::vector<store::RunBrief> chosen;
+      bool done = false;
+      for (store::RunBrief& r : *found) {
+        if ((through && r.id > *through) || (req.limit && taken >= *req.limit)) {
+          done = true;
+          break;
+        }
+        if (!req.all) {
+          auto k = is_kept(r.task, r.id);
+          if (!k) return tl::unexpected(k.error());
+          if (*k) continue;
+        }
+        ++taken;
+        last = r.id;
+        chosen.push_back(std::move(r));
+      }
+      if (!chosen.empty())
+        if (auto st = each(chosen); !st) return tl::unexpected(st.error());
+      if (done || found->size() < static_cast<size_t>(kPage)) break;
     }
-  }
+    return last;
+  };
+
+  // First what would go, per task (and the total, for the progress).
   std::map<std::string, TaskVolume> volumes;
-  std::vector<Expired> expired;
-  expired.reserve(found->size());
-  for (const auto& r : *found) {
-    if (kept.count(r.id)) continue;
-    if (!req.all && req.limit && static_cast<int64_t>(expired.size()) >= *req.limit) break;
-    TaskVolume& v = volumes[r.task];
-    v.task = r.task;
-    ++v.runs;
-    v.log_bytes += r.log_bytes;
-    expired.push_back({r.id, Reason::manual});
-  }
-  found->clear();
+  int64_t total = 0;
+  auto last = walk(std::nullopt, [&](const std::vector<store::RunBrief>& runs) -> Status {
+    for (const store::RunBrief& r : runs) {
+      TaskVolume& v = volumes[r.task];
+      v.task = r.task;
+      ++v.runs;
+      v.log_bytes += r.log_bytes;
+      ++total;
+    }
+    return {};
+  });
+  if (!last) return tl::unexpected(last.error());
   for (auto& [name, v] : volumes) out.per_task.push_back(v);
   if (req.dry_run) {
     int64_t runs = 0, bytes = 0;
@@ -474,7 +503,25 @@ Result<PurgeOutcome> manual_purge(store::Store& store, Executor& executor, const
                   format_size(static_cast<uint64_t>(bytes)) + " of logs (cutoff " + format_rfc3339(out.cutoff) + ")";
     return out;
   }
-  auto report = executor.purge(expired, progress);
+  // Then the same runs again (no further than the last one counted), each
+  // page through the executor.
+  Result<PurgeReport> report = PurgeReport{};
+  if (total > 0) {
+    int64_t done = 0;
+    auto walked = walk(*last, [&](const std::vector<store::RunBrief>& runs) -> Status {
+      std::vector<Expired> expired;
+      expired.reserve(runs.size());
+      for (const store::RunBrief& r : runs) expired.push_back({r.id, Reason::manual});
+      Progress page_progress;
+      if (progress) page_progress = [&](int64_t d, int64_t) { progress(done + d, total); };
+      auto page = executor.purge(expired, page_progress);
+      if (!page) return tl::unexpected(page.error());
+      add_to(*report, *page);
+      done += static_cast<int64_t>(runs.size());
+      return {};
+    });
+    if (!walked) report = tl::unexpected(walked.error());
+  }
   const TimePoint ended = clock.now();
   if (!report) {
     // The purge's own error is the one to report; recording it is best effort.

@@ -608,7 +608,8 @@ class PgStore final : public Store {
       sql += " AND status = $" + std::to_string(++n);
       p.add(to_string(*q.status));
     }
-    sql += " ORDER BY id";
+    sql += " AND id > $" + std::to_string(++n) + " ORDER BY id";
+    p.add(q.after_id);
     if (q.limit) {
       sql += " LIMIT $" + std::to_string(++n);
       p.add(*q.limit);

@@ -118,6 +118,7 @@ struct PurgeQuery {
   std::optional<std::string> task;
   std::optional<RunStatus> status;
   std::optional<int64_t> limit;          // oldest first
+  int64_t after_id = 0;                  // keyset paging: runs with id > after_id
 };
 
 struct Tombstone {
@@ -380,7 +381,7 @@ class Store {
   // Memory: `limit` entries. Errors: io; invalid_argument for limit < 1.
   virtual Result<std::vector<ExpiredRun>> plan_expired(const ExpiryRules& rules, const ExpiryMarks& marks,
                                                        int64_t after_id, int64_t limit) = 0;
-  // Terminal runs matching a manual purge, oldest first.
+  // Terminal runs matching a manual purge, oldest first (by id).
   virtual Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& query) = 0;
   // Deletes the given runs that are terminal (in-flight ones are left alone)
   // in ONE transaction, writing a tombstone for each deleted run's log in the

@@ -170,10 +170,11 @@ struct ExpiredRun {
 struct ExpiryMarks {
   // Per task, ids (0 = none). The keep_runs floors: a terminal run of the
   // kind with a smaller id is not among the task's keep_runs newest of its
-  // kind. The newest terminal run, success and failure when the marks were
-  // read: a run older than one of them is not exempt by it; one as new or
-  // newer is checked on the rows when its page is read (it may have
-  // finished since).
+  // kind. The newest terminal run, success and failure among the task's
+  // 1,000 newest runs when the marks were read: a run older than one of
+  // them is not exempt by it; one as new or newer (it may have finished
+  // since), or of a kind none was found for, is checked on the rows when its
+  // page is read.
   struct TaskMarks {
     std::string task;
     int64_t executed_floor = 0;  // the keep_runs-th newest run that executed
@@ -182,7 +183,7 @@ struct ExpiryMarks {
     int64_t newest_success = 0;
     int64_t newest_failure = 0;
   };
-  std::vector<TaskMarks> tasks;  // every task name with runs, in name order
+  std::vector<TaskMarks> tasks;  // every task name with runs
 
   // The database-wide ceilings: a terminal run that the per-task rules and
   // max_age leave, with an id below max_runs_below, goes for max_runs; else,

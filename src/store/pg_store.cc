@@ -518,7 +518,7 @@ class PgStore final : public Store {
   }
 
   Result<std::vector<RunBrief>> list_briefs() override {
-    return read<std::vector<RunBrief>>("listing runs for retention", [&](pqxx::transaction_base& tx) {
+    return bulk_read<std::vector<RunBrief>>("listing runs for retention", [&](pqxx::transaction_base& tx) {
       return read_briefs(tx.exec("SELECT id, task, status, COALESCE(finished_at, created_at), log_bytes FROM runs ORDER BY id"));
     });
   }
@@ -614,7 +614,7 @@ class PgStore final : public Store {
       sql += " LIMIT $" + std::to_string(++n);
       p.add(*q.limit);
     }
-    return read<std::vector<RunBrief>>("finding runs to purge",
+    return bulk_read<std::vector<RunBrief>>("finding runs to purge",
                                        [&](pqxx::transaction_base& tx) { return read_briefs(run_sql(tx, sql, p)); });
   }
 
@@ -849,7 +849,7 @@ class PgStore final : public Store {
   Status vacuum_full() override { return vacuum("VACUUM (FULL, ANALYZE) runs"); }
 
   Result<std::string> integrity_check() override {
-    return read<std::string>("checking the database", [&](pqxx::transaction_base& tx) -> Result<std::string> {
+    return bulk_read<std::string>("checking the database", [&](pqxx::transaction_base& tx) -> Result<std::string> {
       auto r = tx.exec(
           "SELECT (SELECT COUNT(*) FROM runs WHERE status NOT IN ('pending','running','succeeded','failed',"
           "'timeout','cancelled','crashed','log_overflow','skipped','missed'))");
@@ -880,7 +880,7 @@ class PgStore final : public Store {
 
   // This node's logs only: the others are on their nodes' disks.
   Result<std::vector<LogRef>> log_paths() override {
-    return read<std::vector<LogRef>>("listing log paths", [&](pqxx::transaction_base& tx) -> Result<std::vector<LogRef>> {
+    return bulk_read<std::vector<LogRef>>("listing log paths", [&](pqxx::transaction_base& tx) -> Result<std::vector<LogRef>> {
       auto r = run_sql(tx, "SELECT id, status, log_path FROM runs WHERE log_path <> '' AND node = $1 ORDER BY id",
                        Params().add(node_));
       std::vector<LogRef> out;
@@ -1120,8 +1120,9 @@ class PgStore final : public Store {
   }
 
   // Runs `f` in a read-only REPEATABLE READ transaction (one snapshot for
-  // all its statements) on the connection of the long reads (retention's),
-  // so that they never make the API's reads on reader_ wait.
+  // all its statements) on the connection of the long reads (retention's and
+  // check's, as on SQLite), so that they never make the API's reads on
+  // reader_ wait.
   template <class T, class F>
   Result<T> bulk_read(const std::string& what, F&& f) {
     std::lock_guard lock(bulk_mu_);

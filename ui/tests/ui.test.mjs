@@ -276,7 +276,7 @@ queue_max = 1000
   const LINE = 'cronkeep 1 GiB log line, the same 107 characters each time, so that ten million of them make one gibibyte...';
   const g = await startDaemon(binary, `
 [tasks.big]
-run = "yes '${LINE}' | head -n 10000000"
+run = "yes '${LINE}' | head -n 5000000; sleep 2.5; yes '${LINE}' | head -n 5000000"
 log_max_size = "0"
 `);
   try {
@@ -309,10 +309,14 @@ log_max_size = "0"
     assert.equal(at9m, LINE);
     const fetched = await gpage.evaluate(() => window.cronkeepViewer.stats);
     assert.ok(fetched.requests <= 4 && fetched.bytes < 200 * 1024, `only what is on screen is read: ${JSON.stringify(fetched)}`);
-    // A time inside the run (it wrote for a few seconds): the first line at or after it.
+    // A time inside the run: the whole second that falls in its 2.5 s pause
+    // between two halves (however fast the machine writes), so lines come
+    // before it and after it; the viewer shows the first line at or after it.
     const started = Date.parse(big.started_at), finished = Date.parse(big.finished_at);
-    const target = Math.floor((started + finished) / 2000) * 1000 + 1000;
-    assert.ok(target < finished, 'the run lasted long enough to hold a time inside it');
+    const half = (await g.api(`/api/tasks/big/runs/${big.id}/log?from_line=5000000&lines=2`)).lines;
+    const target = Math.floor(Date.parse(half[0].time) / 1000) * 1000 + 1000;
+    assert.ok(started < target && target < finished && target <= Date.parse(half[1].time),
+      `a whole second inside the pause: ${JSON.stringify(half.map((l) => l.time))}`);
     const local = await gpage.evaluate((ms) => {
       const d = new Date(ms), p = (n) => String(n).padStart(2, '0');
       return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;

@@ -19,6 +19,8 @@ packages=(
   # notifications (HMAC) and systemd
   libssl-dev libsystemd-dev systemd
   curl procps python3
+  # steps of the wall clock under a real daemon (tests/clock_step.sh)
+  faketime
   # the web UI's browser tests: Debian's chromium, driven by playwright-core from npm
   chromium
   # fuzzers: libFuzzer comes with clang's runtime

@@ -2,4 +2,9 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 
-int main(int argc, char** argv) { return cronkeep::cli::main(argc, argv, &cronkeep::daemon::run); }
+int main(int argc, char** argv) {
+  using namespace cronkeep;
+  return cli::main(argc, argv, [](const config::Config& config, const cli::DaemonFlags& flags) {
+    return daemon::run(config, flags.json_log ? daemon::LogFormat::json : daemon::LogFormat::text);
+  });
+}

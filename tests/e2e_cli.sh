@@ -108,8 +108,8 @@ kill -9 "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true
 daemon_pid=""
 # The run's shell and its sleep are orphans now; they hold no descriptor of
 # the dead daemon (every descriptor but 0-2 is closed in a child), so the new
-# daemon can bind the same port while they live on.
-"$bin" daemon -c crash.toml > crash2.log 2>&1 &
+# daemon can bind the same port while they live on. This one logs JSON lines.
+"$bin" daemon -c crash.toml --log-format json > crash2.log 2>&1 &
 daemon_pid=$!
 check "the killed run is crashed with exit code -2" wait_for 30 bash -c "'$bin' runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r and r[-1][\"exit_code\"]==-2'"
 crashed=$("$bin" runs long -c crash.toml --json --status crashed | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
@@ -117,6 +117,16 @@ check "its partial log is kept" bash -c "'$bin' logs long $crashed -c crash.toml
 check "a second daemon on the same data directory is refused" bash -c "! '$bin' daemon -c crash.toml 2>/dev/null"
 kill -TERM "$daemon_pid"; wait "$daemon_pid" || true
 daemon_pid=""
+check "--log-format json: every line of the daemon's log is {time, level, message}" python3 -c '
+import json, sys
+lines = open("crash2.log").read().splitlines()
+assert len(lines) >= 3, lines
+for l in lines:
+    o = json.loads(l)
+    assert set(o) == {"time", "level", "message"}, o
+    assert o["time"].endswith("Z") and o["level"] in ("info", "warning", "error"), o
+assert any("stopped" in json.loads(l)["message"] for l in lines), lines'
+check "--log-format refuses an unknown format" bash -c "! '$bin' daemon -c crash.toml --log-format xml 2>/dev/null"
 
 # 5. Maintenance from the command line, with and without a daemon.
 cat > maint.toml <<'TOML'

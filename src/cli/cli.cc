@@ -721,9 +721,14 @@ int main(int argc, char** argv, const DaemonMain& daemon_main) {
   int exit_code = kOk;
 
   auto* daemon_cmd = app.add_subcommand("daemon", "Run the scheduler and the HTTP API in the foreground until SIGTERM or SIGINT");
+  std::string log_format = "text";
+  daemon_cmd->add_option("--log-format", log_format,
+                         "the daemon's own log on stdout: text (default; coloured only on a terminal) or json (one "
+                         "{time, level, message} object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
   daemon_cmd->callback([&] {
     auto cfg = load_or_report(config_path);
-    exit_code = cfg ? daemon_main(*cfg) : kUsage;
+    exit_code = cfg ? daemon_main(*cfg, DaemonFlags{.json_log = log_format == "json"}) : kUsage;
   });
 
   auto* validate_cmd = app.add_subcommand(

@@ -14,8 +14,13 @@
 
 namespace cronkeep::cli {
 
+// `cronkeep daemon`'s own flags.
+struct DaemonFlags {
+  bool json_log = false;  // --log-format json
+};
+
 // What `cronkeep daemon` runs: returns the process exit code.
-using DaemonMain = std::function<int(const config::Config&)>;
+using DaemonMain = std::function<int(const config::Config&, const DaemonFlags&)>;
 
 // Parses argv and runs the command. Returns the process exit code:
 // 0 success, 1 failure at run time, 2 bad usage or invalid configuration.

@@ -6,6 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+#include <spdlog/formatter.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -179,7 +181,29 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
   };
 }
 
-int run(const config::Config& config) {
+namespace {
+
+// One JSON object per log line: {"time":"…Z","level":"info","message":"…"}.
+class JsonLineFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const nlohmann::json line = {
+        {"time", format_rfc3339(std::chrono::time_point_cast<Millis>(msg.time), true)},
+        {"level", std::string(spdlog::level::to_string_view(msg.level).data(),
+                              spdlog::level::to_string_view(msg.level).size())},
+        {"message", std::string(msg.payload.data(), msg.payload.size())}};
+    // Replace, not throw, on bytes that are not UTF-8 (a command's name, a path).
+    const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(text.data(), text.data() + text.size());
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonLineFormatter>(); }
+};
+
+}  // namespace
+
+int run(const config::Config& config, LogFormat log_format) {
+  if (log_format == LogFormat::json) spdlog::set_formatter(std::make_unique<JsonLineFormatter>());
   if (const std::string why = users_need_root(config); !why.empty()) {
     spdlog::error("{}: {}", config.path, why);
     return 1;

@@ -24,8 +24,14 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
                                                 retention::Executor& executor, Clock& clock,
                                                 events::Bus* bus = nullptr);
 
+// How the daemon's own log lines are written to stdout: `text` is spdlog's
+// "[time] [level] message" (coloured only on a terminal); `json` is one JSON
+// object per line, {"time", "level", "message"}, for journald or a log
+// shipper.
+enum class LogFormat { text, json };
+
 // Runs the daemon in the foreground. Returns the process exit code: 0 after
 // a clean shutdown, 1 when it could not start (the reason is logged).
-int run(const config::Config& config);
+int run(const config::Config& config, LogFormat log_format = LogFormat::text);
 
 }  // namespace cronkeep::daemon

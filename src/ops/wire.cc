@@ -818,4 +818,29 @@ Result<RetentionPreview> retention_preview_from_json(const Json& j) {
   return r.done(std::move(p));
 }
 
+Json to_json(const RecentRuns& r) {
+  Json tasks = Json::array();
+  for (const store::TaskRuns& t : r.tasks) tasks.push_back(Json{{"task", t.task}, {"runs", to_json(t.runs)}});
+  return Json{{"per_task", r.per_task}, {"tasks", tasks}};
+}
+
+Result<RecentRuns> recent_runs_from_json(const Json& j) {
+  Reader r(j, "recent");
+  RecentRuns out;
+  out.per_task = static_cast<int>(r.integer("per_task"));
+  for (const Json& item : r.array("tasks")) {
+    Reader tr(item, "recent.tasks");
+    store::TaskRuns t;
+    t.task = tr.string("task");
+    for (const Json& run : tr.array("runs")) {
+      auto parsed = run_from_json(run);
+      if (!parsed) return tl::unexpected(parsed.error());
+      t.runs.push_back(std::move(*parsed));
+    }
+    if (auto d = tr.done(0); !d) return tl::unexpected(d.error());
+    out.tasks.push_back(std::move(t));
+  }
+  return r.done(std::move(out));
+}
+
 }  // namespace cronkeep::ops

@@ -580,6 +580,12 @@ TEST(ExpiryPlanSqlite, PagesReadRunsInIdOrderWithoutSortingAndFloorsReadTheTaskI
     EXPECT_NE(floor.find("USING COVERING INDEX runs_by_task_status (task=?)"), std::string::npos) << floor;
     EXPECT_EQ(floor.find("TEMP B-TREE"), std::string::npos) << floor;
   }
+  // A task's preview reads that task's index entries, not the history.
+  const std::string preview = query_plan(dir / "cronkeep.db", sql::task_expired(d));
+  EXPECT_NE(preview.find("SEARCH r USING INDEX runs_by_task_status (task=? AND id<?)"), std::string::npos) << preview;
+  EXPECT_EQ(preview.find("SCAN r"), std::string::npos) << preview;
+  const std::string terminal = query_plan(dir / "cronkeep.db", sql::task_terminal(d));
+  EXPECT_NE(terminal.find("USING COVERING INDEX runs_by_task_status (task=?)"), std::string::npos) << terminal;
   const std::string names = query_plan(dir / "cronkeep.db", sql::task_names(d));
   EXPECT_NE(names.find("runs_by_task_status (task>?)"), std::string::npos) << names;
 }

@@ -472,24 +472,42 @@ class SqliteStore final : public Store {
 
   Result<std::vector<TaskSummary>> task_summaries() override {
     std::lock_guard lock(read_mu_);
-    // One index seek per task: the newest row of each task through runs_by_task_status.
-    Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +
-                           ", (SELECT COUNT(*) FROM runs c WHERE c.task = r.task) FROM runs r"
-                           " WHERE r.id IN (SELECT MAX(id) FROM runs GROUP BY task) ORDER BY task")
-                              .c_str());
-    if (!s.ok()) return sql_error(reader_.get(), "summarising tasks");
+    sqlite3* db = reader_.get();
+    const std::string what = "summarising tasks";
+    // One read transaction: the counts and the newest runs from one snapshot.
+    if (auto st = exec(db, "BEGIN"); !st) return tl::unexpected(st.error());
+    struct EndRead {
+      sqlite3* db;
+      ~EndRead() { rollback(db); }
+    } end_read{db};
+    // The counts: one pass over the task index (a GROUP BY MAX(id) was a
+    // second pass, and a COUNT per task a third: 260 ms at 1,000,000 runs).
     std::vector<TaskSummary> out;
-    int rc;
-    while ((rc = s.step()) == SQLITE_ROW) {
-      TaskSummary t;
+    {
+      Stmt s(db, "SELECT task, COUNT(*) FROM runs GROUP BY task ORDER BY task");
+      if (!s.ok()) return sql_error(db, what);
+      int rc;
+      while ((rc = s.step()) == SQLITE_ROW) {
+        TaskSummary t;
+        t.task = s.text(0);
+        t.runs = s.int64(1);
+        out.push_back(std::move(t));
+      }
+      if (rc != SQLITE_DONE) return sql_error(db, what);
+    }
+    // The newest run of each: one seek of the task index per task.
+    Stmt s(db, (std::string("SELECT ") + kRunColumns + " FROM runs WHERE task = ?1 ORDER BY id DESC LIMIT 1").c_str());
+    if (!s.ok()) return sql_error(db, what);
+    for (TaskSummary& t : out) {
+      s.reset();
+      s.bind(1, std::string_view(t.task));
+      const int rc = s.step();
+      if (rc == SQLITE_DONE) continue;
+      if (rc != SQLITE_ROW) return sql_error(db, what);
       auto run = read_run(s);
       if (!run) return tl::unexpected(run.error());
       t.last_run = std::move(*run);
-      t.task = t.last_run->task;
-      t.runs = s.int64(19);
-      out.push_back(std::move(t));
     }
-    if (rc != SQLITE_DONE) return sql_error(reader_.get(), "summarising tasks");
     return out;
   }
 

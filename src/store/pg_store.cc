@@ -471,9 +471,11 @@ class PgStore final : public Store {
   Result<std::vector<TaskSummary>> task_summaries() override {
     return read<std::vector<TaskSummary>>("summarising tasks", [&](pqxx::transaction_base& tx)
                                                                     -> Result<std::vector<TaskSummary>> {
-      auto r = tx.exec(std::string("SELECT ") + kRunColumns +
-                       ", (SELECT COUNT(*) FROM runs c WHERE c.task = r.task) FROM runs r"
-                       " WHERE r.id IN (SELECT MAX(id) FROM runs GROUP BY task) ORDER BY task");
+      // The counts in one pass over the runs, then each task's newest run
+      // by a seek of the task index (not a GROUP BY MAX(id) pass besides).
+      auto r = tx.exec(std::string("SELECT r.*, c.n FROM (SELECT task, COUNT(*) AS n FROM runs GROUP BY task) c"
+                                   " CROSS JOIN LATERAL (SELECT ") +
+                       kRunColumns + " FROM runs WHERE task = c.task ORDER BY task, id DESC LIMIT 1) r ORDER BY c.task");
       std::vector<TaskSummary> out;
       for (const auto& row : r) {
         TaskSummary t;

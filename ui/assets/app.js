@@ -391,9 +391,9 @@ async function taskPage(task) {
   const app = currentRoot();
   const onLeave = leaver(app);
   document.title = task + ' · cronkeep';
-  const tasks = await api('/api/tasks');
+  // Both at once: the first history page does not wait for the task list.
+  const [tasks, first] = await Promise.all([api('/api/tasks'), api(`/api/tasks/${enc(task)}/runs?limit=50`)]);  // 404 for an unknown task
   const info = tasks.find((t) => t.task === task);
-  const first = await api(`/api/tasks/${enc(task)}/runs?limit=50`);  // 404 for an unknown task
   const msg = h('p', { id: 'task-message', role: 'status' });
   const runNow = h('button', { class: 'primary', id: 'run-now', type: 'button' }, 'Run now');
   runNow.addEventListener('click', async () => {

@@ -11,6 +11,9 @@
 #include <random>
 #include <sstream>
 
+#include "base/clock.h"
+#include "ops/local.h"
+#include "ops/wire.h"
 #include "pg_test_util.h"
 #include "retention/retention.h"
 #include "store/expiry_sql.h"
@@ -268,6 +271,125 @@ TEST_P(ExpiryPlanTest, ChoosesTheSameRunsForTheSameReasonsAsThePlannerOnRandomHi
   EXPECT_GT(held, 10);
 }
 
+// The retention preview of one task as it was computed before it used the
+// SQL plan: every run's brief in memory, plan_purge, the guard (and the plan
+// without the age rules when it objects), the task's share of the plan.
+ops::RetentionPreview preview_in_memory(const Policy& policy, const std::vector<store::RunBrief>& runs,
+                                        const std::string& task) {
+  ops::RetentionPreview out;
+  out.task = task;
+  std::vector<Expired> plan = plan_purge(policy, runs, kNow);
+  if (auto held = age_rules_held_back(policy, runs, plan, kNow)) {
+    out.held_back = *held;
+    plan = plan_purge(without_age_rules(policy), runs, kNow);
+  }
+  std::map<int64_t, const store::RunBrief*> of_task;
+  for (const store::RunBrief& r : runs)
+    if (r.task == task && store::is_terminal(r.status)) {
+      ++out.terminal_runs;
+      of_task.emplace(r.id, &r);
+    }
+  std::map<std::string, int64_t> reasons;
+  for (const Expired& e : plan) {
+    auto it = of_task.find(e.id);
+    if (it == of_task.end()) continue;
+    ++out.expired_runs;
+    out.expired_log_bytes += it->second->log_bytes;
+    ++reasons[to_string(e.reason)];
+    if (!out.oldest_expired_id) out.oldest_expired_id = e.id;
+    out.newest_expired_id = e.id;
+  }
+  for (auto& [reason, n] : reasons) out.by_reason.emplace_back(reason, n);
+  return out;
+}
+
+// The figures of a preview, without its rules.
+std::string figures(const ops::RetentionPreview& p) {
+  ops::RetentionPreview f = p;
+  f.rules.clear();
+  return ops::dump(ops::to_json(f));
+}
+
+TEST_P(ExpiryPlanTest, TheRetentionPreviewOfATaskIsWhatItWasWithEveryRunInMemory) {
+  const uint32_t seed = 20261129;
+  Generator gen(seed);
+  FakeClock clock(kNow);
+  int compared = 0, with_expired = 0, held = 0;
+  for (int iter = 0; iter < 200; ++iter) {
+    std::vector<std::string> names = gen.names();
+    const Policy policy = gen.policy(names);
+    const std::vector<Row> rows = gen.history(names, 80);
+    write(rows);
+    const std::string context = "seed " + std::to_string(seed) + ", case " + std::to_string(iter) + "\n";
+    // The configuration that policy_from() turns into `policy`.
+    config::Config cfg;
+    cfg.defaults.keep_runs = policy.defaults.keep_runs;
+    cfg.defaults.keep_for = policy.defaults.keep_for;
+    cfg.defaults.keep_failed_for = policy.defaults.keep_failed_for;
+    for (const auto& [name, r] : policy.tasks) {
+      config::Task t;
+      t.name = name;
+      t.policy = cfg.defaults;
+      t.policy.keep_runs = r.keep_runs;
+      t.policy.keep_for = r.keep_for;
+      t.policy.keep_failed_for = r.keep_failed_for;
+      cfg.tasks.push_back(t);
+    }
+    cfg.retention.max_age = policy.max_age;
+    cfg.retention.max_runs = policy.max_runs;
+    cfg.storage.max_size = policy.max_log_bytes;
+    cfg.retention.max_fraction_per_sweep = policy.max_fraction_per_sweep;
+    // What the preview reads from the configuration is `policy`.
+    const Policy read_back = policy_from(cfg);
+    ASSERT_EQ(read_back.tasks.size(), policy.tasks.size());
+    ASSERT_EQ(read_back.max_log_bytes, policy.max_log_bytes);
+    ASSERT_EQ(read_back.defaults.keep_runs, policy.defaults.keep_runs);
+    ops::Local local(ops::LocalDeps{&cfg, store_.get(), nullptr, nullptr, nullptr, &clock, nullptr, false, {}});
+
+    auto briefs = store_->list_briefs();
+    ASSERT_TRUE(briefs);
+    store::ExpiryRules rules = expiry_rules(policy, kNow);
+    auto marks = store_->expiry_marks(rules);
+    ASSERT_TRUE(marks) << context << marks.error().message;
+    if (age_rules_held_back(policy, guard_facts(*marks), kNow)) {
+      rules = expiry_rules(without_age_rules(policy), kNow);
+      marks = store_->expiry_marks(rules);
+      ASSERT_TRUE(marks);
+    }
+    names.push_back("configured-without-runs");
+    for (const std::string& task : names) {
+      const ops::RetentionPreview want = preview_in_memory(policy, *briefs, task);
+      // The store's share of the SQL plan, for every name (some are not
+      // valid task names, which ops refuses before the store is asked).
+      auto mine = store_->task_expiry(rules, *marks, task);
+      ASSERT_TRUE(mine) << context << mine.error().message;
+      ASSERT_EQ(mine->terminal, want.terminal_runs) << context << task << "\n" << dump(policy, rows);
+      ASSERT_EQ(mine->expired, want.expired_runs) << context << task << "\n" << dump(policy, rows);
+      ASSERT_EQ(mine->expired_log_bytes, want.expired_log_bytes) << context << task;
+      ASSERT_EQ(mine->oldest_expired, want.oldest_expired_id) << context << task;
+      ASSERT_EQ(mine->newest_expired, want.newest_expired_id) << context << task;
+      if (!ops::check_task_name(task)) continue;
+      // The preview itself, through the operations layer.
+      auto got = local.retention_preview(task);
+      const bool known = cfg.find_task(task) || task == kRetentionTask ||
+                         std::any_of(rows.begin(), rows.end(), [&](const Row& r) { return r.task == task; });
+      if (!known) {
+        ASSERT_FALSE(got) << context << task;
+        EXPECT_EQ(got.error().code, ErrorCode::not_found);
+        continue;
+      }
+      ASSERT_TRUE(got) << context << task << ": " << got.error().message;
+      ASSERT_EQ(figures(*got), figures(want)) << context << task << "\n" << dump(policy, rows);
+      ++compared;
+      with_expired += want.expired_runs > 0;
+      held += !want.held_back.empty();
+    }
+  }
+  EXPECT_GT(compared, 300);
+  EXPECT_GT(with_expired, 120);
+  EXPECT_GT(held, 10);
+}
+
 TEST_P(ExpiryPlanTest, DeletingEachPageBeforeReadingTheNextDeletesExactlyThePlan) {
   const uint32_t seed = 20261128;
   Generator gen(seed);
@@ -458,6 +580,12 @@ TEST(ExpiryPlanSqlite, PagesReadRunsInIdOrderWithoutSortingAndFloorsReadTheTaskI
     EXPECT_NE(floor.find("USING COVERING INDEX runs_by_task_status (task=?)"), std::string::npos) << floor;
     EXPECT_EQ(floor.find("TEMP B-TREE"), std::string::npos) << floor;
   }
+  // A task's preview reads that task's index entries, not the history.
+  const std::string preview = query_plan(dir / "cronkeep.db", sql::task_expired(d));
+  EXPECT_NE(preview.find("SEARCH r USING INDEX runs_by_task_status (task=? AND id<?)"), std::string::npos) << preview;
+  EXPECT_EQ(preview.find("SCAN r"), std::string::npos) << preview;
+  const std::string terminal = query_plan(dir / "cronkeep.db", sql::task_terminal(d));
+  EXPECT_NE(terminal.find("USING COVERING INDEX runs_by_task_status (task=?)"), std::string::npos) << terminal;
   const std::string names = query_plan(dir / "cronkeep.db", sql::task_names(d));
   EXPECT_NE(names.find("runs_by_task_status (task>?)"), std::string::npos) << names;
 }

@@ -443,6 +443,72 @@ TEST_F(HttpTest, RetentionPreviewSaysWhereEachRuleComesFromAndDeletesNothing) {
   EXPECT_EQ(client_->Get("/api/tasks/cronkeep:retention/retention")->status, 404);  // hidden without the token
 }
 
+TEST_F(HttpTest, RecentRunsAnswerEveryVisibleTasksNewestRunsAtOnce) {
+  std::vector<int64_t> hello;
+  for (int i = 0; i < 3; ++i) hello.push_back(run_and_wait("hello"));
+  const int64_t failed = run_and_wait("fail");
+  const int64_t system = run_and_wait(retention::kRetentionTask);
+
+  auto r = client_->Get("/api/runs/recent?per_task=2");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = body(r);
+  EXPECT_EQ(j["per_task"], 2);
+  // Tasks with history, by name; no system task without the token; slow has no run.
+  ASSERT_EQ(j["tasks"].size(), 2u) << j.dump();
+  EXPECT_EQ(j["tasks"][0]["task"], "fail");
+  ASSERT_EQ(j["tasks"][0]["runs"].size(), 1u);
+  EXPECT_EQ(j["tasks"][0]["runs"][0]["id"], failed);
+  EXPECT_EQ(j["tasks"][0]["runs"][0]["status"], "failed");
+  EXPECT_EQ(j["tasks"][1]["task"], "hello");
+  ASSERT_EQ(j["tasks"][1]["runs"].size(), 2u);  // newest first, per_task of them
+  EXPECT_EQ(j["tasks"][1]["runs"][0]["id"], hello[2]);
+  EXPECT_EQ(j["tasks"][1]["runs"][1]["id"], hello[1]);
+  // A strip's run: the columns the overview draws, as the run's own route has them.
+  const json whole = body(client_->Get(("/api/tasks/hello/runs/" + std::to_string(hello[2])).c_str()));
+  json brief;
+  for (const char* key : {"id", "trigger", "attempt", "status", "started_at", "finished_at", "duration_ms", "exit_code"})
+    brief[key] = whole[key];
+  EXPECT_EQ(j["tasks"][1]["runs"][0], brief);
+
+  auto authed = body(client_->Get("/api/runs/recent", auth()));
+  EXPECT_EQ(authed["per_task"], 30);  // the default
+  ASSERT_EQ(authed["tasks"].size(), 3u) << authed.dump();
+  EXPECT_EQ(authed["tasks"][0]["task"], retention::kRetentionTask);
+  EXPECT_EQ(authed["tasks"][0]["runs"][0]["id"], system);
+  EXPECT_EQ(authed["tasks"][2]["runs"].size(), 3u);
+
+  // Bad parameters: a 400 whose JSON names the parameter.
+  for (const char* q : {"per_task=0", "per_task=101", "per_task=abc", "per_task="}) {
+    auto bad = client_->Get(("/api/runs/recent?" + std::string(q)).c_str());
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status, 400) << q;
+    EXPECT_EQ(body(bad)["code"], "invalid_argument") << q;
+    EXPECT_EQ(body(bad)["error"].get<std::string>().rfind("per_task: expected an integer from 1 to 100, got \"", 0), 0u)
+        << bad->body;
+  }
+  auto unknown = client_->Get("/api/runs/recent?limit=5");
+  EXPECT_EQ(unknown->status, 400);
+  EXPECT_EQ(body(unknown)["error"], "unknown query parameter \"limit\" (expected per_task)");
+  EXPECT_EQ(client_->Post("/api/runs/recent", auth(), "", "application/json")->status, 405);
+
+  // The remote implementation answers what the local one does.
+  auto remote = ops::make_remote(ops::Endpoint{"127.0.0.1", server_->port()}, kToken);
+  for (bool include_system : {false, true}) {
+    auto there = remote->recent_runs(ops::RecentRunsQuery{2, include_system});
+    auto here = local_->recent_runs(ops::RecentRunsQuery{2, include_system});
+    ASSERT_TRUE(there) << there.error().message;
+    ASSERT_TRUE(here) << here.error().message;
+    EXPECT_EQ(ops::dump(ops::to_json(*there)), ops::dump(ops::to_json(*here)));
+  }
+  for (auto* o : {static_cast<ops::Ops*>(local_.get()), remote.get()}) {
+    auto bad = o->recent_runs(ops::RecentRunsQuery{0, false});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument);
+    EXPECT_EQ(bad.error().message, "per_task: expected an integer from 1 to 100, got \"0\"");
+  }
+}
+
 TEST_F(HttpTest, RawLogIsTheFileBytesInRanges) {
   const int64_t id = run_and_wait("hello");
   const std::string base = "/api/tasks/hello/runs/" + std::to_string(id) + "/log/raw";

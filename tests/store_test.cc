@@ -288,6 +288,51 @@ TEST_P(StoreTest, SummarisesEachTaskWithItsNewestRun) {
   EXPECT_EQ((*s)[1].last_run->id, only_b);
 }
 
+TEST_P(StoreTest, RecentRunsGiveEveryTasksNewestRunsByNameInByteOrder) {
+  std::map<std::string, std::vector<int64_t>> ids;  // newest last
+  const std::vector<std::string> names = {"b", "a", "Z", kRetention, "a.b"};
+  for (int i = 0; i < 12; ++i) {
+    const std::string& task = names[static_cast<size_t>(i * 7 % 5)];
+    if (task == "a.b" && !ids[task].empty()) continue;  // one run only
+    ids[task].push_back(add(task, i % 4 == 0 ? RunStatus::running : RunStatus::succeeded, 100 + i));
+  }
+  auto got = store_->recent_runs(2);
+  ASSERT_TRUE(got) << got.error().message;
+  std::vector<std::string> order;
+  for (const TaskRuns& t : *got) order.push_back(t.task);
+  EXPECT_EQ(order, (std::vector<std::string>{"Z", "a", "a.b", "b", kRetention}));  // bytes, not a locale's order
+  for (const TaskRuns& t : *got) {
+    const std::vector<int64_t>& all = ids[t.task];
+    std::vector<int64_t> want(all.rbegin(), all.rbegin() + std::min<size_t>(2, all.size()));
+    std::vector<int64_t> have;
+    for (const store::Run& r : t.runs) have.push_back(r.id);
+    EXPECT_EQ(have, want) << t.task;
+    for (const store::Run& r : t.runs) EXPECT_EQ(r.task, t.task);
+  }
+  // Every column, as get_run reads it.
+  const store::Run& newest_b = (*got)[3].runs.front();
+  EXPECT_EQ(newest_b.created_at, store_->get_run(newest_b.id)->created_at);
+  EXPECT_EQ(newest_b.status, store_->get_run(newest_b.id)->status);
+  auto wide = store_->recent_runs(1000);
+  ASSERT_TRUE(wide);
+  EXPECT_EQ((*wide)[1].runs.size(), ids["a"].size());
+  for (int bad : {0, 1001}) {
+    auto refused = store_->recent_runs(bad);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, ErrorCode::invalid_argument);
+  }
+  // A read-only store (the CLI's) reads them too.
+  auto ro = open(OpenOptions{.read_only = true});
+  ASSERT_TRUE(ro) << ro.error().message;
+  auto again = (*ro)->recent_runs(2);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->size(), 5u);
+  exec("DELETE FROM runs");
+  auto empty = store_->recent_runs(30);
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+}
+
 TEST_P(StoreTest, ReadOnlyStoreReadsButRefusesWrites) {
   add("a", RunStatus::succeeded);
   auto ro = open(OpenOptions{.read_only = true});

@@ -627,6 +627,13 @@ struct Server::Impl {
       answer(c, o.retention_preview(c.arg(1)));
     });
 
+    // The overview's strips: every visible task's newest runs in one answer.
+    add("GET", "/api/runs/recent", false, [this, &o](Call& c) {
+      std::optional<int64_t> per_task;
+      if (!c.only({"per_task"}) || !c.integer("per_task", 1, ops::kMaxRecentPerTask, per_task)) return;
+      answer(c, o.recent_runs(ops::RecentRunsQuery{static_cast<int>(per_task.value_or(30)), c.authed}));
+    });
+
     add("GET", "/api/tasks/" + kTask + "/runs/" + kId + "/log/raw", false, [this, &o](Call& c) {
       if (!c.only({"offset", "length"}) || !visible(c, c.arg(1))) return;
       std::optional<int64_t> offset, length;

@@ -975,32 +975,48 @@ Result<RetentionPreview> Local::retention_preview(std::string_view task) {
   out.rules.push_back(
       RetentionRule{"max_size", cfg.storage.max_size ? format_size(cfg.storage.max_size) : "0", "[storage]"});
   if (!s.d.store) return out;
-  auto runs = s.d.store->list_briefs();
-  if (!runs) return tl::unexpected(runs.error());
+  // The sweep's own plan (retention::sweep): the marks of the whole history
+  // and the clock guard on their figures, then this task's share of the
+  // plan summed in the database. Memory: one entry per task name.
   const retention::Policy policy = retention::policy_from(cfg);
   const TimePoint now = s.d.clock->now();
-  std::vector<retention::Expired> plan = retention::plan_purge(policy, *runs, now);
-  if (auto held = retention::age_rules_held_back(policy, *runs, plan, now)) {
+  store::ExpiryRules rules = retention::expiry_rules(policy, now);
+  auto marks = s.d.store->expiry_marks(rules);
+  if (!marks) return tl::unexpected(marks.error());
+  if (auto held = retention::age_rules_held_back(policy, retention::guard_facts(*marks), now)) {
     out.held_back = *held;
-    plan = retention::plan_purge(retention::without_age_rules(policy), *runs, now);
+    rules = retention::expiry_rules(retention::without_age_rules(policy), now);
+    marks = s.d.store->expiry_marks(rules);
+    if (!marks) return tl::unexpected(marks.error());
   }
-  std::map<int64_t, const store::RunBrief*> of_task;
-  for (const store::RunBrief& r : *runs)
-    if (r.task == task && store::is_terminal(r.status)) {
-      ++out.terminal_runs;
-      of_task.emplace(r.id, &r);
-    }
+  auto mine = s.d.store->task_expiry(rules, *marks, task);
+  if (!mine) return tl::unexpected(mine.error());
+  out.terminal_runs = mine->terminal;
+  out.expired_runs = mine->expired;
+  out.expired_log_bytes = mine->expired_log_bytes;
+  out.oldest_expired_id = mine->oldest_expired;
+  out.newest_expired_id = mine->newest_expired;
+  // By reason name, as the answer always listed them.
   std::map<std::string, int64_t> reasons;
-  for (const retention::Expired& e : plan) {
-    auto it = of_task.find(e.id);
-    if (it == of_task.end()) continue;
-    ++out.expired_runs;
-    out.expired_log_bytes += it->second->log_bytes;
-    ++reasons[retention::to_string(e.reason)];
-    if (!out.oldest_expired_id) out.oldest_expired_id = e.id;
-    out.newest_expired_id = e.id;
-  }
+  for (const auto& [reason, n] : mine->by_reason) reasons[retention::to_string(retention::reason_of(reason))] += n;
   for (auto& [reason, n] : reasons) out.by_reason.emplace_back(reason, n);
+  return out;
+}
+
+Result<RecentRuns> Local::recent_runs(const RecentRunsQuery& q) {
+  Impl& s = *impl_;
+  // The same words as the API's check of its query parameter.
+  if (q.per_task < 1 || q.per_task > kMaxRecentPerTask)
+    return fail(ErrorCode::invalid_argument, "per_task: expected an integer from 1 to " +
+                                                 std::to_string(kMaxRecentPerTask) + ", got \"" +
+                                                 std::to_string(q.per_task) + "\"");
+  RecentRuns out;
+  out.per_task = q.per_task;
+  if (!s.d.store) return out;
+  auto tasks = s.d.store->recent_runs(q.per_task);
+  if (!tasks) return tl::unexpected(tasks.error());
+  for (store::TaskRuns& t : *tasks)
+    if (q.include_system || !layout::is_system_task_name(t.task)) out.tasks.push_back(std::move(t));
   return out;
 }
 
@@ -1095,6 +1111,7 @@ class OwnedLocal : public Ops {
   Result<CheckReport> check(bool repair) override { return local_->check(repair); }
   Status watch(const WatchRequest& r, WatchSink& s) override { return local_->watch(r, s); }
   Result<RetentionPreview> retention_preview(std::string_view t) override { return local_->retention_preview(t); }
+  Result<RecentRuns> recent_runs(const RecentRunsQuery& q) override { return local_->recent_runs(q); }
   Result<RawLogChunk> raw_log(std::string_view t, int64_t id, int64_t offset, int64_t max_bytes) override {
     return local_->raw_log(t, id, offset, max_bytes);
   }

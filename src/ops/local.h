@@ -112,6 +112,7 @@ class Local : public Ops {
   Result<CheckReport> check(bool repair) override;
   Status watch(const WatchRequest& request, WatchSink& sink) override;
   Result<RetentionPreview> retention_preview(std::string_view task) override;
+  Result<RecentRuns> recent_runs(const RecentRunsQuery& query) override;
   Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) override;
   Result<std::vector<ArchiveFile>> archive_list() override;
   Result<ArchivePage> archive_show(const ArchiveQuery& query) override;

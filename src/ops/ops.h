@@ -280,6 +280,18 @@ struct RetentionPreview {
   std::string held_back;                   // non-empty: the age rules would be held back (clock guard), why
 };
 
+// The newest runs of every task the caller may see, in one answer: the
+// overview's strips (one request instead of one per task).
+struct RecentRunsQuery {
+  int per_task = 30;                       // 1..kMaxRecentPerTask
+  bool include_system = false;             // system tasks' runs too (authenticated callers)
+};
+
+struct RecentRuns {
+  int per_task = 30;
+  std::vector<store::TaskRuns> tasks;      // every visible task with history, by name; runs newest first
+};
+
 // Raw bytes of a run's log file (exactly what the process wrote), for a
 // download. A rotated-out `.prev` is not included.
 struct RawLogChunk {
@@ -377,9 +389,16 @@ class Ops {
   // Returns after the last event. Errors: conflict without a daemon.
   virtual Status watch(const WatchRequest& request, WatchSink& sink) = 0;
   // The retention rules in effect for `task` with their sources, and what
-  // a sweep now would delete of it (nothing is deleted). Reads every run's
-  // brief facts, as a sweep does. Errors: not_found for an unknown task.
+  // a sweep now would delete of it (nothing is deleted): the sweep's plan,
+  // evaluated in the database (Store::expiry_marks, Store::task_expiry), so
+  // memory does not grow with the history. Errors: not_found for an unknown
+  // task.
   virtual Result<RetentionPreview> retention_preview(std::string_view task) = 0;
+  // Every visible task's `per_task` newest runs (tasks with history only,
+  // by name; system tasks with include_system), read in one snapshot with
+  // an index seek per task, never a scan of the history. Errors:
+  // invalid_argument for per_task outside 1..kMaxRecentPerTask.
+  virtual Result<RecentRuns> recent_runs(const RecentRunsQuery& query) = 0;
   // Up to `max_bytes` (1..kMaxRawChunk) of a run's log from byte `offset`.
   // Errors: not_found when the run has no log; invalid_argument for a
   // negative offset or a bad max_bytes.
@@ -409,6 +428,8 @@ inline constexpr const char* kReloadTask = "cronkeep:reload";
 
 // Lines per page of a log read (the API's cap on `lines` and `tail`).
 inline constexpr int64_t kMaxLogPage = 10'000;
+// Runs per task of a recent_runs() answer (GET /api/runs/recent?per_task=).
+inline constexpr int kMaxRecentPerTask = 100;
 // Bytes per raw_log() call.
 inline constexpr int64_t kMaxRawChunk = 4 << 20;
 // Bytes of entries per archive_show() page (at least one entry, whatever its size).

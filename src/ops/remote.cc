@@ -228,6 +228,18 @@ class Remote : public Ops {
     return retention_preview_from_json(*reply);
   }
 
+  Result<RecentRuns> recent_runs(const RecentRunsQuery& q) override {
+    auto reply = call("GET", "/api/runs/recent", nullptr, {{"per_task", std::to_string(q.per_task)}});
+    if (!reply) return tl::unexpected(reply.error());
+    auto out = recent_runs_from_json(*reply);
+    if (!out) return out;
+    // The daemon shows system tasks to this client, which holds the token.
+    std::erase_if(out->tasks, [&](const store::TaskRuns& t) {
+      return !q.include_system && layout::is_system_task_name(t.task);
+    });
+    return out;
+  }
+
   // ---- the archive of purged runs ----
 
   Result<std::vector<ArchiveFile>> archive_list() override {

@@ -89,5 +89,8 @@ Json to_json(const WatchEvent& e);
 Result<WatchEvent> watch_event_from_json(std::string_view kind, uint64_t seq, const Json& j);
 Json to_json(const RetentionPreview& p);
 Result<RetentionPreview> retention_preview_from_json(const Json& j);
+// GET /api/runs/recent: {"per_task", "tasks": [{"task", "runs": [...]}]}.
+Json to_json(const RecentRuns& r);
+Result<RecentRuns> recent_runs_from_json(const Json& j);
 
 }  // namespace cronkeep::ops

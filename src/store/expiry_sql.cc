@@ -259,6 +259,20 @@ std::string page(Dialect d) {
          " THEN 5 END) AS verdict FROM classified) v WHERE verdict IS NOT NULL ORDER BY id LIMIT " + p(d, 11);
 }
 
+std::string task_expired(Dialect d) {
+  const std::string task = d == Dialect::sqlite ? "?9" : "$9";
+  return with(d, "r.task = " + task + " AND r.id <= " + p(d, 10) + " AND " + candidates(d), false) +
+         "SELECT verdict, COUNT(*), SUM(log_bytes)" + (d == Dialect::postgres ? "::bigint" : "") +
+         ", MIN(id), MAX(id) FROM (SELECT id, log_bytes, COALESCE(reason, CASE WHEN cls > 0 AND id < " + p(d, 7) +
+         " THEN 4 WHEN cls > 0 AND id < " + p(d, 8) +
+         " THEN 5 END) AS verdict FROM classified) v WHERE verdict IS NOT NULL GROUP BY verdict";
+}
+
+std::string task_terminal(Dialect d) {
+  return std::string("SELECT COUNT(*) FROM runs WHERE task = ") + (d == Dialect::sqlite ? "?1" : "$1") +
+         " AND status " + kTerminal;
+}
+
 Prefilter prefilter(const ExpiryRules& rules, const ExpiryMarks& marks, bool with_ceilings) {
   Prefilter out;
   auto cut = [&](std::optional<int64_t> c) {

@@ -78,6 +78,15 @@ struct Prefilter {
   std::optional<int64_t> cut;  // the latest cutoff of any age rule; nullopt = none
   int64_t below = 0;           // the highest keep_runs floor (or ceiling bound)
 };
+// What a page would hold of one task's runs, summed (Store::task_expiry):
+// parameters 1-8 as page(), (9) the task, (10) last_expired; rows (reason
+// code, runs, SUM(log_bytes), MIN(id), MAX(id)), one per reason. Reads the
+// task's entries of the task index (and their rows), not the history.
+std::string task_expired(Dialect d);
+
+// The terminal runs of task (1), counted on the task index alone.
+std::string task_terminal(Dialect d);
+
 Prefilter prefilter(const ExpiryRules& rules, const ExpiryMarks& marks, bool with_ceilings);
 
 // One row over the runs the per-task rules and max_age expire (parameters

@@ -13,6 +13,7 @@
 // the node still owns. docs/storage.md describes the schema and protocol.
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <mutex>
@@ -470,9 +471,11 @@ class PgStore final : public Store {
   Result<std::vector<TaskSummary>> task_summaries() override {
     return read<std::vector<TaskSummary>>("summarising tasks", [&](pqxx::transaction_base& tx)
                                                                     -> Result<std::vector<TaskSummary>> {
-      auto r = tx.exec(std::string("SELECT ") + kRunColumns +
-                       ", (SELECT COUNT(*) FROM runs c WHERE c.task = r.task) FROM runs r"
-                       " WHERE r.id IN (SELECT MAX(id) FROM runs GROUP BY task) ORDER BY task");
+      // The counts in one pass over the runs, then each task's newest run
+      // by a seek of the task index (not a GROUP BY MAX(id) pass besides).
+      auto r = tx.exec(std::string("SELECT r.*, c.n FROM (SELECT task, COUNT(*) AS n FROM runs GROUP BY task) c"
+                                   " CROSS JOIN LATERAL (SELECT ") +
+                       kRunColumns + " FROM runs WHERE task = c.task ORDER BY task, id DESC LIMIT 1) r ORDER BY c.task");
       std::vector<TaskSummary> out;
       for (const auto& row : r) {
         TaskSummary t;
@@ -484,6 +487,35 @@ class PgStore final : public Store {
         out.push_back(std::move(t));
       }
       return out;
+    });
+  }
+
+  Result<std::vector<TaskRuns>> recent_runs(int per_task) override {
+    if (per_task < 1 || per_task > 1000) return fail(ErrorCode::invalid_argument, "per_task must be between 1 and 1000");
+    // A loose scan of the task index (one seek per task name), and for each
+    // name its newest runs from the same index: one statement, one snapshot.
+    const std::string sql = "WITH RECURSIVE names(task) AS (SELECT MIN(task) FROM runs UNION ALL"
+                            " SELECT (SELECT MIN(r.task) FROM runs r WHERE r.task > names.task) FROM names"
+                            " WHERE names.task IS NOT NULL)"
+                            " SELECT r.* FROM names n CROSS JOIN LATERAL (SELECT " +
+                            std::string(kRunColumns) +
+                            " FROM runs WHERE task = n.task ORDER BY task, id DESC LIMIT $1) r"
+                            " WHERE n.task IS NOT NULL";
+    return read<std::vector<TaskRuns>>("listing recent runs", [&](pqxx::transaction_base& tx)
+                                                                  -> Result<std::vector<TaskRuns>> {
+      std::map<std::string, std::vector<Run>> by_task;  // by name in byte order, as SQLite's
+      for (const auto& row : run_sql(tx, sql, Params().add(per_task))) {
+        auto run = read_run(row);
+        if (!run) return tl::unexpected(run.error());
+        by_task[run->task].push_back(std::move(*run));
+      }
+      std::vector<TaskRuns> out;
+      out.reserve(by_task.size());
+      for (auto& [task, runs] : by_task) {
+        std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.id > b.id; });
+        out.push_back(TaskRuns{task, std::move(runs)});
+      }
+      return Result<std::vector<TaskRuns>>(std::move(out));
     });
   }
 
@@ -590,6 +622,33 @@ class PgStore final : public Store {
       for (const auto& row : r)
         out.push_back(ExpiredRun{row[0].as<int64_t>(), static_cast<ExpiryReason>(row[1].as<int>())});
       return Result<std::vector<ExpiredRun>>(std::move(out));
+    });
+  }
+
+  Result<TaskExpiry> task_expiry(const ExpiryRules& rules, const ExpiryMarks& marks, std::string_view task) override {
+    namespace sql = expiry_sql;
+    constexpr auto kDialect = sql::Dialect::postgres;
+    return bulk_read<TaskExpiry>("previewing retention of " + std::string(task), [&](pqxx::transaction_base& tx)
+                                                                                    -> Result<TaskExpiry> {
+      TaskExpiry out;
+      out.terminal = run_sql(tx, sql::task_terminal(kDialect), Params().add(task))[0][0].as<int64_t>();
+      if (marks.last_expired <= 0) return out;
+      auto r = run_sql(tx, sql::task_expired(kDialect),
+                       expiry_params(sql::per_task_json(kDialect, rules, marks), rules, sql::prefilter(rules, marks, true))
+                           .add(marks.max_runs_below)
+                           .add(marks.max_size_below)
+                           .add(task)
+                           .add(marks.last_expired));
+      for (const auto& row : r) {
+        const int64_t n = row[1].as<int64_t>();
+        out.by_reason[static_cast<ExpiryReason>(row[0].as<int>())] += n;
+        out.expired += n;
+        out.expired_log_bytes += row[2].as<int64_t>();
+        const int64_t lo = row[3].as<int64_t>(), hi = row[4].as<int64_t>();
+        if (!out.oldest_expired || lo < *out.oldest_expired) out.oldest_expired = lo;
+        if (!out.newest_expired || hi > *out.newest_expired) out.newest_expired = hi;
+      }
+      return out;
     });
   }
 

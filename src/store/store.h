@@ -162,6 +162,17 @@ struct ExpiredRun {
   ExpiryReason reason = ExpiryReason::keep_runs;
 };
 
+// What the plan that an ExpiryMarks describes expires of one task
+// (Store::task_expiry): the retention preview of the web UI's task page.
+struct TaskExpiry {
+  int64_t terminal = 0;                        // the task's terminal runs
+  int64_t expired = 0;                         // of them, the plan's
+  int64_t expired_log_bytes = 0;               // their log_bytes, summed as stored
+  std::map<ExpiryReason, int64_t> by_reason;   // runs per first rule that expires them
+  std::optional<int64_t> oldest_expired;       // the smallest id expired
+  std::optional<int64_t> newest_expired;       // the largest
+};
+
 // What Store::expiry_marks() read from the whole history, once per sweep: the
 // thresholds that make every run's verdict a test on its own row (so the
 // plan can be read in id order, a page at a time), and the figures of the
@@ -259,6 +270,12 @@ struct MaintenanceSummary {
   MaintenanceFigures total;      // summed over every recorded run (run_id unset)
 };
 
+// A task's newest runs (Store::recent_runs): the overview's strips.
+struct TaskRuns {
+  std::string task;
+  std::vector<Run> runs;  // newest first
+};
+
 // Per-task facts for listings.
 struct TaskSummary {
   std::string task;
@@ -292,7 +309,7 @@ struct Delivery {
 // method may be called from any thread. Writes (insert/mark/finish, delete,
 // tombstones, compaction) are serialised on one writer connection; reads are
 // serialised on one reader connection; the long reads (list_briefs,
-// expiry_marks, plan_expired, find_purgeable, integrity_check, log_paths:
+// expiry_marks, plan_expired, task_expiry, find_purgeable, integrity_check, log_paths:
 // retention's and check's) on a third connection of their own, so a sweep never makes the API's reads
 // wait. So a short read, a long read and a write proceed at the same time;
 // two short reads wait for each other. checkpoint() uses a connection of its
@@ -336,6 +353,12 @@ class Store {
   virtual Result<std::optional<TimePoint>> last_fire(std::string_view task) = 0;
   // One entry per task that has runs, with its newest run.
   virtual Result<std::vector<TaskSummary>> task_summaries() = 0;
+  // Every task that has runs, by name, with its `per_task` newest runs,
+  // newest first: one seek of the task index (runs_by_task_status) per task
+  // name and `per_task` rows each, in one read snapshot; the history is
+  // never scanned. Memory: tasks x per_task runs. Errors: invalid_argument
+  // for per_task outside 1..1000.
+  virtual Result<std::vector<TaskRuns>> recent_runs(int per_task) = 0;
   // Per task: when it last succeeded and last failed (failure statuses).
   virtual Result<std::vector<LastOutcome>> last_outcomes() = 0;
   // Runs currently pending or running on this node, oldest first.
@@ -382,6 +405,12 @@ class Store {
   // Memory: `limit` entries. Errors: io; invalid_argument for limit < 1.
   virtual Result<std::vector<ExpiredRun>> plan_expired(const ExpiryRules& rules, const ExpiryMarks& marks,
                                                        int64_t after_id, int64_t limit) = 0;
+  // What the plan that `marks` describe expires of `task` (the figures of
+  // plan_expired() restricted to the task's runs, and its terminal runs),
+  // read in the database over the task's index entries: memory is one row
+  // per reason, whatever the history. Requires: marks from
+  // expiry_marks(rules) with the same rules. Errors: io.
+  virtual Result<TaskExpiry> task_expiry(const ExpiryRules& rules, const ExpiryMarks& marks, std::string_view task) = 0;
   // Terminal runs matching a manual purge, oldest first (by id).
   virtual Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& query) = 0;
   // Deletes the given runs that are terminal (in-flight ones are left alone)

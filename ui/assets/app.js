@@ -261,11 +261,12 @@ window.addEventListener('hashchange', route);
 // Run state changes from /api/events, shared by the pages that show runs.
 // onChange(null) means "reload what you show": on `ready` (the stream is
 // subscribed, so a change made before it is in the reload and every later
-// one arrives as an event), and after events were dropped.
+// one arrives as an event), and after events were dropped; the second
+// argument names the event (ready, dropped, done).
 function watchRuns(onChange) {
   const s = sse('/api/events', (ev) => {
     if (ev.event === 'state') onChange(ev.data);
-    else if (ev.event === 'ready' || ev.event === 'dropped' || ev.event === 'done') onChange(null);
+    else if (ev.event === 'ready' || ev.event === 'dropped' || ev.event === 'done') onChange(null, ev.event);
   });
   return () => s.close();
 }
@@ -317,15 +318,28 @@ async function overviewPage() {
     return tr;
   };
   const loadRuns = async (task) => (await api(`/api/tasks/${enc(task)}/runs?limit=30`)).runs;
-  let loading = null;
   const reloadAll = async () => {
-    const tasks = await api('/api/tasks');
-    const runs = await Promise.all(tasks.map((t) => loadRuns(t.task).catch(() => [])));
+    // Two requests whatever the number of tasks: the tasks, and every
+    // task's recent runs in one answer (GET /api/runs/recent).
+    const [tasks, recent] = await Promise.all([api('/api/tasks'), api('/api/runs/recent?per_task=30')]);
+    const runsOf = new Map(recent.tasks.map((t) => [t.task, t.runs]));
     rows.clear();
     tbody.replaceChildren();
-    tasks.forEach((t, i) => { const tr = render(t, runs[i]); rows.set(t.task, { tr, info: t, runs: runs[i] }); tbody.append(tr); });
+    tasks.forEach((t) => { const runs = runsOf.get(t.task) || []; const tr = render(t, runs); rows.set(t.task, { tr, info: t, runs }); tbody.append(tr); });
     if (!tasks.length) tbody.append(h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No tasks configured and no history.')));
     apply();
+  };
+  // Loads are never two at once: one asked for while another runs is made
+  // once it ends (several asks, one load).
+  let loading = null, again = false, started = false;
+  const load = () => {
+    started = true;
+    if (loading) { again = true; return loading; }
+    loading = reloadAll().finally(() => {
+      loading = null;
+      if (again) { again = false; load().catch(() => {}); }
+    });
+    return loading;
   };
   const pending = new Set();
   let timer = null;
@@ -333,17 +347,30 @@ async function overviewPage() {
     const tasks = await api('/api/tasks');
     const t = tasks.find((x) => x.task === task);
     const old = rows.get(task);
-    if (!t || !old) return reloadAll();
+    if (!t || !old) return load();
     const runs = await loadRuns(task);
     const tr = render(t, runs);
     old.tr.replaceWith(tr);
     rows.set(task, { tr, info: t, runs });
     apply();
   };
-  await reloadAll();
-  onLeave(watchRuns((change) => {
+  // The first load waits for the stream's `ready` (subscribed: a change
+  // made before it is in the load, every later one arrives as an event), so
+  // a page shows its rows after one load, not two; if `ready` is slow (the
+  // stream refused, reconnecting) it loads after 300 ms anyway, and the
+  // `ready` that follows makes one more load.
+  let first;
+  const firstLoad = new Promise((resolve) => { first = resolve; });
+  const begin = () => { if (!started) first(load()); };
+  const fallback = setTimeout(begin, 300);
+  onLeave(() => clearTimeout(fallback));
+  onLeave(watchRuns((change, kind) => {
     live.textContent = 'live';
-    if (!change) { loading = loading || reloadAll().finally(() => { loading = null; }); return; }
+    if (!change) {
+      if (kind === 'ready' && !started) begin();
+      else load().catch(() => {});
+      return;
+    }
     pending.add(change.task);
     clearTimeout(timer);
     timer = setTimeout(() => {  // coalesce a burst of changes into one reload per task
@@ -353,6 +380,7 @@ async function overviewPage() {
     }, 100);
   }));
   onLeave(() => clearTimeout(timer));
+  await (await firstLoad);  // the first load's failure is the page's (route() shows it)
 }
 
 // ---- task page -----------------------------------------------------------------
@@ -363,9 +391,9 @@ async function taskPage(task) {
   const app = currentRoot();
   const onLeave = leaver(app);
   document.title = task + ' · cronkeep';
-  const tasks = await api('/api/tasks');
+  // Both at once: the first history page does not wait for the task list.
+  const [tasks, first] = await Promise.all([api('/api/tasks'), api(`/api/tasks/${enc(task)}/runs?limit=50`)]);  // 404 for an unknown task
   const info = tasks.find((t) => t.task === task);
-  const first = await api(`/api/tasks/${enc(task)}/runs?limit=50`);  // 404 for an unknown task
   const msg = h('p', { id: 'task-message', role: 'status' });
   const runNow = h('button', { class: 'primary', id: 'run-now', type: 'button' }, 'Run now');
   runNow.addEventListener('click', async () => {

@@ -63,6 +63,9 @@ try {
 
   // ---- overview: lists the tasks, updates live when a run ends ----
   step = 'overview';
+  const apiCalls = [];
+  const countCalls = (r) => { const u = new URL(r.url()); if (u.pathname.startsWith('/api/')) apiCalls.push(u.pathname + u.search); };
+  page.on('request', countCalls);
   const res = await page.goto(d.base + '/');
   assert.match(res.headers()['content-security-policy'], /default-src 'none'; script-src 'self'/);
   await page.waitForSelector('tr[data-task="ticker"]');
@@ -71,6 +74,11 @@ try {
   assert.match(await page.textContent('tr[data-task="ticker"]'), /every day at 04:00/);
   await page.waitForSelector('#live:text("live")');
   assert.equal(await page.$$eval('tr[data-task="many"] .strip span', (s) => s.length), 30);
+  // Every task's strip from one request (GET /api/runs/recent), one more at most on `ready`; none per task.
+  page.off('request', countCalls);
+  const recentCalls = apiCalls.filter((u) => u.startsWith('/api/runs/recent'));
+  assert.ok(recentCalls.length >= 1 && recentCalls.length <= 2, `recent runs read ${recentCalls.length} time(s): ${apiCalls.join(' ')}`);
+  assert.equal(apiCalls.filter((u) => /^\/api\/tasks\/[^/]+\/runs/.test(u)).length, 0, `no request per task: ${apiCalls.join(' ')}`);
   const before = await page.textContent('tr[data-task="colors"] td.last');
   const fresh = await d.api('/api/tasks/colors/run?wait=true', { method: 'POST' });  // not through the page
   await page.waitForSelector(`tr[data-task="colors"] td.last a[href="#/run/colors/${fresh.id}"]`, { timeout: 5000 });

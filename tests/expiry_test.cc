@@ -588,6 +588,16 @@ TEST(ExpiryPlanSqlite, PagesReadRunsInIdOrderWithoutSortingAndFloorsReadTheTaskI
   EXPECT_NE(terminal.find("USING COVERING INDEX runs_by_task_status (task=?)"), std::string::npos) << terminal;
   const std::string names = query_plan(dir / "cronkeep.db", sql::task_names(d));
   EXPECT_NE(names.find("runs_by_task_status (task>?)"), std::string::npos) << names;
+  // The scheduler's start-up reads walk each task's index, newest first, and
+  // stop at their window: no scan of the runs, no sort of runs (only the
+  // task names are sorted).
+  for (const std::string& startup : {sql::last_fire(d), sql::last_outcomes(d)}) {
+    const std::string plan = query_plan(dir / "cronkeep.db", startup);
+    EXPECT_NE(plan.find("SEARCH r USING INDEX runs_by_task_status (task=?)"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("SCAN r\n"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("SCAN runs"), std::string::npos) << plan;
+  }
+  EXPECT_EQ(query_plan(dir / "cronkeep.db", sql::last_fire(d)).find("TEMP B-TREE"), std::string::npos);
 }
 
 }  // namespace

@@ -275,6 +275,37 @@ TEST_P(StoreTest, LastFireIgnoresManualAndRetryRuns) {
   EXPECT_EQ(**store_->last_fire("t"), at(500));
 }
 
+TEST_P(StoreTest, LastFireIsTheLatestScheduledTimeEvenWhenACatchUpRowCameLater) {
+  add("t", RunStatus::succeeded, 500);
+  add("t", RunStatus::missed, 300);  // recorded after, for an older fire
+  add("u", RunStatus::succeeded, 900);
+  EXPECT_EQ(**store_->last_fire("t"), at(500));
+  EXPECT_EQ(**store_->last_fire("u"), at(900));
+  EXPECT_FALSE(*store_->last_fire("nosuch"));
+}
+
+TEST_P(StoreTest, LastOutcomesGiveEachTasksLatestSuccessAndFailure) {
+  add("a", RunStatus::succeeded, 100);
+  add("a", RunStatus::failed, 200);
+  add("a", RunStatus::succeeded, 300);
+  add("a", RunStatus::cancelled, 400);  // neither
+  add("a", RunStatus::timeout, 150);    // a failure that finished before the one above, recorded after
+  for (int i = 0; i < 50; ++i) add("b", RunStatus::skipped, 500 + i);  // no success, no failure
+  add("c", RunStatus::crashed, 700);
+  auto o = store_->last_outcomes();
+  ASSERT_TRUE(o) << o.error().message;
+  ASSERT_EQ(o->size(), 3u);
+  EXPECT_EQ((*o)[0].task, "a");
+  EXPECT_EQ((*o)[0].last_success, at(300));
+  EXPECT_EQ((*o)[0].last_failure, at(200));
+  EXPECT_EQ((*o)[1].task, "b");
+  EXPECT_FALSE((*o)[1].last_success);
+  EXPECT_FALSE((*o)[1].last_failure);
+  EXPECT_EQ((*o)[2].task, "c");
+  EXPECT_FALSE((*o)[2].last_success);
+  EXPECT_EQ((*o)[2].last_failure, at(700));
+}
+
 TEST_P(StoreTest, SummarisesEachTaskWithItsNewestRun) {
   add("a", RunStatus::succeeded);
   const int64_t last_a = add("a", RunStatus::failed);

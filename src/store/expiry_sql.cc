@@ -146,6 +146,24 @@ std::string task_names(Dialect) {
          " SELECT task FROM names WHERE task IS NOT NULL";
 }
 
+std::string last_fire(Dialect d) {
+  return "SELECT MAX(f.scheduled_at) FROM (SELECT r.scheduled_at FROM runs r WHERE r.task = " + std::string(d == Dialect::sqlite ? "?1" : "$1") +
+         " AND r.trigger IN ('schedule', 'catch_up') ORDER BY r.task, r.id DESC LIMIT " +
+         std::to_string(kStartupWindow) + ") f";
+}
+
+std::string last_outcomes(Dialect d) {
+  // Each a walk down the (task, id DESC, status) index that stops at the
+  // window's end; a task that never failed walks its index entries only.
+  auto latest = [](Kind kind) {
+    return "(SELECT MAX(w.finished_at) FROM (SELECT r.finished_at FROM runs r WHERE r.task = k.task AND r.status " +
+           std::string(status_test(kind)) + " ORDER BY r.task, r.id DESC LIMIT " + std::to_string(kStartupWindow) +
+           ") w)";
+  };
+  return "SELECT k.task, " + latest(Kind::succeeded) + ", " + latest(Kind::failures) + " FROM (" + task_names(d) +
+         ") k ORDER BY k.task";
+}
+
 std::string nth_newest(Dialect d, Kind kind) {
   const std::string task = d == Dialect::sqlite ? "?1" : "$1";
   if (kind == Kind::executed || kind == Kind::records)

@@ -35,6 +35,21 @@ enum class Dialect { sqlite, postgres };
 // No parameters; one column.
 std::string task_names(Dialect d);
 
+// The scheduler's start-up reads (Store::last_fire, Store::last_outcomes),
+// here because they share the loose scan and the status sets. Both read a
+// bounded stretch of each task's index instead of its whole history: the
+// newest `kStartupWindow` matching runs by id. Fires and ends are recorded
+// in order, so the latest time is among them; a catch-up row recorded later
+// for an older fire, or a long run ending after shorter newer ones, is
+// within the window too unless a thousand runs came in between.
+inline constexpr int kStartupWindow = 1000;
+// Parameter 1: the task. One row, one column: the latest scheduled_at of the
+// task's schedule and catch_up runs (NULL when none).
+std::string last_fire(Dialect d);
+// No parameters. Per task with runs: task, latest finished_at of a success,
+// latest finished_at of a failure status (NULL when none), by task.
+std::string last_outcomes(Dialect d);
+
 // Sets of statuses that TaskMarks are taken from.
 enum class Kind { executed, records, terminal, succeeded, failures };
 

@@ -462,8 +462,7 @@ class PgStore final : public Store {
 
   Result<std::optional<TimePoint>> last_fire(std::string_view task) override {
     return read<std::optional<TimePoint>>("reading last fire", [&](pqxx::transaction_base& tx) {
-      auto r = run_sql(tx, "SELECT MAX(scheduled_at) FROM runs WHERE task = $1 AND trigger IN ('schedule', 'catch_up')",
-                       Params().add(task));
+      auto r = run_sql(tx, expiry_sql::last_fire(expiry_sql::Dialect::postgres), Params().add(task));
       return Result<std::optional<TimePoint>>(opt_time(r[0][0]));
     });
   }
@@ -521,10 +520,7 @@ class PgStore final : public Store {
 
   Result<std::vector<LastOutcome>> last_outcomes() override {
     return read<std::vector<LastOutcome>>("reading last outcomes", [&](pqxx::transaction_base& tx) {
-      auto r = tx.exec(
-          "SELECT task, MAX(CASE WHEN status = 'succeeded' THEN finished_at END),"
-          " MAX(CASE WHEN status IN ('failed', 'timeout', 'crashed', 'log_overflow') THEN finished_at END)"
-          " FROM runs GROUP BY task ORDER BY task");
+      auto r = tx.exec(expiry_sql::last_outcomes(expiry_sql::Dialect::postgres));
       std::vector<LastOutcome> out;
       for (const auto& row : r) out.push_back(LastOutcome{row[0].as<std::string>(), opt_time(row[1]), opt_time(row[2])});
       return Result<std::vector<LastOutcome>>(std::move(out));

@@ -464,7 +464,7 @@ class SqliteStore final : public Store {
 
   Result<std::optional<TimePoint>> last_fire(std::string_view task) override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), "SELECT MAX(scheduled_at) FROM runs WHERE task = ? AND trigger IN ('schedule', 'catch_up')");
+    Stmt s(reader_.get(), expiry_sql::last_fire(expiry_sql::Dialect::sqlite).c_str());
     s.bind(1, task);
     if (s.step() != SQLITE_ROW) return sql_error(reader_.get(), "reading last fire");
     return s.opt_time(0);
@@ -1041,10 +1041,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<LastOutcome>> last_outcomes() override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(),
-           "SELECT task, MAX(CASE WHEN status = 'succeeded' THEN finished_at END),"
-           " MAX(CASE WHEN status IN ('failed', 'timeout', 'crashed', 'log_overflow') THEN finished_at END)"
-           " FROM runs GROUP BY task ORDER BY task");
+    Stmt s(reader_.get(), expiry_sql::last_outcomes(expiry_sql::Dialect::sqlite).c_str());
     std::vector<LastOutcome> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(LastOutcome{s.text(0), s.opt_time(1), s.opt_time(2)});

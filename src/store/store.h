@@ -350,6 +350,8 @@ class Store {
   virtual Result<std::vector<Run>> list_runs(const RunQuery& query) = 0;
   // The latest scheduled_at among the task's schedule/catch_up/missed/skipped
   // runs: the last fire the scheduler handled. nullopt for a task never fired.
+  // Looked for among the task's 1,000 newest such runs (a bounded read at
+  // start-up, whatever the history's length; fires are recorded in order).
   virtual Result<std::optional<TimePoint>> last_fire(std::string_view task) = 0;
   // One entry per task that has runs, with its newest run.
   virtual Result<std::vector<TaskSummary>> task_summaries() = 0;
@@ -359,7 +361,9 @@ class Store {
   // never scanned. Memory: tasks x per_task runs. Errors: invalid_argument
   // for per_task outside 1..1000.
   virtual Result<std::vector<TaskRuns>> recent_runs(int per_task) = 0;
-  // Per task: when it last succeeded and last failed (failure statuses).
+  // Per task: when it last succeeded and last failed (failure statuses),
+  // looked for among its 1,000 newest successes and failures: a walk of the
+  // task index, not a scan of the history.
   virtual Result<std::vector<LastOutcome>> last_outcomes() = 0;
   // Runs currently pending or running on this node, oldest first.
   virtual Result<std::vector<Run>> in_flight_runs() = 0;

@@ -66,7 +66,7 @@ struct Limits {
   std::chrono::milliseconds idle_timeout{5'000};     // a kept-alive connection between requests
   std::chrono::milliseconds write_timeout{30'000};   // an answer (each chunk of a raw log), not SSE
   int max_connections = 4096;                // open connections in all (503 beyond)
-  int max_connections_per_client = 64;       // per remote address, besides its SSE streams
+  int max_connections_per_client = 128;      // per remote address, besides its SSE streams
 };
 
 // Serves in a background thread (the loop) and its worker pools.

@@ -64,7 +64,7 @@ struct Limits {
   std::chrono::milliseconds header_timeout{10'000};  // a request's whole header, from its first byte
   std::chrono::milliseconds body_timeout{30'000};    // its body, after the header
   std::chrono::milliseconds idle_timeout{5'000};     // a kept-alive connection between requests
-  std::chrono::milliseconds write_timeout{30'000};   // an answer (each chunk of a raw log), not SSE
+  std::chrono::milliseconds write_timeout{30'000};   // each write of an answer, a raw log's chunk, an SSE burst
   int max_connections = 4096;                // open connections in all (503 beyond)
   int max_connections_per_client = 128;      // per remote address, besides its SSE streams
 };

@@ -174,7 +174,7 @@ std::optional<std::string> gzip(std::string_view in) {
 std::string decode_path(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() + 0 && i + 2 <= s.size() - 1) {
+    if (s[i] == '%' && i + 2 < s.size()) {
       int v = 0;
       auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
       if (ec == std::errc() && p == s.data() + i + 3) {
@@ -1441,10 +1441,15 @@ struct Server::Impl {
       }
       if (!buffers_.empty()) {
         writing_ = true;
+        // A client that takes nothing for write_timeout is closed (its read
+        // stays pending without a deadline: the stream's timer for writes
+        // is set only while a write is).
+        stream_.expires_after(s_.limits.write_timeout);
         asio::async_write(stream_, buffers_, [self = shared_from_this()](beast::error_code ec, size_t) {
           self->writing_ = false;
           self->hold_.clear();
           if (ec) return self->close();
+          self->stream_.expires_never();
           self->last_write_ = std::chrono::steady_clock::now();
           self->pump();
         });

@@ -787,6 +787,23 @@ TEST_F(HttpAbuseTest, ASlowFollowerFallsBehindAloneAndIsToldWhatItDropped) {
   EXPECT_NE(raw.find("event: done\n"), std::string::npos);
 }
 
+TEST_F(HttpTest, HeadAnswersAGetsHeadWithoutItsBody) {
+  const int fd = connect_raw(server_->port());
+  send_all(fd, "HEAD /api/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n"
+               "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  const std::string both = read_until_closed(fd, 5s);
+  ::close(fd);
+  ASSERT_EQ(both.rfind("HTTP/1.1 200", 0), 0u) << both;
+  const size_t length = both.find("Content-Length: ");
+  ASSERT_NE(length, std::string::npos) << both;
+  EXPECT_GT(std::stoll(both.substr(length + 16)), 0);
+  // The next answer on the connection follows the head at once: no body came between.
+  const size_t second = both.find("HTTP/1.1 200", 1);
+  ASSERT_NE(second, std::string::npos) << both;
+  EXPECT_EQ(both.substr(second - 4, 4), "\r\n\r\n");
+  EXPECT_NE(both.find("{\"status\":\"ok\"}", second), std::string::npos) << both;
+}
+
 TEST_F(HttpTest, ASecondServerOnTheSamePortFailsToStart) {
   Server other(Deps{local_.get(), {}, {}, kToken});
   auto st = other.start("127.0.0.1:" + std::to_string(server_->port()));

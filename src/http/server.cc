@@ -1195,6 +1195,9 @@ struct Server::Impl {
       for (const auto& field : msg)
         req.headers.emplace_back(std::string(field.name_string().data(), field.name_string().size()),
                                  std::string(field.value().data(), field.value().size()));
+      // HEAD is a GET whose answer is sent without its body.
+      head_only_ = req.method == "HEAD";
+      if (head_only_) req.method = "GET";
       keep_alive_ = msg.keep_alive() && !s_.stopping;
       http10_ = msg.version() == 10;
       state_ = State::busy;
@@ -1230,7 +1233,17 @@ struct Server::Impl {
       head += keep_alive_ ? (http10_ ? "Connection: keep-alive\r\n" : "") : "Connection: close\r\n";
       head += "\r\n";
       head_ = std::move(head);
-      if (streaming) return open_stream(std::move(res));
+      if (streaming && head_only_) {
+        slot_held_ = true;  // released by close()
+        keep_alive_ = false;
+        res = Response{};
+      } else if (streaming) {
+        return open_stream(std::move(res));
+      }
+      if (head_only_) {
+        res.body.clear();
+        res.kind = Response::Kind::buffered;
+      }
       body_ = std::move(res.body);
       raw_ = res.kind == Response::Kind::raw;
       raw_length_ = res.raw_length;
@@ -1515,6 +1528,7 @@ struct Server::Impl {
     bool closed_ = false;
     bool keep_alive_ = true;
     bool http10_ = false;
+    bool head_only_ = false;  // a HEAD request: the answer's head only
     // a buffered or raw answer being written
     std::string head_;
     std::string body_;

@@ -11,6 +11,10 @@ find_package(date REQUIRED)
 find_package(tl-expected REQUIRED)
 find_package(OpenSSL REQUIRED)  # libcrypto: HMAC-SHA256 of webhook bodies (notify)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# The HTTP server: Boost.Beast and Asio, header-only (Debian's libboost-dev);
+# zlib for gzip answers. Linked by cronkeep_http only.
+find_package(Boost 1.74 REQUIRED)
+find_package(ZLIB REQUIRED)
 # PostgreSQL backend (Debian's libpqxx-dev, 6.4); linked by cronkeep_store only.
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 # zstd for the archive of purged runs (Debian's libzstd-dev); linked by cronkeep_archive only.

@@ -13,6 +13,8 @@ packages=(
   libspdlog-dev libfmt-dev libexpected-dev libhowardhinnant-date-dev
   # the archive of purged runs ([retention] archive): zstd frames
   libzstd-dev
+  # the HTTP server: Boost.Beast and Asio (header-only); zlib for gzip answers
+  libboost-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # the PostgreSQL backend (libpqxx) and a server for its tests (tests/with_pg.sh)
   libpqxx-dev postgresql

@@ -1,10 +1,15 @@
 // The HTTP API over real loopback sockets, with a real scheduler, real
 // processes and a real SQLite database.
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -46,8 +51,7 @@ class HttpTest : public ::testing::Test {
     scheduler_ = std::make_unique<scheduler::Scheduler>(
         config_, *store_, clock_, scheduler::Options{dir_.path(), 2s, 1, std::move(system), &bus_});
     ASSERT_TRUE(scheduler_->start());
-    Limits limits;
-    limits.max_streams_per_client = 2;
+    Limits limits = limits_;
     local_ = std::make_unique<ops::Local>(ops::LocalDeps{&config_, store_.get(), executor_.get(), scheduler_.get(),
                                                          &bus_, &clock_, &maintenance_, true, {}});
     server_ = std::make_unique<Server>(Deps{local_.get(), [this] { return local_->metrics(); }, {}, kToken}, limits);
@@ -81,6 +85,11 @@ class HttpTest : public ::testing::Test {
     return body(r)["id"].get<int64_t>();
   }
 
+  Limits limits_ = [] {
+    Limits l;
+    l.max_streams_per_client = 2;
+    return l;
+  }();
   TempDir dir_;
   config::Config config_;
   SystemClock clock_;
@@ -662,6 +671,212 @@ TEST_F(HttpTest, TheArchiveOfDeletedRunsIsReadThroughTheApiAndRemoteOpsAlike) {
   auto bad = remote->archive_show(q);
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::invalid_argument);
+}
+
+}  // namespace
+}  // namespace cronkeep::http
+
+namespace cronkeep::http {
+namespace {
+
+// ---- the transport under abuse (issue 10 item 22, issue 11 items 2 and 3) ----
+
+// A raw loopback connection; `rcvbuf` > 0 shrinks its receive buffer first.
+int connect_raw(int port, int rcvbuf = 0) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void send_all(int fd, const std::string& s) {
+  size_t at = 0;
+  while (at < s.size()) {
+    const ssize_t n = ::send(fd, s.data() + at, s.size() - at, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    at += static_cast<size_t>(n);
+  }
+}
+
+// Reads until the server closes (or `timeout` passes); the bytes read.
+std::string read_until_closed(int fd, std::chrono::milliseconds timeout, bool* closed = nullptr) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[65536];
+  if (closed) *closed = false;
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return out;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      if (closed) *closed = true;
+      return out;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+class HttpAbuseTest : public HttpTest {
+ protected:
+  HttpAbuseTest() {
+    limits_.header_timeout = 2s;
+    limits_.max_streams_per_client = 4;
+    limits_.stream_queue = 64;
+  }
+  void SetUp() override {
+    add_task("spray", "@yearly", "sleep 1; seq 1 30000; sleep 1");
+    HttpTest::SetUp();
+  }
+};
+
+TEST_F(HttpAbuseTest, SlowlorisConnectionsDoNotDelayOthersAndCloseAtTheHeaderDeadline) {
+  std::vector<int> slow;
+  for (int i = 0; i < 45; ++i) {
+    const int fd = connect_raw(server_->port());
+    ASSERT_GE(fd, 0);
+    slow.push_back(fd);
+  }
+  const auto opened = std::chrono::steady_clock::now();
+  std::atomic<bool> stop{false};
+  std::thread drip([&] {
+    // One header byte a second on every connection: never a whole header.
+    const std::string request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + std::string(100, 'a');
+    for (size_t k = 0; k < request.size() && !stop; ++k) {
+      for (int fd : slow) ::send(fd, &request[k], 1, MSG_NOSIGNAL);
+      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(100ms);
+    }
+  });
+  auto worst = std::chrono::steady_clock::duration::zero();
+  while (std::chrono::steady_clock::now() - opened < 3s) {
+    httplib::Client c("127.0.0.1", server_->port());
+    const auto t = std::chrono::steady_clock::now();
+    auto r = c.Get("/healthz");
+    worst = std::max(worst, std::chrono::steady_clock::now() - t);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_LT(worst, 1s) << std::chrono::duration_cast<std::chrono::milliseconds>(worst).count() << " ms";
+  // Each is closed at the deadline (2 s after it connected), whatever it still sends.
+  for (int fd : slow) {
+    bool closed = false;
+    read_until_closed(fd, 3s, &closed);
+    EXPECT_TRUE(closed);
+  }
+  const auto took = std::chrono::steady_clock::now() - opened;
+  EXPECT_GE(took, 1500ms);
+  EXPECT_LT(took, 5s);
+  stop = true;
+  drip.join();
+  for (int fd : slow) ::close(fd);
+}
+
+class HttpConnectionCapTest : public HttpTest {
+ protected:
+  HttpConnectionCapTest() { limits_.max_connections_per_client = 4; }
+};
+
+TEST_F(HttpConnectionCapTest, AClientsOldestWaitingConnectionMakesRoomAndBusyOnesGetA429) {
+  std::vector<int> idle;
+  for (int i = 0; i < 4; ++i) idle.push_back(connect_raw(server_->port()));
+  std::this_thread::sleep_for(200ms);
+  // A fifth: the oldest idle one is closed for it, and it is served.
+  const int fifth = connect_raw(server_->port());
+  send_all(fifth, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(read_until_closed(fifth, 5s).rfind("HTTP/1.1 200", 0), 0u);
+  bool closed = false;
+  read_until_closed(idle[0], 2s, &closed);
+  EXPECT_TRUE(closed);
+  for (int fd : idle) ::close(fd);
+  ::close(fifth);
+  std::this_thread::sleep_for(200ms);
+
+  // Four connections each waiting for a run: none can make room.
+  std::vector<int> busy;
+  for (int i = 0; i < 4; ++i) {
+    busy.push_back(connect_raw(server_->port()));
+    send_all(busy.back(), std::string("POST /api/tasks/slow/run?wait=true HTTP/1.1\r\nHost: localhost\r\n") +
+                              "Authorization: Bearer " + kToken + "\r\n\r\n");
+  }
+  std::this_thread::sleep_for(500ms);
+  const int refused = connect_raw(server_->port());
+  bool refused_closed = false;
+  const std::string answer = read_until_closed(refused, 5s, &refused_closed);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 429", 0), 0u) << answer;
+  EXPECT_NE(answer.find("too many connections from 127.0.0.1"), std::string::npos) << answer;
+  EXPECT_TRUE(refused_closed);
+  ::close(refused);
+  for (int fd : busy) ::close(fd);
+}
+
+TEST_F(HttpAbuseTest, ASlowFollowerFallsBehindAloneAndIsToldWhatItDropped) {
+  auto r = client_->Post("/api/tasks/spray/run", auth(), "", "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  const std::string path = "/api/tasks/spray/runs/" + std::to_string(body(r)["id"].get<int64_t>()) + "/log/stream";
+  // The slow follower asks and then reads nothing until the fast one is done.
+  const int slow = connect_raw(server_->port(), 4096);
+  ASSERT_GE(slow, 0);
+  send_all(slow, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  httplib::Client fast("127.0.0.1", server_->port());
+  fast.set_read_timeout(60s);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto events = read_stream(fast, path);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().type, "done");
+  EXPECT_EQ(events.back().data["status"], "succeeded");
+  int64_t expected = 1;
+  for (const auto& e : events)
+    if (e.type == "line") {
+      ASSERT_EQ(e.id, expected) << "a gap or a duplicate in the fast follower's lines";
+      ++expected;
+    }
+  EXPECT_EQ(expected, 30001);
+  EXPECT_LT(took, 30s);
+  // Now the slow one reads: it was told it dropped frames, and got every line anyway.
+  bool closed = false;
+  const std::string raw = read_until_closed(slow, 30s, &closed);
+  ::close(slow);
+  EXPECT_TRUE(closed);
+  EXPECT_NE(raw.find("event: dropped\n"), std::string::npos);
+  EXPECT_NE(raw.find("\"text\":\"30000\""), std::string::npos);
+  EXPECT_NE(raw.find("event: done\n"), std::string::npos);
+}
+
+TEST_F(HttpTest, HeadAnswersAGetsHeadWithoutItsBody) {
+  const int fd = connect_raw(server_->port());
+  send_all(fd, "HEAD /api/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n"
+               "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  const std::string both = read_until_closed(fd, 5s);
+  ::close(fd);
+  ASSERT_EQ(both.rfind("HTTP/1.1 200", 0), 0u) << both;
+  const size_t length = both.find("Content-Length: ");
+  ASSERT_NE(length, std::string::npos) << both;
+  EXPECT_GT(std::stoll(both.substr(length + 16)), 0);
+  // The next answer on the connection follows the head at once: no body came between.
+  const size_t second = both.find("HTTP/1.1 200", 1);
+  ASSERT_NE(second, std::string::npos) << both;
+  EXPECT_EQ(both.substr(second - 4, 4), "\r\n\r\n");
+  EXPECT_NE(both.find("{\"status\":\"ok\"}", second), std::string::npos) << both;
+}
+
+TEST_F(HttpTest, ASecondServerOnTheSamePortFailsToStart) {
+  Server other(Deps{local_.get(), {}, {}, kToken});
+  auto st = other.start("127.0.0.1:" + std::to_string(server_->port()));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, ErrorCode::io);
+  EXPECT_NE(st.error().message.find("in use"), std::string::npos) << st.error().message;
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
 }
 
 }  // namespace

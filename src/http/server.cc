@@ -1,26 +1,48 @@
-// The HTTP server: a small router over cpp-httplib, each route turning a
-// request into one ops call and its answer into JSON (ops/wire.h).
+// The HTTP server: one event loop (Boost.Beast on Asio) that accepts,
+// reads requests and writes answers, and a router over it, each route
+// turning a request into one ops call (on a worker pool, never on the loop)
+// and its answer into JSON (ops/wire.h).
 //
-// Routing is ours rather than cpp-httplib's: its router reads a POST body
-// until the connection closes when the request has no Content-Length (a
-// plain `curl -X POST` got a 400 after a timeout), and merges form-encoded
-// bodies into the query parameters. Here a POST without a body is an empty
-// body, query parameters come from the URL only, and a body is JSON
-// whatever its Content-Type.
+// Here a POST without a body is an empty body, query parameters come from
+// the URL only, and a body is JSON whatever its Content-Type.
+//
+// Threads (docs/architecture.md, "The HTTP server"): the loop owns every
+// socket, parser and connection count; `workers` run GET routes, `waiters`
+// run POST routes (which may wait long: run?wait=true, purge, compact);
+// a followed run's SSE feed has one leader thread (http/feed.h) whatever
+// the number of its followers.
 #include <sys/socket.h>
+#include <zlib.h>
 
-#include <httplib.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
+#include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
+#include "http/feed.h"
 #include "http/http.h"
 #include "http/ui_assets.h"
 #include "ops/remote.h"
@@ -29,6 +51,10 @@
 namespace cronkeep::http {
 namespace {
 
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
 using ops::Json;
 
 int status_for(ErrorCode code) {
@@ -45,35 +71,131 @@ int status_for(ErrorCode code) {
   return 500;
 }
 
-// Debian's cpp-httplib compresses with brotli at its default quality (11)
-// whenever a client accepts it, at about 1 MB/s: a 75 KB page of a log took
-// 60 ms instead of 4 with gzip, and every browser accepts br. So `br` is
-// taken out of Accept-Encoding before the library looks (it then uses gzip).
-// The request is the server's own object; only the handler's view is const.
-void drop_brotli(httplib::Request& req) {
-  auto it = req.headers.find("Accept-Encoding");
-  if (it == req.headers.end() || it->second.find("br") == std::string::npos) return;
-  std::string kept;
-  size_t start = 0;
-  while (start <= it->second.size()) {
-    size_t end = it->second.find(',', start);
-    if (end == std::string::npos) end = it->second.size();
-    std::string token = it->second.substr(start, end - start);
-    token.erase(0, token.find_first_not_of(' '));
-    if (!token.empty() && token.rfind("br", 0) != 0) kept += (kept.empty() ? "" : ", ") + token;
-    start = end + 1;
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
   }
-  it->second = kept;
+  return true;
 }
 
-void send_json(httplib::Response& res, int status, const Json& body) {
+// A request as the routes see it (read by the loop, handled on a worker).
+struct Request {
+  std::string method;
+  std::string target;       // as sent: path and query
+  std::string path;         // percent-decoded, without the query
+  std::string body;
+  std::string remote_addr;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  bool has_header(std::string_view name) const {
+    for (const auto& [k, v] : headers)
+      if (iequals(k, name)) return true;
+    return false;
+  }
+  std::string get_header_value(std::string_view name) const {
+    for (const auto& [k, v] : headers)
+      if (iequals(k, name)) return v;
+    return "";
+  }
+};
+
+// An answer: a body in memory, a raw log streamed in bounded chunks, or an
+// SSE stream (whose events come from a feed).
+struct Response {
+  enum class Kind { buffered, raw, follow, watch };
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string content_type;
+  Kind kind = Kind::buffered;
+  // raw: Content-Length; `body` holds the first bytes; `next` is called on
+  // a worker for the bytes after the first `sent` ones (empty: the log went
+  // away or shrank, and the connection is closed).
+  int64_t raw_length = 0;
+  std::function<std::string(int64_t sent)> next;
+  ops::FollowRequest follow;
+  ops::WatchRequest watch;
+
+  void set_header(std::string name, std::string value) { headers.emplace_back(std::move(name), std::move(value)); }
+  void set_content(std::string bytes, std::string type) {
+    body = std::move(bytes);
+    content_type = std::move(type);
+  }
+};
+
+// Whether the client takes gzip (q > 0). Browsers get gzip, never brotli:
+// the server compresses nothing but gzip.
+bool accepts_gzip(const std::string& accept) {
+  size_t start = 0;
+  while (start < accept.size()) {
+    size_t end = accept.find(',', start);
+    if (end == std::string::npos) end = accept.size();
+    std::string token = accept.substr(start, end - start);
+    token.erase(0, token.find_first_not_of(' '));
+    const size_t semi = token.find(';');
+    std::string name = token.substr(0, semi);
+    while (!name.empty() && name.back() == ' ') name.pop_back();
+    if (iequals(name, "gzip") || name == "*") {
+      if (semi == std::string::npos) return true;
+      const size_t q = token.find("q=", semi);
+      return q == std::string::npos || std::strtod(token.c_str() + q + 2, nullptr) > 0;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
+bool compressible(const std::string& type) {
+  return type.rfind("text/", 0) == 0 || type.rfind("application/json", 0) == 0 ||
+         type.find("javascript") != std::string::npos || type.rfind("image/svg", 0) == 0;
+}
+
+// gzip at zlib's default level (fast: a 75 KB page of a log in a few ms).
+std::optional<std::string> gzip(std::string_view in) {
+  z_stream z{};
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return std::nullopt;
+  std::string out(deflateBound(&z, static_cast<uLong>(in.size())), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return std::nullopt;
+  return out;
+}
+
+// Percent-decoding of a path ('+' stays).
+std::string decode_path(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      int v = 0;
+      auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+      if (ec == std::errc() && p == s.data() + i + 3) {
+        out += static_cast<char>(v);
+        i += 2;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+void send_json(Response& res, int status, const Json& body) {
   res.status = status;
   res.set_content(ops::dump(body), "application/json");
 }
 
-void send_error(httplib::Response& res, const Error& e) { send_json(res, status_for(e.code), ops::to_json(e)); }
+void send_error(Response& res, const Error& e) { send_json(res, status_for(e.code), ops::to_json(e)); }
 
-void send_error(httplib::Response& res, ErrorCode code, const std::string& message) {
+void send_error(Response& res, ErrorCode code, const std::string& message) {
   send_error(res, Error{code, message});
 }
 
@@ -126,8 +248,8 @@ std::string decode(std::string_view s) {
 
 // What a route sees of a request.
 struct Call {
-  const httplib::Request& req;
-  httplib::Response& res;
+  const Request& req;
+  Response& res;
   std::smatch match;
   std::map<std::string, std::string> query;  // from the URL only
   Json body;                                 // an object (empty when no body was sent)
@@ -297,21 +419,36 @@ std::string prometheus(const ops::Metrics& m, int sse_clients) {
 }  // namespace
 
 struct Server::Impl {
+  class Conn;
+
   Deps deps;
   Limits limits;
-  httplib::Server server;
-  std::thread thread;
   int port = 0;
   std::string listen_host;  // empty or a wildcard: any Host is served
   std::atomic<bool> stopping{false};
   std::vector<Route> routes;
+
+  // The loop and what only it touches.
+  asio::io_context io{1};
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::steady_timer> accept_retry;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;  // the loop runs until stop()
+  std::thread loop;
+  std::unordered_map<Conn*, std::weak_ptr<Conn>> conns;                  // loop only: every open connection
+  std::unordered_map<std::string, std::vector<Conn*>> requests_by_client; // loop only: connections that are not streams
+
+  // Route handlers (GET: workers; POST: waiters, which may wait long).
+  std::optional<asio::thread_pool> workers;
+  std::optional<asio::thread_pool> waiters;
+  Hub hub;
 
   std::mutex streams_mu;
   std::condition_variable streams_cv;
   int streams = 0;
   std::map<std::string, int> streams_by_client;
 
-  bool authenticated(const httplib::Request& req) const {
+
+  bool authenticated(const Request& req) const {
     const std::string h = req.get_header_value("Authorization");
     const size_t space = h.find(' ');
     if (space == std::string::npos || lower(std::string_view(h).substr(0, space)) != "bearer") return false;
@@ -321,7 +458,7 @@ struct Server::Impl {
   }
 
   // DNS rebinding: a page on another name must not read this API.
-  bool host_allowed(const httplib::Request& req) const {
+  bool host_allowed(const Request& req) const {
     if (listen_host.empty() || listen_host == "0.0.0.0" || listen_host == "::") return true;
     std::string host = req.get_header_value("Host");
     if (host.empty()) return true;  // HTTP/1.0 clients; no browser sends none
@@ -339,8 +476,32 @@ struct Server::Impl {
     routes.push_back(Route{method, std::regex(pattern), needs_auth, std::move(handle)});
   }
 
-  // Every request comes here (and bodiless POSTs straight from pre-routing).
-  void dispatch(const httplib::Request& req, httplib::Response& res, bool bodiless) {
+  // On a worker: the route's answer, compressed when the client takes gzip.
+  Response handle(const Request& req) {
+    Response res;
+    try {
+      dispatch(req, res);
+    } catch (const std::exception& e) {
+      res = Response{};
+      send_error(res, ErrorCode::internal, std::string("internal error: ") + e.what());
+    } catch (...) {
+      res = Response{};
+      send_error(res, ErrorCode::internal, "internal error");
+    }
+    if (res.kind == Response::Kind::buffered && !res.body.empty() && compressible(res.content_type)) {
+      res.set_header("Vary", "Accept-Encoding");
+      if (accepts_gzip(req.get_header_value("Accept-Encoding"))) {
+        if (auto z = gzip(res.body)) {
+          res.body = std::move(*z);
+          res.set_header("Content-Encoding", "gzip");
+        }
+      }
+    }
+    return res;
+  }
+
+  // Every request comes here.
+  void dispatch(const Request& req, Response& res) {
     if (!host_allowed(req))
       return send_error(res, ErrorCode::invalid_argument,
                         "Host \"" + req.get_header_value("Host") + "\" is not served here (DNS rebinding protection)");
@@ -384,7 +545,7 @@ struct Server::Impl {
         rest.remove_prefix(amp + 1);
       }
     }
-    if (!bodiless && !req.body.empty()) {
+    if (!req.body.empty()) {
       call.body = Json::parse(req.body, nullptr, false);
       if (call.body.is_discarded())
         return send_error(res, ErrorCode::invalid_argument, "the body is not valid JSON (send a JSON object, or nothing)");
@@ -654,27 +815,24 @@ struct Server::Impl {
         first->bytes.resize(static_cast<size_t>(end - start));
         return c.res.set_content(std::move(first->bytes), "application/octet-stream");
       }
-      auto chunk = std::make_shared<ops::RawLogChunk>(std::move(*first));
-      c.res.set_content_provider(
-          static_cast<size_t>(end - start), "application/octet-stream",
-          [this, task, id, start, chunk](size_t off, size_t len, httplib::DataSink& sink) {
-            const int64_t at = start + static_cast<int64_t>(off);
-            if (at < chunk->offset || at >= chunk->offset + static_cast<int64_t>(chunk->bytes.size())) {
-              auto next = deps.ops->raw_log(task, id, at, ops::kMaxRawChunk);
-              if (!next || next->bytes.empty()) return false;  // the log went away or shrank
-              *chunk = std::move(*next);
-            }
-            const size_t skip = static_cast<size_t>(at - chunk->offset);
-            const size_t n = std::min(len, chunk->bytes.size() - skip);
-            return sink.write(chunk->bytes.data() + skip, n);
-          });
+      // Larger than one read: streamed, one bounded chunk in memory at a time.
+      const int64_t total = end - start;
+      c.res.kind = Response::Kind::raw;
+      c.res.raw_length = total;
+      c.res.content_type = "application/octet-stream";
+      c.res.body = std::move(first->bytes);
+      c.res.next = [this, task, id, start, total](int64_t sent) -> std::string {
+        auto next = deps.ops->raw_log(task, id, start + sent, std::min<int64_t>(ops::kMaxRawChunk, total - sent));
+        if (!next) return {};
+        return std::move(next->bytes);
+      };
     });
   }
 
   // The UI's pages load scripts and styles from this origin only, run no
   // inline script, and talk to this API only.
   static void send_asset(Call& c, const UiAsset& a) {
-    httplib::Response& res = c.res;
+    Response& res = c.res;
     res.set_header("Content-Security-Policy",
                    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
@@ -694,25 +852,17 @@ struct Server::Impl {
 
   // Server-Sent Events of run state changes (ops::Ops::watch), for the
   // overview's live updates; counts as a log stream against the caps.
+  // Server-Sent Events of run state changes (ops::Ops::watch), for the
+  // overview's live updates; counts as a log stream against the caps. One
+  // watch per kind (with or without system tasks) serves every client.
   void watch(Call& c) {
-    const std::string client = c.req.remote_addr;
-    if (!take_stream_slot(c, client)) return;
-    ops::WatchRequest request{c.authed, std::chrono::duration_cast<Millis>(limits.stream_idle)};
-    c.res.set_chunked_content_provider(
-        "text/event-stream",
-        [this, request](size_t, httplib::DataSink& sink) {
-          WatchSseSink out(*this, sink);
-          if (auto st = deps.ops->watch(request, out); !st) {
-            const std::string frame = "event: error\ndata: " + ops::dump(ops::to_json(st.error())) + "\n\n";
-            sink.write(frame.data(), frame.size());
-          }
-          sink.done();
-          return true;
-        },
-        [this, client](bool) { release_stream_slot(client); });
+    if (!take_stream_slot(c, c.req.remote_addr)) return;
+    c.res.kind = Response::Kind::watch;
+    c.res.watch = ops::WatchRequest{c.authed, std::chrono::duration_cast<Millis>(limits.stream_idle)};
   }
 
-  // Server-Sent Events for one run's log: ops::Ops::follow, framed.
+  // Server-Sent Events for one run's log: ops::Ops::follow, framed once per
+  // event for all the run's followers (http/feed.h).
   void stream(Call& c) {
     if (!c.only({"from"}) || !visible(c, c.arg(1))) return;
     std::optional<int64_t> from;
@@ -730,25 +880,12 @@ struct Server::Impl {
     if (!run) return send_error(c.res, run.error());
     if (run->log_path.empty() && store::is_terminal(run->status))
       return send_error(c.res, ErrorCode::not_found, "run " + std::to_string(run->id) + " has no log");
-    const std::string client = c.req.remote_addr;
-    if (!take_stream_slot(c, client)) return;
-    c.res.set_chunked_content_provider(
-        "text/event-stream",
-        [this, request](size_t, httplib::DataSink& sink) {
-          SseSink out(*this, sink);
-          if (auto st = deps.ops->follow(request, out); !st) {
-            ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::error);
-            e.text = st.error().message;
-            out.on_event(e);
-            out.flush();
-          }
-          sink.done();
-          return true;
-        },
-        [this, client](bool) { release_stream_slot(client); });
+    if (!take_stream_slot(c, c.req.remote_addr)) return;
+    c.res.kind = Response::Kind::follow;
+    c.res.follow = request;
   }
 
-  // An SSE stream holds a worker: at most max_streams at once, and
+  // SSE streams: at most max_streams at once, and
   // max_streams_per_client per address. False (and an answer) when full.
   bool take_stream_slot(Call& c, const std::string& client) {
     {
@@ -773,84 +910,734 @@ struct Server::Impl {
     streams_cv.notify_all();
   }
 
-  // Gathers frames and writes them once per burst: one write per event
-  // would cost a syscall each, times every client. On shutdown it appends
-  // the stream's `done` frame and ends.
-  class SseWriter {
-   public:
-    SseWriter(Impl& server, httplib::DataSink& sink, std::function<std::string()> shutdown_frame)
-        : server_(server), sink_(sink), shutdown_frame_(std::move(shutdown_frame)) {}
-    bool add(const std::string& frame) {
-      pending_ += frame;
-      return pending_.size() < (256 << 10) || flush();
-    }
-    bool flush() {
-      const auto now = std::chrono::steady_clock::now();
-      if (pending_.empty() && now - last_write_ > server_.limits.keepalive) pending_ = ": keepalive\n\n";
-      if (server_.stopping && !ended_) {
-        ended_ = true;
-        pending_ += shutdown_frame_();
-        write();
-        return false;
-      }
-      return write();
-    }
+  // ---- SSE feeds: each event framed once, for every follower ----
 
-   private:
-    bool write() {
-      if (pending_.empty()) return true;
-      const bool ok = sink_.is_writable() && sink_.write(pending_.data(), pending_.size());
-      pending_.clear();
-      last_write_ = std::chrono::steady_clock::now();
-      return ok;
-    }
-    Impl& server_;
-    httplib::DataSink& sink_;
-    std::function<std::string()> shutdown_frame_;
-    std::string pending_;
-    bool ended_ = false;
-    std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
-  };
+  static std::shared_ptr<const std::string> shared(std::string s) {
+    return std::make_shared<const std::string>(std::move(s));
+  }
 
-  class SseSink : public ops::FollowSink {
+  static std::string watch_frame(const ops::WatchEvent& e) {
+    return (e.seq ? "id: " + std::to_string(e.seq) + "\n" : std::string()) + "event: " + ops::to_string(e.kind) +
+           "\ndata: " + ops::dump(ops::to_json(e)) + "\n\n";
+  }
+
+  // Gathers a burst of frames and publishes it at the flush: one lock of
+  // the feed and one wake-up of each follower per burst.
+  class FeedFollowSink : public ops::FollowSink {
    public:
-    SseSink(Impl& server, httplib::DataSink& sink)
-        : writer_(server, sink, [this] {
-            ops::FollowEvent done = ops::FollowEvent::of(ops::FollowEvent::Kind::done);
-            done.id = last_id_;
-            done.text = "shutdown";
-            return sse_frame(done);
-          }) {}
+    explicit FeedFollowSink(Feed& feed) : feed_(feed) {}
     bool on_event(const ops::FollowEvent& e) override {
-      last_id_ = e.id;
-      return writer_.add(sse_frame(e));
+      Frame f;
+      if (e.kind == ops::FollowEvent::Kind::line) {
+        f.kind = Frame::Kind::line;
+        f.line = e.line.number;
+        f.bytes = shared(sse_frame(e));
+      } else if (e.kind == ops::FollowEvent::Kind::done) {
+        f.kind = Frame::Kind::done;
+        f.text = e.text;
+      } else {
+        f.bytes = shared(sse_frame(e));
+      }
+      batch_.push_back(std::move(f));
+      return batch_.size() < 1024 || flush();
     }
-    bool flush() override { return writer_.flush(); }
+    bool flush() override {
+      if (batch_.empty()) return feed_.wanted();
+      std::vector<Frame> b;
+      b.swap(batch_);
+      return feed_.publish(b);
+    }
 
    private:
-    SseWriter writer_;
-    int64_t last_id_ = 0;
+    Feed& feed_;
+    std::vector<Frame> batch_;
   };
 
-  class WatchSseSink : public ops::WatchSink {
+  class FeedWatchSink : public ops::WatchSink {
    public:
-    WatchSseSink(Impl& server, httplib::DataSink& sink)
-        : writer_(server, sink, [] {
-            ops::WatchEvent done;
-            done.kind = ops::WatchEvent::Kind::done;
-            done.text = "shutdown";
-            return frame(done);
-          }) {}
-    bool on_event(const ops::WatchEvent& e) override { return writer_.add(frame(e)); }
-    bool flush() override { return writer_.flush(); }
-    static std::string frame(const ops::WatchEvent& e) {
-      return (e.seq ? "id: " + std::to_string(e.seq) + "\n" : std::string()) + "event: " + ops::to_string(e.kind) +
-             "\ndata: " + ops::dump(ops::to_json(e)) + "\n\n";
+    explicit FeedWatchSink(Feed& feed) : feed_(feed) {}
+    bool on_event(const ops::WatchEvent& e) override {
+      Frame f;
+      if (e.kind == ops::WatchEvent::Kind::done) {
+        f.kind = Frame::Kind::done;
+        f.text = e.text;
+      } else {
+        f.kind = e.kind == ops::WatchEvent::Kind::ready ? Frame::Kind::ready : Frame::Kind::note;
+        f.bytes = shared(watch_frame(e));
+      }
+      batch_.push_back(std::move(f));
+      return batch_.size() < 1024 || flush();
+    }
+    bool flush() override {
+      if (batch_.empty()) return feed_.wanted();
+      std::vector<Frame> b;
+      b.swap(batch_);
+      return feed_.publish(b);
     }
 
    private:
-    SseWriter writer_;
+    Feed& feed_;
+    std::vector<Frame> batch_;
   };
+
+  // A run's feed: one ops::follow from the log's end (followers replay
+  // what came before on their own).
+  static void lead_follow(ops::Ops* o, ops::FollowRequest request, Feed& feed) {
+    request.from = -1;
+    FeedFollowSink sink(feed);
+    if (auto st = o->follow(request, sink); !st) {
+      ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::error);
+      e.text = st.error().message;
+      sink.on_event(e);
+    }
+    sink.flush();
+  }
+
+  static void lead_watch(ops::Ops* o, ops::WatchRequest request, Feed& feed) {
+    FeedWatchSink sink(feed);
+    if (auto st = o->watch(request, sink); !st) {
+      Frame f;
+      f.bytes = shared("event: error\ndata: " + ops::dump(ops::to_json(st.error())) + "\n\n");
+      feed.publish({f});
+    }
+    sink.flush();
+  }
+
+  // Lines of a run's log from the file, framed for one follower (a late
+  // joiner's replay, or a gap after this follower dropped frames).
+  struct Fill {
+    std::vector<std::shared_ptr<const std::string>> frames;
+    int64_t next = 0;
+    int64_t last_id = 0;
+    bool at_end = false;
+    bool progress = false;
+    std::optional<Error> error;
+  };
+
+  // On a worker: up to one page of lines from `from` (negative: the last
+  // -from lines), before line `upto` when upto > 0.
+  Fill fill(const std::string& task, int64_t run_id, int64_t from, int64_t upto) {
+    Fill r;
+    r.next = from;
+    ops::LogQuery q;
+    q.task = task;
+    q.run_id = run_id;
+    if (from < 0) {
+      q.read.tail = std::min<int64_t>(-from, ops::kMaxLogPage);
+      q.read.lines = std::nullopt;
+    } else {
+      q.read.from_line = from;
+      q.read.lines = upto > 0 ? std::clamp<int64_t>(upto - from, 1, kFillPage) : kFillPage;
+      q.from_line_given = true;
+    }
+    auto slice = deps.ops->log(q);
+    if (!slice) {
+      r.error = slice.error();
+      return r;
+    }
+    const logs::LogPage& page = slice->page;
+    int64_t last = 0;
+    for (const logs::Line& l : page.lines) {
+      if (l.number == page.next_line) break;  // a partial last line: wait until it is complete
+      if (upto > 0 && l.number >= upto) break;
+      if (from > 0 && l.number < from) continue;
+      ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::line);
+      e.id = l.number;
+      e.line = l;
+      r.frames.push_back(shared(sse_frame(e)));
+      last = l.number;
+    }
+    r.last_id = last;
+    r.next = upto > 0 ? (last > 0 ? last + 1 : from) : page.next_line;
+    r.at_end = page.at_end || page.lines.empty();
+    r.progress = r.next != from;
+    return r;
+  }
+  static constexpr int64_t kFillPage = 1000;
+
+  // ---- connections (owned by the loop) ----
+
+  class Conn : public Follower, public std::enable_shared_from_this<Conn> {
+   public:
+    enum class State { reading, busy, streaming };
+
+    Conn(Impl& s, tcp::socket socket, std::string client)
+        : s_(s), stream_(std::move(socket)), client_(std::move(client)), timer_(s.io) {}
+
+    const std::string& client() const { return client_; }
+    State state() const { return state_; }
+    std::chrono::steady_clock::time_point since() const { return since_; }
+
+    void start() { read_request(true); }
+
+    // Answers at once and closes (a cap, an unreadable request).
+    void refuse(int status, const std::string& message) {
+      Response res;
+      send_json(res, status, Json{{"error", message}});
+      keep_alive_ = false;
+      write_response(std::move(res));
+    }
+
+    // Any thread (a feed's leader): queue frames, drop the oldest beyond the cap.
+    void push(const std::vector<Frame>& frames) override {
+      bool kick = false;
+      {
+        std::lock_guard lock(q_mu_);
+        for (const Frame& f : frames) {
+          if (queue_.size() >= s_.limits.stream_queue &&
+              (queue_.front().kind == Frame::Kind::line || queue_.front().kind == Frame::Kind::note)) {
+            queue_.pop_front();
+            ++dropped_;
+          }
+          queue_.push_back(f);
+        }
+        if (!kick_posted_) kick = kick_posted_ = true;
+      }
+      if (kick) asio::post(s_.io, [self = shared_from_this()] { self->pump(); });
+    }
+
+    // At stop: a stream ends with `done` "shutdown" once what it is writing is out.
+    void shutdown_stream() {
+      if (closed_ || state_ != State::streaming || ending_) return;
+      own_.push_back(shared(done_frame("shutdown")));
+      ending_ = true;
+      pump();
+    }
+
+    void close() {
+      if (closed_) return;
+      closed_ = true;
+      s_.unregister(this);
+      if (feed_) {
+        s_.hub.leave(feed_, this);
+        feed_.reset();
+      }
+      if (slot_held_) {
+        slot_held_ = false;
+        s_.release_stream_slot(client_);
+      }
+      timer_.cancel();
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+      stream_.close();
+    }
+
+   private:
+    // ---- requests ----
+
+    void read_request(bool first) {
+      state_ = State::reading;
+      since_ = std::chrono::steady_clock::now();
+      parser_.emplace();
+      parser_->header_limit(8 * 1024);
+      parser_->body_limit(s_.limits.max_body_bytes);
+      if (first || buffer_.size() > 0) {
+        // The whole header within one deadline, however it trickles in.
+        stream_.expires_after(s_.limits.header_timeout);
+        return read_header();
+      }
+      // Kept alive: idle until the next request's first byte, then its deadline.
+      stream_.expires_after(s_.limits.idle_timeout);
+      stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+        if (ec) return self->close();
+        self->buffer_.commit(n);
+        self->since_ = std::chrono::steady_clock::now();
+        self->stream_.expires_after(self->s_.limits.header_timeout);
+        self->read_header();
+      });
+    }
+
+    void read_header() {
+      bhttp::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (ec) return self->on_read_error(ec);
+        self->on_header();
+      });
+    }
+
+    void on_read_error(beast::error_code ec) {
+      if (closed_) return;
+      if (ec == bhttp::error::body_limit) return refuse(413, "request body too large (at most 1 MiB)");
+      if (ec == bhttp::error::header_limit) return refuse(400, "request header too large (at most 8 KiB)");
+      if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+          ec == asio::error::eof || ec == asio::error::connection_reset || ec == bhttp::error::partial_message)
+        return close();
+      if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category())
+        return refuse(400, "bad request: " + ec.message());
+      close();
+    }
+
+    void on_header() {
+      if (auto length = parser_->content_length(); length && *length > s_.limits.max_body_bytes)
+        return refuse(413, "request body too large (at most 1 MiB)");
+      if (parser_->is_done()) return on_request();
+      stream_.expires_after(s_.limits.body_timeout);
+      const auto expect = parser_->get()[bhttp::field::expect];
+      if (iequals(std::string_view(expect.data(), expect.size()), "100-continue")) {
+        static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        return asio::async_write(stream_, asio::buffer(kContinue),
+                                 [self = shared_from_this()](beast::error_code ec, size_t) {
+                                   if (ec) return self->close();
+                                   self->read_body();
+                                 });
+      }
+      read_body();
+    }
+
+    void read_body() {
+      bhttp::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (ec) return self->on_read_error(ec);
+        self->on_request();
+      });
+    }
+
+    void on_request() {
+      auto msg = parser_->release();
+      parser_.reset();
+      Request req;
+      req.method = std::string(msg.method_string().data(), msg.method_string().size());
+      req.target = std::string(msg.target().data(), msg.target().size());
+      req.path = decode_path(std::string_view(req.target).substr(0, req.target.find('?')));
+      req.body = std::move(msg.body());
+      req.remote_addr = client_;
+      for (const auto& field : msg)
+        req.headers.emplace_back(std::string(field.name_string().data(), field.name_string().size()),
+                                 std::string(field.value().data(), field.value().size()));
+      // HEAD is a GET whose answer is sent without its body.
+      head_only_ = req.method == "HEAD";
+      if (head_only_) req.method = "GET";
+      keep_alive_ = msg.keep_alive() && !s_.stopping;
+      http10_ = msg.version() == 10;
+      state_ = State::busy;
+      stream_.expires_never();
+      asio::thread_pool& pool = req.method == "POST" ? *s_.waiters : *s_.workers;
+      asio::post(pool, [self = shared_from_this(), req = std::move(req)] {
+        Response res = self->s_.handle(req);
+        asio::post(self->s_.io, [self, res = std::move(res)]() mutable { self->write_response(std::move(res)); });
+      });
+    }
+
+    // ---- answers ----
+
+    void write_response(Response res) {
+      const bool streaming = res.kind == Response::Kind::follow || res.kind == Response::Kind::watch;
+      if (closed_) {
+        if (streaming) s_.release_stream_slot(client_);
+        return;
+      }
+      if (s_.stopping || streaming) keep_alive_ = false;
+      std::string head = "HTTP/1.1 " + std::to_string(res.status) + " ";
+      const auto reason = bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(res.status)));
+      head.append(reason.data(), reason.size());
+      head += "\r\n";
+      for (const auto& [name, value] : res.headers) head += name + ": " + value + "\r\n";
+      if (streaming) {
+        head += "Content-Type: text/event-stream\r\n";
+      } else {
+        if (!res.content_type.empty()) head += "Content-Type: " + res.content_type + "\r\n";
+        const int64_t length = res.kind == Response::Kind::raw ? res.raw_length : static_cast<int64_t>(res.body.size());
+        head += "Content-Length: " + std::to_string(length) + "\r\n";
+      }
+      head += keep_alive_ ? (http10_ ? "Connection: keep-alive\r\n" : "") : "Connection: close\r\n";
+      head += "\r\n";
+      head_ = std::move(head);
+      if (streaming && head_only_) {
+        slot_held_ = true;  // released by close()
+        keep_alive_ = false;
+        res = Response{};
+      } else if (streaming) {
+        return open_stream(std::move(res));
+      }
+      if (head_only_) {
+        res.body.clear();
+        res.kind = Response::Kind::buffered;
+      }
+      body_ = std::move(res.body);
+      raw_ = res.kind == Response::Kind::raw;
+      raw_length_ = res.raw_length;
+      raw_sent_ = static_cast<int64_t>(body_.size());
+      raw_next_ = std::move(res.next);
+      stream_.expires_after(s_.limits.write_timeout);
+      std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(body_)};
+      asio::async_write(stream_, buffers,
+                        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_written(ec); });
+    }
+
+    void on_written(beast::error_code ec) {
+      if (ec) return close();
+      head_.clear();
+      std::string().swap(body_);  // a 4 MiB chunk goes back at once
+      if (raw_ && raw_sent_ < raw_length_) {
+        // The next chunk is read on a worker; one chunk in memory at a time.
+        asio::post(*s_.workers, [self = shared_from_this(), sent = raw_sent_, next = raw_next_] {
+          std::string bytes = next(sent);
+          asio::post(self->s_.io, [self, bytes = std::move(bytes)]() mutable { self->write_chunk(std::move(bytes)); });
+        });
+        return;
+      }
+      raw_ = false;
+      raw_next_ = nullptr;
+      if (keep_alive_) return read_request(false);
+      linger_close();
+    }
+
+    void write_chunk(std::string bytes) {
+      if (closed_) return;
+      if (bytes.empty()) return close();  // the log went away or shrank: the client sees a short body
+      if (static_cast<int64_t>(bytes.size()) > raw_length_ - raw_sent_) bytes.resize(static_cast<size_t>(raw_length_ - raw_sent_));
+      raw_sent_ += static_cast<int64_t>(bytes.size());
+      body_ = std::move(bytes);
+      stream_.expires_after(s_.limits.write_timeout);
+      asio::async_write(stream_, asio::buffer(body_),
+                        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_written(ec); });
+    }
+
+    // Half-closes, lets the client read the answer, then closes (closing
+    // with unread bytes would reset the connection and lose the answer).
+    void linger_close() {
+      if (closed_) return;
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+      if (state_ == State::streaming) {
+        // The stream's reader sees the client's close; this bounds the wait.
+        timer_.expires_after(std::chrono::seconds(1));
+        timer_.async_wait([self = shared_from_this()](beast::error_code) { self->close(); });
+        return;
+      }
+      stream_.expires_after(std::chrono::seconds(1));
+      drain();
+    }
+    void drain() {
+      stream_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (ec) return self->close();
+        self->drain();
+      });
+    }
+
+    // ---- SSE streams ----
+
+    void open_stream(Response res) {
+      state_ = State::streaming;
+      slot_held_ = true;
+      s_.became_stream(this);
+      follow_ = res.kind == Response::Kind::follow;
+      request_ = res.follow;
+      watch_ = res.watch;
+      next_ = follow_ ? request_.from : 0;
+      last_id_ = next_ > 0 ? next_ - 1 : 0;
+      catching_up_ = follow_;
+      // What the kernel holds for a slow reader is bounded too; frames beyond
+      // it wait in this stream's queue (stream_queue frames).
+      beast::error_code ec;
+      stream_.socket().set_option(asio::socket_base::send_buffer_size(64 << 10), ec);
+      stream_.expires_never();
+      writing_ = true;
+      asio::async_write(stream_, asio::buffer(head_), [self = shared_from_this()](beast::error_code e, size_t) {
+        self->writing_ = false;
+        if (e) return self->close();
+        self->last_write_ = std::chrono::steady_clock::now();
+        self->watch_reader();
+        self->arm_keepalive();
+        if (!self->follow_) self->join_feed();
+        self->pump();
+      });
+    }
+
+    // The client sends nothing more; a read ends when it goes away.
+    void watch_reader() {
+      stream_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (ec) return self->close();
+        self->watch_reader();
+      });
+    }
+
+    void arm_keepalive() {
+      timer_.expires_after(s_.limits.keepalive);
+      timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+        if (ec || self->closed_ || self->ending_) return;
+        if (!self->writing_ && std::chrono::steady_clock::now() - self->last_write_ >= self->s_.limits.keepalive / 2) {
+          self->own_.push_back(shared(": keepalive\n\n"));
+          self->pump();
+        }
+        self->arm_keepalive();
+      });
+    }
+
+    void join_feed() {
+      auto self = shared_from_this();
+      if (follow_) {
+        feed_ = s_.hub.join("log " + request_.task + " " + std::to_string(request_.run_id), self,
+                            [o = s_.deps.ops, request = request_](Feed& feed) { lead_follow(o, request, feed); });
+      } else {
+        ops::WatchEvent ready;
+        ready.kind = ops::WatchEvent::Kind::ready;
+        ready.include_system = watch_.include_system;
+        Frame late{Frame::Kind::ready, 0, shared(watch_frame(ready)), {}};
+        feed_ = s_.hub.join(watch_.include_system ? "watch all" : "watch", self,
+                            [o = s_.deps.ops, request = watch_](Feed& feed) { lead_watch(o, request, feed); }, late);
+      }
+      if (!feed_ && !ending_) {
+        own_.push_back(shared(done_frame("shutdown")));
+        ending_ = true;
+      }
+    }
+
+    std::string done_frame(const std::string& text) const {
+      if (follow_) {
+        ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::done);
+        e.id = last_id_;
+        e.text = text;
+        return sse_frame(e);
+      }
+      ops::WatchEvent e;
+      e.kind = ops::WatchEvent::Kind::done;
+      e.text = text;
+      return watch_frame(e);
+    }
+
+    std::string dropped_frame(uint64_t n) const {
+      if (follow_) {
+        ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::dropped);
+        e.id = last_id_;
+        e.count = static_cast<int64_t>(n);
+        e.text = std::to_string(n) + " event(s) dropped for a slow reader; refilled from the file";
+        return sse_frame(e);
+      }
+      ops::WatchEvent e;
+      e.kind = ops::WatchEvent::Kind::dropped;
+      e.count = static_cast<int64_t>(n);
+      return watch_frame(e);
+    }
+
+    // Writes what is due, in order: this stream's own frames (replayed
+    // lines, notices), then the feed's frames; a gap in the lines (frames
+    // this stream dropped, or lines before it joined) is filled from the
+    // file first. One write per burst, at most ~256 KiB.
+    void pump() {
+      if (closed_ || writing_) return;
+      buffers_.clear();
+      hold_.clear();
+      size_t bytes = 0;
+      auto add = [&](std::shared_ptr<const std::string> p) {
+        bytes += p->size();
+        buffers_.push_back(asio::buffer(*p));
+        hold_.push_back(std::move(p));
+      };
+      while (!own_.empty()) {
+        add(std::move(own_.front()));
+        own_.pop_front();
+      }
+      if (!filling_ && !catching_up_ && !ending_) {
+        std::lock_guard lock(q_mu_);
+        kick_posted_ = false;
+        if (dropped_ > 0) {
+          add(shared(dropped_frame(dropped_)));
+          dropped_ = 0;
+        }
+        while (!queue_.empty() && bytes < (256u << 10) && !ending_ && gap_to_ == 0) {
+          Frame& f = queue_.front();
+          switch (f.kind) {
+            case Frame::Kind::line:
+              if (follow_) {
+                if (f.line < next_) break;
+                if (f.line > next_) {
+                  gap_to_ = f.line;
+                  continue;
+                }
+                next_ = f.line + 1;
+                last_id_ = f.line;
+              }
+              add(f.bytes);
+              break;
+            case Frame::Kind::note:
+            case Frame::Kind::ready: add(f.bytes); break;
+            case Frame::Kind::done:
+              add(shared(done_frame(f.text)));
+              ending_ = true;
+              break;
+            case Frame::Kind::end: ending_ = true; break;
+          }
+          queue_.pop_front();
+        }
+      }
+      if (!buffers_.empty()) {
+        writing_ = true;
+        // A client that takes nothing for write_timeout is closed (its read
+        // stays pending without a deadline: the stream's timer for writes
+        // is set only while a write is).
+        stream_.expires_after(s_.limits.write_timeout);
+        asio::async_write(stream_, buffers_, [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->writing_ = false;
+          self->hold_.clear();
+          if (ec) return self->close();
+          self->stream_.expires_never();
+          self->last_write_ = std::chrono::steady_clock::now();
+          self->pump();
+        });
+        return;
+      }
+      if (ending_) return linger_close();
+      if (catching_up_ || gap_to_ > 0) start_fill();
+    }
+
+    void start_fill() {
+      if (filling_) return;
+      filling_ = true;
+      asio::post(*s_.workers, [self = shared_from_this(), task = request_.task, id = request_.run_id, from = next_,
+                               upto = gap_to_] {
+        Fill r = self->s_.fill(task, id, from, upto);
+        asio::post(self->s_.io, [self, r = std::move(r)]() mutable { self->on_fill(std::move(r)); });
+      });
+    }
+
+    void on_fill(Fill r) {
+      filling_ = false;
+      if (closed_ || ending_) return pump();
+      const int64_t gap = gap_to_;
+      gap_to_ = 0;
+      if (r.error) {
+        if (catching_up_ && r.error->code == ErrorCode::not_found) {
+          // A queued run has no log yet: its lines come from the feed.
+          catching_up_ = false;
+          join_feed();
+          return pump();
+        }
+        ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::error);
+        e.id = last_id_;
+        e.text = r.error->message;
+        own_.push_back(shared(sse_frame(e)));
+        ending_ = true;
+        return pump();
+      }
+      for (auto& f : r.frames) own_.push_back(std::move(f));
+      if (r.last_id > 0) last_id_ = r.last_id;
+      if (catching_up_) {
+        next_ = r.next;
+        if (r.at_end || !r.progress) {
+          catching_up_ = false;
+          join_feed();
+        }
+      } else {
+        // No progress: the lines are not in the file (any more); go on after the gap.
+        next_ = r.progress ? r.next : std::max(next_, gap);
+      }
+      pump();
+    }
+
+    Impl& s_;
+    beast::tcp_stream stream_;
+    std::string client_;
+    asio::steady_timer timer_;  // streams: keepalive comments, the last wait before closing
+    beast::flat_buffer buffer_;
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    std::array<char, 1024> scratch_{};
+    State state_ = State::reading;
+    std::chrono::steady_clock::time_point since_ = std::chrono::steady_clock::now();
+    bool closed_ = false;
+    bool keep_alive_ = true;
+    bool http10_ = false;
+    bool head_only_ = false;  // a HEAD request: the answer's head only
+    // a buffered or raw answer being written
+    std::string head_;
+    std::string body_;
+    bool raw_ = false;
+    int64_t raw_length_ = 0;
+    int64_t raw_sent_ = 0;
+    std::function<std::string(int64_t)> raw_next_;
+    // a stream (loop only)
+    bool slot_held_ = false;
+    bool follow_ = false;
+    ops::FollowRequest request_;
+    ops::WatchRequest watch_;
+    std::shared_ptr<Feed> feed_;
+    int64_t next_ = 0;      // the next line this follower needs
+    int64_t last_id_ = 0;   // the last line it was sent
+    int64_t gap_to_ = 0;    // > 0: lines next_ .. gap_to_-1 are read from the file first
+    bool catching_up_ = false;
+    bool filling_ = false;
+    bool writing_ = false;
+    bool ending_ = false;
+    std::deque<std::shared_ptr<const std::string>> own_;
+    std::vector<asio::const_buffer> buffers_;
+    std::vector<std::shared_ptr<const std::string>> hold_;
+    std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+    // frames from the feed (any thread)
+    std::mutex q_mu_;
+    std::deque<Frame> queue_;     // guarded by q_mu_
+    uint64_t dropped_ = 0;        // guarded by q_mu_
+    bool kick_posted_ = false;    // guarded by q_mu_: a pump() is posted to the loop
+  };
+
+  // ---- the loop: accepting, caps ----
+
+  void accept() {
+    acceptor->async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (ec == asio::error::operation_aborted || stopping) return;
+        // Out of descriptors (or similar): try again shortly rather than spin.
+        accept_retry->expires_after(std::chrono::milliseconds(50));
+        accept_retry->async_wait([this](beast::error_code e) {
+          if (!e && !stopping) accept();
+        });
+        return;
+      }
+      on_accept(std::move(socket));
+      accept();
+    });
+  }
+
+  void on_accept(tcp::socket socket) {
+    beast::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);  // small JSON replies must not wait for delayed ACKs
+    const auto remote = socket.remote_endpoint(ec);
+    const std::string client = ec ? std::string("?") : remote.address().to_string();
+    auto conn = std::make_shared<Conn>(*this, std::move(socket), client);
+    if (stopping) return conn->close();
+    if (static_cast<int>(conns.size()) >= limits.max_connections)
+      return conn->refuse(503, "too many connections");
+    auto& mine = requests_by_client[client];
+    if (static_cast<int>(mine.size()) >= limits.max_connections_per_client) {
+      // Make room by closing this client's oldest connection that waits for a
+      // request (idle, or sending its header slowly); refuse when all are busy.
+      Conn* victim = nullptr;
+      for (Conn* c : mine)
+        if (c->state() == Conn::State::reading && (!victim || c->since() < victim->since())) victim = c;
+      if (!victim) return conn->refuse(429, "too many connections from " + client);
+      victim->close();
+    }
+    conns[conn.get()] = conn;
+    requests_by_client[client].push_back(conn.get());
+    conn->start();
+  }
+
+  void unregister(Conn* c) {
+    conns.erase(c);
+    auto it = requests_by_client.find(c->client());
+    if (it == requests_by_client.end()) return;
+    auto& v = it->second;
+    v.erase(std::remove(v.begin(), v.end(), c), v.end());
+    if (v.empty()) requests_by_client.erase(it);
+  }
+
+  // A stream counts against the stream caps, not the connection cap.
+  void became_stream(Conn* c) {
+    auto it = requests_by_client.find(c->client());
+    if (it == requests_by_client.end()) return;
+    auto& v = it->second;
+    v.erase(std::remove(v.begin(), v.end(), c), v.end());
+    if (v.empty()) requests_by_client.erase(it);
+  }
+
+  // Runs `fn` on the loop and waits for it.
+  void on_loop(const std::function<void()>& fn) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto ready = done->get_future();
+    asio::post(io, [fn, done] {
+      fn();
+      done->set_value();
+    });
+    if (ready.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+      spdlog::warn("http: the loop did not answer within 5 s at shutdown");
+  }
 };
 
 Server::Server(Deps deps, Limits limits) : impl_(std::make_unique<Impl>()) {
@@ -866,60 +1653,37 @@ Status Server::start(const std::string& listen) {
   if (!endpoint) return tl::unexpected(endpoint.error());
   s.listen_host = lower(endpoint->host);
   s.install();
-  s.server.set_payload_max_length(s.limits.max_body_bytes);
-  // Each connection holds a worker while it is read: short timeouts bound
-  // how long idle or slow clients can keep workers from others.
-  s.server.set_read_timeout(std::chrono::seconds(2));
-  s.server.set_write_timeout(std::chrono::seconds(10));
-  s.server.set_keep_alive_timeout(2);
-  s.server.set_tcp_nodelay(true);  // small JSON replies must not wait for delayed ACKs
-  // SO_REUSEADDR only: with cpp-httplib's default SO_REUSEPORT a second
-  // daemon could bind the same port and take half the requests.
-  s.server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  const int workers = s.limits.threads + s.limits.max_streams;
-  s.server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
-  auto handler = [&s](const httplib::Request& req, httplib::Response& res) { s.dispatch(req, res, false); };
-  s.server.Get(".*", handler);
-  s.server.Post(".*", handler);
-  // A POST without Content-Length (nor chunks) has no body: answer it here,
-  // before cpp-httplib would wait for the connection to close.
-  s.server.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    drop_brotli(const_cast<httplib::Request&>(req));
-    if (req.method == "POST" && !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
-      s.dispatch(req, res, true);
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  s.server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 413) send_json(res, 413, Json{{"error", "request body too large (at most 1 MiB)"}});
-    else if (res.status == 404) send_error(res, ErrorCode::not_found, "no such route: " + req.method + " " + req.path);
-    else send_json(res, res.status, Json{{"error", "HTTP error " + std::to_string(res.status)}});
-  });
-  s.server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "internal error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = std::string("internal error: ") + e.what();
-    } catch (...) {
-    }
-    send_error(res, ErrorCode::internal, what);
-  });
-  if (endpoint->port == 0) {
-    s.port = s.server.bind_to_any_port(endpoint->host);
-    if (s.port < 0) return fail(ErrorCode::io, "cannot listen on " + listen);
-  } else {
-    if (!s.server.bind_to_port(endpoint->host, endpoint->port))
-      return fail(ErrorCode::io, "cannot listen on " + listen +
-                                     ": the address is in use (another daemon?) or not available on this machine");
-    s.port = endpoint->port;
+  beast::error_code ec;
+  asio::ip::address address = asio::ip::make_address(endpoint->host, ec);
+  if (ec) {
+    tcp::resolver resolver(s.io);
+    auto found = resolver.resolve(endpoint->host, std::to_string(endpoint->port), ec);
+    if (ec || found.empty()) return fail(ErrorCode::invalid_argument, "cannot resolve " + endpoint->host);
+    address = found.begin()->endpoint().address();
   }
-  s.thread = std::thread([&s] { s.server.listen_after_bind(); });
+  const tcp::endpoint at(address, static_cast<unsigned short>(endpoint->port));
+  s.acceptor.emplace(s.io);
+  s.acceptor->open(at.protocol(), ec);
+  if (ec) return fail(ErrorCode::io, "cannot listen on " + listen + ": " + ec.message());
+  // SO_REUSEADDR only (a restart binds at once despite TIME_WAIT); never
+  // SO_REUSEPORT, with which a second daemon could bind the same port.
+  s.acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  s.acceptor->bind(at, ec);
+  if (ec) {
+    s.acceptor.reset();
+    if (endpoint->port == 0) return fail(ErrorCode::io, "cannot listen on " + listen + ": " + ec.message());
+    return fail(ErrorCode::io, "cannot listen on " + listen +
+                                   ": the address is in use (another daemon?) or not available on this machine");
+  }
+  s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(ErrorCode::io, "cannot listen on " + listen + ": " + ec.message());
+  s.port = s.acceptor->local_endpoint().port();
+  s.accept_retry.emplace(s.io);
+  s.workers.emplace(static_cast<size_t>(std::max(1, s.limits.threads)));
+  s.waiters.emplace(static_cast<size_t>(std::max(1, s.limits.waiters)));
+  s.work.emplace(s.io.get_executor());
+  s.accept();
+  s.loop = std::thread([&s] { s.io.run(); });
   return {};
 }
 
@@ -928,14 +1692,37 @@ int Server::port() const { return impl_->port; }
 void Server::stop() {
   Impl& s = *impl_;
   if (s.stopping.exchange(true)) return;
+  if (!s.loop.joinable()) return;
+  // No new connection; idle ones close; streams send `done` and end.
+  s.on_loop([&s] {
+    beast::error_code ec;
+    s.acceptor->close(ec);
+    s.accept_retry->cancel();
+    std::vector<std::shared_ptr<Impl::Conn>> all;
+    for (auto& [p, w] : s.conns)
+      if (auto c = w.lock()) all.push_back(std::move(c));
+    for (auto& c : all) {
+      if (c->state() == Impl::Conn::State::streaming) c->shutdown_stream();
+      else if (c->state() == Impl::Conn::State::reading) c->close();
+    }
+  });
   {
-    // Open streams see `stopping` at their next flush (at most every
-    // half-second), send `done` and end.
     std::unique_lock lock(s.streams_mu);
     s.streams_cv.wait_for(lock, std::chrono::seconds(3), [&] { return s.streams == 0; });
   }
-  s.server.stop();
-  if (s.thread.joinable()) s.thread.join();
+  // In-flight requests finish (and are answered: the loop still runs).
+  s.workers->join();
+  s.waiters->join();
+  s.hub.stop();
+  s.on_loop([&s] {
+    std::vector<std::shared_ptr<Impl::Conn>> all;
+    for (auto& [p, w] : s.conns)
+      if (auto c = w.lock()) all.push_back(std::move(c));
+    for (auto& c : all) c->close();
+  });
+  s.work.reset();
+  s.io.stop();
+  s.loop.join();
 }
 
 }  // namespace cronkeep::http

@@ -68,7 +68,7 @@ check "the task fires on the real clock" wait_for 10 scheduled_near "$(date +%s)
 echo "-2h" > offset
 back=$(($(date +%s) - 7200))
 check "after a 2 h step back the task fires within seconds, on the new clock" wait_for 8 scheduled_near "$back"
-check "the daemon logged the step back" wait_for 5 grep -q "wall clock stepped back by 2h" daemon.log
+check "the daemon logged the step back" wait_for 5 grep -q "wall clock stepped back by" daemon.log
 
 # 2 h forward again: the fires passed over follow the rule of a late loop
 # (catch_up = "latest"): the newest runs, the older ones are recorded missed,

@@ -69,8 +69,8 @@ TEST(ConfigDefaults, AnEmptyFileGivesEveryDocumentedDefault) {
   EXPECT_EQ(c.daemon.timezone, "UTC");
   EXPECT_EQ(c.daemon.shutdown_timeout, 10s);
   EXPECT_EQ(c.daemon.token_file, "");
-  EXPECT_EQ(c.daemon.max_log_streams, 32);
-  EXPECT_EQ(c.daemon.max_log_streams_per_client, 8);
+  EXPECT_EQ(c.daemon.max_log_streams, 256);
+  EXPECT_EQ(c.daemon.max_log_streams_per_client, 64);
   EXPECT_EQ(c.storage.backend, Backend::sqlite);
   EXPECT_EQ(c.storage.postgres_url, "");
   EXPECT_EQ(c.storage.min_free_space, 1024ull * 1024 * 1024);

@@ -96,8 +96,8 @@ struct Daemon {
   std::string timezone = "UTC";              // default zone for cron
   Millis shutdown_timeout = 10s;
   std::string token_file;                    // empty = {data_dir}/token
-  int max_log_streams = 32;                  // concurrent SSE log streams, 1..10000
-  int max_log_streams_per_client = 8;        // per client address, 1..10000
+  int max_log_streams = 256;                 // concurrent SSE streams (logs and events), 1..10000
+  int max_log_streams_per_client = 64;       // per client address, 1..10000
   // This node's name among the nodes sharing a PostgreSQL database: runs,
   // fires and tombstones record it. Empty = the host name (the daemon looks
   // it up). When set: [A-Za-z0-9][A-Za-z0-9._-]{0,127}.

@@ -54,8 +54,8 @@ struct Deps {
 
 struct Limits {
   size_t max_body_bytes = 1 << 20;
-  int max_streams = 32;                      // concurrent SSE streams in all
-  int max_streams_per_client = 8;            // per remote address
+  int max_streams = 256;                     // concurrent SSE streams in all
+  int max_streams_per_client = 64;           // per remote address
   std::chrono::seconds stream_idle{600};     // an SSE stream with no event for this long is closed
   std::chrono::seconds keepalive{15};        // SSE comment lines to detect gone clients
   size_t stream_queue = 4096;                // frames queued per SSE stream; beyond, the oldest are dropped

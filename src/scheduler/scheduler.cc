@@ -405,8 +405,8 @@ std::optional<TimePoint> Scheduler::tick() {
   const TimePoint now = clock_.now();
   const Millis steady = steady_now();
   notice_clock_step(now, steady);
-  // Everything due now is recorded in one commit; the workers launched
-  // meanwhile start their bookkeeping as soon as it lands. The loop wakes
+  // Everything due now is recorded in one commit; the runs launched
+  // meanwhile are started by the bookkeeper as soon as it lands. The loop wakes
   // every second: no transaction when nothing is due.
   const bool due = std::any_of(tasks_.begin(), tasks_.end(),
                                [&](const TaskState& ts) { return ts.next_fire && ts.next_due <= now; }) ||
@@ -681,17 +681,20 @@ void Scheduler::bookkeeper() {
   for (;;) {
     books_cv_.wait(lock, [&] { return books_stop_ || !books_starts_.empty() || !books_ends_.empty(); });
     if (books_starts_.empty() && books_ends_.empty()) return;  // books_stop_
-    std::vector<Launch> starts;
-    starts.swap(books_starts_);
     auto ends = std::move(books_ends_);
     books_ends_.clear();
     lock.unlock();
-    // Ends first: they free slots, and what they dispatch starts next round.
+    // Ends first: they free slots, and the runs they dispatch (queued ones,
+    // retries) start in this same round.
     std::vector<Ended> ended;
     ended.reserve(ends.size());
     for (auto& [ctx, outcome] : ends) ended.push_back(end_of(std::move(ctx), *outcome));
     ends.clear();
     record_ends(std::move(ended));
+    std::vector<Launch> starts;
+    lock.lock();
+    starts.swap(books_starts_);
+    lock.unlock();
     std::vector<Ended> not_started;
     start_runs(std::move(starts), not_started);
     record_ends(std::move(not_started));

@@ -106,7 +106,7 @@ namespace cronkeep::scheduler {
 
 // A task of cronkeep's own (retention, compaction): scheduled like any task,
 // recorded as runs with trigger `system` and no log file; `body` does the
-// work on the run's worker thread and returns the run's message, or an
+// work on a thread of the run's own and returns the run's message, or an
 // Error that makes the run `failed` with the error as its message. At most
 // one run at a time (a fire that finds one going is recorded `skipped`); no
 // catch-up after downtime.
@@ -274,7 +274,7 @@ class Scheduler {
     std::shared_ptr<const Env> env = nullptr;           // extra variables of a manual run
   };
   struct TaskState {
-    // Replaced whole by reload(); a worker copies the pointer under mu_ and
+    // Replaced whole by reload(); a starting run copies the pointer under mu_ and
     // keeps the settings its run started with.
     std::shared_ptr<const config::Task> task;
     std::optional<cron::Schedule> schedule;  // none: on demand only
@@ -364,7 +364,7 @@ class Scheduler {
   std::mutex decide_mu_;
   mutable std::mutex mu_;
   std::condition_variable wake_;     // the loop: something changed
-  std::condition_variable idle_cv_;  // a run or worker ended
+  std::condition_variable idle_cv_;  // a run ended
   // A deque: reload() appends, and references to elements stay valid.
   // Elements are never erased (a removed task is marked `removed`).
   std::deque<TaskState> tasks_;

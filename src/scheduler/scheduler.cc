@@ -95,6 +95,8 @@ struct Scheduler::RunCtx {
   std::unique_ptr<logs::LogWriter> log;
   std::shared_ptr<runner::Execution> exec;
   std::string stop_message;  // set on the loop's thread (disk pressure)
+  std::string start_error;   // set by a spawner when the spawn failed
+  runner::Command command;   // what the spawner starts
 };
 
 // A run's end, ready to be recorded.
@@ -230,6 +232,7 @@ Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& c
   }
   children_ = std::make_unique<runner::Supervisor>();
   books_thread_ = std::thread([this] { bookkeeper(); });
+  for (int i = 0; i < kSpawners; ++i) spawners_.emplace_back([this] { spawner(); });
 }
 
 Scheduler::~Scheduler() {
@@ -243,6 +246,12 @@ Scheduler::~Scheduler() {
   }
   books_cv_.notify_all();
   books_thread_.join();
+  {
+    std::lock_guard lock(spawn_mu_);
+    spawn_stop_ = true;
+  }
+  spawn_cv_.notify_all();
+  for (std::thread& t : spawners_) t.join();
   children_.reset();
 }
 
@@ -688,7 +697,7 @@ void Scheduler::bookkeeper() {
     // retries) start in this same round.
     std::vector<Ended> ended;
     ended.reserve(ends.size());
-    for (auto& [ctx, outcome] : ends) ended.push_back(end_of(std::move(ctx), *outcome));
+    for (auto& [ctx, outcome] : ends) ended.push_back(end_of(std::move(ctx), outcome.get()));
     ends.clear();
     record_ends(std::move(ended));
     std::vector<Launch> starts;
@@ -804,51 +813,101 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
     cmd.graceful_stop = task.policy.graceful_stop;
     cmd.user = task.user;
     cmd.group = task.group;
-    auto spawned = runner::Execution::start(cmd);
-    if (!spawned) {
-      fail_run(s.ctx, "cannot start: " + spawned.error().message);
-      continue;
-    }
-    ctx.exec = std::shared_ptr<runner::Execution>(std::move(*spawned));
+    // Spawned by the spawners: posix_spawn blocks its caller until the child
+    // has exec'd, which on a busy machine waits for the child to be
+    // scheduled; a few spawners overlap those waits while this thread goes on.
+    ctx.command = std::move(cmd);
     {
-      std::lock_guard lock(mu_);
-      auto it = active_.find(run.id);
-      if (it != active_.end()) {
-        it->second->exec = ctx.exec;
-        if (it->second->stop_requested != runner::StopReason::none) ctx.exec->stop(it->second->stop_requested);
-      }
+      std::lock_guard spawn(spawn_mu_);
+      spawn_jobs_.push_back(s.ctx);
     }
-    // The sink runs on the children's loop: the log writer is that thread's
-    // until the end is handed back here.
-    std::shared_ptr<RunCtx> keep = s.ctx;
-    auto sink = [this, keep](std::string_view chunk, runner::Stream stream) {
-      RunCtx& c = *keep;
-      const logs::Verdict v =
-          c.log->append(chunk, stream == runner::Stream::out ? logs::Stream::out : logs::Stream::err, clock_.now());
-      if (v == logs::Verdict::stop_overflow) {
-        c.exec->stop(runner::StopReason::log_overflow);
-      } else if (v == logs::Verdict::stop_disk_pressure) {
-        if (c.stop_message.empty()) c.stop_message = "cancelled: insufficient disk space (log_on_full = kill_task)";
-        c.exec->stop(runner::StopReason::cancelled);
-      }
-    };
-    auto on_end = [this, keep](runner::Outcome outcome) {
-      {
-        std::lock_guard books(books_mu_);
-        books_ends_.emplace_back(keep, std::make_shared<runner::Outcome>(std::move(outcome)));
-      }
-      books_cv_.notify_one();
-    };
-    if (auto st = children_->watch(ctx.exec, std::move(sink), std::move(on_end)); !st) {
-      ctx.exec.reset();  // killed and reaped by its destructor
-      fail_run(s.ctx, "cannot start: " + st.error().message);
-    }
+    spawn_cv_.notify_one();
   }
 }
 
-Scheduler::Ended Scheduler::end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome& outcome) {
+void Scheduler::spawner() {
+  ::pthread_setname_np(::pthread_self(), "ck-spawn");
+  std::unique_lock lock(spawn_mu_);
+  for (;;) {
+    spawn_cv_.wait(lock, [&] { return spawn_stop_ || !spawn_jobs_.empty(); });
+    if (spawn_jobs_.empty()) return;  // spawn_stop_
+    std::shared_ptr<RunCtx> ctx = std::move(spawn_jobs_.front());
+    spawn_jobs_.pop_front();
+    lock.unlock();
+    spawn(std::move(ctx));
+    lock.lock();
+  }
+}
+
+void Scheduler::hand_end(std::shared_ptr<RunCtx> ctx, std::shared_ptr<runner::Outcome> outcome) {
+  {
+    std::lock_guard books(books_mu_);
+    books_ends_.emplace_back(std::move(ctx), std::move(outcome));
+  }
+  books_cv_.notify_one();
+}
+
+void Scheduler::spawn(std::shared_ptr<RunCtx> ctx) {
+  auto spawned = runner::Execution::start(ctx->command);
+  if (!spawned) {
+    ctx->start_error = "cannot start: " + spawned.error().message;
+    hand_end(std::move(ctx), nullptr);
+    return;
+  }
+  ctx->exec = std::shared_ptr<runner::Execution>(std::move(*spawned));
+  {
+    std::lock_guard lock(mu_);
+    auto it = active_.find(ctx->run.id);
+    if (it != active_.end()) {
+      it->second->exec = ctx->exec;
+      if (it->second->stop_requested != runner::StopReason::none) ctx->exec->stop(it->second->stop_requested);
+    }
+  }
+  // The sink runs on the children's loop: the log writer is that thread's
+  // until the end is handed to the bookkeeper.
+  auto sink = [this, keep = ctx](std::string_view chunk, runner::Stream stream) {
+    RunCtx& c = *keep;
+    const logs::Verdict v =
+        c.log->append(chunk, stream == runner::Stream::out ? logs::Stream::out : logs::Stream::err, clock_.now());
+    if (v == logs::Verdict::stop_overflow) {
+      c.exec->stop(runner::StopReason::log_overflow);
+    } else if (v == logs::Verdict::stop_disk_pressure) {
+      if (c.stop_message.empty()) c.stop_message = "cancelled: insufficient disk space (log_on_full = kill_task)";
+      c.exec->stop(runner::StopReason::cancelled);
+    }
+  };
+  auto on_end = [this, keep = ctx](runner::Outcome outcome) {
+    hand_end(keep, std::make_shared<runner::Outcome>(std::move(outcome)));
+  };
+  if (auto st = children_->watch(ctx->exec, std::move(sink), std::move(on_end)); !st) {
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = active_.find(ctx->run.id); it != active_.end()) it->second->exec.reset();
+    }
+    ctx->exec.reset();  // killed and reaped by its destructor
+    ctx->start_error = "cannot start: " + st.error().message;
+    hand_end(std::move(ctx), nullptr);
+  }
+}
+
+Scheduler::Ended Scheduler::end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome* ended) {
   const Launch& run = ctx->run;
   const config::Task& task = *ctx->task;
+  if (!ended) {
+    // The spawn failed: the row is running and names the log; both are ended.
+    Ended out;
+    out.run = run;
+    out.task = task.name;
+    out.end.status = RunStatus::failed;
+    out.end.finished_at = clock_.now();
+    out.end.message = ctx->start_error;
+    if (ctx->log) {
+      if (auto st = ctx->log->finalize(out.end.finished_at); !st) out.unfinished = std::move(ctx->log);
+      else out.end.log_bytes = static_cast<int64_t>(ctx->log->stats().bytes_on_disk);
+    }
+    return out;
+  }
+  const runner::Outcome& outcome = *ended;
   std::string stop_message = ctx->stop_message;
   {
     std::lock_guard lock(mu_);

@@ -10,15 +10,18 @@
 // so tests move a FakeClock and call tick() instead of sleeping. Process
 // timeouts (runner) use the monotonic clock.
 //
-// Threads: the scheduler owns two threads. The children's loop
-// (runner::Supervisor) owns every running process: it reads the pipes,
-// hands each chunk to the run's log writer (on that thread), enforces
-// timeouts and stops, reaps, and passes each Outcome to the bookkeeper. The
-// bookkeeper thread does a run's blocking work at both ends: creating its
-// log, marking it running (the starts waiting at that moment in one
-// commit), spawning it; finalizing its log and recording its end (the ends
-// waiting at that moment in one commit). A system task's body still runs on
-// a thread of its own. The caller's thread (run_loop, or a test calling
+// Threads: the scheduler owns a fixed set of threads, whatever the number
+// of runs. The children's loop (runner::Supervisor) owns every running
+// process: it reads the pipes, hands each chunk to the run's log writer (on
+// that thread), enforces timeouts and stops, reaps, and passes each Outcome
+// to the bookkeeper. The bookkeeper thread does a run's blocking work at
+// both ends: creating its log and marking it running (the starts waiting at
+// that moment in one commit); finalizing its log and recording its end (the
+// ends waiting at that moment in one commit). kSpawners spawner threads
+// start the processes (posix_spawn waits for the child's exec, which on a
+// busy machine waits for the scheduler of the kernel; a few overlap those
+// waits) and hand them to the loop. A system task's body still runs on a
+// thread of its own. The caller's thread (run_loop, or a test calling
 // tick()) decides and records fires. All state is behind one mutex (mu_),
 // never held across a database commit: tick(), run_now(), set_paused(),
 // cancel() and shutdown() record with it released (their decisions are
@@ -330,7 +333,12 @@ class Scheduler {
   void bookkeeper();
   void start_runs(std::vector<Launch> runs, std::vector<Ended>& ended);
   void record_ends(std::vector<Ended> ended);
-  Ended end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome& outcome);
+  // `outcome` null: the spawn failed (ctx->start_error says why).
+  Ended end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome* outcome);
+  // A spawner thread: spawns a started run and hands it to the children's loop.
+  void spawner();
+  void spawn(std::shared_ptr<RunCtx> ctx);
+  void hand_end(std::shared_ptr<RunCtx> ctx, std::shared_ptr<runner::Outcome> outcome);
   void publish_state(const Launch& run, const std::string& task, store::RunStatus status);
   void record_lateness(Millis late);
   // A system task's body, on a thread of its own.
@@ -381,6 +389,13 @@ class Scheduler {
   std::vector<Launch> books_starts_;
   std::vector<std::pair<std::shared_ptr<RunCtx>, std::shared_ptr<runner::Outcome>>> books_ends_;
   bool books_stop_ = false;
+  // The spawners' queue: runs marked running, waiting for posix_spawn.
+  static constexpr int kSpawners = 4;
+  std::mutex spawn_mu_;
+  std::condition_variable spawn_cv_;
+  std::deque<std::shared_ptr<RunCtx>> spawn_jobs_;
+  bool spawn_stop_ = false;
+  std::vector<std::thread> spawners_;
   Lateness lateness_;
   Counters counters_;
   // What the database refused (a full disk), kept until it takes writes.

@@ -8,8 +8,10 @@
 set -euo pipefail
 bin=$(realpath "$1"); secs=${2:-51}; tasks=${3:-20}
 work=$(mktemp -d /tmp/cronkeep-fire-XXXXXX); trap 'rm -rf "$work"' EXIT
+# A free port, so that other daemons on this machine do not stop this one.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 {
-  echo '[daemon]'; echo 'data_dir = "data"'
+  echo '[daemon]'; echo 'data_dir = "data"'; echo "listen = \"127.0.0.1:$port\""
   for i in $(seq 1 "$tasks"); do printf '[tasks.t%04d]\ncron = "@every 1s"\nrun = "true"\n' "$i"; done
 } > "$work/c.toml"
 "$bin" daemon -c "$work/c.toml" 2>/dev/null & pid=$!

@@ -154,7 +154,7 @@ TEST(Runner, StopFromAnotherThreadCancels) {
 // One Supervisor, many children at once: each one's output reaches its own
 // sink in order, each end its own handler exactly once, timeouts and stops
 // (before and after the hand-over) are the loop's timers.
-TEST(RunnerSupervisor, SupervisesManyChildrenInOneLoop) {
+TEST(Runner, ASupervisorDrivesManyChildrenInOneLoop) {
   struct Seen {
     std::string out;
     std::optional<Outcome> outcome;

@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 
 #include <cstdlib>
 #include <thread>
@@ -146,6 +149,66 @@ TEST(Runner, StopFromAnotherThreadCancels) {
   EXPECT_EQ(o.stopped, StopReason::cancelled);
   EXPECT_EQ(o.signal, SIGTERM);
   EXPECT_EQ(out, "started\n");
+}
+
+// One Supervisor, many children at once: each one's output reaches its own
+// sink in order, each end its own handler exactly once, timeouts and stops
+// (before and after the hand-over) are the loop's timers.
+TEST(Runner, ASupervisorDrivesManyChildrenInOneLoop) {
+  struct Seen {
+    std::string out;
+    std::optional<Outcome> outcome;
+    int ends = 0;
+  };
+  constexpr int kChildren = 40;
+  std::vector<Seen> seen(kChildren);
+  std::vector<std::shared_ptr<Execution>> execs;
+  std::mutex mu;
+  std::condition_variable cv;
+  int ended = 0;
+  {
+    Supervisor sup;
+    for (int i = 0; i < kChildren; ++i) {
+      Command c = shell("i=0; while [ $i -lt " + std::to_string(i * 10) + " ]; do echo " + std::to_string(i) +
+                        ".$i; i=$((i+1)); done; " + (i % 4 == 3 ? "sleep 30" : "exit " + std::to_string(i % 3)));
+      if (i == 3) c.timeout = 300ms;
+      c.graceful_stop = 200ms;
+      auto exec = Execution::start(c);
+      ASSERT_TRUE(exec) << exec.error().message;
+      std::shared_ptr<Execution> e(std::move(*exec));
+      if (i % 8 == 7) e->stop(StopReason::cancelled);  // before the loop has it
+      execs.push_back(e);
+      ASSERT_TRUE(sup.watch(
+          e, [&seen, i](std::string_view chunk, Stream) { seen[static_cast<size_t>(i)].out.append(chunk); },
+          [&, i](Outcome o) {
+            std::lock_guard lock(mu);
+            seen[static_cast<size_t>(i)].outcome = std::move(o);
+            ++seen[static_cast<size_t>(i)].ends;
+            ++ended;
+            cv.notify_all();
+          }));
+    }
+    std::this_thread::sleep_for(100ms);
+    for (int i = 11; i < kChildren; i += 8) execs[static_cast<size_t>(i)]->stop(StopReason::cancelled);  // while it runs
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return ended == kChildren; }));
+    EXPECT_EQ(sup.size(), 0u);
+  }
+  for (int i = 0; i < kChildren; ++i) {
+    const Seen& s = seen[static_cast<size_t>(i)];
+    EXPECT_EQ(s.ends, 1) << i;
+    ASSERT_TRUE(s.outcome) << i;
+    std::string expected;
+    for (int k = 0; k < i * 10; ++k) expected += std::to_string(i) + "." + std::to_string(k) + "\n";
+    if (i % 4 != 3) {
+      EXPECT_EQ(s.out, expected) << i;
+      EXPECT_EQ(s.outcome->exit_code, i % 3) << i;
+      EXPECT_EQ(s.outcome->stopped, StopReason::none) << i;
+    } else {  // sleeps: stopped (while printing, perhaps)
+      EXPECT_EQ(s.outcome->signal, SIGTERM) << i;
+      EXPECT_EQ(s.outcome->stopped, i == 3 ? StopReason::timeout : StopReason::cancelled) << i;
+    }
+  }
 }
 
 TEST(Runner, DoesNotWaitForBackgroundChildrenThatKeepThePipe) {

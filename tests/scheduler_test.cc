@@ -3,10 +3,14 @@
 // must stay busy wait for a file the test creates.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
 #include <regex>
+#include <sstream>
 
 #include "logs/logs.h"
 #include "scheduler/scheduler.h"
@@ -132,6 +136,77 @@ TEST_F(SchedulerTest, FiresOnTimeAndRecordsTheRunWithItsLog) {
   EXPECT_FALSE(r.max_rss_kb);
   ASSERT_TRUE(scheduler_->tasks()[0].next_fire);
   EXPECT_EQ(*scheduler_->tasks()[0].next_fire, kT0 + 20s);
+}
+
+// The children's loop under load: 500 runs at once, each printing a random
+// number of lines to stdout and stderr (some a 100+ KiB line), exiting with
+// a random code, some hanging until their timeout. Every run must end with
+// the right status and exit code, and its log must hold every byte, each
+// stream's lines in the order it wrote them. Real processes, a fake clock.
+TEST_F(SchedulerTest, FiveHundredConcurrentChildrenKeepEveryByteTheirStatusAndExitCode) {
+  auto& t = add_task("many", "", R"(i=0; while [ $i -lt $NO ]; do echo "o$CRONKEEP_RUN_ID.$i"; i=$((i+1)); done
+j=0; while [ $j -lt $NE ]; do echo "e$CRONKEEP_RUN_ID.$j" >&2; j=$((j+1)); done
+if [ $BIG -gt 0 ]; then head -c $BIG /dev/zero | tr '\0' b; echo; fi
+sleep $S; exit $CODE)");
+  t.policy.max_concurrent = 500;
+  t.policy.queue_max = 500;
+  t.policy.timeout = 8s;
+  t.policy.graceful_stop = 500ms;
+  start();
+  struct Plan {
+    int no, ne, big, code;
+    bool hangs;
+  };
+  std::mt19937 rng(11);
+  std::map<int64_t, Plan> plans;
+  for (int n = 0; n < 500; ++n) {
+    Plan p{static_cast<int>(rng() % 120), static_cast<int>(rng() % 60), rng() % 10 == 0 ? 100'000 + static_cast<int>(rng() % 100'000) : 0,
+           static_cast<int>(rng() % 4), rng() % 10 == 0};
+    // Lines are written whole (echo), so none is split between the streams;
+    // a big line is written in pieces, so its run writes nothing to stderr
+    // (a stderr line read between two pieces would land inside it, which is
+    // arrival order, but not what this test parses).
+    if (p.big > 0) p.ne = 0;
+    const Env env{{"NO", std::to_string(p.no)}, {"NE", std::to_string(p.ne)}, {"BIG", std::to_string(p.big)},
+                  {"CODE", std::to_string(p.code)}, {"S", p.hangs ? "60" : std::to_string(rng() % 3) + ".0" + std::to_string(rng() % 10)}};
+    auto id = scheduler_->run_now("many", env);
+    ASSERT_TRUE(id) << id.error().message;
+    plans[*id] = p;
+  }
+  ASSERT_TRUE(scheduler_->wait_idle(240s));
+  auto all = runs("many");
+  ASSERT_EQ(all.size(), 500u);
+  for (const store::Run& r : all) {
+    const Plan& p = plans.at(r.id);
+    const std::string id = std::to_string(r.id);
+    if (p.hangs) {
+      EXPECT_EQ(r.status, RunStatus::timeout) << r.id << ": " << r.message;
+      EXPECT_EQ(r.signal, SIGTERM) << r.id << ": " << r.message;
+    } else {
+      EXPECT_EQ(r.status, p.code == 0 ? RunStatus::succeeded : RunStatus::failed) << r.id << ": " << r.message;
+      EXPECT_EQ(r.exit_code, p.code) << r.id << ": " << r.message;
+    }
+    const std::string log = cronkeep::testing::read_file(dir_ / r.log_path);
+    EXPECT_EQ(r.log_bytes, static_cast<int64_t>(log.size())) << r.id;
+    std::vector<std::string> out, err;
+    std::string big;
+    size_t expected = 0;
+    for (int i = 0; i < p.no; ++i) expected += ("o" + id + "." + std::to_string(i) + "\n").size();
+    for (int i = 0; i < p.ne; ++i) expected += ("e" + id + "." + std::to_string(i) + "\n").size();
+    if (p.big > 0) expected += static_cast<size_t>(p.big) + 1;
+    ASSERT_EQ(log.size(), expected) << r.id;
+    std::istringstream lines(log);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.starts_with("o")) out.push_back(line);
+      else if (line.starts_with("e")) err.push_back(line);
+      else big = line;
+    }
+    ASSERT_EQ(out.size(), static_cast<size_t>(p.no)) << r.id;
+    ASSERT_EQ(err.size(), static_cast<size_t>(p.ne)) << r.id;
+    for (int i = 0; i < p.no; ++i) EXPECT_EQ(out[static_cast<size_t>(i)], "o" + id + "." + std::to_string(i));
+    for (int i = 0; i < p.ne; ++i) EXPECT_EQ(err[static_cast<size_t>(i)], "e" + id + "." + std::to_string(i));
+    EXPECT_EQ(big, std::string(static_cast<size_t>(p.big), 'b')) << r.id;
+  }
 }
 
 TEST_F(SchedulerTest, FailedCommandEndsFailedWithItsExitCode) {

@@ -1,6 +1,7 @@
 // The runner: posix_spawn into a new process group, one pipe for stdout and
-// stderr, a pidfd to learn of the exit without polling, an eventfd so stop()
-// can wake the pump.
+// one for stderr, a pidfd to learn of the exit without polling; one epoll
+// loop (detail::Loop) drives any number of children, with an eventfd so
+// stop() and new children wake it.
 #include "runner/runner.h"
 
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
@@ -23,7 +25,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <set>
+#include <thread>
 #include <vector>
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
 
 #include "base/units.h"
 
@@ -288,14 +296,6 @@ std::string list_leftovers(const std::vector<Leftover>& list) {
   return text;
 }
 
-constexpr SteadyTime kNever = SteadyTime::max();
-
-int poll_timeout_ms(SteadyTime deadline) {
-  if (deadline == kNever) return -1;
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-  return left.count() < 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
-}
-
 const char* signal_name(int sig) {
   switch (sig) {
     case SIGTERM: return "SIGTERM";
@@ -411,13 +411,13 @@ Result<std::unique_ptr<Execution>> Execution::start(const Command& command) {
   exec->err_ = std::move(err_read);
   // glibc 2.36's <sys/pidfd.h> lacks extern "C"; the syscall is stable.
   exec->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  exec->wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!exec->pidfd_.valid() || !exec->wake_.valid()) {
+  exec->started_ = std::chrono::steady_clock::now();
+  if (!exec->pidfd_.valid()) {
     const int err = errno;
     ::kill(-pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
     exec->reaped_ = true;
-    return fail(ErrorCode::io, "pidfd/eventfd: " + errno_text(err));
+    return fail(ErrorCode::io, "pidfd: " + errno_text(err));
   }
   ::fcntl(exec->out_.get(), F_SETFL, O_NONBLOCK);
   ::fcntl(exec->err_.get(), F_SETFL, O_NONBLOCK);
@@ -440,98 +440,97 @@ void Execution::signal_group(int sig) {
 void Execution::stop(StopReason reason) {
   int expected = static_cast<int>(StopReason::none);
   stop_reason_.compare_exchange_strong(expected, static_cast<int>(reason));
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+  stop_pending_.store(true);
+  std::shared_ptr<UniqueFd> waker;
+  {
+    std::lock_guard lock(waker_mu_);
+    waker = waker_;
+  }
+  // The copy keeps the eventfd open while it is written, whatever its loop does.
+  if (waker) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(waker->get(), &one, sizeof one);
+  }
 }
 
-Outcome Execution::wait(const OutputSink& sink) {
-  const SteadyTime started = std::chrono::steady_clock::now();
-  SteadyTime deadline = kNever;
-  if (command_.timeout.count() > 0) deadline = started + command_.timeout;
-  bool term_sent = false;
-  bool exited = false;
-  bool open[2] = {true, true};
-  const int pipe_fd[2] = {out_.get(), err_.get()};
-  static thread_local std::vector<char> buffer(64 * 1024);
+void Execution::attach(std::shared_ptr<UniqueFd> waker) {
+  std::lock_guard lock(waker_mu_);
+  waker_ = std::move(waker);
+  if (command_.timeout.count() > 0 && !term_sent_) deadline_ = started_ + command_.timeout;
+}
 
-  // Reads until the pipe is empty, or `budget` bytes when a leftover
-  // background process keeps writing after the shell has gone.
-  auto read_available = [&](int which, size_t budget) {
-    const Stream stream = which == 0 ? Stream::out : Stream::err;
-    while (budget > 0) {
-      const ssize_t n = ::read(pipe_fd[which], buffer.data(), std::min(buffer.size(), budget));
-      if (n > 0) {
-        sink(std::string_view(buffer.data(), static_cast<size_t>(n)), stream);
-        budget -= static_cast<size_t>(n);
-        continue;
-      }
-      if (n == 0) open[which] = false;
-      else if (errno == EINTR) continue;
-      else if (errno != EAGAIN) open[which] = false;
-      return;
-    }
-  };
+bool Execution::take_stop_request() { return stop_pending_.exchange(false); }
 
-  auto begin_stop = [&](StopReason reason) {
-    int expected = static_cast<int>(StopReason::none);
-    stop_reason_.compare_exchange_strong(expected, static_cast<int>(reason));
-    if (term_sent) return;
-    term_sent = true;
-    signal_group(SIGTERM);
-    deadline = std::chrono::steady_clock::now() + command_.graceful_stop;
-  };
+void Execution::begin_stop(StopReason reason, SteadyTime now) {
+  int expected = static_cast<int>(StopReason::none);
+  stop_reason_.compare_exchange_strong(expected, static_cast<int>(reason));
+  if (term_sent_ || reaped_) return;
+  term_sent_ = true;
+  signal_group(SIGTERM);
+  deadline_ = now + command_.graceful_stop;
+}
 
-  while (!exited) {
-    pollfd fds[4] = {{pidfd_.get(), POLLIN, 0},
-                     {wake_.get(), POLLIN, 0},
-                     {open[0] ? pipe_fd[0] : -1, POLLIN, 0},
-                     {open[1] ? pipe_fd[1] : -1, POLLIN, 0}};
-    const int rc = ::poll(fds, 4, poll_timeout_ms(deadline));
-    if (rc < 0 && errno != EINTR) break;
-    if (fds[2].revents) read_available(0, 4 * buffer.size());
-    if (fds[3].revents) read_available(1, 4 * buffer.size());
-    if (fds[1].revents & POLLIN) {
-      uint64_t v;
-      [[maybe_unused]] ssize_t n = ::read(wake_.get(), &v, sizeof v);
-      begin_stop(static_cast<StopReason>(stop_reason_.load()));
-    }
-    if (fds[0].revents & POLLIN) exited = true;
-    if (!exited && deadline != kNever && std::chrono::steady_clock::now() >= deadline) {
-      if (!term_sent) {
-        begin_stop(StopReason::timeout);
-      } else {
-        signal_group(SIGKILL);
-        deadline = kNever;
-      }
-    }
+void Execution::on_deadline(SteadyTime now) {
+  if (!term_sent_) {
+    begin_stop(StopReason::timeout, now);
+  } else {
+    signal_group(SIGKILL);
+    deadline_ = SteadyTime::max();
   }
+}
 
+bool Execution::read_available(int which, size_t budget, const OutputSink& sink) {
+  static thread_local std::vector<char> buffer(64 * 1024);
+  const Stream stream = which == 0 ? Stream::out : Stream::err;
+  const int fd = which == 0 ? out_.get() : err_.get();
+  while (budget > 0 && open_[which]) {
+    const ssize_t n = ::read(fd, buffer.data(), std::min(buffer.size(), budget));
+    if (n > 0) {
+      sink(std::string_view(buffer.data(), static_cast<size_t>(n)), stream);
+      budget -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) open_[which] = false;
+    else if (errno == EINTR) continue;
+    else if (errno != EAGAIN) open_[which] = false;
+    break;
+  }
+  return open_[which];
+}
+
+Outcome Execution::reap(const OutputSink& sink) {
   Outcome out;
   int status = 0;
   rusage usage{};
   pid_t r;
+  // The pidfd is readable: the shell is a zombie and wait4 returns at once.
   do r = ::wait4(pid_, &status, 0, &usage);
   while (r < 0 && errno == EINTR);
   // Whatever the shell wrote before it exited is in the pipe now.
   for (int which : {0, 1})
-    if (open[which]) read_available(which, kDrainAfterExit);
+    if (open_[which]) read_available(which, kDrainAfterExit, sink);
   // A stopped run leaves no stragglers in its group, nor outside it (setsid,
   // double fork); a run that ended by itself keeps cron's behaviour
   // (background children live on) and says so. Looking for detached ones
   // reads every process's environ, so after a normal end it is done only
   // while something still holds the output pipe.
-  if (term_sent) {
+  if (term_sent_) {
     ::kill(-pid_, SIGKILL);
     out.killed = find_marked(spawn_id_);
     // Members of the run's group were just killed with it (one may not be
     // gone yet); only a process that left the group (setsid) is detached.
     std::erase_if(out.killed, [this](const Leftover& l) { return ::getpgid(l.pid) == pid_; });
     for (const Leftover& l : out.killed) ::kill(l.pid, SIGKILL);
-  } else if (open[0] || open[1]) {
+  } else if (open_[0] || open_[1]) {
     out.left_running = find_marked(spawn_id_);
   }
   reaped_ = true;
-  out.duration = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
+  deadline_ = SteadyTime::max();
+  {
+    std::lock_guard lock(waker_mu_);
+    waker_.reset();
+  }
+  out.duration = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started_);
   if (r == pid_) {
     if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status)) out.signal = WTERMSIG(status);
@@ -543,6 +542,251 @@ Outcome Execution::wait(const OutputSink& sink) {
   out.stopped = static_cast<StopReason>(stop_reason_.load());
   return out;
 }
+
+namespace detail {
+
+// The event loop that Supervisor runs on its thread and Execution::wait on
+// the caller's: one epoll set holding each child's pidfd and open pipes and
+// an eventfd that wakes it (a new child, a stop request, the end); timers
+// in an ordered set (deadline, child). Level-triggered: a pipe read up to
+// its budget and not empty yet is reported again, so one chatty child
+// cannot starve the others.
+class Loop {
+ public:
+  Loop()
+      : epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+        wake_(std::make_shared<UniqueFd>(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))) {
+    if (!valid()) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kWakeKey;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_->get(), &ev) != 0) epoll_.reset();
+  }
+
+  // Kills and reaps what is still watched (no handler is called).
+  ~Loop() {
+    std::lock_guard lock(mu_);
+    for (auto& [key, child] : children_) kill_and_reap(*child.exec);
+    for (Child& child : incoming_) kill_and_reap(*child.exec);
+  }
+
+  bool valid() const { return epoll_.valid() && wake_->valid(); }
+
+  Status add(std::shared_ptr<Execution> exec, OutputSink sink, EndHandler on_end) {
+    if (!valid()) return fail(ErrorCode::io, "the children's loop could not be set up (epoll/eventfd)");
+    {
+      std::lock_guard lock(mu_);
+      incoming_.push_back(Child{std::move(exec), std::move(sink), std::move(on_end)});
+      ++count_;
+    }
+    wake();
+    return {};
+  }
+
+  void request_stop() {
+    stop_.store(true);
+    wake();
+  }
+
+  size_t size() const {
+    std::lock_guard lock(mu_);
+    return count_;
+  }
+
+  // Runs until request_stop(), or, with `until_empty`, until no child is left.
+  void run(bool until_empty) {
+    std::vector<epoll_event> events(128);
+    adopt_incoming();
+    while (!stop_.load() && !(until_empty && children_.empty())) {
+      const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms());
+      if (n < 0 && errno != EINTR) {
+        spdlog::error("children's loop: epoll_wait: {}", errno_text(errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // never spin
+      }
+      for (int i = 0; i < n; ++i) {
+        const uint64_t data = events[static_cast<size_t>(i)].data.u64;
+        if (data == kWakeKey) {
+          uint64_t v;
+          [[maybe_unused]] ssize_t r = ::read(wake_->get(), &v, sizeof v);
+          adopt_incoming();
+          const SteadyTime now = std::chrono::steady_clock::now();
+          for (auto& [key, child] : children_)
+            if (child.exec->take_stop_request()) stop_child(key, child, now);
+          continue;
+        }
+        const uint64_t key = data >> 2;
+        auto it = children_.find(key);
+        if (it == children_.end()) continue;  // ended earlier in this batch
+        Child& child = it->second;
+        const int kind = static_cast<int>(data & 3);
+        if (kind == kPid) {
+          end_child(it);
+        } else {
+          const int which = kind == kOut ? 0 : 1;
+          if (!child.exec->read_available(which, 4 * 64 * 1024, child.sink)) unregister(which == 0 ? child.exec->out_.get() : child.exec->err_.get());
+        }
+      }
+      fire_timers();
+    }
+  }
+
+ private:
+  static constexpr uint64_t kWakeKey = 0;
+  static constexpr int kPid = 1, kOut = 2, kErr = 3;
+  struct Child {
+    std::shared_ptr<Execution> exec;
+    OutputSink sink;
+    EndHandler on_end;
+    SteadyTime armed = SteadyTime::max();  // the deadline in timers_
+  };
+
+  void wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_->get(), &one, sizeof one);
+  }
+
+  static void kill_and_reap(Execution& exec) {
+    if (exec.reaped_ || exec.pid_ <= 0) return;
+    ::kill(-exec.pid_, SIGKILL);
+    ::waitpid(exec.pid_, nullptr, 0);
+    exec.reaped_ = true;
+  }
+
+  void register_fd(int fd, uint64_t data) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = data;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+      spdlog::error("children's loop: epoll_ctl: {}", errno_text(errno));
+  }
+
+  void unregister(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+
+  void adopt_incoming() {
+    std::vector<Child> taken;
+    {
+      std::lock_guard lock(mu_);
+      taken.swap(incoming_);
+    }
+    const SteadyTime now = std::chrono::steady_clock::now();
+    for (Child& c : taken) {
+      const uint64_t key = next_key_++;
+      Execution& exec = *c.exec;
+      exec.attach(wake_);
+      register_fd(exec.pidfd_.get(), key << 2 | kPid);
+      register_fd(exec.out_.get(), key << 2 | kOut);
+      register_fd(exec.err_.get(), key << 2 | kErr);
+      auto [it, inserted] = children_.emplace(key, std::move(c));
+      // A stop asked for before the loop had the child.
+      if (exec.take_stop_request()) stop_child(key, it->second, now);
+      else rearm(key, it->second);
+    }
+  }
+
+  void rearm(uint64_t key, Child& child) {
+    if (child.armed != SteadyTime::max()) timers_.erase({child.armed, key});
+    child.armed = child.exec->deadline_;
+    if (child.armed != SteadyTime::max()) timers_.insert({child.armed, key});
+  }
+
+  void stop_child(uint64_t key, Child& child, SteadyTime now) {
+    child.exec->begin_stop(static_cast<StopReason>(child.exec->stop_reason_.load()), now);
+    rearm(key, child);
+  }
+
+  void fire_timers() {
+    const SteadyTime now = std::chrono::steady_clock::now();
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      const uint64_t key = timers_.begin()->second;
+      timers_.erase(timers_.begin());
+      auto it = children_.find(key);
+      if (it == children_.end()) continue;
+      it->second.armed = SteadyTime::max();
+      it->second.exec->on_deadline(now);
+      rearm(key, it->second);
+    }
+  }
+
+  int timeout_ms() const {
+    if (timers_.empty()) return -1;
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(timers_.begin()->first - std::chrono::steady_clock::now());
+    return left.count() < 0 ? 0 : static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
+  }
+
+  void end_child(std::map<uint64_t, Child>::iterator it) {
+    Child child = std::move(it->second);
+    const uint64_t key = it->first;
+    children_.erase(it);
+    if (child.armed != SteadyTime::max()) timers_.erase({child.armed, key});
+    Execution& exec = *child.exec;
+    unregister(exec.pidfd_.get());
+    Outcome outcome = exec.reap(child.sink);
+    unregister(exec.out_.get());
+    unregister(exec.err_.get());
+    {
+      std::lock_guard lock(mu_);
+      --count_;
+    }
+    if (child.on_end) child.on_end(std::move(outcome));
+  }
+
+  UniqueFd epoll_;
+  std::shared_ptr<UniqueFd> wake_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;        // guards incoming_ and count_
+  std::vector<Child> incoming_;  // handed over, not yet in the epoll set
+  size_t count_ = 0;             // incoming_ + children_
+  // Loop-thread state.
+  std::map<uint64_t, Child> children_;
+  std::set<std::pair<SteadyTime, uint64_t>> timers_;
+  uint64_t next_key_ = 1;
+};
+
+}  // namespace detail
+
+Outcome Execution::wait(const OutputSink& sink) {
+  // One child, the caller's thread: the Supervisor's loop, run here. The
+  // shared_ptr does not own this Execution.
+  detail::Loop loop;
+  Outcome outcome;
+  const std::shared_ptr<Execution> self(this, [](Execution*) {});
+  if (auto st = loop.add(self, sink, [&](Outcome o) { outcome = std::move(o); }); !st) {
+    spdlog::error("{}", st.error().message);
+    ::kill(-pid_, SIGKILL);
+    pid_t r;
+    int status = 0;
+    do r = ::waitpid(pid_, &status, 0);
+    while (r < 0 && errno == EINTR);
+    reaped_ = true;
+    if (r == pid_ && WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
+    return outcome;
+  }
+  loop.run(/*until_empty=*/true);
+  return outcome;
+}
+
+Supervisor::Supervisor() : loop_(std::make_unique<detail::Loop>()) {
+  if (!loop_->valid()) {
+    spdlog::error("children's loop: cannot set up epoll/eventfd: {}", errno_text(errno));
+    return;
+  }
+  thread_ = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "ck-children");
+    loop_->run(/*until_empty=*/false);
+  });
+}
+
+Supervisor::~Supervisor() {
+  loop_->request_stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Supervisor::watch(std::shared_ptr<Execution> exec, OutputSink sink, EndHandler on_end) {
+  return loop_->add(std::move(exec), std::move(sink), std::move(on_end));
+}
+
+size_t Supervisor::size() const { return loop_->size(); }
 
 std::string describe(const Outcome& o) {
   std::string text;

@@ -10,17 +10,26 @@
 //
 // Timeouts use the monotonic clock: they bound real process lifetimes, which
 // a fake clock cannot speed up.
+//
+// Threads: a Supervisor is one thread with one epoll loop that owns every
+// child handed to it (its pidfd, its non-blocking pipes, its timeout and
+// stop timers); sinks and end handlers run on that thread. Execution::wait
+// runs the same loop on the calling thread for one child (tests, notify's
+// sink commands). stop() may be called from any thread.
 #pragma once
 
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "base/result.h"
@@ -79,11 +88,22 @@ struct Outcome {
 enum class Stream { out, err };
 
 // Receives the output as it arrives, in chunks of up to 64 KiB, with the
-// stream it came from. Called on the thread that calls Execution::wait.
+// stream it came from, in the order each stream delivered them. Called on
+// the thread that runs the child's loop (Execution::wait's caller, or the
+// Supervisor's thread); it must not block for long: every other child of
+// that loop waits meanwhile.
 using OutputSink = std::function<void(std::string_view chunk, Stream stream)>;
 
-// One running command. Thread-safety: wait() is called by one thread;
-// stop() may be called from any thread, any number of times.
+// Receives a child's Outcome once it has been reaped, on the loop's thread.
+using EndHandler = std::function<void(Outcome)>;
+
+namespace detail {
+class Loop;
+}
+
+// One running command. Thread-safety: it is driven by one loop (wait(), or
+// the Supervisor it was handed to); stop() may be called from any thread,
+// any number of times, before, during or after that.
 class Execution {
  public:
   // Spawns the command. Errors: invalid_argument when workdir is missing or
@@ -104,24 +124,74 @@ class Execution {
   // shell's exit is not waited for. Call exactly once.
   Outcome wait(const OutputSink& sink);
 
-  // Asks the process group to stop: SIGTERM now, SIGKILL after
-  // graceful_stop. Only the first reason is recorded. Non-blocking.
+  // Asks the process group to stop: SIGTERM now (as soon as its loop sees
+  // the request; before the loop has it, when it takes it), SIGKILL after
+  // graceful_stop. Only the first reason is recorded. Non-blocking; does
+  // nothing once the child has been reaped.
   void stop(StopReason reason);
 
  private:
+  friend class detail::Loop;
+  using SteadyTime = std::chrono::steady_clock::time_point;
   Execution() = default;
   void signal_group(int sig);
+  // The loop's side; called on the loop's thread only.
+  void attach(std::shared_ptr<UniqueFd> waker);    // stop() now wakes that eventfd
+  bool take_stop_request();                        // a stop() since the last call
+  void begin_stop(StopReason reason, SteadyTime now);
+  void on_deadline(SteadyTime now);                // the timeout, or graceful_stop after SIGTERM, is over
+  bool read_available(int which, size_t budget, const OutputSink& sink);  // false at EOF or error
+  Outcome reap(const OutputSink& sink);            // after the pidfd became readable
 
   pid_t pid_ = -1;
   UniqueFd out_;        // read end of the stdout pipe
   UniqueFd err_;        // read end of the stderr pipe
   UniqueFd pidfd_;      // readable when the child exits
-  UniqueFd wake_;       // eventfd: stop() wakes wait()
   Command command_;
   std::string spawn_id_;        // "CRONKEEP_SPAWN_ID=…" in the run's environment
   int64_t daemon_peak_kb_ = 0;  // the daemon's own peak RSS once the child had exec'd
   std::atomic<int> stop_reason_{static_cast<int>(StopReason::none)};
+  std::atomic<bool> stop_pending_{false};  // stop() called, not yet seen by the loop
+  std::mutex waker_mu_;                    // guards waker_
+  std::shared_ptr<UniqueFd> waker_;        // the loop's eventfd, once a loop drives this child
+  // Loop-thread state.
+  SteadyTime started_{};
+  SteadyTime deadline_ = SteadyTime::max();  // timeout, or SIGKILL after graceful_stop; max = none
+  bool term_sent_ = false;
+  bool open_[2] = {true, true};
   bool reaped_ = false;
+};
+
+// One thread and one epoll loop that supervise every child handed to them:
+// output goes to each child's sink as it arrives, timeouts and stop requests
+// (SIGTERM, SIGKILL after graceful_stop) are timers of the loop, and an
+// exited child is reaped (wait4, resource usage) and its Outcome handed to
+// its EndHandler, all on the loop's thread. Thread-safe: watch() may be
+// called from any thread.
+class Supervisor {
+ public:
+  // Starts the loop's thread. When the loop cannot be set up (no epoll or
+  // eventfd), watch() fails.
+  Supervisor();
+  // Stops the loop. Children still watched are killed (SIGKILL to their
+  // groups) and reaped; their handlers are not called. Joins the thread.
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Hands a started child to the loop; `sink` and `on_end` are called on
+  // the loop's thread, `on_end` exactly once, after the last chunk. The
+  // loop keeps `exec` until then; the caller may keep it too (to stop()
+  // it). Requires: `exec` not waited for, nor watched, before. Errors: io
+  // when the loop could not be set up (the child is then left unwatched).
+  Status watch(std::shared_ptr<Execution> exec, OutputSink sink, EndHandler on_end);
+
+  // Children watched now.
+  size_t size() const;
+
+ private:
+  std::unique_ptr<detail::Loop> loop_;
+  std::thread thread_;
 };
 
 // A short human reading of an outcome: "exit code 0", "killed by SIGKILL",

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <thread>
 
+#include <pthread.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,13 +77,34 @@ RunStatus status_of(const runner::Outcome& o) {
 
 }  // namespace
 
-// A run that has a worker. `exec` is set while the process lives; a stop
-// requested before it exists is remembered in `stop_requested`.
+// A run launched and not yet finished(). `exec` is set while the process
+// lives; a stop requested before it exists is remembered in `stop_requested`.
 struct Scheduler::Active {
   Launch run;
-  runner::Execution* exec = nullptr;
+  std::shared_ptr<runner::Execution> exec;
   runner::StopReason stop_requested = runner::StopReason::none;
   std::string stop_message;
+};
+
+// A process run from its start (bookkeeper) through its output (children's
+// loop) to its end (bookkeeper). Handed between the two threads through the
+// supervisor's and the bookkeeper's queues, never used by both at once.
+struct Scheduler::RunCtx {
+  Launch run;
+  std::shared_ptr<const config::Task> task;  // the settings the run started with
+  std::unique_ptr<logs::LogWriter> log;
+  std::shared_ptr<runner::Execution> exec;
+  std::string stop_message;  // set on the loop's thread (disk pressure)
+  std::string start_error;   // set by a spawner when the spawn failed
+  runner::Command command;   // what the spawner starts
+};
+
+// A run's end, ready to be recorded.
+struct Scheduler::Ended {
+  Launch run;
+  std::string task;
+  store::RunEnd end;
+  std::unique_ptr<logs::LogWriter> unfinished;  // its log, when finalize failed
 };
 
 void Scheduler::add_task(const config::Task& task, int order, const std::vector<store::TaskPause>& pauses) {
@@ -208,11 +230,29 @@ Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& c
     ts.body = sys.body;
     tasks_.push_back(std::move(ts));
   }
+  children_ = std::make_unique<runner::Supervisor>();
+  books_thread_ = std::thread([this] { bookkeeper(); });
+  for (int i = 0; i < kSpawners; ++i) spawners_.emplace_back([this] { spawner(); });
 }
 
 Scheduler::~Scheduler() {
-  std::unique_lock lock(mu_);
-  idle_cv_.wait(lock, [&] { return workers_ == 0; });
+  {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return workers_ == 0; });
+  }
+  {
+    std::lock_guard lock(books_mu_);
+    books_stop_ = true;
+  }
+  books_cv_.notify_all();
+  books_thread_.join();
+  {
+    std::lock_guard lock(spawn_mu_);
+    spawn_stop_ = true;
+  }
+  spawn_cv_.notify_all();
+  for (std::thread& t : spawners_) t.join();
+  children_.reset();
 }
 
 Millis Scheduler::steady_now() const {
@@ -271,7 +311,8 @@ Status Scheduler::start() {
   // date as runs end, so listings and /metrics never scan the history.
   auto outcomes = store_.last_outcomes();
   if (!outcomes) return tl::unexpected(outcomes.error());
-  std::lock_guard lock(mu_);
+  std::lock_guard decide(decide_mu_);
+  std::unique_lock lock(mu_);
   for (TaskState& ts : tasks_)
     for (const store::LastOutcome& o : *outcomes)
       if (o.task == ts.task->name) {
@@ -281,7 +322,10 @@ Status Scheduler::start() {
   clock_ref_ = std::make_pair(now, steady_now());
   for (size_t t = 0; t < tasks_.size(); ++t) {
     TaskState& ts = tasks_[t];
-    auto last = store_.last_fire(ts.task->name);
+    const std::string name = ts.task->name;
+    lock.unlock();
+    auto last = store_.last_fire(name);
+    lock.lock();
     if (!last) return tl::unexpected(last.error());
     // A paused, disabled or on-demand task catches nothing up; a resumed
     // one only the fires after its resume.
@@ -306,7 +350,13 @@ Status Scheduler::start() {
         lost = std::move(recent);
       }
       if (!lost.empty()) {
-        Status st = store_.write_batch([&] { handle_lost_fires(t, lost, total, CatchUpRuns::by_policy); });
+        // mu_ is held while the rows are written, not across the commit.
+        lock.unlock();
+        Status st = store_.write_batch([&] {
+          std::lock_guard inner(mu_);
+          handle_lost_fires(t, lost, total, CatchUpRuns::by_policy);
+        });
+        lock.lock();
         if (!st) return st;
       }
     }
@@ -358,37 +408,50 @@ void Scheduler::handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, 
 }
 
 std::optional<TimePoint> Scheduler::tick() {
-  std::lock_guard lock(mu_);
+  std::lock_guard decide(decide_mu_);
+  std::unique_lock lock(mu_);
   if (stopping_) return std::nullopt;
   const TimePoint now = clock_.now();
   const Millis steady = steady_now();
   notice_clock_step(now, steady);
-  // Everything due now is recorded in one commit; the workers launched
-  // meanwhile start their bookkeeping as soon as it lands. The loop wakes
+  // Everything due now is recorded in one commit; the runs launched
+  // meanwhile are started by the bookkeeper as soon as it lands. The loop wakes
   // every second: no transaction when nothing is due.
   const bool due = std::any_of(tasks_.begin(), tasks_.end(),
                                [&](const TaskState& ts) { return ts.next_fire && ts.next_due <= now; }) ||
                    std::any_of(retries_.begin(), retries_.end(), [&](const RetryTimer& r) { return r.due <= steady; });
-  if (!pending_ends_.empty() || !unrecorded_fires_.empty()) flush_unrecorded(now);
+  if (!pending_ends_.empty() || !unrecorded_fires_.empty()) {
+    lock.unlock();
+    flush_unrecorded(now);
+    lock.lock();
+  }
   if (due) {
     // Runs start only once their rows are committed: a failed commit (a full
     // disk) rolls the rows back, and a run must never start without its row.
+    // mu_ is held while fire_due writes the rows (in the transaction), and
+    // released across the commit, so run ends, listings and cancels never
+    // wait for the disk; decide_mu_ keeps other decisions out meanwhile.
     TickBatch batch;
-    batch_ = &batch;
     bool ran = false;
+    lock.unlock();
     Status st = store_.write_batch([&] {
+      std::lock_guard inner(mu_);
       ran = true;
+      batch_ = &batch;
       fire_due(now, steady);
+      batch_ = nullptr;
     });
+    lock.lock();
     if (!st && !ran) {
       // The transaction could not even begin (the database server is away):
       // take the due fires without writing, so that they are recorded as
       // missed later and the loop does not spin on them.
       refused_ = &st.error();
+      batch_ = &batch;
       fire_due(now, steady);
+      batch_ = nullptr;
       refused_ = nullptr;
     }
-    batch_ = nullptr;
     if (st) {
       for (const Launch& l : batch.launches) start_or_queue(l);
     } else {
@@ -573,7 +636,17 @@ void Scheduler::launch(const Launch& run) {
   auto active = std::make_shared<Active>();
   active->run = run;
   active_[run.id] = std::move(active);
-  std::thread([this, run] { work(run); }).detach();
+  if (ts.body) {
+    // In-process work (retention, compaction): a thread of its own, as it
+    // may run for minutes.
+    std::thread([this, run] { work_system(run); }).detach();
+    return;
+  }
+  {
+    std::lock_guard books(books_mu_);
+    books_starts_.push_back(run);
+  }
+  books_cv_.notify_one();
 }
 
 void Scheduler::end_queued(int64_t id, std::string message) {
@@ -611,61 +684,122 @@ void Scheduler::work_system(const Launch& run) {
   finished(run, end.status);
 }
 
-void Scheduler::work(Launch run) {
-  std::shared_ptr<const config::Task> task_settings;
-  bool system = false;
+void Scheduler::bookkeeper() {
+  ::pthread_setname_np(::pthread_self(), "ck-books");
+  std::unique_lock lock(books_mu_);
+  for (;;) {
+    books_cv_.wait(lock, [&] { return books_stop_ || !books_starts_.empty() || !books_ends_.empty(); });
+    if (books_starts_.empty() && books_ends_.empty()) return;  // books_stop_
+    auto ends = std::move(books_ends_);
+    books_ends_.clear();
+    lock.unlock();
+    // Ends first: they free slots, and the runs they dispatch (queued ones,
+    // retries) start in this same round.
+    std::vector<Ended> ended;
+    ended.reserve(ends.size());
+    for (auto& [ctx, outcome] : ends) ended.push_back(end_of(std::move(ctx), outcome.get()));
+    ends.clear();
+    record_ends(std::move(ended));
+    std::vector<Launch> starts;
+    lock.lock();
+    starts.swap(books_starts_);
+    lock.unlock();
+    std::vector<Ended> not_started;
+    start_runs(std::move(starts), not_started);
+    record_ends(std::move(not_started));
+    lock.lock();
+  }
+}
+
+void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) {
+  if (runs.empty()) return;
+  std::vector<std::shared_ptr<RunCtx>> ctxs;
   uint64_t min_free = 0;
   {
-    // reload() may replace the task's settings meanwhile; this run keeps these.
+    // reload() may replace a task's settings meanwhile; the run keeps these.
     std::lock_guard lock(mu_);
-    task_settings = tasks_[run.task].task;
-    system = static_cast<bool>(tasks_[run.task].body);
     min_free = storage_.min_free_space;
+    for (const Launch& run : runs) {
+      auto ctx = std::make_shared<RunCtx>();
+      ctx->run = run;
+      ctx->task = tasks_[run.task].task;
+      ctxs.push_back(std::move(ctx));
+    }
   }
-  if (system) {
-    work_system(run);
-    return;
-  }
-  const config::Task& task = *task_settings;
-  store::RunEnd end;
-  auto fail_run = [&](std::string message) {
-    end.status = RunStatus::failed;
-    end.finished_at = clock_.now();
-    end.message = std::move(message);
+  auto fail_run = [&](const std::shared_ptr<RunCtx>& ctx, std::string message) {
+    Ended e;
+    e.run = ctx->run;
+    e.task = ctx->task->name;
+    e.end.status = RunStatus::failed;
+    e.end.finished_at = clock_.now();
+    e.end.message = std::move(message);
+    if (ctx->log) {
+      // The log exists and the row names it: finalized like any run's.
+      if (auto st = ctx->log->finalize(e.end.finished_at); !st) e.unfinished = std::move(ctx->log);
+      else e.end.log_bytes = static_cast<int64_t>(ctx->log->stats().bytes_on_disk);
+    }
+    ended.push_back(std::move(e));
   };
 
-  const TimePoint started = clock_.now();
-  std::unique_ptr<logs::LogWriter> log;
-  auto rel = layout::DataDir::relative_log_path(task.name, started, run.id);
-  std::unique_ptr<runner::Execution> exec;
+  // The logs first (a row never names a log that does not exist).
   std::optional<uint64_t> free_bytes;
   if (min_free > 0)
     if (auto f = logs::free_space(options_.data_dir)) free_bytes = *f;
-  if (!rel) {
-    fail_run(rel.error().message);
-  } else if (free_bytes && *free_bytes < min_free) {
-    fail_run("insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
-             ", min_free_space = " + format_size(min_free));
-  } else if (auto writer = logs::LogWriter::create(
-                 dir_.absolute(*rel),
-                 logs::WriterOptions{task.policy.log_max_size, on_full(task.policy.log_on_full), min_free,
-                                     options_.data_dir, options_.bus, task.name, run.id});
-             !writer) {
-    fail_run(writer.error().message);
-  } else if (auto st = (fault::crash_point("scheduler.after_log_created"), store_.mark_running(run.id, *rel, started));
-             !st) {
-    // The log file exists before the row names it; a run cancelled while
-    // queued no longer accepts the start.
-    layout::Removal removal;
-    (void)layout::remove_run_files(dir_, {*rel}, removal);
-    spdlog::warn("run {}: not started: {}", run.id, st.error().message);
-    finished(run, RunStatus::cancelled);
-    return;
-  } else {
-    log = std::move(*writer);
+  struct Started {
+    std::shared_ptr<RunCtx> ctx;
+    std::string rel;
+    TimePoint at;
+    Status marked;
+  };
+  std::vector<Started> started;
+  for (auto& ctx : ctxs) {
+    const config::Task& task = *ctx->task;
+    const TimePoint at = clock_.now();
+    auto rel = layout::DataDir::relative_log_path(task.name, at, ctx->run.id);
+    if (!rel) {
+      fail_run(ctx, rel.error().message);
+    } else if (free_bytes && *free_bytes < min_free) {
+      fail_run(ctx, "insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
+                        ", min_free_space = " + format_size(min_free));
+    } else if (auto writer = logs::LogWriter::create(
+                   dir_.absolute(*rel),
+                   logs::WriterOptions{task.policy.log_max_size, on_full(task.policy.log_on_full), min_free,
+                                       options_.data_dir, options_.bus, task.name, ctx->run.id});
+               !writer) {
+      fail_run(ctx, writer.error().message);
+    } else {
+      ctx->log = std::move(*writer);
+      fault::crash_point("scheduler.after_log_created");
+      started.push_back(Started{ctx, *rel, at, {}});
+    }
+  }
+  if (started.empty()) return;
+
+  // Every start waiting now in one commit. A batch whose commit failed is
+  // tried again a run at a time, so that each run gets its own answer.
+  Status batch = store_.write_batch([&] {
+    for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
+  });
+  if (!batch)
+    for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
+
+  for (Started& s : started) {
+    RunCtx& ctx = *s.ctx;
+    const Launch& run = ctx.run;
+    const config::Task& task = *ctx.task;
+    if (!s.marked) {
+      // The log file exists before the row names it; a run cancelled while
+      // queued no longer accepts the start.
+      ctx.log.reset();
+      layout::Removal removal;
+      (void)layout::remove_run_files(dir_, {s.rel}, removal);
+      spdlog::warn("run {}: not started: {}", run.id, s.marked.error().message);
+      finished(run, RunStatus::cancelled);
+      continue;
+    }
     fault::crash_point("scheduler.after_mark_running");
     publish_state(run, task.name, RunStatus::running);
-    if (run.scheduled) record_lateness(started - *run.scheduled);
+    if (run.scheduled) record_lateness(s.at - *run.scheduled);
     runner::Command cmd;
     cmd.shell_command = task.run;
     cmd.env = task.env;
@@ -679,60 +813,138 @@ void Scheduler::work(Launch run) {
     cmd.graceful_stop = task.policy.graceful_stop;
     cmd.user = task.user;
     cmd.group = task.group;
-    auto started_exec = runner::Execution::start(cmd);
-    if (!started_exec) fail_run("cannot start: " + started_exec.error().message);
-    else exec = std::move(*started_exec);
+    // Spawned by the spawners: posix_spawn blocks its caller until the child
+    // has exec'd, which on a busy machine waits for the child to be
+    // scheduled; a few spawners overlap those waits while this thread goes on.
+    ctx.command = std::move(cmd);
+    {
+      std::lock_guard spawn(spawn_mu_);
+      spawn_jobs_.push_back(s.ctx);
+    }
+    spawn_cv_.notify_one();
   }
+}
 
-  if (exec) {
-    std::shared_ptr<Active> active;
-    {
-      std::lock_guard lock(mu_);
-      active = active_[run.id];
-      active->exec = exec.get();
-      if (active->stop_requested != runner::StopReason::none) exec->stop(active->stop_requested);
-    }
-    std::string stop_message;
-    const runner::Outcome outcome = exec->wait([&](std::string_view chunk, runner::Stream stream) {
-      const logs::Verdict v =
-          log->append(chunk, stream == runner::Stream::out ? logs::Stream::out : logs::Stream::err, clock_.now());
-      if (v == logs::Verdict::stop_overflow) {
-        exec->stop(runner::StopReason::log_overflow);
-      } else if (v == logs::Verdict::stop_disk_pressure) {
-        if (stop_message.empty()) stop_message = "cancelled: insufficient disk space (log_on_full = kill_task)";
-        exec->stop(runner::StopReason::cancelled);
-      }
-    });
-    {
-      std::lock_guard lock(mu_);
-      active->exec = nullptr;
-      if (stop_message.empty()) stop_message = active->stop_message;
-    }
-    exec.reset();
-    end.status = status_of(outcome);
-    end.finished_at = clock_.now();
-    end.exit_code = outcome.exit_code;
-    end.signal = outcome.signal;
-    end.duration_ms = outcome.duration.count();
-    end.cpu_ms = outcome.cpu_ms;
-    end.max_rss_kb = outcome.max_rss_kb;
-    end.message = runner::describe(outcome);
-    if (outcome.stopped == runner::StopReason::timeout)
-      end.message = "timed out after " + format_duration(task.policy.timeout) + "; " +
-                    end.message.substr(end.message.find("; ") + 2);
-    if (outcome.stopped == runner::StopReason::log_overflow)
-      end.message = "log reached log_max_size = " + format_size(task.policy.log_max_size) + " (log_on_full = kill_task); " +
-                    end.message.substr(end.message.find("; ") + 2);
-    if (!stop_message.empty()) {
-      // Say why once: "cancelled by request; killed by SIGTERM", not the
-      // runner's own "cancelled; " after it.
-      if (outcome.stopped == runner::StopReason::cancelled && end.message.find("; ") != std::string::npos)
-        end.message = end.message.substr(end.message.find("; ") + 2);
-      end.message = stop_message + "; " + end.message;
+void Scheduler::spawner() {
+  ::pthread_setname_np(::pthread_self(), "ck-spawn");
+  std::unique_lock lock(spawn_mu_);
+  for (;;) {
+    spawn_cv_.wait(lock, [&] { return spawn_stop_ || !spawn_jobs_.empty(); });
+    if (spawn_jobs_.empty()) return;  // spawn_stop_
+    std::shared_ptr<RunCtx> ctx = std::move(spawn_jobs_.front());
+    spawn_jobs_.pop_front();
+    lock.unlock();
+    spawn(std::move(ctx));
+    lock.lock();
+  }
+}
+
+void Scheduler::hand_end(std::shared_ptr<RunCtx> ctx, std::shared_ptr<runner::Outcome> outcome) {
+  {
+    std::lock_guard books(books_mu_);
+    books_ends_.emplace_back(std::move(ctx), std::move(outcome));
+  }
+  books_cv_.notify_one();
+}
+
+void Scheduler::spawn(std::shared_ptr<RunCtx> ctx) {
+  auto spawned = runner::Execution::start(ctx->command);
+  if (!spawned) {
+    ctx->start_error = "cannot start: " + spawned.error().message;
+    hand_end(std::move(ctx), nullptr);
+    return;
+  }
+  ctx->exec = std::shared_ptr<runner::Execution>(std::move(*spawned));
+  {
+    std::lock_guard lock(mu_);
+    auto it = active_.find(ctx->run.id);
+    if (it != active_.end()) {
+      it->second->exec = ctx->exec;
+      if (it->second->stop_requested != runner::StopReason::none) ctx->exec->stop(it->second->stop_requested);
     }
   }
-  bool log_finalized = true;
+  // The sink runs on the children's loop: the log writer is that thread's
+  // until the end is handed to the bookkeeper.
+  auto sink = [this, keep = ctx](std::string_view chunk, runner::Stream stream) {
+    RunCtx& c = *keep;
+    const logs::Verdict v =
+        c.log->append(chunk, stream == runner::Stream::out ? logs::Stream::out : logs::Stream::err, clock_.now());
+    if (v == logs::Verdict::stop_overflow) {
+      c.exec->stop(runner::StopReason::log_overflow);
+    } else if (v == logs::Verdict::stop_disk_pressure) {
+      if (c.stop_message.empty()) c.stop_message = "cancelled: insufficient disk space (log_on_full = kill_task)";
+      c.exec->stop(runner::StopReason::cancelled);
+    }
+  };
+  auto on_end = [this, keep = ctx](runner::Outcome outcome) {
+    hand_end(keep, std::make_shared<runner::Outcome>(std::move(outcome)));
+  };
+  if (auto st = children_->watch(ctx->exec, std::move(sink), std::move(on_end)); !st) {
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = active_.find(ctx->run.id); it != active_.end()) it->second->exec.reset();
+    }
+    ctx->exec.reset();  // killed and reaped by its destructor
+    ctx->start_error = "cannot start: " + st.error().message;
+    hand_end(std::move(ctx), nullptr);
+  }
+}
+
+Scheduler::Ended Scheduler::end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome* ended) {
+  const Launch& run = ctx->run;
+  const config::Task& task = *ctx->task;
+  if (!ended) {
+    // The spawn failed: the row is running and names the log; both are ended.
+    Ended out;
+    out.run = run;
+    out.task = task.name;
+    out.end.status = RunStatus::failed;
+    out.end.finished_at = clock_.now();
+    out.end.message = ctx->start_error;
+    if (ctx->log) {
+      if (auto st = ctx->log->finalize(out.end.finished_at); !st) out.unfinished = std::move(ctx->log);
+      else out.end.log_bytes = static_cast<int64_t>(ctx->log->stats().bytes_on_disk);
+    }
+    return out;
+  }
+  const runner::Outcome& outcome = *ended;
+  std::string stop_message = ctx->stop_message;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active_.find(run.id); it != active_.end()) {
+      it->second->exec.reset();
+      if (stop_message.empty()) stop_message = it->second->stop_message;
+    }
+  }
+  ctx->exec.reset();
+  Ended out;
+  out.run = run;
+  out.task = task.name;
+  store::RunEnd& end = out.end;
+  end.status = status_of(outcome);
+  end.finished_at = clock_.now();
+  end.exit_code = outcome.exit_code;
+  end.signal = outcome.signal;
+  end.duration_ms = outcome.duration.count();
+  end.cpu_ms = outcome.cpu_ms;
+  end.max_rss_kb = outcome.max_rss_kb;
+  end.message = runner::describe(outcome);
+  if (outcome.stopped == runner::StopReason::timeout)
+    end.message = "timed out after " + format_duration(task.policy.timeout) + "; " +
+                  end.message.substr(end.message.find("; ") + 2);
+  if (outcome.stopped == runner::StopReason::log_overflow)
+    end.message = "log reached log_max_size = " + format_size(task.policy.log_max_size) + " (log_on_full = kill_task); " +
+                  end.message.substr(end.message.find("; ") + 2);
+  if (!stop_message.empty()) {
+    // Say why once: "cancelled by request; killed by SIGTERM", not the
+    // runner's own "cancelled; " after it.
+    if (outcome.stopped == runner::StopReason::cancelled && end.message.find("; ") != std::string::npos)
+      end.message = end.message.substr(end.message.find("; ") + 2);
+    end.message = stop_message + "; " + end.message;
+  }
+  std::unique_ptr<logs::LogWriter>& log = ctx->log;
   if (log) {
+    bool log_finalized = true;
     if (auto st = log->finalize(clock_.now()); !st) {
       spdlog::error("run {}: log: {}; finalized again when the disk has room", run.id, st.error().message);
       log_finalized = false;
@@ -748,12 +960,47 @@ void Scheduler::work(Launch run) {
       std::lock_guard lock(mu_);
       ++counters_.disk_pressure_runs;
     }
+    if (!log_finalized) out.unfinished = std::move(log);
   }
+  return out;
+}
+
+void Scheduler::record_ends(std::vector<Ended> ended) {
+  if (ended.empty()) return;
   fault::crash_point("scheduler.before_finish_run");
-  if (!record_end(run, end, log_finalized ? nullptr : std::move(log))) return;
-  if (end.status != RunStatus::succeeded)
-    spdlog::warn("{} run {} {}: {}", task.name, run.id, store::to_string(end.status), end.message);
-  finished(run, end.status);
+  // Every end waiting now in one commit; a batch whose commit failed is
+  // tried again an end at a time, so that each gets its own answer (and one
+  // the database refuses is kept, as record_end keeps it).
+  std::vector<Status> results(ended.size());
+  Status batch = store_.write_batch([&] {
+    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
+  });
+  if (!batch)
+    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
+  for (size_t i = 0; i < ended.size(); ++i) {
+    Ended& e = ended[i];
+    if (!results[i]) {
+      spdlog::error("run {}: cannot record its end ({}); kept in memory, recorded when the database accepts writes "
+                    "again",
+                    e.run.id, results[i].error().message);
+      {
+        std::lock_guard lock(mu_);
+        write_problem_ = "cannot record runs: " + results[i].error().message;
+        pending_ends_.push_back(PendingEnd{e.run, e.end, false, std::move(e.unfinished)});
+      }
+      finished(e.run, e.end.status, false);
+      continue;
+    }
+    {
+      std::lock_guard lock(mu_);
+      recorded_locked(e.run, e.end);
+      // Recorded, but its log's .meta could not be written: finalized later.
+      if (e.unfinished) pending_ends_.push_back(PendingEnd{e.run, e.end, true, std::move(e.unfinished)});
+    }
+    if (e.end.status != RunStatus::succeeded)
+      spdlog::warn("{} run {} {}: {}", e.task, e.run.id, store::to_string(e.end.status), e.end.message);
+    finished(e.run, e.end.status);
+  }
 }
 
 bool Scheduler::record_end(const Launch& run, const store::RunEnd& end, std::unique_ptr<logs::LogWriter> unfinished) {
@@ -786,47 +1033,64 @@ void Scheduler::recorded_locked(const Launch& run, const store::RunEnd& end) {
 }
 
 void Scheduler::flush_unrecorded(TimePoint now) {
-  while (!pending_ends_.empty()) {
-    PendingEnd& p = pending_ends_.front();
+  // Taken out of the lists under mu_, written without it, and what could not
+  // be written put back in front of what arrived meanwhile.
+  std::vector<PendingEnd> ends;
+  std::vector<UnrecordedFire> fires;
+  std::vector<std::string> fire_tasks;
+  {
+    std::lock_guard lock(mu_);
+    ends.swap(pending_ends_);
+    fires.swap(unrecorded_fires_);
+    for (const UnrecordedFire& f : fires) fire_tasks.push_back(tasks_[f.task].task->name);
+  }
+  std::string problem;
+  size_t e = 0;
+  for (; e < ends.size(); ++e) {
+    PendingEnd& p = ends[e];
     if (!p.recorded) {
       auto st = store_.finish_run(p.run.id, p.end);
       if (!st && st.error().code != ErrorCode::conflict && st.error().code != ErrorCode::not_found) {
-        write_problem_ = "cannot record runs: " + st.error().message;
-        return;
+        problem = "cannot record runs: " + st.error().message;
+        break;
       }
       p.recorded = true;
       if (st) {
         spdlog::info("run {}: its end ({}) is recorded now", p.run.id, store::to_string(p.end.status));
+        std::lock_guard lock(mu_);
         recorded_locked(p.run, p.end);
         publish_state(p.run, tasks_[p.run.task].task->name, p.end.status);
       }
     }
     if (p.log) {
       if (auto st = p.log->finalize(now); !st) {
-        write_problem_ = "cannot finalize logs: " + st.error().message;
-        return;
+        problem = "cannot finalize logs: " + st.error().message;
+        break;
       }
     }
-    pending_ends_.erase(pending_ends_.begin());
   }
-  while (!unrecorded_fires_.empty()) {
-    const UnrecordedFire& f = unrecorded_fires_.front();
+  size_t f = 0;
+  for (; problem.empty() && f < fires.size(); ++f) {
     store::NewRun row;
-    row.task = tasks_[f.task].task->name;
+    row.task = fire_tasks[f];
     row.trigger = Trigger::schedule;
     row.status = RunStatus::missed;
-    row.scheduled_at = f.nominal;
+    row.scheduled_at = fires[f].nominal;
     row.created_at = now;
     row.finished_at = now;
-    row.message = "fire missed: it could not be recorded when due (" + f.why + ")";
+    row.message = "fire missed: it could not be recorded when due (" + fires[f].why + ")";
     // Claimed like any fire: a node that could write meanwhile may have run it.
     if (auto claim = store_.claim_fire(row); !claim) {
-      write_problem_ = "cannot record runs: " + claim.error().message;
-      return;
+      problem = "cannot record runs: " + claim.error().message;
+      break;
     }
-    unrecorded_fires_.erase(unrecorded_fires_.begin());
   }
-  write_problem_.clear();
+  std::lock_guard lock(mu_);
+  pending_ends_.insert(pending_ends_.begin(), std::make_move_iterator(ends.begin() + static_cast<ptrdiff_t>(e)),
+                       std::make_move_iterator(ends.end()));
+  unrecorded_fires_.insert(unrecorded_fires_.begin(), fires.begin() + static_cast<ptrdiff_t>(f), fires.end());
+  if (!problem.empty()) write_problem_ = problem;
+  else if (pending_ends_.empty() && unrecorded_fires_.empty()) write_problem_.clear();
 }
 
 std::string Scheduler::health() const {
@@ -895,45 +1159,62 @@ void Scheduler::run_loop() {
 }
 
 Result<int64_t> Scheduler::run_now(std::string_view name, const Env& env) {
-  std::lock_guard lock(mu_);
-  if (stopping_) return fail(ErrorCode::conflict, "the daemon is shutting down");
-  if (blocked_) return fail(ErrorCode::busy, "no run starts now: " + *blocked_);
-  for (size_t t = 0; t < tasks_.size(); ++t) {
+  // Decided under mu_, recorded without it (decide_mu_ keeps shutdown and
+  // the other decisions out meanwhile), then started or queued.
+  std::lock_guard decide(decide_mu_);
+  store::NewRun row;
+  size_t t = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return fail(ErrorCode::conflict, "the daemon is shutting down");
+    if (blocked_) return fail(ErrorCode::busy, "no run starts now: " + *blocked_);
+    while (t < tasks_.size() && (tasks_[t].removed || tasks_[t].task->name != name)) ++t;
+    if (t == tasks_.size()) return fail(ErrorCode::not_found, "task " + std::string(name) + " not found");
     TaskState& ts = tasks_[t];
-    if (ts.removed || ts.task->name != name) continue;
     const auto& p = ts.task->policy;
     if (ts.running >= p.max_concurrent && static_cast<int>(ts.queue.size()) >= p.queue_max)
       return fail(ErrorCode::conflict, "task " + ts.task->name + " has a full queue (queue_max = " +
                                            std::to_string(p.queue_max) + ")");
-    auto id = insert(t, ts.body ? Trigger::system : Trigger::manual, std::nullopt, 1, std::nullopt,
-                     RunStatus::pending, "");
-    if (!id) return id;
-    Launch run{*id, t, 1, std::nullopt};
-    if (!env.empty() && !ts.body) run.env = std::make_shared<const Env>(env);
-    start_or_queue(run);
-    wake_.notify_all();
-    return *id;
+    row.task = ts.task->name;
+    row.trigger = ts.body ? Trigger::system : Trigger::manual;
+    row.attempt = 1;
+    row.status = RunStatus::pending;
+    row.created_at = clock_.now();
   }
-  return fail(ErrorCode::not_found, "task " + std::string(name) + " not found");
+  auto id = store_.insert_run(row);
+  if (!id) {
+    spdlog::error("task {}: cannot record run: {}", row.task, id.error().message);
+    return id;
+  }
+  std::lock_guard lock(mu_);
+  Launch run{*id, t, 1, std::nullopt};
+  if (!env.empty() && !tasks_[t].body) run.env = std::make_shared<const Env>(env);
+  start_or_queue(run);
+  wake_.notify_all();
+  return *id;
 }
 
 Result<bool> Scheduler::set_paused(std::string_view name, bool paused) {
-  std::lock_guard lock(mu_);
-  for (size_t t = 0; t < tasks_.size(); ++t) {
+  std::lock_guard decide(decide_mu_);
+  size_t t = 0;
+  {
+    std::lock_guard lock(mu_);
+    while (t < tasks_.size() && (tasks_[t].removed || tasks_[t].task->name != name)) ++t;
+    if (t == tasks_.size()) return fail(ErrorCode::not_found, "task " + std::string(name) + " not found");
     TaskState& ts = tasks_[t];
-    if (ts.removed || ts.task->name != name) continue;
     if (ts.body)
       return fail(ErrorCode::invalid_argument, "system task " + ts.task->name + " cannot be paused (edit its schedule instead)");
     if (ts.paused == paused) return false;
-    const TimePoint now = clock_.now();
-    if (auto st = store_.set_paused(name, paused, now); !st) return tl::unexpected(st.error());
-    ts.paused = paused;
-    ts.resumed_at = paused ? std::nullopt : std::optional<TimePoint>(now);
-    schedule_next(t, now);
-    wake_.notify_all();
-    return true;
   }
-  return fail(ErrorCode::not_found, "task " + std::string(name) + " not found");
+  const TimePoint now = clock_.now();
+  if (auto st = store_.set_paused(name, paused, now); !st) return tl::unexpected(st.error());
+  std::lock_guard lock(mu_);
+  TaskState& ts = tasks_[t];
+  ts.paused = paused;
+  ts.resumed_at = paused ? std::nullopt : std::optional<TimePoint>(now);
+  schedule_next(t, now);
+  wake_.notify_all();
+  return true;
 }
 
 ReloadSummary Scheduler::reload(const config::Config& config, std::vector<SystemTask> system) {
@@ -997,38 +1278,52 @@ ReloadSummary Scheduler::reload(const config::Config& config, std::vector<System
 }
 
 Status Scheduler::cancel(int64_t run_id) {
-  std::lock_guard lock(mu_);
-  if (auto it = active_.find(run_id); it != active_.end()) {
-    Active& a = *it->second;
-    if (a.stop_requested == runner::StopReason::none) {
-      a.stop_requested = runner::StopReason::cancelled;
-      a.stop_message = "cancelled by request";
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = active_.find(run_id); it != active_.end()) {
+      Active& a = *it->second;
+      if (a.stop_requested == runner::StopReason::none) {
+        a.stop_requested = runner::StopReason::cancelled;
+        a.stop_message = "cancelled by request";
+      }
+      if (a.exec) a.exec->stop(runner::StopReason::cancelled);
+      return {};
     }
-    if (a.exec) a.exec->stop(runner::StopReason::cancelled);
-    return {};
+    bool found = false;
+    for (TaskState& ts : tasks_) {
+      auto it = std::find_if(ts.queue.begin(), ts.queue.end(), [&](const Launch& l) { return l.id == run_id; });
+      if (it == ts.queue.end()) continue;
+      ts.queue.erase(it);
+      found = true;
+      break;
+    }
+    if (!found) return fail(ErrorCode::not_found, "run " + std::to_string(run_id) + " is not in flight");
   }
-  for (TaskState& ts : tasks_) {
-    auto it = std::find_if(ts.queue.begin(), ts.queue.end(), [&](const Launch& l) { return l.id == run_id; });
-    if (it == ts.queue.end()) continue;
-    ts.queue.erase(it);
-    end_queued(run_id, "cancelled by request before it started");
-    idle_cv_.notify_all();
-    return {};
-  }
-  return fail(ErrorCode::not_found, "run " + std::to_string(run_id) + " is not in flight");
+  end_queued(run_id, "cancelled by request before it started");  // without mu_: a commit
+  std::lock_guard lock(mu_);
+  idle_cv_.notify_all();
+  return {};
 }
 
 void Scheduler::shutdown() {
-  std::unique_lock lock(mu_);
-  if (!stopping_) {
-    stopping_ = true;
-    retries_.clear();
-    for (TaskState& ts : tasks_) {
-      for (const Launch& l : ts.queue) end_queued(l.id, "cancelled: the daemon shut down before the run started");
-      ts.queue.clear();
+  {
+    std::lock_guard decide(decide_mu_);
+    std::vector<int64_t> queued;
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_) {
+        stopping_ = true;
+        retries_.clear();
+        for (TaskState& ts : tasks_) {
+          for (const Launch& l : ts.queue) queued.push_back(l.id);
+          ts.queue.clear();
+        }
+        wake_.notify_all();
+      }
     }
-    wake_.notify_all();
+    for (int64_t id : queued) end_queued(id, "cancelled: the daemon shut down before the run started");
   }
+  std::unique_lock lock(mu_);
   const auto grace = std::chrono::steady_clock::now() + options_.shutdown_timeout;
   idle_cv_.wait_until(lock, grace, [&] { return active_.empty(); });
   for (auto& [id, active] : active_) {
@@ -1043,7 +1338,12 @@ void Scheduler::shutdown() {
   // A last try for what the database refused; what still fails is lost
   // to this process (the next start marks those runs crashed).
   if (!pending_ends_.empty() || !unrecorded_fires_.empty()) {
-    flush_unrecorded(clock_.now());
+    lock.unlock();
+    {
+      std::lock_guard decide(decide_mu_);
+      flush_unrecorded(clock_.now());
+    }
+    lock.lock();
     if (!pending_ends_.empty())
       spdlog::error("{} run end(s) could not be recorded before shutdown: {}", pending_ends_.size(), write_problem_);
   }

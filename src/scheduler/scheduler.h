@@ -10,9 +10,23 @@
 // so tests move a FakeClock and call tick() instead of sleeping. Process
 // timeouts (runner) use the monotonic clock.
 //
-// Threads: each launched run has a worker thread that spawns the process,
-// pumps its output into the log and records the end. All scheduler state is
-// behind one mutex; every public method is thread-safe.
+// Threads: the scheduler owns a fixed set of threads, whatever the number
+// of runs. The children's loop (runner::Supervisor) owns every running
+// process: it reads the pipes, hands each chunk to the run's log writer (on
+// that thread), enforces timeouts and stops, reaps, and passes each Outcome
+// to the bookkeeper. The bookkeeper thread does a run's blocking work at
+// both ends: creating its log and marking it running (the starts waiting at
+// that moment in one commit); finalizing its log and recording its end (the
+// ends waiting at that moment in one commit). kSpawners spawner threads
+// start the processes (posix_spawn waits for the child's exec, which on a
+// busy machine waits for the scheduler of the kernel; a few overlap those
+// waits) and hand them to the loop. A system task's body still runs on a
+// thread of its own. The caller's thread (run_loop, or a test calling
+// tick()) decides and records fires. All state is behind one mutex (mu_),
+// never held across a database commit: tick(), run_now(), set_paused(),
+// cancel() and shutdown() record with it released (their decisions are
+// serialised by a second mutex, taken first). Every public method is
+// thread-safe.
 //
 // Policies (docs/scheduling.md has the full rules):
 //   - a fire that finds max_concurrent runs going — counted over every node
@@ -68,6 +82,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -80,6 +95,8 @@
 
 namespace cronkeep::runner {
 class Execution;
+class Supervisor;
+struct Outcome;
 }
 namespace cronkeep::logs {
 class LogWriter;
@@ -92,7 +109,7 @@ namespace cronkeep::scheduler {
 
 // A task of cronkeep's own (retention, compaction): scheduled like any task,
 // recorded as runs with trigger `system` and no log file; `body` does the
-// work on the run's worker thread and returns the run's message, or an
+// work on a thread of the run's own and returns the run's message, or an
 // Error that makes the run `failed` with the error as its message. At most
 // one run at a time (a fire that finds one going is recorded `skipped`); no
 // catch-up after downtime.
@@ -168,7 +185,8 @@ class Scheduler {
   Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options);
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
-  // Waits for every worker thread (call shutdown() first to bound the wait).
+  // Waits for every run in flight to end and be recorded (call shutdown()
+  // first to bound the wait), then stops its threads.
   ~Scheduler();
 
   // Start-up: every run left pending or running becomes crashed (exit code
@@ -259,7 +277,7 @@ class Scheduler {
     std::shared_ptr<const Env> env = nullptr;           // extra variables of a manual run
   };
   struct TaskState {
-    // Replaced whole by reload(); a worker copies the pointer under mu_ and
+    // Replaced whole by reload(); a starting run copies the pointer under mu_ and
     // keeps the settings its run started with.
     std::shared_ptr<const config::Task> task;
     std::optional<cron::Schedule> schedule;  // none: on demand only
@@ -284,7 +302,7 @@ class Scheduler {
     int attempt;      // the attempt number the retry will have
     int64_t retry_of;  // the first run's id
   };
-  // All private methods require mu_ held.
+  // Private methods require mu_ held unless they say otherwise.
   Millis steady_now() const;
   void notice_clock_step(TimePoint now, Millis steady);
   void schedule_next(size_t t, TimePoint after);
@@ -308,10 +326,22 @@ class Scheduler {
                        std::string message);
   void end_queued(int64_t id, std::string message);
 
-  // Worker thread body (takes mu_ itself when needed).
-  void work(Launch launch);
+  // The bookkeeper thread (takes mu_ itself when needed, never across a
+  // store call): starts and ends of process runs, batched.
+  struct RunCtx;
+  struct Ended;
+  void bookkeeper();
+  void start_runs(std::vector<Launch> runs, std::vector<Ended>& ended);
+  void record_ends(std::vector<Ended> ended);
+  // `outcome` null: the spawn failed (ctx->start_error says why).
+  Ended end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome* outcome);
+  // A spawner thread: spawns a started run and hands it to the children's loop.
+  void spawner();
+  void spawn(std::shared_ptr<RunCtx> ctx);
+  void hand_end(std::shared_ptr<RunCtx> ctx, std::shared_ptr<runner::Outcome> outcome);
   void publish_state(const Launch& run, const std::string& task, store::RunStatus status);
   void record_lateness(Millis late);
+  // A system task's body, on a thread of its own.
   void work_system(const Launch& launch);
   // Releases the run's slot, plans a retry; publishes the end unless
   // `publish` is false (an end not recorded yet). Takes mu_.
@@ -325,7 +355,8 @@ class Scheduler {
                   std::unique_ptr<logs::LogWriter> unfinished = nullptr);
   // Counts a run whose end was recorded.
   void recorded_locked(const Launch& launch, const store::RunEnd& end);
-  // Records what could not be recorded before: run ends, then fires (as missed).
+  // Records what could not be recorded before: run ends, then fires (as
+  // missed). Requires decide_mu_ held and mu_ not held (takes it itself).
   void flush_unrecorded(TimePoint now);
 
   config::Storage storage_;  // guarded by mu_ (reload replaces it)
@@ -334,9 +365,14 @@ class Scheduler {
   const Options options_;
   const layout::DataDir dir_;
 
+  // Serialises the decisions that record (tick, run_now, set_paused,
+  // shutdown's first step, start) so that each can release mu_ across its
+  // commit. Lock order: decide_mu_, then the store's write lock, then mu_;
+  // nothing holding mu_ calls a store write.
+  std::mutex decide_mu_;
   mutable std::mutex mu_;
   std::condition_variable wake_;     // the loop: something changed
-  std::condition_variable idle_cv_;  // a run or worker ended
+  std::condition_variable idle_cv_;  // a run ended
   // A deque: reload() appends, and references to elements stay valid.
   // Elements are never erased (a removed task is marked `removed`).
   std::deque<TaskState> tasks_;
@@ -344,7 +380,22 @@ class Scheduler {
   std::vector<RetryTimer> retries_;
   std::mt19937_64 rng_;
   std::vector<std::string> peers_;  // set_peers(), sorted
-  int workers_ = 0;
+  int workers_ = 0;  // runs launched and not yet finished()
+  // The bookkeeper's queue: runs to start, ends to record. Its own mutex
+  // (taken after mu_ when both are held), so the children's loop never
+  // waits for mu_.
+  std::mutex books_mu_;
+  std::condition_variable books_cv_;
+  std::vector<Launch> books_starts_;
+  std::vector<std::pair<std::shared_ptr<RunCtx>, std::shared_ptr<runner::Outcome>>> books_ends_;
+  bool books_stop_ = false;
+  // The spawners' queue: runs marked running, waiting for posix_spawn.
+  static constexpr int kSpawners = 4;
+  std::mutex spawn_mu_;
+  std::condition_variable spawn_cv_;
+  std::deque<std::shared_ptr<RunCtx>> spawn_jobs_;
+  bool spawn_stop_ = false;
+  std::vector<std::thread> spawners_;
   Lateness lateness_;
   Counters counters_;
   // What the database refused (a full disk), kept until it takes writes.
@@ -375,6 +426,10 @@ class Scheduler {
   bool stopping_ = false;
   // The wall and steady clocks at the last tick, to notice steps.
   std::optional<std::pair<TimePoint, Millis>> clock_ref_;
+  // Declared last: destroyed first, so their threads stop before the state
+  // they use goes.
+  std::unique_ptr<runner::Supervisor> children_;
+  std::thread books_thread_;
 };
 
 }  // namespace cronkeep::scheduler

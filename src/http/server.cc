@@ -939,9 +939,28 @@ struct Server::Impl {
 
   // Gathers a burst of frames and publishes it at the flush: one lock of
   // the feed and one wake-up of each follower per burst.
+  class FrameBatch {
+   public:
+    explicit FrameBatch(Feed& feed) : feed_(feed) {}
+    bool add(Frame f) {
+      batch_.push_back(std::move(f));
+      return batch_.size() < 1024 || flush();
+    }
+    bool flush() {
+      if (batch_.empty()) return feed_.wanted();
+      std::vector<Frame> b;
+      b.swap(batch_);
+      return feed_.publish(b);
+    }
+
+   private:
+    Feed& feed_;
+    std::vector<Frame> batch_;
+  };
+
   class FeedFollowSink : public ops::FollowSink {
    public:
-    explicit FeedFollowSink(Feed& feed) : feed_(feed) {}
+    explicit FeedFollowSink(Feed& feed) : batch_(feed) {}
     bool on_event(const ops::FollowEvent& e) override {
       Frame f;
       if (e.kind == ops::FollowEvent::Kind::line) {
@@ -954,24 +973,17 @@ struct Server::Impl {
       } else {
         f.bytes = shared(sse_frame(e));
       }
-      batch_.push_back(std::move(f));
-      return batch_.size() < 1024 || flush();
+      return batch_.add(std::move(f));
     }
-    bool flush() override {
-      if (batch_.empty()) return feed_.wanted();
-      std::vector<Frame> b;
-      b.swap(batch_);
-      return feed_.publish(b);
-    }
+    bool flush() override { return batch_.flush(); }
 
    private:
-    Feed& feed_;
-    std::vector<Frame> batch_;
+    FrameBatch batch_;
   };
 
   class FeedWatchSink : public ops::WatchSink {
    public:
-    explicit FeedWatchSink(Feed& feed) : feed_(feed) {}
+    explicit FeedWatchSink(Feed& feed) : batch_(feed) {}
     bool on_event(const ops::WatchEvent& e) override {
       Frame f;
       if (e.kind == ops::WatchEvent::Kind::done) {
@@ -981,19 +993,12 @@ struct Server::Impl {
         f.kind = e.kind == ops::WatchEvent::Kind::ready ? Frame::Kind::ready : Frame::Kind::note;
         f.bytes = shared(watch_frame(e));
       }
-      batch_.push_back(std::move(f));
-      return batch_.size() < 1024 || flush();
+      return batch_.add(std::move(f));
     }
-    bool flush() override {
-      if (batch_.empty()) return feed_.wanted();
-      std::vector<Frame> b;
-      b.swap(batch_);
-      return feed_.publish(b);
-    }
+    bool flush() override { return batch_.flush(); }
 
    private:
-    Feed& feed_;
-    std::vector<Frame> batch_;
+    FrameBatch batch_;
   };
 
   // A run's feed: one ops::follow from the log's end (followers replay

@@ -5,7 +5,7 @@
 // left to tail it. In each page a MutationObserver on the viewer's rows
 // (the viewer replaces them in the animation frame that draws them) notes
 // the first time each line is in the DOM: its delay is that time minus the
-// line's write time. The viewer is virtualised (one screenful of line
+// line's write time (pages share a context two by two: below). The viewer is virtualised (one screenful of line
 // elements) and follows the end, so these are the lines at the bottom of
 // the screen; a line that came and went between two frames is never in the
 // DOM and is counted as not seen. Then, for REPS windows of SECONDS each:
@@ -118,9 +118,14 @@ function collect([a, b]) {
     follow: v.follow, total: v.total,
     offscreen: m.offscreen.filter((t) => t >= a && t <= b).length,
     pending: document.querySelectorAll('#log .rows .ln.pending').length,
-    // Lines shown as pending ("…", their block being read) and never with
-    // their text since: lost, unless they scrolled by while being read.
-    neverFilled: [...m.pending].filter((n) => !m.seen.has(n)).length,
+    // Lines shown as pending ("…", their block being read), never with
+    // their text since, and still without it in the viewer's cache: lost
+    // (a line that scrolled by while its block was read is in the cache).
+    lost: [...m.pending].filter((n) => {
+      if (m.seen.has(n)) return false;
+      const i = n - v.first, blk = v.blocks.get(Math.floor(i / 64));
+      return Array.isArray(blk) && !blk[i % 64];
+    }).sort((x, y) => x - y),
     visibility: document.visibilityState,
     clockSkew: performance.timeOrigin + performance.now() - Date.now(),
   };
@@ -169,14 +174,24 @@ try {
   }, 24 * 3600e3).catch((e) => { if (!stopFollower) console.error('follower:', e.message); });
 
   browser = await launch();
-  const context = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
-  await context.addInitScript(`(${observe})()`);
+  // A browser holds at most 6 HTTP/1.1 connections per host and profile,
+  // and a run page keeps two streams open (its log and /api/events): a
+  // third page in a profile leaves its ranged reads no connection, a fourth
+  // waits for ever. So PER_CONTEXT pages share a context (its own
+  // connection pool); CRONKEEP_PER_CONTEXT=3 or more shows the limit.
+  const perContext = +(process.env.CRONKEEP_PER_CONTEXT || 2);
+  const contexts = [];
   const url = `${d.base}/#/run/follow/${run.id}`;
   const opened = [];
   let t = Date.now();
   for (let i = 0; i < pages; i += 5) {
-    await Promise.all(Array.from({ length: Math.min(5, pages - i) }, async () => {
-      const page = await context.newPage();
+    await Promise.all(Array.from({ length: Math.min(5, pages - i) }, async (_, k) => {
+      const c = Math.floor((i + k) / perContext);
+      if (!contexts[c]) {
+        contexts[c] = browser.newContext({ viewport: { width: 1920, height: 1080 } })
+          .then(async (ctx) => { await ctx.addInitScript(`(${observe})()`); return ctx; });
+      }
+      const page = await (await contexts[c]).newPage();
       page.on('pageerror', (e) => console.error('page error:', e.message));
       await page.goto(url);
       try { await page.waitForSelector('#log .rows .ln.s-o', { timeout: 60000 }); } catch {
@@ -185,7 +200,7 @@ try {
       opened.push(page);
     }));
   }
-  console.log(`${pages} run pages open and tailing in ${((Date.now() - t) / 1000).toFixed(1)} s (chromium ${browser.version()}, 1920x1080, one context); ` +
+  console.log(`${pages} run pages open and tailing in ${((Date.now() - t) / 1000).toFixed(1)} s (chromium ${browser.version()}, 1920x1080, ${contexts.length} context(s)); ` +
     `${rate} lines/s, ${reps} window(s) of ${seconds} s`);
   await sleep(2000);
 
@@ -216,7 +231,7 @@ try {
       const secs = (to - from) / 1000;
       console.log(`  page ${String(i + 1).padStart(2)}: p50 ${ms(s.p50)} ms, p99 ${ms(s.p99)} ms, max ${ms(s.max)} ms; ` +
         `seen ${(100 * s.n / written).toFixed(1)} % (${s.n}); ${(r.frames / secs).toFixed(1)} frames/s, ${(r.renders / secs).toFixed(1)} renders/s` +
-        `${r.follow ? '' : '; NOT FOLLOWING'}${r.offscreen ? `; newest line off screen in ${r.offscreen} render(s)` : ''}${r.pending ? `; ${r.pending} pending now` : ''}${r.neverFilled ? `; ${r.neverFilled} line(s) shown pending, never filled` : ''}` +
+        `${r.follow ? '' : '; NOT FOLLOWING'}${r.offscreen ? `; newest line off screen in ${r.offscreen} render(s)` : ''}${r.pending ? `; ${r.pending} pending now` : ''}${r.lost.length ? `; LOST ${r.lost.length} line(s) (${r.lost[0]}–${r.lost.at(-1)}): shown pending, never filled` : ''}` +
         `${r.visibility !== 'visible' ? '; ' + r.visibility : ''}${Math.abs(r.clockSkew) > 2 ? `; clock skew ${r.clockSkew.toFixed(1)} ms` : ''}`);
     });
     const s = summary(all), n = summary(allNewest), sv = summary(served.filter(([w]) => w >= from && w <= to).map(([, dl]) => dl));

@@ -1,18 +1,20 @@
 // Many run pages following one live run: a task prints RATE lines a second,
 // each carrying its write time (ms since the epoch, the machine's wall
 // clock, which the browser reads too); once it prints, PAGES run pages are
-// opened in one headless chromium (one context, pages of their own) and
-// left to tail it. In each page a MutationObserver on the viewer's rows
-// (the viewer replaces them in the animation frame that draws them) notes
-// the first time each line is in the DOM: its delay is that time minus the
-// line's write time (pages share a context two by two: below). The viewer is virtualised (one screenful of line
-// elements) and follows the end, so these are the lines at the bottom of
-// the screen; a line that came and went between two frames is never in the
-// DOM and is counted as not seen. Then, for REPS windows of SECONDS each:
-// p50/p99/max per page and over all pages, the share of lines seen, frames
-// drawn, and the CPU of the daemon, chromium (by process type), the writer
-// and the machine (/proc). A Node follower of the same SSE stream gives
-// the server's own delivery delay, apart from the browser's.
+// opened in one headless chromium (two pages per browser context: below)
+// and left to tail it. In each page a MutationObserver on the viewer's
+// rows (the viewer rebuilds them in the animation frame that paints them)
+// notes the first time each line is in the DOM: its delay is that time
+// minus the line's write time. The viewer is virtualised (one screenful of
+// line elements) and follows the end, so these are the lines drawn at the
+// bottom while tailing; a line that came and went between two frames is
+// never in the DOM and is counted as not seen; the newest line at each
+// render gives the delay of what is on screen. Then, for REPS windows of
+// SECONDS each: p50/p99/max per page and over all pages, the share of
+// lines seen, frames drawn, and the CPU of the daemon, chromium (by process
+// type), the writer and the machine (/proc). A Node follower of the same
+// SSE stream shows the delivery delay outside the browser (on a busy
+// machine it waits for the CPU like the rest).
 //
 //   node ui/tests/bench_follow.mjs build/cronkeep [PAGES=50] [RATE=1000] [SECONDS=20] [REPS=1]
 import fs from 'node:fs';

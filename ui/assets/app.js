@@ -647,9 +647,8 @@ class LogViewer {
     return v;
   }
   // A line from the live tail. The spacer and the scroll position follow
-  // in the next frame's render, once for all the lines of the frame (each
-  // line setting them forced two layouts: at 1,000 lines a second one page
-  // took most of a core).
+  // in the next frame's render, once for all the lines of the frame (set
+  // for each line, they forced two layouts a line).
   add(l) {
     if (l.line < this.first) return;
     const i = l.line - this.first;

@@ -180,7 +180,7 @@ try {
   // and a run page keeps two streams open (its log and /api/events): a
   // third page in a profile leaves its ranged reads no connection, a fourth
   // waits for ever. So PER_CONTEXT pages share a context (its own
-  // connection pool); CRONKEEP_PER_CONTEXT=3 or more shows the limit.
+  // connection pool); CRONKEEP_PER_CONTEXT=4 or more shows the limit.
   const perContext = +(process.env.CRONKEEP_PER_CONTEXT || 2);
   const contexts = [];
   const url = `${d.base}/#/run/follow/${run.id}`;

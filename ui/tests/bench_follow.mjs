@@ -187,7 +187,9 @@ try {
   const opened = [];
   let t = Date.now();
   for (let i = 0; i < pages; i += 5) {
-    await Promise.all(Array.from({ length: Math.min(5, pages - i) }, async (_, k) => {
+    // allSettled: a page that fails must not leave the others' rejections
+    // unhandled (Node would exit before the daemon is stopped).
+    const open = await Promise.allSettled(Array.from({ length: Math.min(5, pages - i) }, async (_, k) => {
       const c = Math.floor((i + k) / perContext);
       if (!contexts[c]) {
         contexts[c] = browser.newContext({ viewport: { width: 1920, height: 1080 } })
@@ -201,6 +203,7 @@ try {
       }
       opened.push(page);
     }));
+    for (const o of open) if (o.status === 'rejected') throw o.reason;
   }
   console.log(`${pages} run pages open and tailing in ${((Date.now() - t) / 1000).toFixed(1)} s (chromium ${browser.version()}, 1920x1080, ${contexts.length} context(s)); ` +
     `${rate} lines/s, ${reps} window(s) of ${seconds} s`);

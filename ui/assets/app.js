@@ -634,6 +634,8 @@ class LogViewer {
     v = this.fetchJson(`/log?from_line=${from}&lines=${BLOCK}`).then((p) => {
       const arr = this.blocks.get(b);
       const lines = Array.isArray(arr) ? arr : [];
+      // Lines the live tail brought while the block was read (maybe after the read).
+      if (arr && arr.tail) for (const l of arr.tail) if (l.line >= from && l.line < from + BLOCK) lines[l.line - from] = l;
       for (const l of p.lines) if (l.line >= from && l.line < from + BLOCK && l.line <= Math.max(this.total, p.next_line - 1)) lines[l.line - from] = l;
       if (p.first_available > this.first) { this.first = p.first_available; this.blocks.clear(); }
       this.blocks.set(b, lines);
@@ -644,22 +646,28 @@ class LogViewer {
     while (this.blocks.size > MAX_BLOCKS) this.blocks.delete(this.blocks.keys().next().value);
     return v;
   }
-  // A line from the live tail.
+  // A line from the live tail. The spacer and the scroll position follow
+  // in the next frame's render, once for all the lines of the frame (set
+  // for each line, they forced two layouts a line).
   add(l) {
     if (l.line < this.first) return;
     const i = l.line - this.first;
     const b = Math.floor(i / BLOCK);
     let arr = this.blocks.get(b);
-    if (!Array.isArray(arr)) {
-      if (arr) return this.total = Math.max(this.total, l.line), this.layout();  // being fetched: it will have it
-      arr = [];
-      this.blocks.set(b, arr);
+    if (!Array.isArray(arr) && arr) (arr.tail ||= []).push(l);  // being read: merged when the read ends
+    else {
+      if (!arr) this.blocks.set(b, arr = []);
+      arr[i % BLOCK] = l;
     }
-    arr[i % BLOCK] = l;
-    if (l.line > this.total) { this.total = l.line; this.layout(); } else this.schedule();
-    if (this.follow) this.toBottom();
+    if (l.line > this.total) { this.total = l.line; this.grown = true; }
+    this.schedule();
   }
   render() {
+    if (this.grown) {
+      this.grown = false;
+      this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
+      if (this.follow) { this.ignoreScroll = true; this.el.scrollTop = this.el.scrollHeight; }
+    }
     const count = this.count;
     const top = this.topIndex();
     const n = Math.min(this.visible + 1, Math.max(0, count - top));

@@ -1,6 +1,6 @@
-// Shared by the browser test and the log-viewer benchmark: a real daemon on
-// a temporary data directory and a free port, and Debian's chromium driven
-// by playwright-core (no browser download).
+// Shared by the browser test and the UI benchmarks: a real daemon on a
+// temporary data directory and a free port, Debian's chromium driven by
+// playwright-core (no browser download), SSE reading and CPU times.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -80,26 +80,34 @@ export async function launch() {
 // Reads the daemon's GET /api/events (with its token) and calls
 // `until({event, data})` for each event, `ready` first; resolves once it
 // returns true (it may be async). Rejects after `ms`.
-export async function waitForEvents(d, until, ms = 10000) {
+export function waitForEvents(d, until, ms = 10000) {
+  return readSse(d, '/api/events', until, ms);
+}
+
+// Reads an SSE stream of the daemon (path, with its token) and calls
+// `until({event, data, id})` for each event with data; resolves once it
+// returns true (it may be async). Rejects after `ms`.
+export async function readSse(d, p, until, ms = 10000) {
   const ctrl = new AbortController();
   const timer = setTimeout(() => ctrl.abort(), ms);
   try {
-    const res = await fetch(d.base + '/api/events', { headers: { Authorization: 'Bearer ' + d.token }, signal: ctrl.signal });
-    if (!res.ok) throw new Error(`GET /api/events: ${res.status}`);
+    const res = await fetch(d.base + p, { headers: { Authorization: 'Bearer ' + d.token }, signal: ctrl.signal });
+    if (!res.ok) throw new Error(`GET ${p}: ${res.status}`);
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) throw new Error('the events stream ended');
+      if (done) throw new Error(`the stream ${p} ended`);
       buf += value;
       let i;
       while ((i = buf.indexOf('\n\n')) >= 0) {
         const frame = buf.slice(0, i);
         buf = buf.slice(i + 2);
-        const ev = { event: 'message', data: null };
+        const ev = { event: 'message', data: null, id: null };
         for (const l of frame.split('\n')) {
           if (l.startsWith('event: ')) ev.event = l.slice(7);
           else if (l.startsWith('data: ')) ev.data = JSON.parse(l.slice(6));
+          else if (l.startsWith('id: ')) ev.id = l.slice(4);
         }
         if (ev.data && (await until(ev))) return;
       }
@@ -111,4 +119,43 @@ export async function waitForEvents(d, until, ms = 10000) {
     clearTimeout(timer);
     ctrl.abort();
   }
+}
+
+// ---- CPU time, from /proc (Linux) ----
+
+const TICKS = 100;  // USER_HZ: /proc/PID/stat counts in 1/100 s on Linux
+
+// User + system CPU seconds of a process (0 when it is gone).
+export function cpuSeconds(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');  // fields from the 3rd (state) on
+    return (+f[11] + +f[12]) / TICKS;                       // utime, stime: fields 14 and 15
+  } catch {
+    return 0;
+  }
+}
+
+// The PIDs of a process's children, their children, and so on.
+export function descendants(pid) {
+  const parent = new Map();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const s = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      parent.set(+e, +s.slice(s.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {}
+  }
+  const out = [];
+  const walk = (p) => { for (const [c, pp] of parent) if (pp === p) { out.push(c); walk(c); } };
+  walk(pid);
+  return out;
+}
+
+// The whole machine's busy and total CPU seconds so far (all cores), from
+// /proc/stat: the difference of two readings says how loaded it was.
+export function machineCpu() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: (total - f[3] - (f[4] || 0)) / TICKS, total: total / TICKS };
 }

@@ -1,9 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -52,13 +50,6 @@ retention::CompactMode compact_mode(config::Vacuum v) {
     case config::Vacuum::off: return retention::CompactMode::checkpoint_only;
   }
   return retention::CompactMode::incremental;
-}
-
-// A system task's body runs on its run's own worker thread: deleting is
-// bulk work, so that thread yields the CPU to the scheduler's.
-void lower_own_priority() {
-  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
-  if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) < 10) ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 10);
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -122,7 +113,6 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
   return {
       {retention::kRetentionTask, config.retention.schedule,
        [&store, &executor, &clock, policy](int64_t run_id) -> Result<std::string> {
-         lower_own_priority();
          // One node at a time (several nodes, one database); the run, and
          // so the node that did the work, is recorded either way.
          Result<std::string> out = fail(ErrorCode::busy, "not run");
@@ -149,7 +139,6 @@ std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, st
          return out;
        }, config.retention.parsed},
       {retention::kCompactorTask, config.compactor.schedule, [&store, &clock, mode, bus](int64_t run_id) -> Result<std::string> {
-         lower_own_priority();
          Result<std::string> out = fail(ErrorCode::busy, "not run");
          auto ran = store.exclusively(retention::kCompactorTask, [&] {
            auto report = retention::compact(store, mode, 512, [&](const retention::CompactStep& step) {

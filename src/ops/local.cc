@@ -3,9 +3,7 @@
 #include "ops/local.h"
 
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,12 +43,6 @@ Error read_only(const std::string& what) {
   return Error{ErrorCode::busy, what + " needs write access to the data directory"};
 }
 
-// Lowers the calling thread's CPU priority (Linux: per thread).
-void lower_own_priority() {
-  const pid_t tid = static_cast<pid_t>(::syscall(SYS_gettid));
-  if (::getpriority(PRIO_PROCESS, static_cast<id_t>(tid)) < 10) ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 10);
-}
-
 std::optional<TimePoint> next_fire_of(const std::optional<cron::Schedule>& schedule,
                                       const std::optional<cron::Zone>& zone, TimePoint now) {
   if (!schedule || !zone) return std::nullopt;
@@ -87,7 +79,6 @@ void MaintenanceThread::run(const std::function<void()>& job) {
 }
 
 void MaintenanceThread::loop() {
-  lower_own_priority();
   std::unique_lock lock(mu_);
   while (true) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });

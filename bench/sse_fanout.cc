@@ -6,16 +6,19 @@
 //
 //   build/bench/sse_fanout build/cronkeep CLIENTS RATE [SECONDS=10]
 //   build/bench/sse_fanout build/cronkeep all [SECONDS=10] [REPEAT=3]
+//   build/bench/sse_fanout build/cronkeep connections [SECONDS=12] [REPEAT=3]
 //
 // `all` runs the matrix of docs/benchmarks.md REPEAT times each and prints
 // the median of each figure: 200 followers at 1,000 lines/s, 1,000 at 100,
 // 50 at 1,000, and /healthz latency while 45 connections each send one
 // header byte a second (slowloris; each is reopened when the daemon closes
-// it at its header deadline).
+// it at its header deadline). `connections` measures /healthz alone, then
+// with 1,000 kept-alive connections and 50 slowloris ones (issue 11).
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +91,7 @@ Daemon start_daemon(const std::string& bin, int clients, int rate, int secs) {
                                    << "\"\nmax_log_streams = " << clients + 10 << "\nmax_log_streams_per_client = "
                                    << clients + 10 << "\n[storage]\nmin_free_space = \"0\"\n[defaults]\nlog_max_size = \"0\"\n"
                                    << "[tasks.spray]\ncron = \"@yearly\"\nrun = \"python3 " << d.dir << "/producer.py\"\n";
+  std::fflush(stdout);  // the child's freopen would write what is buffered a second time
   d.pid = fork();
   if (d.pid == 0) {
     if (chdir(d.dir.c_str()) != 0) _exit(1);
@@ -215,10 +219,20 @@ void print(const char* what, const FanoutResult& r) {
   std::fflush(stdout);
 }
 
-int connect_raw(int port) {
+// A TCP connection to the daemon from 127.0.0.1 + `source` (the daemon
+// caps connections per client address, so many connections come from
+// several loopback addresses).
+int connect_raw(int port, uint32_t source = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
+  if (source != 0) {
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK + source);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   a.sin_port = htons(static_cast<uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
@@ -230,16 +244,74 @@ int connect_raw(int port) {
 
 struct SlowResult {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
-  int reopened = 0;  // slow connections the daemon closed (and the bench reopened)
+  int reopened = 0;       // slow connections the daemon closed (and the bench reopened)
+  int idle_reopened = 0;  // kept-alive connections the daemon closed
+  int idle_failed = 0;    // kept-alive requests without a 200
+  long rss_kb = 0;        // the daemon's resident memory with every connection open
+  long anon_kb = 0;       // its anonymous part
 };
 
-// /healthz latency (a new connection each time, every 50 ms) while `slow`
-// connections each send one header byte a second, for `secs` seconds.
-SlowResult slowloris(const std::string& bin, int slow, int secs) {
+// One GET /healthz on a kept-alive connection: true when a whole 200 answer
+// came back (headers, then Content-Length bytes of body).
+bool keepalive_request(int fd) {
+  static const std::string request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return false;
+  std::string got;
+  char buf[4096];
+  size_t need = std::string::npos;
+  while (need == std::string::npos || got.size() < need) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return false;
+    got.append(buf, static_cast<size_t>(n));
+    const size_t end = got.find("\r\n\r\n");
+    if (need == std::string::npos && end != std::string::npos) {
+      const size_t cl = got.find("Content-Length: ");
+      if (cl == std::string::npos || cl > end) return false;
+      need = end + 4 + std::strtoul(got.c_str() + cl + 16, nullptr, 10);
+    }
+  }
+  return got.rfind("HTTP/1.1 200", 0) == 0;
+}
+
+long status_kb(pid_t pid, const char* key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  const size_t len = std::strlen(key);
+  for (std::string line; std::getline(in, line);)
+    if (line.compare(0, len, key) == 0) return std::atol(line.c_str() + len);
+  return 0;
+}
+
+// /healthz latency (a new connection each time, every 50 ms) for `secs`
+// seconds while `slow` connections each send one header byte a second and
+// `idle` kept-alive connections each send one GET /healthz every 4 s (the
+// daemon closes a connection idle for 5 s), from 8 loopback addresses
+// (127.0.0.2 to .9: the daemon's cap is 128 connections per client address).
+SlowResult slowloris(const std::string& bin, int slow, int secs, int idle = 0) {
   Daemon d = start_daemon(bin, 0, 1, 1);
   SlowResult out;
   std::atomic<bool> stop{false};
-  std::atomic<int> reopened{0};
+  std::atomic<int> reopened{0}, idle_reopened{0}, idle_failed{0};
+  std::atomic<int> idle_open{0};
+  std::thread keep([&] {
+    std::vector<int> fds(static_cast<size_t>(idle), -1);
+    for (size_t i = 0; i < fds.size() && !stop; ++i) fds[i] = connect_raw(d.port, 1 + static_cast<uint32_t>(i % 8));
+    for (int fd : fds) idle_open += fd >= 0;
+    const auto period = std::chrono::milliseconds(4000);
+    for (size_t i = 0; !stop && !fds.empty(); i = (i + 1) % fds.size()) {
+      const auto next = std::chrono::steady_clock::now() + period / fds.size();
+      if (fds[i] < 0 || !keepalive_request(fds[i])) {
+        if (fds[i] >= 0) {
+          ::close(fds[i]);
+          ++idle_reopened;
+        }
+        fds[i] = connect_raw(d.port, 1 + static_cast<uint32_t>(i % 8));
+        if (fds[i] < 0 || !keepalive_request(fds[i])) ++idle_failed;
+      }
+      std::this_thread::sleep_until(next);
+    }
+    for (int fd : fds)
+      if (fd >= 0) ::close(fd);
+  });
   std::thread drip([&] {
     const std::string request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + std::string(1000, 'a');
     std::vector<int> fds(static_cast<size_t>(slow), -1);
@@ -247,7 +319,7 @@ SlowResult slowloris(const std::string& bin, int slow, int secs) {
     while (!stop) {
       for (size_t i = 0; i < fds.size(); ++i) {
         if (fds[i] < 0) {
-          fds[i] = connect_raw(d.port);
+          fds[i] = connect_raw(d.port, 9 + static_cast<uint32_t>(i % 4));
           at[i] = 0;
         }
         if (fds[i] >= 0 && ::send(fds[i], &request[at[i]++ % request.size()], 1, MSG_NOSIGNAL) <= 0) {
@@ -261,7 +333,7 @@ SlowResult slowloris(const std::string& bin, int slow, int secs) {
     for (int fd : fds)
       if (fd >= 0) ::close(fd);
   });
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::this_thread::sleep_for(std::chrono::seconds(idle > 0 ? 5 : 1));
   std::vector<double> ms;
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(secs);
   while (std::chrono::steady_clock::now() < end) {
@@ -273,9 +345,14 @@ SlowResult slowloris(const std::string& bin, int slow, int secs) {
     if (!r || r->status != 200) std::fprintf(stderr, "healthz failed\n");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  out.rss_kb = status_kb(d.pid, "VmRSS:");
+  out.anon_kb = status_kb(d.pid, "RssAnon:");
   stop = true;
   drip.join();
+  keep.join();
   stop_daemon(d);
+  out.idle_reopened = idle_reopened;
+  out.idle_failed = idle_failed;
   out.p50_ms = quantile(ms, .5);
   out.p99_ms = quantile(ms, .99);
   out.max_ms = ms.empty() ? 0 : ms.back();
@@ -290,16 +367,48 @@ double median_of(std::vector<T>& runs, F field) {
   return quantile(v, .5);
 }
 
+// Issue 11's connection figure: /healthz with nothing else open (the
+// baseline), then with 1,000 kept-alive connections and 50 slowloris ones,
+// alternately, REPEAT times each; medians.
+int connections(const std::string& bin, int secs, int repeat) {
+  rlimit files{};
+  ::getrlimit(RLIMIT_NOFILE, &files);
+  files.rlim_cur = files.rlim_max;  // 1,050 descriptors here, as many in the daemon
+  ::setrlimit(RLIMIT_NOFILE, &files);
+  std::vector<SlowResult> base, loaded;
+  for (int i = 0; i < repeat; ++i) {
+    base.push_back(slowloris(bin, 0, std::max(secs, 12)));
+    std::printf("  run %d: /healthz alone: p50 %.2f ms, p99 %.2f ms; daemon RSS %.1f MB (anonymous %.1f MB)\n", i + 1,
+                base.back().p50_ms, base.back().p99_ms, base.back().rss_kb / 1024.0, base.back().anon_kb / 1024.0);
+    loaded.push_back(slowloris(bin, 50, std::max(secs, 12), 1000));
+    const SlowResult& r = loaded.back();
+    std::printf("  run %d: /healthz with 1,000 kept-alive + 50 slowloris connections: p50 %.2f ms, p99 %.2f ms, max %.2f ms;"
+                " daemon RSS %.1f MB (anonymous %.1f MB); kept-alive closed by the daemon %d, failed %d; slow closed %d\n",
+                i + 1, r.p50_ms, r.p99_ms, r.max_ms, r.rss_kb / 1024.0, r.anon_kb / 1024.0, r.idle_reopened, r.idle_failed,
+                r.reopened);
+    std::fflush(stdout);
+  }
+  std::printf("MEDIAN of %d: /healthz alone p99 %.2f ms, RSS %.1f MB; with 1,000 kept-alive + 50 slowloris p99 %.2f ms"
+              " (p50 %.2f ms), RSS %.1f MB (anonymous %.1f MB)\n",
+              repeat, median_of(base, [](auto& r) { return r.p99_ms; }),
+              median_of(base, [](auto& r) { return r.rss_kb / 1024.0; }), median_of(loaded, [](auto& r) { return r.p99_ms; }),
+              median_of(loaded, [](auto& r) { return r.p50_ms; }), median_of(loaded, [](auto& r) { return r.rss_kb / 1024.0; }),
+              median_of(loaded, [](auto& r) { return r.anon_kb / 1024.0; }));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s CRONKEEP CLIENTS RATE [SECONDS]\n       %s CRONKEEP all [SECONDS] [REPEAT]\n", argv[0],
+    std::fprintf(stderr, "usage: %s CRONKEEP CLIENTS RATE [SECONDS]\n       %s CRONKEEP all|connections [SECONDS] [REPEAT]\n", argv[0],
                  argv[0]);
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   const std::string bin = fs::absolute(argv[1]);
+  if (std::string(argv[2]) == "connections")
+    return connections(bin, argc > 3 ? std::atoi(argv[3]) : 12, argc > 4 ? std::atoi(argv[4]) : 3);
   if (std::string(argv[2]) != "all") {
     const int clients = std::atoi(argv[2]);
     const int rate = argc > 3 ? std::atoi(argv[3]) : 1000;

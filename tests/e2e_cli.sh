@@ -73,9 +73,12 @@ sed -i "s/PORT/$(free_port)/" good.toml
 check "validate lists the next three fires" test "$(grep -c 'next:' good.out)" -eq 6
 
 # 3. The daemon fires, records and captures; SIGTERM stops it cleanly.
-"$bin" daemon -c good.toml > daemon.log 2>&1 &
+# Started with the soft limit on open files that systemd gives (1,024).
+(ulimit -Sn 1024; exec "$bin" daemon -c good.toml > daemon.log 2>&1) &
 daemon_pid=$!
 check "runs get recorded" wait_for 30 bash -c "'$bin' runs tick -c good.toml --json | grep -q '\"status\": \"succeeded\"'"
+check "the daemon raises its soft limit on open files to the hard one (at most 65,536)" \
+  test "$(awk '/Max open files/ {print $4}' "/proc/$daemon_pid/limits")" -eq "$(ulimit -Hn | awk '{print ($1 == "unlimited" || $1 > 65536) ? 65536 : $1}')"
 kill -TERM "$daemon_pid"
 set +e
 wait "$daemon_pid"

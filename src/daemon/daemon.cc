@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <spdlog/formatter.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -104,6 +106,24 @@ std::string users_need_root(const config::Config& c) {
          std::to_string(::geteuid()) + "); remove `user` or start the daemon as root";
 }
 
+// The API holds up to 4,096 connections and 256 streams, every running
+// child three descriptors (two pipes and a pidfd) and every open log one:
+// the soft limit systemd and most shells give (1,024) would refuse
+// connections long before the caps do. Raised to the hard limit (at most
+// 65,536), as systemd.exec(5) advises a program that needs more to do.
+// Children inherit the raised soft limit.
+void raise_descriptor_limit() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0) return;
+  const rlim_t want = std::min<rlim_t>(files.rlim_max, 65536);
+  if (files.rlim_cur >= want) return;
+  const rlim_t was = files.rlim_cur;
+  files.rlim_cur = want;
+  if (::setrlimit(RLIMIT_NOFILE, &files) != 0) return;
+  if (want < 8192)
+    spdlog::warn("open files limited to {} (hard limit; soft was {}): connections and runs beyond it are refused", want, was);
+}
+
 }  // namespace
 
 std::vector<scheduler::SystemTask> system_tasks(const config::Config& config, store::Store& store,
@@ -193,6 +213,7 @@ class JsonLineFormatter final : public spdlog::formatter {
 
 int run(const config::Config& config, LogFormat log_format) {
   if (log_format == LogFormat::json) spdlog::set_formatter(std::make_unique<JsonLineFormatter>());
+  raise_descriptor_limit();
   if (const std::string why = users_need_root(config); !why.empty()) {
     spdlog::error("{}: {}", config.path, why);
     return 1;

@@ -8,9 +8,12 @@
 # of the window with no row at all (lost), fires recorded missed, and the
 # scheduler lateness (started_at - scheduled_at) p50/p99 of the runs.
 # Run it through tests/with_pg.sh (a throwaway cluster):
-#   tests/with_pg.sh bench/pg_nodes_chaos.sh build/cronkeep [SECONDS=600] [TASKS=100]
+#   tests/with_pg.sh bench/pg_nodes_chaos.sh build/cronkeep [SECONDS=600] [TASKS=100] [ON_OVERLAP=queue]
+# With ON_OVERLAP=queue (the default) a killed node's run counts as running
+# until its lease ends and the task's next fires queue behind it, so the
+# lateness measures that queue; ON_OVERLAP=skip measures the scheduler.
 set -euo pipefail
-bin=$(realpath "$1"); secs=${2:-600}; tasks=${3:-100}
+bin=$(realpath "$1"); secs=${2:-600}; tasks=${3:-100}; overlap=${4:-queue}
 url=${CRONKEEP_TEST_PG_URL:?run through tests/with_pg.sh}
 work=$(mktemp -d /tmp/cronkeep-pgchaos-XXXXXX)
 declare -A pid
@@ -29,7 +32,7 @@ for n in "${nodes[@]}"; do
     printf '[daemon]\ndata_dir = "data-%s"\nlisten = "127.0.0.1:%s"\nnode = "%s"\nnode_lease = "10s"\n' "$n" "$(free_port)" "$n"
     printf 'token_file = "token"\nshutdown_timeout = "2s"\n'
     printf '[storage]\nbackend = "postgres"\npostgres_url = "%s"\n' "$url"
-    for i in $(seq 1 "$tasks"); do printf '[tasks.t%03d]\ncron = "@every 1s"\nrun = "true"\n' "$i"; done
+    for i in $(seq 1 "$tasks"); do printf '[tasks.t%03d]\ncron = "@every 1s"\nrun = "true"\non_overlap = "%s"\n' "$i" "$overlap"; done
   } > "$n.toml"
 done
 start() { "$bin" daemon -c "$1.toml" >> "$1.log" 2>&1 & pid[$1]=$!; }

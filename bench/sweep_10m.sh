@@ -28,6 +28,7 @@
 # (2.3 GB for 10,000,000 runs). The machine is shared and noisy: read the
 # ratio, not the absolute times.
 set -euo pipefail
+. "$(dirname "$0")/sweep_lib.sh"
 bin=$(realpath "$1"); runs=${2:-10000000}; reps=${3:-3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cronkeep-sweep10m-XXXXXX")
 pid=
@@ -142,11 +143,7 @@ for rep in $(seq 1 "$reps"); do
   lat() {  # lat FROM_MS TO_MS: p50 p99 max n of the fires scheduled in [FROM, TO)
     sqlite3 "$swept" "SELECT started_at - scheduled_at FROM runs WHERE task LIKE 'f%' AND trigger = 'schedule'
                       AND started_at IS NOT NULL AND scheduled_at >= $1 AND scheduled_at < $2 ORDER BY 1" |
-      python3 -c '
-import sys
-v = [int(x) for x in sys.stdin if x.strip()]
-q = lambda p: v[min(len(v) - 1, int(p * len(v)))] if v else -1
-print(q(0.5), q(0.99), v[-1] if v else -1, len(v))'
+      quantiles
   }
   read -r l50 l99 lmax ln <<< "$(lat "$s0" "$s1")"
   read -r b50 b99 bmax bn <<< "$(lat $((s0 - 20000)) "$s0")"
@@ -167,11 +164,4 @@ print(q(0.5), q(0.99), v[-1] if v else -1, len(v))'
     "$b50" "$b99" "$bmax" "$bn" "$message"
   echo "$duration $((r1 - r0)) $hwm_after $l99 $b99" >> "$results"
 done
-python3 - "$results" <<'PY'
-import sys, statistics as st
-rows = [list(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
-m = lambda i: st.median(r[i] for r in rows)
-ratio = st.median(r[0] / r[1] for r in rows)
-print(f"median of {len(rows)}: sweep {m(0):.0f} ms vs raw DELETE {m(1):.0f} ms (median of the ratios {ratio:.2f}x); "
-      f"daemon peak RSS {m(2) / 1024:.1f} MB; lateness p99 during the sweep {m(3):.0f} ms (before: {m(4):.0f} ms)")
-PY
+sweep_medians "$results"

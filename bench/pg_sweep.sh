@@ -29,6 +29,7 @@ trap cleanup EXIT
 cd "$work"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url_of() { echo "${url/\/cronkeep_test\?//$1?}"; }  # the same server, database $1
+export PGOPTIONS="--client-min-messages=warning"
 sql() { psql "$url" -Atq -v ON_ERROR_STOP=1 -c "$1"; }
 
 config() {  # config DATABASE

@@ -32,6 +32,10 @@ for n in "${nodes[@]}"; do
     printf '[daemon]\ndata_dir = "data-%s"\nlisten = "127.0.0.1:%s"\nnode = "%s"\nnode_lease = "10s"\n' "$n" "$(free_port)" "$n"
     printf 'token_file = "token"\nshutdown_timeout = "2s"\n'
     printf '[storage]\nbackend = "postgres"\npostgres_url = "%s"\n' "$url"
+    # Retention still sweeps every hour (on one node), but keeps every run
+    # of the window: the default keep_runs = 100 would delete the window's
+    # older fires at the hour and count them lost.
+    printf '[defaults]\nkeep_runs = 1000000\n'
     for i in $(seq 1 "$tasks"); do printf '[tasks.t%03d]\ncron = "@every 1s"\nrun = "true"\non_overlap = "%s"\n' "$i" "$overlap"; done
   } > "$n.toml"
 done

@@ -65,6 +65,7 @@ now_ms=$(( $(date +%s) * 1000 ))
 span_ms=$(( 400 * 86400000 ))
 t0=$(date +%s)
 psql "$url" -q -v ON_ERROR_STOP=1 <<SQL
+DELETE FROM runs;  -- the fires of the generating daemon's short life
 INSERT INTO runs (id, task, trigger, status, scheduled_at, created_at, started_at, finished_at, exit_code,
                   duration_ms, log_path, log_bytes, node)
 SELECT n, 'h' || lpad((n % 100)::text, 2, '0'), 'schedule', CASE WHEN n % 50 = 0 THEN 'failed' ELSE 'succeeded' END,

@@ -481,6 +481,16 @@ TEST_P(StoreTest, UpgradingCountsEachTasksRunsOnce) {
   const std::string before = GetParam() == Backend::sqlite ? "8" : "6";
   exec("DROP TABLE task_stats; DELETE FROM schema_migrations WHERE version >= " + before);
   exec("INSERT INTO runs (task, trigger, status, created_at) VALUES ('b', 'manual', 'pending', 1)");
+  {
+    // A read-only store (the CLI's, before the daemon was upgraded) does
+    // not migrate: it counts, and has no kept counts to check.
+    auto ro = open(OpenOptions{.read_only = true});
+    ASSERT_TRUE(ro) << ro.error().message;
+    EXPECT_EQ(summary_counts(**ro), (std::map<std::string, int64_t>{{"a", 5}, {"b", 2}, {kRetention, 1}}));
+    auto none = (*ro)->check_task_counts();
+    ASSERT_TRUE(none) << none.error().message;
+    EXPECT_TRUE(none->empty());
+  }
   auto s = open();
   ASSERT_TRUE(s) << s.error().message;
   store_ = std::move(*s);

@@ -319,6 +319,9 @@ class PgStore final : public Store {
         pqxx::read_transaction tx(c);
         auto r = tx.exec("SELECT to_regclass('runs') IS NOT NULL");
         if (!r[0][0].as<bool>()) return fail(ErrorCode::corruption, "the database is not a cronkeep database");
+        // A read-only store does not migrate: a schema before migration 6
+        // (no node upgraded yet) has no counts to read.
+        counts_kept_ = tx.exec("SELECT to_regclass('task_stats') IS NOT NULL")[0][0].as<bool>();
         return {};
       }
       pqxx::connection& w = writer_.get();
@@ -489,8 +492,10 @@ class PgStore final : public Store {
                                                                     -> Result<std::vector<TaskSummary>> {
       // The counts the store keeps (task_stats), then each task's newest
       // run by a seek of the task index: no pass over the history.
-      auto r = tx.exec(std::string("SELECT r.*, c.n FROM (SELECT task, runs AS n FROM task_stats WHERE runs > 0) c"
-                                   " CROSS JOIN LATERAL (SELECT ") +
+      auto r = tx.exec(std::string("SELECT r.*, c.n FROM (") +
+                       (counts_kept_ ? "SELECT task, runs AS n FROM task_stats WHERE runs > 0"
+                                     : "SELECT task, COUNT(*) AS n FROM runs GROUP BY task") +
+                       ") c CROSS JOIN LATERAL (SELECT " +
                        kRunColumns + " FROM runs WHERE task = c.task ORDER BY task, id DESC LIMIT 1) r ORDER BY c.task");
       std::vector<TaskSummary> out;
       for (const auto& row : r) {
@@ -940,6 +945,7 @@ class PgStore final : public Store {
   }
 
   Result<std::vector<TaskCountMismatch>> check_task_counts() override {
+    if (!counts_kept_) return std::vector<TaskCountMismatch>{};  // nothing kept to check
     return bulk_read<std::vector<TaskCountMismatch>>("checking task counts", [&](pqxx::transaction_base& tx) {
       return count_mismatches(tx);
     });
@@ -1295,6 +1301,7 @@ class PgStore final : public Store {
   std::string url_;
   std::string node_;
   bool read_only_ = false;
+  bool counts_kept_ = true;  // false: a read-only store on a schema before migration 6
   std::recursive_mutex write_mu_;  // recursive: write_batch's body calls the other writers
   std::atomic<int> urgent_waiters_{0};
   pqxx::work* batch_ = nullptr;    // the open write_batch transaction; guarded by write_mu_

@@ -183,6 +183,12 @@ class Stmt {
   int step() { return rc_ = sqlite3_step(stmt_); }
   int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  // Valid until the next step, reset or finalize.
+  std::string_view text_view(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string_view();
+  }
   std::string text(int col) const {
     const unsigned char* p = sqlite3_column_text(stmt_, col);
     return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
@@ -798,7 +804,7 @@ class SqliteStore final : public Store {
     Stmt pick(db, "SELECT log_path, log_bytes, task FROM runs WHERE id = ? AND status NOT IN ('pending', 'running')");
     Stmt tomb(db, "INSERT INTO tombstones (run_id, log_path, created_at, node) VALUES (?, ?, strftime('%s','now') * 1000, ?)");
     Stmt del(db, "DELETE FROM runs WHERE id = ?");
-    std::map<std::string, int64_t> gone;  // runs deleted per task
+    std::map<std::string, int64_t, std::less<>> gone;  // runs deleted per task
     for (int64_t id : ids) {
       pick.reset();
       pick.bind(1, id);
@@ -820,17 +826,22 @@ class SqliteStore final : public Store {
       if (del.step() != SQLITE_DONE) return abort("deleting run");
       ++out.rows;
       out.log_bytes += bytes;
-      ++gone[pick.text(2)];
+      if (auto it = gone.find(pick.text_view(2)); it != gone.end()) ++it->second;
+      else gone.emplace(pick.text(2), 1);
     }
     // The counts: one update per task per transaction, and a task whose
     // last run went leaves the table.
-    Stmt dec(db, "UPDATE task_stats SET runs = runs - ? WHERE task = ?");
+    Stmt dec(db, "UPDATE task_stats SET runs = runs - ? WHERE task = ? RETURNING runs");
     Stmt drop(db, "DELETE FROM task_stats WHERE task = ? AND runs <= 0");
     for (const auto& [task, n] : gone) {
       dec.reset();
       dec.bind(1, n);
       dec.bind(2, std::string_view(task));
-      if (dec.step() != SQLITE_DONE) return abort("counting deleted runs");
+      const int rc = dec.step();
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return abort("counting deleted runs");
+      const bool left = rc == SQLITE_ROW && dec.int64(0) > 0;
+      if (rc == SQLITE_ROW && dec.step() != SQLITE_DONE) return abort("counting deleted runs");
+      if (left) continue;
       drop.reset();
       drop.bind(1, std::string_view(task));
       if (drop.step() != SQLITE_DONE) return abort("counting deleted runs");

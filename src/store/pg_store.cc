@@ -17,6 +17,7 @@
 #include <atomic>
 #include <limits>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -291,15 +292,30 @@ class Conn {
   explicit Conn(std::string url) : url_(std::move(url)) {}
   // Throws pqxx errors.
   pqxx::connection& get() {
-    if (!conn_ || !conn_->is_open()) conn_ = std::make_unique<pqxx::connection>(url_);
+    if (!conn_ || !conn_->is_open()) {
+      conn_ = std::make_unique<pqxx::connection>(url_);
+      prepared_.clear();
+    }
     return *conn_;
   }
   void drop() { conn_.reset(); }
+  // `name`, prepared as `sql` on the current connection (once per
+  // connection: a new one prepares it again). Requires: get() called.
+  const std::string& prepared(const std::string& name, const std::string& sql) {
+    if (prepared_.insert(name).second) conn_->prepare(name, sql);
+    return name;
+  }
 
  private:
   std::string url_;
   std::unique_ptr<pqxx::connection> conn_;
+  std::set<std::string> prepared_;
 };
+
+pqxx::result run_prepared(pqxx::transaction_base& tx, const std::string& name, const Params& p) {
+  const auto ptrs = p.pointers();
+  return tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(ptrs));
+}
 
 class PgStore final : public Store {
  public:
@@ -452,8 +468,10 @@ class PgStore final : public Store {
   }
 
   Result<Run> get_run(int64_t id) override {
-    return read<Run>("reading run " + std::to_string(id), [&](pqxx::transaction_base& tx) -> Result<Run> {
-      auto r = run_sql(tx, std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = $1", Params().add(id));
+    return read_one<Run>("reading run " + std::to_string(id), [&](pqxx::transaction_base& tx) -> Result<Run> {
+      auto r = run_prepared(
+          tx, reader_.prepared("get_run", std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = $1"),
+          Params().add(id));
       if (r.empty()) return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
       return read_run(r[0]);
     });
@@ -475,8 +493,10 @@ class PgStore final : public Store {
     }
     sql += " ORDER BY task, id DESC LIMIT $" + std::to_string(++n);
     p.add(q.limit);
-    return read<std::vector<Run>>("listing runs of " + q.task, [&](pqxx::transaction_base& tx) {
-      return read_runs(run_sql(tx, sql, p));
+    // One prepared statement per shape (with or without before, status).
+    const std::string name = std::string("list_runs_") + (q.before_id ? "b" : "") + (q.status ? "s" : "");
+    return read_one<std::vector<Run>>("listing runs of " + q.task, [&](pqxx::transaction_base& tx) {
+      return read_runs(run_prepared(tx, reader_.prepared(name, sql), p));
     });
   }
 
@@ -1265,6 +1285,22 @@ class PgStore final : public Store {
     for (const auto& row : r)
       out.push_back(TaskCountMismatch{row[0].as<std::string>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
     return out;
+  }
+
+  // Runs `f`, which makes ONE statement, on the reader outside any
+  // transaction block (the statement is its own snapshot): one round trip
+  // instead of BEGIN, the statement and ROLLBACK; the API's hot reads
+  // (a history page, one run).
+  template <class T, class F>
+  Result<T> read_one(const std::string& what, F&& f) {
+    std::lock_guard lock(read_mu_);
+    try {
+      pqxx::nontransaction tx(reader_.get());
+      return f(tx);
+    } catch (const std::exception& e) {
+      reader_.drop();
+      return tl::unexpected(db_error(what, e));
+    }
   }
 
   // The parameters every expiry_sql statement shares (expiry_sql.h).

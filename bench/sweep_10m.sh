@@ -101,6 +101,8 @@ SELECT n, 'h' || printf('%02d', n % 100), 'schedule', CASE WHEN n % 50 = 0 THEN 
        $now_ms - $span_ms + n * $span_ms / $runs - 40, $now_ms - $span_ms + n * $span_ms / $runs,
        CASE WHEN n % 50 = 0 THEN 1 ELSE 0 END, 40, 120, 'local' FROM g;
 $indexes
+-- Rows written behind the store's back: their counts too (task_stats).
+DELETE FROM task_stats; INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY task;
 COMMIT;
 PRAGMA wal_checkpoint(TRUNCATE);
 EOF

@@ -206,5 +206,13 @@ check "a log deleted by hand is reported" bash -c "'$bin' check -c bytes.toml | 
 check "check --repair removes its sidecars and the empty directory" bash -c \
   "'$bin' check --repair -c bytes.toml >/dev/null && '$bin' check -c bytes.toml >/dev/null && test ! -e data4/logs/long"
 
+# 8. The run counts kept per task (task_stats), broken by hand: check names
+#    the task, --repair recounts, `tasks` shows the real count again.
+sqlite3 data4/cronkeep.db "UPDATE task_stats SET runs = runs + 5 WHERE task = 'many'"
+check "a wrong run count is reported" bash -c "'$bin' check -c bytes.toml | grep -q '^task_counts: many: '"
+check "check --repair recounts it" bash -c "'$bin' check --repair -c bytes.toml >/dev/null && '$bin' check -c bytes.toml >/dev/null"
+check "the count is the history's again" test "$(sqlite3 data4/cronkeep.db "SELECT runs FROM task_stats WHERE task = 'many'")" = \
+  "$(sqlite3 data4/cronkeep.db "SELECT COUNT(*) FROM runs WHERE task = 'many'")"
+
 if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
 echo "e2e: all checks passed"

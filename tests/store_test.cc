@@ -1,6 +1,9 @@
 #include <sqlite3.h>
 
 #include <gtest/gtest.h>
+#include <map>
+#include <random>
+#include <set>
 #include <pqxx/pqxx>
 
 #include "base/clock.h"
@@ -131,7 +134,7 @@ TEST_P(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   store_.reset();
   auto again = open();
   ASSERT_TRUE(again) << again.error().message;
-  const std::string latest = GetParam() == Backend::sqlite ? "7" : "5";
+  const std::string latest = GetParam() == Backend::sqlite ? "8" : "6";
   EXPECT_EQ(query("SELECT COUNT(*) FROM schema_migrations"), latest);  // one row per migration
   EXPECT_EQ(query("SELECT MAX(version) FROM schema_migrations"), latest);
 }
@@ -319,6 +322,185 @@ TEST_P(StoreTest, SummarisesEachTaskWithItsNewestRun) {
   EXPECT_EQ((*s)[1].last_run->id, only_b);
 }
 
+// The counts task_summaries() reads, by task (tasks with no run absent).
+std::map<std::string, int64_t> summary_counts(Store& store) {
+  std::map<std::string, int64_t> out;
+  auto s = store.task_summaries();
+  EXPECT_TRUE(s) << s.error().message;
+  if (!s) return out;
+  for (const TaskSummary& t : *s) {
+    EXPECT_TRUE(t.last_run) << t.task;
+    out[t.task] = t.runs;
+  }
+  return out;
+}
+
+TEST_P(StoreTest, KeptCountsEqualARealCountAfterAnyMixOfInsertsAndDeletes) {
+  std::mt19937 rng(12);
+  const std::vector<std::string> tasks = {"a", "b", "c.d", "e-f", kRetention};
+  std::map<int64_t, std::string> alive;  // the model: every run's task
+  std::set<int64_t> in_flight;
+  auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+  auto any_alive = [&]() -> int64_t {
+    if (alive.empty()) return 999999;
+    auto it = alive.begin();
+    std::advance(it, static_cast<long>(pick(alive.size())));
+    return it->first;
+  };
+  auto insert = [&](const std::string& task) {
+    const bool done = pick(4) != 0;
+    const int64_t id = add(task, done ? RunStatus::succeeded : RunStatus::running, static_cast<int64_t>(100 + alive.size()));
+    alive[id] = task;
+    if (!done) in_flight.insert(id);
+  };
+  auto deleted = [&](const std::vector<int64_t>& ids) {
+    auto d = store_->delete_runs(ids);
+    ASSERT_TRUE(d) << d.error().message;
+    int64_t expect = 0;
+    for (int64_t id : std::set<int64_t>(ids.begin(), ids.end()))
+      if (alive.count(id) && !in_flight.count(id)) {
+        alive.erase(id);
+        ++expect;
+      }
+    EXPECT_EQ(d->rows, expect);
+  };
+  int64_t fire = 1000;
+  for (int step = 0; step < 300; ++step) {
+    switch (pick(8)) {
+      case 0:
+      case 1:  // record a fire, or run now
+        insert(tasks[pick(tasks.size())]);
+        break;
+      case 2: {  // a claimed fire
+        NewRun r;
+        r.task = tasks[pick(tasks.size())];
+        r.status = RunStatus::missed;
+        r.scheduled_at = at(++fire);
+        r.created_at = at(fire);
+        r.finished_at = at(fire);
+        auto id = store_->claim_fire(r);
+        ASSERT_TRUE(id && *id);
+        alive[**id] = r.task;
+        break;
+      }
+      case 3:  // the scheduler's batch
+        ASSERT_TRUE(store_->write_batch([&] {
+          for (size_t i = 0, n = 1 + pick(4); i < n; ++i) insert(tasks[pick(tasks.size())]);
+        }));
+        break;
+      case 4: {  // a run ends
+        if (in_flight.empty()) break;
+        const int64_t id = *in_flight.begin();
+        RunEnd end;
+        end.finished_at = at(5000);
+        ASSERT_TRUE(store_->finish_run(id, end));
+        in_flight.erase(id);
+        break;
+      }
+      case 5:  // delete one run (perhaps in flight, perhaps gone)
+        deleted({any_alive()});
+        break;
+      case 6: {  // a retention batch: several tasks, in-flight and missing ids among them
+        std::vector<int64_t> ids;
+        for (size_t i = 0, n = pick(12); i < n; ++i) ids.push_back(any_alive());
+        ids.push_back(999998);
+        deleted(ids);
+        break;
+      }
+      case 7: {  // a purge of one task, a page at a time
+        PurgeQuery q;
+        q.finished_before = at(100000);
+        if (pick(2)) q.task = tasks[pick(tasks.size())];
+        q.limit = 1 + static_cast<int64_t>(pick(20));
+        auto page = store_->find_purgeable(q);
+        ASSERT_TRUE(page) << page.error().message;
+        std::vector<int64_t> ids;
+        for (const RunBrief& b : *page) ids.push_back(b.id);
+        deleted(ids);
+        break;
+      }
+    }
+    if (step % 10 != 9) continue;
+    std::map<std::string, int64_t> want;
+    for (const auto& [id, task] : alive) ++want[task];
+    ASSERT_EQ(summary_counts(*store_), want) << "after step " << step;
+    auto wrong = store_->check_task_counts();
+    ASSERT_TRUE(wrong) << wrong.error().message;
+    EXPECT_TRUE(wrong->empty()) << "after step " << step << ": " << wrong->front().task;
+  }
+  // Every run gone: no task is listed.
+  while (!in_flight.empty()) {
+    RunEnd end;
+    end.finished_at = at(5000);
+    ASSERT_TRUE(store_->finish_run(*in_flight.begin(), end));
+    in_flight.erase(in_flight.begin());
+  }
+  std::vector<int64_t> all;
+  for (const auto& [id, task] : alive) all.push_back(id);
+  deleted(all);
+  EXPECT_TRUE(summary_counts(*store_).empty());
+  EXPECT_EQ(query("SELECT COUNT(*) FROM task_stats"), "0");
+}
+
+TEST_P(StoreTest, CheckFindsAndRepairsWrongCounts) {
+  add("a", RunStatus::succeeded);
+  add("a", RunStatus::succeeded);
+  add("b", RunStatus::succeeded);
+  EXPECT_TRUE(store_->check_task_counts()->empty());
+  // Counts broken behind the store's back: one wrong, one missing, one left over.
+  exec("UPDATE task_stats SET runs = 7 WHERE task = 'a'; DELETE FROM task_stats WHERE task = 'b';"
+       " INSERT INTO task_stats (task, runs) VALUES ('gone', 3)");
+  auto wrong = store_->check_task_counts();
+  ASSERT_TRUE(wrong) << wrong.error().message;
+  ASSERT_EQ(wrong->size(), 3u);
+  EXPECT_EQ((*wrong)[0].task, "a");
+  EXPECT_EQ((*wrong)[0].recorded, 7);
+  EXPECT_EQ((*wrong)[0].actual, 2);
+  EXPECT_EQ((*wrong)[1].task, "b");
+  EXPECT_EQ((*wrong)[1].recorded, 0);
+  EXPECT_EQ((*wrong)[1].actual, 1);
+  EXPECT_EQ((*wrong)[2].task, "gone");
+  auto ro = open(OpenOptions{.read_only = true});
+  ASSERT_TRUE(ro);
+  EXPECT_EQ((*ro)->check_task_counts()->size(), 3u);  // the CLI's check reads them
+  EXPECT_FALSE((*ro)->repair_task_counts());
+  auto fixed = store_->repair_task_counts();
+  ASSERT_TRUE(fixed) << fixed.error().message;
+  EXPECT_EQ(fixed->size(), 3u);
+  EXPECT_TRUE(store_->check_task_counts()->empty());
+  EXPECT_EQ(summary_counts(*store_), (std::map<std::string, int64_t>{{"a", 2}, {"b", 1}}));
+  EXPECT_TRUE(store_->repair_task_counts()->empty());
+}
+
+TEST_P(StoreTest, UpgradingCountsEachTasksRunsOnce) {
+  for (int i = 0; i < 5; ++i) add("a", RunStatus::succeeded);
+  add("b", RunStatus::failed);
+  add(kRetention, RunStatus::succeeded);
+  store_.reset();
+  // Back to the version before the counts, with runs recorded since.
+  const std::string before = GetParam() == Backend::sqlite ? "8" : "6";
+  exec("DROP TABLE task_stats; DELETE FROM schema_migrations WHERE version >= " + before);
+  exec("INSERT INTO runs (task, trigger, status, created_at) VALUES ('b', 'manual', 'pending', 1)");
+  {
+    // A read-only store (the CLI's, before the daemon was upgraded) does
+    // not migrate: it counts, and has no kept counts to check.
+    auto ro = open(OpenOptions{.read_only = true});
+    ASSERT_TRUE(ro) << ro.error().message;
+    EXPECT_EQ(summary_counts(**ro), (std::map<std::string, int64_t>{{"a", 5}, {"b", 2}, {kRetention, 1}}));
+    auto none = (*ro)->check_task_counts();
+    ASSERT_TRUE(none) << none.error().message;
+    EXPECT_TRUE(none->empty());
+  }
+  auto s = open();
+  ASSERT_TRUE(s) << s.error().message;
+  store_ = std::move(*s);
+  EXPECT_EQ(query("SELECT MAX(version) FROM schema_migrations"), before);
+  EXPECT_EQ(summary_counts(*store_), (std::map<std::string, int64_t>{{"a", 5}, {"b", 2}, {kRetention, 1}}));
+  EXPECT_TRUE(store_->check_task_counts()->empty());
+  add("b");
+  EXPECT_EQ(summary_counts(*store_)["b"], 3);
+}
+
 TEST_P(StoreTest, RecentRunsGiveEveryTasksNewestRunsByNameInByteOrder) {
   std::map<std::string, std::vector<int64_t>> ids;  // newest last
   const std::vector<std::string> names = {"b", "a", "Z", kRetention, "a.b"};
@@ -502,12 +684,12 @@ TEST_P(StoreTest, UpgradingGivesEarlierFiguresTheEndTimeOfTheirRun) {
   if (GetParam() == Backend::sqlite) {
     exec("ALTER TABLE maintenance DROP COLUMN finished_at; ALTER TABLE maintenance DROP COLUMN db_bytes;"
          " DROP INDEX runs_by_task_status; CREATE INDEX runs_by_task ON runs (task, id DESC);"
-         " DELETE FROM schema_migrations WHERE version >= 6");
+         " DROP TABLE task_stats; DELETE FROM schema_migrations WHERE version >= 6");
   } else {
     exec("ALTER TABLE maintenance DROP COLUMN finished_at, DROP COLUMN db_bytes;"
          " ALTER TABLE nodes DROP COLUMN clock_offset_ms;"
          " DROP INDEX runs_by_task_status; CREATE INDEX runs_by_task ON runs (task, id DESC);"
-         " DELETE FROM schema_migrations WHERE version >= 3");
+         " DROP TABLE task_stats; DELETE FROM schema_migrations WHERE version >= 3");
   }
   auto s = open();
   ASSERT_TRUE(s) << s.error().message;

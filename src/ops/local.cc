@@ -735,6 +735,15 @@ Result<CheckReport> Local::check(bool repair) {
     if (!integrity) return tl::unexpected(integrity.error());
     if (*integrity != "ok") problem("integrity", *integrity, false);
 
+    // The run counts the store keeps per task, against a real count.
+    auto counts = repair ? st.repair_task_counts() : st.check_task_counts();
+    if (!counts) return tl::unexpected(counts.error());
+    for (const store::TaskCountMismatch& m : *counts)
+      problem("task_counts",
+              m.task + ": " + std::to_string(m.recorded) + " run(s) counted, " + std::to_string(m.actual) +
+                  " in the history",
+              repair);
+
     // Runs in flight (the daemon's) are left alone: their logs are being written.
     std::set<int64_t> in_flight;
     if (s.d.daemon) {

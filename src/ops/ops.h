@@ -212,7 +212,7 @@ struct MaintenanceHistory {
 };
 
 struct CheckProblem {
-  std::string kind;                        // integrity, missing_log, bad_sidecar, unfinalized_log, tombstones,
+  std::string kind;                        // integrity, task_counts, missing_log, bad_sidecar, unfinalized_log, tombstones,
                                            // orphan_log, orphan_sidecar, empty_dir
   std::string detail;
   bool repaired = false;

@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <atomic>
 #include <limits>
+#include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -138,6 +140,19 @@ ALTER TABLE nodes ADD COLUMN clock_offset_ms BIGINT;
 -- (docs/retention.md). Its prefix serves every query runs_by_task served.
 CREATE INDEX runs_by_task_status ON runs (task, id DESC, status);
 DROP INDEX runs_by_task;
+)sql",
+    R"sql(
+-- Each task's number of runs (issue 12): GET /api/tasks reads it instead
+-- of counting the task index. Kept by the store: every transaction that
+-- inserts or deletes runs adds its net change per task in one upsert just
+-- before it commits (docs/storage.md). Counted once here, with the runs
+-- locked against writers so that none is counted twice or missed.
+LOCK TABLE runs IN SHARE MODE;
+CREATE TABLE task_stats (
+  task TEXT   PRIMARY KEY,
+  runs BIGINT NOT NULL
+);
+INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY task;
 )sql",
 };
 
@@ -277,15 +292,30 @@ class Conn {
   explicit Conn(std::string url) : url_(std::move(url)) {}
   // Throws pqxx errors.
   pqxx::connection& get() {
-    if (!conn_ || !conn_->is_open()) conn_ = std::make_unique<pqxx::connection>(url_);
+    if (!conn_ || !conn_->is_open()) {
+      conn_ = std::make_unique<pqxx::connection>(url_);
+      prepared_.clear();
+    }
     return *conn_;
   }
   void drop() { conn_.reset(); }
+  // `name`, prepared as `sql` on the current connection (once per
+  // connection: a new one prepares it again). Requires: get() called.
+  const std::string& prepared(const std::string& name, const std::string& sql) {
+    if (prepared_.insert(name).second) conn_->prepare(name, sql);
+    return name;
+  }
 
  private:
   std::string url_;
   std::unique_ptr<pqxx::connection> conn_;
+  std::set<std::string> prepared_;
 };
+
+pqxx::result run_prepared(pqxx::transaction_base& tx, const std::string& name, const Params& p) {
+  const auto ptrs = p.pointers();
+  return tx.exec_prepared(name, pqxx::prepare::make_dynamic_params(ptrs));
+}
 
 class PgStore final : public Store {
  public:
@@ -305,6 +335,9 @@ class PgStore final : public Store {
         pqxx::read_transaction tx(c);
         auto r = tx.exec("SELECT to_regclass('runs') IS NOT NULL");
         if (!r[0][0].as<bool>()) return fail(ErrorCode::corruption, "the database is not a cronkeep database");
+        // A read-only store does not migrate: a schema before migration 6
+        // (no node upgraded yet) has no counts to read.
+        counts_kept_ = tx.exec("SELECT to_regclass('task_stats') IS NOT NULL")[0][0].as<bool>();
         return {};
       }
       pqxx::connection& w = writer_.get();
@@ -339,6 +372,7 @@ class PgStore final : public Store {
     if (auto st = writable(); !st) return st;
     try {
       pqxx::work tx(writer_.get());
+      counts_.clear();
       batch_ = &tx;
       body();
       batch_ = nullptr;
@@ -346,6 +380,7 @@ class PgStore final : public Store {
         batch_failed_ = false;
         return fail(ErrorCode::io, "postgres: a write in the batch failed; the batch was rolled back");
       }
+      flush_counts(tx);
       fault::crash_point("store.before_batch_commit");
       tx.commit();
       return {};
@@ -380,6 +415,7 @@ class PgStore final : public Store {
                        " SELECT run_id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM claim RETURNING id",
                        new_run_params(run));
       if (r.empty()) return Out{};
+      ++counts_[run.task];
       return Out{r[0][0].as<int64_t>()};
     });
   }
@@ -432,8 +468,10 @@ class PgStore final : public Store {
   }
 
   Result<Run> get_run(int64_t id) override {
-    return read<Run>("reading run " + std::to_string(id), [&](pqxx::transaction_base& tx) -> Result<Run> {
-      auto r = run_sql(tx, std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = $1", Params().add(id));
+    return read_one<Run>("reading run " + std::to_string(id), [&](pqxx::transaction_base& tx) -> Result<Run> {
+      auto r = run_prepared(
+          tx, reader_.prepared("get_run", std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = $1"),
+          Params().add(id));
       if (r.empty()) return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
       return read_run(r[0]);
     });
@@ -455,8 +493,10 @@ class PgStore final : public Store {
     }
     sql += " ORDER BY task, id DESC LIMIT $" + std::to_string(++n);
     p.add(q.limit);
-    return read<std::vector<Run>>("listing runs of " + q.task, [&](pqxx::transaction_base& tx) {
-      return read_runs(run_sql(tx, sql, p));
+    // One prepared statement per shape (with or without before, status).
+    const std::string name = std::string("list_runs_") + (q.before_id ? "b" : "") + (q.status ? "s" : "");
+    return read_one<std::vector<Run>>("listing runs of " + q.task, [&](pqxx::transaction_base& tx) {
+      return read_runs(run_prepared(tx, reader_.prepared(name, sql), p));
     });
   }
 
@@ -470,10 +510,12 @@ class PgStore final : public Store {
   Result<std::vector<TaskSummary>> task_summaries() override {
     return read<std::vector<TaskSummary>>("summarising tasks", [&](pqxx::transaction_base& tx)
                                                                     -> Result<std::vector<TaskSummary>> {
-      // The counts in one pass over the runs, then each task's newest run
-      // by a seek of the task index (not a GROUP BY MAX(id) pass besides).
-      auto r = tx.exec(std::string("SELECT r.*, c.n FROM (SELECT task, COUNT(*) AS n FROM runs GROUP BY task) c"
-                                   " CROSS JOIN LATERAL (SELECT ") +
+      // The counts the store keeps (task_stats), then each task's newest
+      // run by a seek of the task index: no pass over the history.
+      auto r = tx.exec(std::string("SELECT r.*, c.n FROM (") +
+                       (counts_kept_ ? "SELECT task, runs AS n FROM task_stats WHERE runs > 0"
+                                     : "SELECT task, COUNT(*) AS n FROM runs GROUP BY task") +
+                       ") c CROSS JOIN LATERAL (SELECT " +
                        kRunColumns + " FROM runs WHERE task = c.task ORDER BY task, id DESC LIMIT 1) r ORDER BY c.task");
       std::vector<TaskSummary> out;
       for (const auto& row : r) {
@@ -682,23 +724,31 @@ class PgStore final : public Store {
       for (size_t i = 0; i < ids.size(); ++i) list += (i ? "," : "") + std::to_string(ids[i]);
       list += "}";
       // One statement: delete the terminal ones, write a tombstone for each
-      // deleted log (carrying the node that holds the file).
+      // deleted log (carrying the node that holds the file). Its rows: the
+      // totals (kind 0), the tombstones (1), the runs deleted per task (2),
+      // which the commit takes off the counts (flush_counts).
       auto r = run_sql(tx,
                        "WITH gone AS (DELETE FROM runs WHERE id = ANY($1::bigint[])"
-                       "  AND status NOT IN ('pending', 'running') RETURNING id, log_path, log_bytes, node),"
+                       "  AND status NOT IN ('pending', 'running') RETURNING id, task, log_path, log_bytes, node),"
                        " tombs AS (INSERT INTO tombstones (run_id, log_path, created_at, node)"
                        "  SELECT id, log_path, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, node"
                        "  FROM gone WHERE log_path <> '' RETURNING id, run_id, log_path, node)"
-                       " SELECT (SELECT COUNT(*) FROM gone), (SELECT COALESCE(SUM(log_bytes), 0) FROM gone),"
-                       "  t.id, t.run_id, t.log_path, t.node FROM (SELECT 1) one"
-                       "  LEFT JOIN tombs t ON true ORDER BY t.id",
+                       " SELECT 0 AS kind, COUNT(*) AS n, COALESCE(SUM(log_bytes), 0)::bigint AS bytes,"
+                       "  NULL::bigint AS id, NULL::bigint AS run_id, NULL::text AS path, NULL::text AS node FROM gone"
+                       " UNION ALL SELECT 1, NULL, NULL, id, run_id, log_path, node FROM tombs"
+                       " UNION ALL SELECT 2, COUNT(*), NULL, NULL, NULL, task, NULL FROM gone GROUP BY task"
+                       " ORDER BY 1, 4",
                        Params().add(list));
       for (const auto& row : r) {
-        out.rows = row[0].as<int64_t>();
-        out.log_bytes = row[1].as<int64_t>();
-        if (row[2].is_null()) continue;
-        if (row[5].as<std::string>() != node_) continue;  // another node removes its own files
-        out.tombstones.push_back(Tombstone{row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<std::string>()});
+        const int kind = row[0].as<int>();
+        if (kind == 0) {
+          out.rows = row[1].as<int64_t>();
+          out.log_bytes = row[2].as<int64_t>();
+        } else if (kind == 2) {
+          counts_[row[5].as<std::string>()] -= row[1].as<int64_t>();
+        } else if (row[6].as<std::string>() == node_) {  // another node removes its own files
+          out.tombstones.push_back(Tombstone{row[3].as<int64_t>(), row[4].as<int64_t>(), row[5].as<std::string>()});
+        }
       }
       fault::crash_point("store.before_delete_commit");
       return out;
@@ -914,6 +964,28 @@ class PgStore final : public Store {
     });
   }
 
+  Result<std::vector<TaskCountMismatch>> check_task_counts() override {
+    if (!counts_kept_) return std::vector<TaskCountMismatch>{};  // nothing kept to check
+    return bulk_read<std::vector<TaskCountMismatch>>("checking task counts", [&](pqxx::transaction_base& tx) {
+      return count_mismatches(tx);
+    });
+  }
+
+  Result<std::vector<TaskCountMismatch>> repair_task_counts() override {
+    using Out = std::vector<TaskCountMismatch>;
+    return write<Out>("recounting task runs", [&](pqxx::transaction_base& tx) -> Result<Out> {
+      // Every other writer of counts waits (a row lock on task_stats would
+      // not keep a new task's upsert out); a transaction that deleted or
+      // inserted runs but has not flushed its counts yet flushes after this
+      // commit, onto a count that did not see its rows.
+      tx.exec("LOCK TABLE task_stats IN EXCLUSIVE MODE");
+      auto wrong = count_mismatches(tx);
+      if (wrong && !wrong->empty())
+        tx.exec("DELETE FROM task_stats; INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY task");
+      return wrong;
+    });
+  }
+
   Status adopt_log(int64_t id, const std::string& log_path) override {
     return write_status("adopting log", [&](pqxx::transaction_base& tx) -> Status {
       auto r = run_sql(tx, "UPDATE runs SET log_path = $1 WHERE id = $2 AND log_path = ''", Params().add(log_path).add(id));
@@ -1082,7 +1154,44 @@ class PgStore final : public Store {
                      "INSERT INTO runs (task, trigger, attempt, retry_of, status, scheduled_at, created_at, finished_at,"
                      " message, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                      new_run_params(run));
+    ++counts_[run.task];
     return r[0][0].as<int64_t>();
+  }
+
+  // Adds the transaction's net change of each task's runs (counts_) to
+  // task_stats: one upsert for all its tasks, in name order (every writer
+  // locks the rows in the same order, so two nodes' commits never
+  // deadlock), just before the commit, so the rows stay locked only for
+  // the commit; then drops the tasks left with no run. Requires: write_mu_
+  // held, `tx` the transaction that made the changes. Throws pqxx errors.
+  void flush_counts(pqxx::transaction_base& tx) {
+    std::string tasks = "{", deltas = "{";
+    bool any = false, fell = false;
+    for (const auto& [task, n] : counts_) {  // a std::map: in byte order
+      if (n == 0) continue;
+      if (any) {
+        tasks += ',';
+        deltas += ',';
+      }
+      any = true;
+      fell = fell || n < 0;
+      tasks += '"';
+      for (char c : task) {
+        if (c == '"' || c == '\\') tasks += '\\';
+        tasks += c;
+      }
+      tasks += '"';
+      deltas += std::to_string(n);
+    }
+    counts_.clear();
+    if (!any) return;
+    tasks += '}';
+    deltas += '}';
+    run_sql(tx,
+            "INSERT INTO task_stats (task, runs) SELECT t, n FROM unnest($1::text[], $2::bigint[]) AS d(t, n)"
+            " ORDER BY t COLLATE \"C\" ON CONFLICT (task) DO UPDATE SET runs = task_stats.runs + EXCLUDED.runs",
+            Params().add(tasks).add(deltas));
+    if (fell) run_sql(tx, "DELETE FROM task_stats WHERE task = ANY($1::text[]) AND runs <= 0", Params().add(tasks));
   }
 
   Params new_run_params(const NewRun& run) const {
@@ -1130,8 +1239,10 @@ class PgStore final : public Store {
     }
     try {
       pqxx::work tx(writer_.get());
+      counts_.clear();
       auto out = f(tx);
       if (!out) return out;  // the transaction rolls back
+      flush_counts(tx);
       tx.commit();
       return out;
     } catch (const std::exception& e) {
@@ -1155,6 +1266,36 @@ class PgStore final : public Store {
     std::lock_guard lock(read_mu_);
     try {
       pqxx::read_transaction tx(reader_.get());
+      return f(tx);
+    } catch (const std::exception& e) {
+      reader_.drop();
+      return tl::unexpected(db_error(what, e));
+    }
+  }
+
+  // The tasks whose kept count differs from a count of their runs (one
+  // statement: one snapshot), by name in byte order as on SQLite.
+  static Result<std::vector<TaskCountMismatch>> count_mismatches(pqxx::transaction_base& tx) {
+    auto r = tx.exec(
+        "SELECT task, SUM(recorded)::bigint, SUM(actual)::bigint FROM ("
+        " SELECT task, runs AS recorded, 0::bigint AS actual FROM task_stats"
+        " UNION ALL SELECT task, 0, COUNT(*) FROM runs GROUP BY task) c"
+        " GROUP BY task HAVING SUM(recorded) <> SUM(actual) ORDER BY task COLLATE \"C\"");
+    std::vector<TaskCountMismatch> out;
+    for (const auto& row : r)
+      out.push_back(TaskCountMismatch{row[0].as<std::string>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+    return out;
+  }
+
+  // Runs `f`, which makes ONE statement, on the reader outside any
+  // transaction block (the statement is its own snapshot): one round trip
+  // instead of BEGIN, the statement and ROLLBACK; the API's hot reads
+  // (a history page, one run).
+  template <class T, class F>
+  Result<T> read_one(const std::string& what, F&& f) {
+    std::lock_guard lock(read_mu_);
+    try {
+      pqxx::nontransaction tx(reader_.get());
       return f(tx);
     } catch (const std::exception& e) {
       reader_.drop();
@@ -1196,9 +1337,13 @@ class PgStore final : public Store {
   std::string url_;
   std::string node_;
   bool read_only_ = false;
+  bool counts_kept_ = true;  // false: a read-only store on a schema before migration 6
   std::recursive_mutex write_mu_;  // recursive: write_batch's body calls the other writers
   std::atomic<int> urgent_waiters_{0};
   pqxx::work* batch_ = nullptr;    // the open write_batch transaction; guarded by write_mu_
+  // The open write transaction's net change of each task's runs, added to
+  // task_stats before it commits (flush_counts); guarded by write_mu_.
+  std::map<std::string, int64_t> counts_;
   bool batch_failed_ = false;      // guarded by write_mu_
   std::mutex read_mu_;
   std::mutex locker_mu_;

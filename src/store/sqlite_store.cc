@@ -127,6 +127,16 @@ UPDATE maintenance SET finished_at = (SELECT finished_at FROM runs WHERE runs.id
 CREATE INDEX runs_by_task_status ON runs (task, id DESC, status);
 DROP INDEX runs_by_task;
 )sql",
+    R"sql(
+-- Each task's number of runs (issue 12): GET /api/tasks reads it instead
+-- of counting the task index. Kept by the store in the transaction of every
+-- insert and delete of runs (docs/storage.md); counted once here.
+CREATE TABLE task_stats (
+  task TEXT    PRIMARY KEY,
+  runs INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY task;
+)sql",
 };
 
 class Db {
@@ -173,6 +183,12 @@ class Stmt {
   int step() { return rc_ = sqlite3_step(stmt_); }
   int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  // Valid until the next step, reset or finalize.
+  std::string_view text_view(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string_view(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string_view();
+  }
   std::string text(int col) const {
     const unsigned char* p = sqlite3_column_text(stmt_, col);
     return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
@@ -213,6 +229,15 @@ Status exec(sqlite3* db, const char* sql) {
 // ROLLBACK fail too, SQLite rolls the transaction back when the connection
 // closes or the next BEGIN fails loudly.
 void rollback(sqlite3* db) { (void)exec(db, "ROLLBACK"); }
+
+// Both statements are the same on PostgreSQL (pg_store.cc).
+constexpr const char* kCountMismatchSql =
+    "SELECT task, SUM(recorded), SUM(actual) FROM ("
+    " SELECT task, runs AS recorded, 0 AS actual FROM task_stats"
+    " UNION ALL SELECT task, 0, COUNT(*) FROM runs GROUP BY task) c"
+    " GROUP BY task HAVING SUM(recorded) <> SUM(actual) ORDER BY task";
+constexpr const char* kRecountSql =
+    "DELETE FROM task_stats; INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY task;";
 
 constexpr const char* kRunColumns =
     "id, task, trigger, attempt, retry_of, status, scheduled_at, created_at, started_at, finished_at, "
@@ -325,6 +350,11 @@ class SqliteStore final : public Store {
       Stmt q(reader_.get(), "SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'");
       if (!q.ok() || q.step() != SQLITE_ROW) return sql_error(reader_.get(), path);
       if (q.int64(0) == 0) return fail(ErrorCode::corruption, path + " is not a cronkeep database");
+      // A read-only store does not migrate: a database of a version before
+      // 8 (its daemon not yet upgraded) has no counts to read.
+      Stmt kept(reader_.get(), "SELECT COUNT(*) FROM sqlite_master WHERE name = 'task_stats'");
+      if (!kept.ok() || kept.step() != SQLITE_ROW) return sql_error(reader_.get(), path);
+      counts_kept_ = kept.int64(0) != 0;
     }
     read_only_ = options.read_only;
     path_ = path;
@@ -378,8 +408,30 @@ class SqliteStore final : public Store {
     s.bind_opt(8, run.finished_at);
     s.bind(9, run.message);
     s.bind(10, node_);
-    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "inserting run of " + run.task);
-    return sqlite3_last_insert_rowid(writer_.get());
+    // The row and its task's count in one transaction: write_batch's, or
+    // one of its own.
+    sqlite3* db = writer_.get();
+    const bool own = sqlite3_get_autocommit(db) != 0;
+    if (own) {
+      if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return tl::unexpected(st.error());
+    }
+    auto abort = [&](const std::string& what) {
+      auto err = sql_error(db, what);
+      if (own) rollback(db);
+      return err;
+    };
+    if (s.step() != SQLITE_DONE) return abort("inserting run of " + run.task);
+    const int64_t id = sqlite3_last_insert_rowid(db);
+    Stmt count(db, "INSERT INTO task_stats (task, runs) VALUES (?, 1) ON CONFLICT (task) DO UPDATE SET runs = runs + 1");
+    count.bind(1, run.task);
+    if (count.step() != SQLITE_DONE) return abort("counting run of " + run.task);
+    if (own) {
+      if (auto st = exec(db, "COMMIT"); !st) {
+        rollback(db);
+        return tl::unexpected(st.error());
+      }
+    }
+    return id;
   }
 
   // One node: every fire is this node's.
@@ -480,11 +532,13 @@ class SqliteStore final : public Store {
       sqlite3* db;
       ~EndRead() { rollback(db); }
     } end_read{db};
-    // The counts: one pass over the task index (a GROUP BY MAX(id) was a
-    // second pass, and a COUNT per task a third: 260 ms at 1,000,000 runs).
+    // The counts the store keeps (task_stats), not a pass over the task
+    // index (75 ms at 1,000,000 runs; still the way on a database of a
+    // version before 8, read-only).
     std::vector<TaskSummary> out;
     {
-      Stmt s(db, "SELECT task, COUNT(*) FROM runs GROUP BY task ORDER BY task");
+      Stmt s(db, counts_kept_ ? "SELECT task, runs FROM task_stats WHERE runs > 0 ORDER BY task"
+                              : "SELECT task, COUNT(*) FROM runs GROUP BY task ORDER BY task");
       if (!s.ok()) return sql_error(db, what);
       int rc;
       while ((rc = s.step()) == SQLITE_ROW) {
@@ -747,9 +801,10 @@ class SqliteStore final : public Store {
       rollback(db);
       return err;
     };
-    Stmt pick(db, "SELECT log_path, log_bytes FROM runs WHERE id = ? AND status NOT IN ('pending', 'running')");
+    Stmt pick(db, "SELECT log_path, log_bytes, task FROM runs WHERE id = ? AND status NOT IN ('pending', 'running')");
     Stmt tomb(db, "INSERT INTO tombstones (run_id, log_path, created_at, node) VALUES (?, ?, strftime('%s','now') * 1000, ?)");
     Stmt del(db, "DELETE FROM runs WHERE id = ?");
+    std::map<std::string, int64_t, std::less<>> gone;  // runs deleted per task
     for (int64_t id : ids) {
       pick.reset();
       pick.bind(1, id);
@@ -771,6 +826,25 @@ class SqliteStore final : public Store {
       if (del.step() != SQLITE_DONE) return abort("deleting run");
       ++out.rows;
       out.log_bytes += bytes;
+      if (auto it = gone.find(pick.text_view(2)); it != gone.end()) ++it->second;
+      else gone.emplace(pick.text(2), 1);
+    }
+    // The counts: one update per task per transaction, and a task whose
+    // last run went leaves the table.
+    Stmt dec(db, "UPDATE task_stats SET runs = runs - ? WHERE task = ? RETURNING runs");
+    Stmt drop(db, "DELETE FROM task_stats WHERE task = ? AND runs <= 0");
+    for (const auto& [task, n] : gone) {
+      dec.reset();
+      dec.bind(1, n);
+      dec.bind(2, std::string_view(task));
+      const int rc = dec.step();
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return abort("counting deleted runs");
+      const bool left = rc == SQLITE_ROW && dec.int64(0) > 0;
+      if (rc == SQLITE_ROW && dec.step() != SQLITE_DONE) return abort("counting deleted runs");
+      if (left) continue;
+      drop.reset();
+      drop.bind(1, std::string_view(task));
+      if (drop.step() != SQLITE_DONE) return abort("counting deleted runs");
     }
     fault::crash_point("store.before_delete_commit");
     if (auto st = exec(db, "COMMIT"); !st) {
@@ -930,6 +1004,37 @@ class SqliteStore final : public Store {
     }
     if (rc != SQLITE_DONE) return sql_error(*db, "integrity_check");
     return out;
+  }
+
+  Result<std::vector<TaskCountMismatch>> check_task_counts() override {
+    if (!counts_kept_) return std::vector<TaskCountMismatch>{};  // nothing kept to check
+    std::lock_guard lock(bulk_mu_);
+    auto db = bulk();
+    if (!db) return tl::unexpected(db.error());
+    return count_mismatches(*db);
+  }
+
+  Result<std::vector<TaskCountMismatch>> repair_task_counts() override {
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return tl::unexpected(st.error());
+    sqlite3* db = writer_.get();
+    if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return tl::unexpected(st.error());
+    auto wrong = count_mismatches(db);
+    if (!wrong) {
+      rollback(db);
+      return wrong;
+    }
+    if (!wrong->empty()) {
+      if (auto st = exec(db, kRecountSql); !st) {
+        rollback(db);
+        return tl::unexpected(st.error());
+      }
+    }
+    if (auto st = exec(db, "COMMIT"); !st) {
+      rollback(db);
+      return tl::unexpected(st.error());
+    }
+    return wrong;
   }
 
   Status adopt_log(int64_t id, const std::string& log_path) override {
@@ -1157,6 +1262,18 @@ class SqliteStore final : public Store {
     return bulk_.get();
   }
 
+  // The tasks whose kept count differs from a count of their runs: one
+  // statement (one snapshot), one pass over the task index.
+  static Result<std::vector<TaskCountMismatch>> count_mismatches(sqlite3* db) {
+    Stmt s(db, kCountMismatchSql);
+    if (!s.ok()) return sql_error(db, "checking task counts");
+    std::vector<TaskCountMismatch> out;
+    int rc;
+    while ((rc = s.step()) == SQLITE_ROW) out.push_back(TaskCountMismatch{s.text(0), s.int64(1), s.int64(2)});
+    if (rc != SQLITE_DONE) return sql_error(db, "checking task counts");
+    return out;
+  }
+
   // The parameters every expiry_sql statement shares (expiry_sql.h).
   static void bind_expiry(Stmt& s, const std::string& per_task, const ExpiryRules& rules,
                           std::optional<expiry_sql::Prefilter> prefilter = std::nullopt) {
@@ -1215,6 +1332,7 @@ class SqliteStore final : public Store {
   std::mutex bulk_mu_;
   Db bulk_;
   bool read_only_ = false;
+  bool counts_kept_ = true;  // false: a read-only store on a database of a version before 8
 };
 
 }  // namespace

@@ -283,6 +283,14 @@ struct TaskSummary {
   std::optional<Run> last_run;
 };
 
+// A task whose kept run count (Store::task_summaries' `runs`) differs from
+// the number of its rows in the history (Store::check_task_counts).
+struct TaskCountMismatch {
+  std::string task;
+  int64_t recorded = 0;  // the kept count; 0 when none is kept
+  int64_t actual = 0;    // its runs, counted
+};
+
 // A task's pause state (cronkeep pause / resume), kept across restarts.
 struct TaskPause {
   std::string task;
@@ -325,7 +333,8 @@ class Store {
   // results said success).
   virtual Status write_batch(const std::function<void()>& body) = 0;
 
-  // Inserts a run; returns its id.
+  // Inserts a run and counts it in its task's kept count (task_stats), in
+  // one transaction (write_batch's when inside one); returns its id.
   virtual Result<int64_t> insert_run(const NewRun& run) = 0;
   // Claims the fire (run.task, *run.scheduled_at) for this node and inserts
   // its run: returns the id, or nullopt when another node claimed that fire
@@ -353,7 +362,12 @@ class Store {
   // Looked for among the task's 1,000 newest such runs (a bounded read at
   // start-up, whatever the history's length; fires are recorded in order).
   virtual Result<std::optional<TimePoint>> last_fire(std::string_view task) = 0;
-  // One entry per task that has runs, with its newest run.
+  // One entry per task that has runs, by name, with its number of runs and
+  // its newest run. The numbers are the counts the store keeps (the table
+  // task_stats, changed in the transaction of every insert and delete of
+  // runs; docs/storage.md), read in the same snapshot as the newest runs:
+  // one seek of the task index per task, never a pass over the history.
+  // A task whose runs were all deleted is not listed.
   virtual Result<std::vector<TaskSummary>> task_summaries() = 0;
   // Every task that has runs, by name, with its `per_task` newest runs,
   // newest first: one seek of the task index (runs_by_task_status) per task
@@ -418,8 +432,10 @@ class Store {
   // Terminal runs matching a manual purge, oldest first (by id).
   virtual Result<std::vector<RunBrief>> find_purgeable(const PurgeQuery& query) = 0;
   // Deletes the given runs that are terminal (in-flight ones are left alone)
-  // in ONE transaction, writing a tombstone for each deleted run's log in the
-  // same transaction. Returns what was deleted and the tombstones to replay.
+  // in ONE transaction, writing a tombstone for each deleted run's log and
+  // taking the deleted runs off their tasks' kept counts (one update per
+  // task; a task left with none leaves task_stats) in the same transaction.
+  // Returns what was deleted and the tombstones to replay.
   virtual Result<Deleted> delete_runs(const std::vector<int64_t>& ids) = 0;
   // This node's tombstones not yet cleared, oldest first, at most `limit`
   // (a node removes only the files it wrote; delete_runs returns only this
@@ -454,6 +470,16 @@ class Store {
 
   // PRAGMA integrity_check: "ok" or the problems, one per line.
   virtual Result<std::string> integrity_check() = 0;
+  // The tasks whose kept run count differs from a count of their runs,
+  // by name: one pass over the task index in one snapshot (`cronkeep
+  // check`). Empty when every count is exact. Errors: io.
+  virtual Result<std::vector<TaskCountMismatch>> check_task_counts() = 0;
+  // Compares as check_task_counts() and, when a count is wrong, recounts
+  // every task from its runs, in one write transaction (the store's other
+  // writes wait for it; on PostgreSQL so do other nodes' inserts and
+  // deletes of runs). Returns what was wrong, as found in that transaction.
+  // Errors: io; conflict on a read-only store.
+  virtual Result<std::vector<TaskCountMismatch>> repair_task_counts() = 0;
   // Sets the log_path of a run that has none (a log created just before the
   // daemon died, found at start-up). Errors: not_found; conflict when the
   // run already has a log path.

@@ -1,6 +1,7 @@
 // The overview and a task page on a long history: a daemon with 100 tasks
 // whose database holds RUNS runs (default 1,000,000; one task holds 60 % of
-// them), written with sqlite3 while the daemon runs. Headless chromium then
+// them), written with sqlite3 while the daemon runs (with the per-task
+// counts the store keeps, in the same transaction). Headless chromium then
 // navigates, REPS times each, to the overview until every task's row and
 // its strip of recent runs are on screen, and to the big task's page until
 // its first history page is; prints the median and the worst.
@@ -23,12 +24,16 @@ try {
   let t = Date.now();
   execFileSync('sqlite3', [db, `
     PRAGMA busy_timeout = 10000;
+    BEGIN IMMEDIATE;
     WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < ${runs})
     INSERT INTO runs (task, trigger, status, scheduled_at, created_at, started_at, finished_at, exit_code, duration_ms)
     SELECT CASE WHEN n % 10 < 6 THEN 't00' ELSE 't' || printf('%02d', 1 + n % 99) END, 'schedule',
            CASE WHEN n % 17 = 0 THEN 'failed' ELSE 'succeeded' END,
            1700000000000 + n * 1000, 1700000000000 + n * 1000, 1700000000000 + n * 1000,
-           1700000000000 + n * 1000 + 40, CASE WHEN n % 17 = 0 THEN 1 ELSE 0 END, 40 FROM g;`]);
+           1700000000000 + n * 1000 + 40, CASE WHEN n % 17 = 0 THEN 1 ELSE 0 END, 40 FROM g;
+    -- Rows written behind the store's back: their counts too (task_stats).
+    DELETE FROM task_stats; INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY task;
+    COMMIT;`]);
   console.log(`history: ${runs} runs written in ${Date.now() - t} ms`);
   browser = await launch();
   const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });

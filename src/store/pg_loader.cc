@@ -7,8 +7,10 @@
 //   1. $CRONKEEP_MODULE_DIR, when set (and then only there);
 //   2. the directory of the running executable (/proc/self/exe), which is
 //      build/ in a build tree;
-//   3. CRONKEEP_INSTALL_MODULE_DIR, the installed location compiled in
-//      (cmake --install: {prefix}/lib/cronkeep, or the distribution's libdir).
+//   3. {that directory}/../{libdir}/cronkeep, where cmake --install puts it
+//      beside bin/cronkeep, whatever the prefix given at install time;
+//   4. CRONKEEP_INSTALL_MODULE_DIR, the installed location compiled in
+//      ({prefix}/{libdir}/cronkeep of the configured prefix).
 // The module is opened RTLD_NOW | RTLD_LOCAL and never closed.
 #include <dlfcn.h>
 #include <unistd.h>
@@ -25,6 +27,9 @@
 #ifndef CRONKEEP_INSTALL_MODULE_DIR
 #define CRONKEEP_INSTALL_MODULE_DIR "/usr/local/lib/cronkeep"
 #endif
+#ifndef CRONKEEP_INSTALL_LIBDIR
+#define CRONKEEP_INSTALL_LIBDIR "lib"
+#endif
 
 namespace cronkeep::store {
 namespace {
@@ -37,7 +42,10 @@ std::vector<std::string> candidate_dirs() {
   std::vector<std::string> dirs;
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) dirs.push_back(exe.parent_path().string());
+  if (!ec) {
+    dirs.push_back(exe.parent_path().string());
+    dirs.push_back((exe.parent_path().parent_path() / CRONKEEP_INSTALL_LIBDIR / "cronkeep").string());
+  }
   dirs.push_back(CRONKEEP_INSTALL_MODULE_DIR);
   return dirs;
 }
@@ -49,8 +57,9 @@ Result<OpenFn> load() {
     const std::string path = (std::filesystem::path(dir) / kPgModuleFile).string();
     void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
-      const char* why = ::dlerror();
-      tried += "\n  " + path + ": " + (why ? why : "cannot be loaded");
+      const char* error = ::dlerror();
+      const std::string why = error ? error : "cannot be loaded";
+      tried += "\n  " + (why.starts_with(path) ? why : path + ": " + why);  // dlerror() names it, mostly
       continue;
     }
     auto abi = reinterpret_cast<AbiFn>(::dlsym(handle, kPgModuleAbiSymbol));

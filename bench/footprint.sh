@@ -6,9 +6,11 @@ bin=$(realpath "$1")
 work=$(mktemp -d /tmp/cronkeep-rss-XXXXXX); trap 'rm -rf "$work"' EXIT
 {
   echo '[daemon]'; echo 'data_dir = "data"'
+  # A free port, so that another daemon on 7070 does not fail the measurement.
+  echo "listen = \"127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')\""
   for i in $(seq 1 100); do printf '[tasks.t%03d]\ncron = "%d 3 * * *"\nrun = "echo %d"\n' "$i" $((i % 60)) "$i"; done
 } > "$work/c.toml"
-"$bin" daemon -c "$work/c.toml" 2>/dev/null & pid=$!
+(cd "$work" && exec "$bin" daemon -c c.toml >/dev/null 2>&1) & pid=$!
 sleep 3
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)

@@ -178,6 +178,7 @@ void sql(sqlite3* db, const std::string& q) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ::setenv("CRONKEEP_MODULE_DIR", CRONKEEP_MODULE_BUILD_DIR, 0);  // the PostgreSQL module, unless told otherwise
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "--child")  // --child MODE BACKEND TARGET SCENARIO RUNS DIR
     return child(args[1], args[2], args[3], args[4], std::atoll(args[5].c_str()), args[6]);

@@ -214,5 +214,23 @@ check "check --repair recounts it" bash -c "'$bin' check --repair -c bytes.toml 
 check "the count is the history's again" test "$(sqlite3 data4/cronkeep.db "SELECT runs FROM task_stats WHERE task = 'many'")" = \
   "$(sqlite3 data4/cronkeep.db "SELECT COUNT(*) FROM runs WHERE task = 'many'")"
 
+# 9. The PostgreSQL backend is a module (cronkeep-postgres.so) loaded only for
+# backend = "postgres": the binary does not link libpq, and a missing module
+# is an error that names the file, not a crash.
+cat > pgmod.toml <<'TOML'
+[daemon]
+data_dir = "data-pgmod"
+[storage]
+backend = "postgres"
+postgres_url = "postgresql:///nodb?host=/nonexistent-dir"
+TOML
+mkdir -p no-modules
+check "the binary does not link libpq" bash -c "! ldd '$bin' | grep -q libpq"
+check "the module sits beside the binary" test -f "$(dirname "$bin")/cronkeep-postgres.so"
+check "a missing module is an error naming the file" bash -c \
+  "! CRONKEEP_MODULE_DIR='$work/no-modules' '$bin' tasks -c pgmod.toml 2>pgmod.err && grep -q 'no-modules/cronkeep-postgres.so' pgmod.err"
+check "with the module, an unreachable server is an error naming it" bash -c \
+  "! '$bin' tasks -c pgmod.toml 2>pgmod.err && grep -q 'nonexistent-dir' pgmod.err && ! grep -q 'cronkeep-postgres.so' pgmod.err"
+
 if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
 echo "e2e: all checks passed"

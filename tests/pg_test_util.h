@@ -11,6 +11,11 @@
 
 namespace cronkeep::testing {
 
+// store::open_postgres loads build/cronkeep-postgres.so, looked for beside
+// the executable (build/tests here): point it at the build's, unless the
+// caller set CRONKEEP_MODULE_DIR.
+inline const bool kPgModuleDirSet = ::setenv("CRONKEEP_MODULE_DIR", CRONKEEP_MODULE_BUILD_DIR, 0) == 0;
+
 // The PostgreSQL server the tests use (tests/with_pg.sh exports it; CTest
 // runs the PostgreSQL instances through that script). Empty when unset.
 inline std::string pg_url() {

@@ -60,7 +60,7 @@ struct Limits {
   std::chrono::seconds keepalive{15};        // SSE comment lines to detect gone clients
   size_t stream_queue = 4096;                // frames queued per SSE stream; beyond, the oldest are dropped
   int threads = 8;                           // workers for GET routes (ops calls, log reads)
-  int waiters = 16;                          // workers for POST routes (run?wait=true, purge, compact…)
+  int waiters = 16;                          // workers for POST routes (run?wait=true, purge, compact…), started as needed
   std::chrono::milliseconds header_timeout{10'000};  // a request's whole header, from its first byte
   std::chrono::milliseconds body_timeout{30'000};    // its body, after the header
   std::chrono::milliseconds idle_timeout{5'000};     // a kept-alive connection between requests

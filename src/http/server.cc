@@ -35,6 +35,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -417,6 +418,75 @@ std::string prometheus(const ops::Metrics& m, int sse_clients) {
   return out.str();
 }
 
+// A pool of at most `max` threads that starts them as work comes: a thread
+// is started when a job is posted and more jobs are waiting than threads are
+// idle, and then stays (no shrinking, so a burst pays the start once). An
+// idle daemon that nobody calls has none (each costs ~8.5 kB of stack and
+// its kernel bookkeeping: the 16 waiters, ~135 kB of anonymous memory). The
+// POST routes use it (they are rare, and a thread's start, tens of
+// microseconds, is nothing next to a commit); the GET workers stay an
+// asio::thread_pool started with the server. join() runs
+// what was posted, then ends the threads; a job posted after join() is not
+// run (as with asio::thread_pool).
+class LazyPool {
+ public:
+  explicit LazyPool(size_t max) : max_(std::max<size_t>(1, max)) {}
+  ~LazyPool() { join(); }
+  LazyPool(const LazyPool&) = delete;
+  LazyPool& operator=(const LazyPool&) = delete;
+
+  void post(std::function<void()> job) {
+    std::lock_guard lock(mu_);
+    if (stopping_ && live_ == 0) return;  // joined: nobody would run it
+    jobs_.push_back(std::move(job));
+    if (!stopping_ && jobs_.size() > idle_ && threads_.size() < max_) {
+      ++idle_;
+      ++live_;
+      threads_.emplace_back([this] { work(); });
+    }
+    cv_.notify_one();
+  }
+
+  // Runs what is queued (and what those jobs post), then ends the threads.
+  void join() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;  // from here threads_ does not change
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_)
+      if (t.joinable()) t.join();
+  }
+
+ private:
+  void work() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return !jobs_.empty() || stopping_; });
+      if (jobs_.empty()) break;
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      --idle_;
+      lock.unlock();
+      job();
+      job = nullptr;  // its captures go before the thread waits again
+      lock.lock();
+      ++idle_;
+    }
+    --idle_;
+    --live_;
+  }
+
+  const size_t max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;       // threads started and not running a job
+  size_t live_ = 0;       // threads started and not ended
+  bool stopping_ = false;
+};
+
 }  // namespace
 
 struct Server::Impl {
@@ -439,8 +509,10 @@ struct Server::Impl {
   std::unordered_map<std::string, std::vector<Conn*>> requests_by_client; // loop only: connections that are not streams
 
   // Route handlers (GET: workers; POST: waiters, which may wait long).
+  // Workers are started with the server (GETs and SSE replays are the hot
+  // path); waiters, for POSTs, as they come (LazyPool).
   std::optional<asio::thread_pool> workers;
-  std::optional<asio::thread_pool> waiters;
+  std::optional<LazyPool> waiters;
   Hub hub;
 
   // After a large answer (a log page or raw chunk of up to 4 MiB), hands the
@@ -1230,11 +1302,13 @@ struct Server::Impl {
       http10_ = msg.version() == 10;
       state_ = State::busy;
       stream_.expires_never();
-      asio::thread_pool& pool = req.method == "POST" ? *s_.waiters : *s_.workers;
-      asio::post(pool, [self = shared_from_this(), req = std::move(req)] {
+      const bool post = req.method == "POST";
+      auto job = [self = shared_from_this(), req = std::move(req)] {
         Response res = self->s_.handle(req);
         asio::post(self->s_.io, [self, res = std::move(res)]() mutable { self->write_response(std::move(res)); });
-      });
+      };
+      if (post) s_.waiters->post(std::move(job));
+      else asio::post(*s_.workers, std::move(job));
     }
 
     // ---- answers ----

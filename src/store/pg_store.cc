@@ -23,6 +23,7 @@
 
 #include "base/fault.h"
 #include "store/expiry_sql.h"
+#include "store/pg_module.h"
 #include "store/store.h"
 
 namespace cronkeep::store {
@@ -1356,26 +1357,9 @@ class PgStore final : public Store {
 
 }  // namespace
 
-std::string mask_password(std::string_view url) {
-  std::string out(url);
-  // URI form: scheme://user:password@host...
-  if (const size_t scheme = out.find("://"); scheme != std::string::npos) {
-    const size_t at = out.find('@', scheme + 3);
-    const size_t colon = out.find(':', scheme + 3);
-    if (at != std::string::npos && colon != std::string::npos && colon < at)
-      out.replace(colon + 1, at - colon - 1, "***");
-  }
-  // password=... as a key=value pair or a URI query parameter.
-  for (size_t pos = out.find("password="); pos != std::string::npos; pos = out.find("password=", pos + 1)) {
-    const size_t start = pos + 9;
-    size_t end = out.find_first_of(" &", start);
-    if (end == std::string::npos) end = out.size();
-    out.replace(start, end - start, "***");
-  }
-  return out;
-}
-
-Result<std::unique_ptr<Store>> open_postgres(const std::string& url, OpenOptions options) {
+// Named open_postgres_here, not open_postgres: the binary's open_postgres
+// (pg_loader.cc) loads this module and calls it through the entry point below.
+Result<std::unique_ptr<Store>> open_postgres_here(const std::string& url, OpenOptions options) {
   auto store = std::make_unique<PgStore>(url, options);
   if (auto st = store->open(); !st) {
     Error e = st.error();
@@ -1386,3 +1370,19 @@ Result<std::unique_ptr<Store>> open_postgres(const std::string& url, OpenOptions
 }
 
 }  // namespace cronkeep::store
+
+// The module's only exported symbols (everything else is hidden: it is built
+// with -fvisibility=hidden and --exclude-libs,ALL).
+extern "C" __attribute__((visibility("default"))) int cronkeep_postgres_abi() {
+  return cronkeep::store::kPgModuleAbi;
+}
+
+extern "C" __attribute__((visibility("default"))) void cronkeep_postgres_open(
+    const std::string* url, const cronkeep::store::OpenOptions* options,
+    cronkeep::Result<std::unique_ptr<cronkeep::store::Store>>* out) {
+  try {
+    *out = cronkeep::store::open_postgres_here(*url, *options);
+  } catch (const std::exception& e) {
+    *out = cronkeep::fail(cronkeep::ErrorCode::io, cronkeep::store::mask_password(*url) + ": " + e.what());
+  }
+}

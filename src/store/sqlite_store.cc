@@ -20,10 +20,6 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
 
-const char* const kStatusNames[] = {"pending",   "running", "succeeded",    "failed",  "timeout",
-                                    "cancelled", "crashed", "log_overflow", "skipped", "missed"};
-const char* const kTriggerNames[] = {"schedule", "manual", "retry", "catch_up", "system"};
-
 // Migration N (1-based) is kMigrations[N-1]. Never edit a shipped migration;
 // append a new one.
 const char* const kMigrations[] = {
@@ -1336,21 +1332,6 @@ class SqliteStore final : public Store {
 };
 
 }  // namespace
-
-const char* to_string(RunStatus s) { return kStatusNames[static_cast<int>(s)]; }
-const char* to_string(Trigger t) { return kTriggerNames[static_cast<int>(t)]; }
-
-std::optional<RunStatus> parse_status(std::string_view text) {
-  for (int i = 0; i < static_cast<int>(std::size(kStatusNames)); ++i)
-    if (text == kStatusNames[i]) return static_cast<RunStatus>(i);
-  return std::nullopt;
-}
-
-std::optional<Trigger> parse_trigger(std::string_view text) {
-  for (int i = 0; i < static_cast<int>(std::size(kTriggerNames)); ++i)
-    if (text == kTriggerNames[i]) return static_cast<Trigger>(i);
-  return std::nullopt;
-}
 
 Result<std::unique_ptr<Store>> open_sqlite(const std::string& db_path, OpenOptions options) {
   auto store = std::make_unique<SqliteStore>();

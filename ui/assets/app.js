@@ -170,10 +170,52 @@ async function mutate(path, body) {
   return api(path, { method: 'POST', body });
 }
 
+// The events feed and a run's log stream: through the tabs' shared stream
+// (ui/assets/mux.js) when the browser has SharedWorker, so that any number
+// of tabs holds one connection; else the page's own stream (sseOwn). Same
+// events either way, to the same handler.
+const MUX_URL = document.querySelector('meta[name="cronkeep-mux"]')?.content;
+let muxPort = null;
+const muxSubs = new Map();  // sid → {msg, handle}
+let muxSeq = 0;
+function sharedPort() {
+  if (muxPort !== null) return muxPort;
+  muxPort = false;
+  if (typeof SharedWorker !== 'function' || !MUX_URL || new URLSearchParams(location.search).has('nomux')) return muxPort;
+  try {
+    const worker = new SharedWorker(MUX_URL, { name: 'cronkeep-stream' });
+    muxPort = worker.port;
+    muxPort.onmessage = (e) => {
+      const m = e.data || {};
+      if (m.type === 'ping') return muxPort.postMessage({ type: 'pong' });
+      const s = muxSubs.get(m.sid);
+      if (s && m.type === 'ev') s.handle(m.ev);
+    };
+    muxPort.start();
+    // Leaving (or going into the back/forward cache) says so; coming back subscribes again.
+    window.addEventListener('pagehide', () => muxPort.postMessage({ type: 'bye' }));
+    window.addEventListener('pageshow', (e) => { if (e.persisted) for (const s of muxSubs.values()) muxPort.postMessage(s.msg); });
+  } catch { muxPort = false; }
+  return muxPort;
+}
+function sse(url, onEvent, opts = {}) {
+  const run = /^\/api\/tasks\/([^/]+)\/runs\/(\d+)\/log\/stream\?from=(-?\d+)$/.exec(url);
+  const port = (url === '/api/events' || run) && !opts.lastId ? sharedPort() : false;
+  if (!port) return sseOwn(url, onEvent, opts);
+  const sid = ++muxSeq;
+  const msg = run ? { type: 'sub', sid, token: token() || '', kind: 'run', task: decodeURIComponent(run[1]), id: +run[2], from: +run[3] }
+    : { type: 'sub', sid, token: token() || '', kind: 'events' };
+  let last = null;
+  const close = () => { if (muxSubs.delete(sid)) port.postMessage({ type: 'unsub', sid }); };
+  muxSubs.set(sid, { msg, handle: (ev) => { if (ev.id != null) last = ev.id; if (onEvent(ev) === false) close(); } });
+  port.postMessage(msg);
+  return { close, get lastId() { return last; } };
+}
+
 // Server-Sent Events over fetch (EventSource cannot send the Authorization
 // header). Reconnects after a dropped connection, sending Last-Event-ID so
 // the server resumes after the last event received: no line twice.
-function sse(url, onEvent, { lastId = null, onOpen } = {}) {
+function sseOwn(url, onEvent, { lastId = null, onOpen } = {}) {
   const ctrl = new AbortController();
   let stopped = false;
   let last = lastId;

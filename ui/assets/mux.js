@@ -20,6 +20,7 @@
 
 const ports = new Map();  // MessagePort → {id, subs: Map(sid → token), seen: time of its last message}
 const muxes = new Map();  // token → Mux
+const MAX_RUNS = 32;      // runs per stream (GET /api/stream refuses more)
 
 class Mux {
   constructor(token) {
@@ -44,7 +45,9 @@ class Mux {
   url() {
     const q = [];
     if (this.events.size) q.push('events=1');
+    let n = 0;
     for (const [key, r] of this.runs) {
+      if (++n > MAX_RUNS) break;  // the server's limit per stream: the rest wait for a place
       let from = Infinity;
       for (const l of r.listeners.values()) from = Math.min(from, l.next);
       q.push('run=' + encodeURIComponent(`${key}:${from === Infinity ? 1 : from}`));
@@ -61,7 +64,7 @@ class Mux {
       return;
     }
     if (this.pending) this.drop(this.pending);
-    const conn = { ctrl: new AbortController(), events: this.events.size > 0, runs: new Set(this.runs.keys()), live: false };
+    const conn = { ctrl: new AbortController(), events: this.events.size > 0, runs: new Set([...this.runs.keys()].slice(0, MAX_RUNS)), live: false };
     this.pending = conn;
     this.read(conn, this.url());
   }
@@ -112,6 +115,7 @@ class Mux {
           try { parsed = JSON.parse(data); } catch { continue; }
           this.dispatch(conn, sub, { event, data: parsed, id });
         }
+        flush();
       }
     } catch {}
     if (conn.dead) return;
@@ -172,6 +176,7 @@ class Mux {
       if (this.eventsLive && this.cur && this.cur.events) {
         // Subscribed already: this tab gets its own `ready` (it loads what it shows).
         send(port, m.sid, { event: 'ready', data: { system: !!this.token }, id: null });
+        flush();
       } else if (!this.pending || !this.pending.events) {
         this.schedule();
       }
@@ -200,8 +205,18 @@ class Mux {
   }
 }
 
+// Events for a port are gathered and posted once per chunk read from the
+// stream (one message per tab per burst, not one per line: 50 tabs
+// following 1,000 lines a second would be 50,000 messages a second).
+const outbox = new Map();  // port → [{sid, ev}]
 function send(port, sid, ev) {
-  try { port.postMessage({ sid, type: 'ev', ev }); } catch {}
+  let list = outbox.get(port);
+  if (!list) { list = []; outbox.set(port, list); }
+  list.push({ sid, ev });
+}
+function flush() {
+  for (const [port, list] of outbox) try { port.postMessage({ type: 'evs', list }); } catch {}
+  outbox.clear();
 }
 
 let portSeq = 0;
@@ -216,6 +231,7 @@ onconnect = (e) => {
   const port = e.ports[0];
   ports.set(port, { id: ++portSeq, subs: new Map(), seen: Date.now() });
   port.onmessage = (ev) => {
+    flush();
     const m = ev.data || {};
     let p = ports.get(port);
     if (!p) { p = { id: ++portSeq, subs: new Map(), seen: 0 }; ports.set(port, p); }  // back from the back/forward cache

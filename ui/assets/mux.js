@@ -20,6 +20,7 @@
 
 const ports = new Map();  // MessagePort → {id, subs: Map(sid → token), seen: time of its last message}
 const muxes = new Map();  // token → Mux
+let connSeq = 0;          // streams opened so far
 const MAX_RUNS = 32;      // runs per stream (GET /api/stream refuses more)
 
 class Mux {
@@ -64,7 +65,7 @@ class Mux {
       return;
     }
     if (this.pending) this.drop(this.pending);
-    const conn = { ctrl: new AbortController(), events: this.events.size > 0, runs: new Set([...this.runs.keys()].slice(0, MAX_RUNS)), live: false };
+    const conn = { seq: ++connSeq, ctrl: new AbortController(), events: this.events.size > 0, runs: new Set([...this.runs.keys()].slice(0, MAX_RUNS)), live: false };
     this.pending = conn;
     this.read(conn, this.url());
   }
@@ -150,7 +151,11 @@ class Mux {
       const n = ev.data.line;
       if (n > r.high) r.high = n;
       for (const l of r.listeners.values()) {
-        if (n < l.next) continue;  // already given (or before what it asked for)
+        // The next line it needs, or a later one from a stream opened since
+        // it subscribed (which started at or before its next line: the
+        // lines between are not in the log any more). A stream older than
+        // the tab may be past its next line: the newer one brings them.
+        if (n < l.next || (n > l.next && conn.seq <= l.seq)) continue;
         l.next = n + 1;
         send(l.port, l.sid, ev);
       }
@@ -186,7 +191,7 @@ class Mux {
     let r = this.runs.get(rkey);
     if (!r) { r = { listeners: new Map(), high: 0 }; this.runs.set(rkey, r); }
     const from = Math.max(1, +m.from || 1);
-    r.listeners.set(key, { port, sid: m.sid, next: from });
+    r.listeners.set(key, { port, sid: m.sid, next: from, seq: connSeq });
     // Lines from `from` on are still to come on a stream that has it,
     // unless some were given already: then a new stream starts earlier.
     const has = (c) => c && c.runs.has(rkey);

@@ -675,8 +675,10 @@ class LogViewer {
     v = this.fetchJson(`/log?from_line=${from}&lines=${BLOCK}`).then((p) => {
       const arr = this.blocks.get(b);
       const lines = Array.isArray(arr) ? arr : [];
-      // Lines the live tail brought while the block was read (maybe after the read).
-      if (arr && arr.tail) for (const l of arr.tail) if (l.line >= from && l.line < from + BLOCK) lines[l.line - from] = l;
+      // Lines the live tail brought while the block was read (maybe after
+      // the read): kept on this read's promise, which may have left the
+      // cache meanwhile (evicted as the oldest while a slow read was out).
+      for (const t of [v.tail, arr && arr !== v && arr.tail]) if (t) for (const l of t) if (l.line >= from && l.line < from + BLOCK) lines[l.line - from] = l;
       for (const l of p.lines) if (l.line >= from && l.line < from + BLOCK && l.line <= Math.max(this.total, p.next_line - 1)) lines[l.line - from] = l;
       if (p.first_available > this.first) { this.first = p.first_available; this.blocks.clear(); }
       this.blocks.set(b, lines);

@@ -345,6 +345,166 @@ TEST_F(HttpTest, StreamFollowsALiveRunUntilItEnds) {
   EXPECT_EQ(events.back().data["status"], "cancelled");
 }
 
+// ---- GET /api/stream: several subscriptions on one stream ----
+
+struct MuxEvent {
+  std::string sub;
+  std::string type;
+  int64_t id;
+  json data;
+};
+std::vector<MuxEvent> parse_mux(const std::string& raw) {
+  std::vector<MuxEvent> out;
+  size_t pos = 0;
+  for (size_t end; (end = raw.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
+    std::istringstream block(raw.substr(pos, end - pos));
+    MuxEvent e{"", "", -1, nullptr};
+    for (std::string line; std::getline(block, line);) {
+      if (line.rfind("sub: ", 0) == 0) e.sub = line.substr(5);
+      if (line.rfind("id: ", 0) == 0) e.id = std::stoll(line.substr(4));
+      if (line.rfind("event: ", 0) == 0) e.type = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) e.data = json::parse(line.substr(6));
+    }
+    if (!e.type.empty()) out.push_back(e);
+  }
+  return out;
+}
+std::vector<MuxEvent> of(const std::vector<MuxEvent>& all, const std::string& sub) {
+  std::vector<MuxEvent> out;
+  for (const auto& e : all)
+    if (e.sub == sub) out.push_back(e);
+  return out;
+}
+
+TEST_F(HttpTest, MultiplexedStreamTagsEachFrameWithItsSubscriptionAndResumesEachFromItsLine) {
+  const std::string hello = "hello/" + std::to_string(run_and_wait("hello"));
+  const std::string fail = "fail/" + std::to_string(run_and_wait("fail"));
+  std::string raw;
+  auto r = client_->Get(("/api/stream?run=" + hello + "&run=" + fail + "&run=hello/999").c_str(),
+                        [&](const char* data, size_t n) {
+                          raw.append(data, n);
+                          return true;
+                        });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto all = parse_mux(raw);
+  for (const auto& e : all) EXPECT_FALSE(e.sub.empty()) << "an untagged frame: " << e.type;
+  auto h = of(all, hello);
+  ASSERT_EQ(h.size(), 3u) << raw;
+  EXPECT_EQ(h[0].type, "line");
+  EXPECT_EQ(h[0].id, 1);
+  EXPECT_EQ(h[0].data["text"], "hello");
+  EXPECT_EQ(h[1].data["text"], "oops");
+  EXPECT_EQ(h[2].type, "done");
+  EXPECT_EQ(h[2].data["status"], "succeeded");
+  auto f = of(all, fail);
+  ASSERT_EQ(f.size(), 2u) << raw;
+  EXPECT_EQ(f[0].data["text"], "no");
+  EXPECT_EQ(f[1].data["status"], "failed");
+  // A run that cannot be followed says so on its own; the others are served.
+  auto missing = of(all, "hello/999");
+  ASSERT_EQ(missing.size(), 1u) << raw;
+  EXPECT_EQ(missing[0].type, "error");
+  EXPECT_NE(missing[0].data.dump().find("not found"), std::string::npos) << raw;
+
+  // Each subscription resumes from its own line: no line twice, none missing.
+  raw.clear();
+  client_->Get(("/api/stream?run=" + hello + ":2&run=" + fail + ":1").c_str(), [&](const char* data, size_t n) {
+    raw.append(data, n);
+    return true;
+  });
+  all = parse_mux(raw);
+  h = of(all, hello);
+  ASSERT_EQ(h.size(), 2u) << raw;
+  EXPECT_EQ(h[0].id, 2);
+  EXPECT_EQ(h[0].data["text"], "oops");
+  EXPECT_EQ(of(all, fail).size(), 2u) << raw;
+
+  // A system task's run is not followed without the token (as its own stream).
+  raw.clear();
+  client_->Get("/api/stream?run=cronkeep:retention/1", [&](const char* data, size_t n) {
+    raw.append(data, n);
+    return true;
+  });
+  all = parse_mux(raw);
+  ASSERT_EQ(all.size(), 1u) << raw;
+  EXPECT_EQ(all[0].sub, "cronkeep:retention/1");
+  EXPECT_EQ(all[0].type, "error");
+}
+
+TEST_F(HttpTest, MultiplexedStreamCarriesTheEventsFeedAndALiveRunTogether) {
+  auto r = client_->Post("/api/tasks/slow/run", auth(), "", "application/json");
+  ASSERT_EQ(r->status, 202) << r->body;
+  const int64_t id = body(r)["id"];
+  const std::string slow = "slow/" + std::to_string(id);
+  std::string raw;
+  std::thread reader([&] {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(20s);
+    c.Get(("/api/stream?events=1&run=" + slow).c_str(), [&](const char* data, size_t n) {
+      raw.append(data, n);
+      return raw.find("event: done") == std::string::npos;
+    });
+  });
+  for (int i = 0; i < 500; ++i) {
+    auto run = store_->get_run(id);
+    if (run && run->status == store::RunStatus::running && run->log_bytes > 0 && bus_.subscriber_count() >= 1) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(scheduler_->cancel(id));
+  reader.join();
+  auto all = parse_mux(raw);
+  auto ev = of(all, "events");
+  ASSERT_FALSE(ev.empty()) << raw;
+  EXPECT_EQ(ev[0].type, "ready");
+  auto s = of(all, slow);
+  ASSERT_GE(s.size(), 2u) << raw;
+  EXPECT_EQ(s[0].type, "line");
+  EXPECT_EQ(s[0].data["text"], "started");
+  EXPECT_EQ(s.back().type, "done");
+  EXPECT_EQ(s.back().data["status"], "cancelled");
+}
+
+TEST_F(HttpTest, MultiplexedStreamValidatesItsParametersAndCountsEachSubscriptionAgainstTheCaps) {
+  const std::string hello = "hello/" + std::to_string(run_and_wait("hello"));
+  const std::string fail = "fail/" + std::to_string(run_and_wait("fail"));
+  auto error_of = [&](const std::string& path) {
+    auto res = client_->Get(path.c_str());
+    EXPECT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << path << ": " << res->body;
+    return body(res)["error"].get<std::string>();
+  };
+  EXPECT_EQ(error_of("/api/stream").rfind("events or run:", 0), 0u);
+  EXPECT_EQ(error_of("/api/stream?events=yes").rfind("events:", 0), 0u);
+  EXPECT_EQ(error_of("/api/stream?run=hello").rfind("run:", 0), 0u);
+  EXPECT_EQ(error_of("/api/stream?run=hello/x").rfind("run:", 0), 0u);
+  EXPECT_EQ(error_of("/api/stream?run=../etc/1").rfind("run:", 0), 0u);
+  EXPECT_EQ(error_of("/api/stream?run=" + hello + ":abc").rfind("run:", 0), 0u);
+  EXPECT_EQ(error_of("/api/stream?run=" + hello + ":-99999999").rfind("run:", 0), 0u);
+  EXPECT_EQ(error_of("/api/stream?run=" + hello + "&run=" + hello).rfind("run:", 0), 0u);
+  EXPECT_NE(error_of("/api/stream?from=1").find("unknown query parameter \"from\""), std::string::npos);
+  std::string many = "/api/stream?events=0";
+  for (int i = 1; i <= 33; ++i) many += "&run=hello/" + std::to_string(i);
+  EXPECT_NE(error_of(many).find("at most 32"), std::string::npos);
+  // Each subscription takes a place (this fixture allows 2 streams per client).
+  auto res = client_->Get(("/api/stream?events=1&run=" + hello + "&run=" + fail).c_str());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 429) << res->body;
+  EXPECT_NE(body(res)["error"].get<std::string>().find("too many log streams"), std::string::npos);
+  // Two fit; their places are given back when the stream ends.
+  for (int i = 0; i < 3; ++i) {
+    std::string raw;
+    res = client_->Get(("/api/stream?run=" + hello + "&run=" + fail).c_str(), [&](const char* data, size_t n) {
+      raw.append(data, n);
+      return true;
+    });
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(parse_mux(raw).size(), 5u) << raw;
+  }
+}
+
 TEST_F(HttpTest, MetricsUsePrometheusTextFormat) {
   run_and_wait("hello");
   run_and_wait("fail");

@@ -40,6 +40,7 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -105,10 +106,20 @@ struct Request {
   }
 };
 
+// One subscription of a multiplexed stream (GET /api/stream): a run's log
+// or the run-state watch, its frames tagged `sub: KEY`.
+struct MuxSub {
+  std::string key;  // "events" or "TASK/ID"
+  bool follow = false;
+  ops::FollowRequest follow_request;
+  ops::WatchRequest watch_request;
+  std::string failed;  // non-empty: the subscription was refused (frames sent as is), it has ended
+};
+
 // An answer: a body in memory, a raw log streamed in bounded chunks, or an
-// SSE stream (whose events come from a feed).
+// SSE stream (whose events come from feeds).
 struct Response {
-  enum class Kind { buffered, raw, follow, watch };
+  enum class Kind { buffered, raw, follow, watch, mux };
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
@@ -121,7 +132,10 @@ struct Response {
   std::function<std::string(int64_t sent)> next;
   ops::FollowRequest follow;
   ops::WatchRequest watch;
+  std::vector<MuxSub> subs;  // mux
+  int slots = 1;             // a stream's places against the stream caps (mux: one per subscription)
 
+  bool streaming() const { return kind == Kind::follow || kind == Kind::watch || kind == Kind::mux; }
   void set_header(std::string name, std::string value) { headers.emplace_back(std::move(name), std::move(value)); }
   void set_content(std::string bytes, std::string type) {
     body = std::move(bytes);
@@ -253,7 +267,8 @@ struct Call {
   const Request& req;
   Response& res;
   std::smatch match;
-  std::map<std::string, std::string> query;  // from the URL only
+  std::map<std::string, std::string> query;  // from the URL only (a repeated key: its last value)
+  std::vector<std::pair<std::string, std::string>> params;  // every key=value of the URL, in order
   Json body;                                 // an object (empty when no body was sent)
   bool authed = false;
 
@@ -611,7 +626,7 @@ struct Server::Impl {
       }
       return send_error(res, ErrorCode::not_found, "no such route: " + req.method + " " + req.path);
     }
-    Call call{req, res, match, {}, Json::object(), authenticated(req)};
+    Call call{req, res, match, {}, {}, Json::object(), authenticated(req)};
     if (route->needs_auth && !call.authed) {
       res.set_header("WWW-Authenticate", "Bearer");
       return send_json(res, 401,
@@ -627,7 +642,10 @@ struct Server::Impl {
         const std::string_view pair = rest.substr(0, amp);
         if (!pair.empty()) {
           const size_t eq = pair.find('=');
-          call.query[decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+          std::string key = decode(pair.substr(0, eq));
+          std::string value = eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+          call.query[key] = value;
+          call.params.emplace_back(std::move(key), std::move(value));
         }
         if (amp == std::string_view::npos) break;
         rest.remove_prefix(amp + 1);
@@ -871,6 +889,8 @@ struct Server::Impl {
       watch(c);
     });
 
+    add("GET", "/api/stream", false, [this](Call& c) { mux(c); });
+
     add("GET", "/api/tasks/" + kTask + "/retention", false, [this, &o](Call& c) {
       if (!c.only({}) || !visible(c, c.arg(1))) return;
       answer(c, o.retention_preview(c.arg(1)));
@@ -973,28 +993,111 @@ struct Server::Impl {
     c.res.follow = request;
   }
 
+  // Several subscriptions on one SSE stream (the web UI's shared worker,
+  // docs/api.md): `events=1` (the run-state watch, as /api/events) and
+  // `run=TASK/ID[:FROM]` (a run's log, as its log/stream?from=FROM),
+  // repeated. Each subscription joins the same feed a plain stream would,
+  // keeps its own queue, position and refills, and takes one place against
+  // the stream caps; each frame is its feed's shared bytes preceded by
+  // `sub: KEY`. A run that cannot be followed (unknown, no log, a system
+  // task without the token) gets its own `error` frame; the others go on.
+  static constexpr size_t kMaxMuxRuns = 32;
+  void mux(Call& c) {
+    if (!c.only({"events", "run"})) return;
+    static const std::regex kRun("^" + kTask + "/" + kId + "(?::(-?[0-9]{1,19}))?$");
+    bool events = false;
+    std::vector<MuxSub> subs;
+    std::set<std::string> keys;
+    for (const auto& [key, value] : c.params) {
+      if (key == "events") {
+        if (value != "0" && value != "1")
+          return send_error(c.res, ErrorCode::invalid_argument, "events: expected 1 or 0, got \"" + value + "\"");
+        events = value == "1";
+        continue;
+      }
+      std::smatch m;
+      if (!std::regex_match(value, m, kRun))
+        return send_error(c.res, ErrorCode::invalid_argument,
+                          "run: expected TASK/ID or TASK/ID:FROM (FROM a line number), got \"" + value + "\"");
+      MuxSub sub;
+      sub.follow = true;
+      sub.key = m[1].str() + "/" + m[2].str();
+      sub.follow_request.task = m[1].str();
+      sub.follow_request.run_id = *parse_int(m[2].str());
+      sub.follow_request.idle_timeout = std::chrono::duration_cast<Millis>(limits.stream_idle);
+      if (m[3].matched) {
+        auto from = parse_int(m[3].str());
+        if (!from || *from < -ops::kMaxLogPage * 10)
+          return send_error(c.res, ErrorCode::invalid_argument,
+                            "run: FROM must be an integer from " + std::to_string(-ops::kMaxLogPage * 10) +
+                                ", got \"" + value + "\"");
+        sub.follow_request.from = *from;
+      }
+      if (!keys.insert(sub.key).second)
+        return send_error(c.res, ErrorCode::invalid_argument, "run: " + sub.key + " given twice");
+      if (keys.size() > kMaxMuxRuns)
+        return send_error(c.res, ErrorCode::invalid_argument,
+                          "run: at most " + std::to_string(kMaxMuxRuns) + " runs per stream");
+      subs.push_back(std::move(sub));
+    }
+    if (!events && subs.empty())
+      return send_error(c.res, ErrorCode::invalid_argument, "events or run: expected at least one subscription");
+    // Refuse at once, per subscription, what follow() would refuse.
+    int live = events ? 1 : 0;
+    for (MuxSub& sub : subs) {
+      const std::string& task = sub.follow_request.task;
+      std::optional<Error> refused;
+      if (task.find(':') != std::string::npos && !c.authed) {
+        refused = Error{ErrorCode::not_found, "task " + task + " not found"};
+      } else if (auto run = deps.ops->run(task, sub.follow_request.run_id); !run) {
+        refused = run.error();
+      } else if (run->log_path.empty() && store::is_terminal(run->status)) {
+        refused = Error{ErrorCode::not_found, "run " + std::to_string(run->id) + " has no log"};
+      }
+      if (refused) {
+        ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::error);
+        e.text = refused->message;
+        sub.failed = sse_frame(e);
+      } else {
+        ++live;
+      }
+    }
+    if (events) {
+      MuxSub sub;
+      sub.key = "events";
+      sub.watch_request = ops::WatchRequest{c.authed, std::chrono::duration_cast<Millis>(limits.stream_idle)};
+      subs.insert(subs.begin(), std::move(sub));
+    }
+    if (!take_stream_slot(c, c.req.remote_addr, live)) return;
+    c.res.kind = Response::Kind::mux;
+    c.res.subs = std::move(subs);
+    c.res.slots = live;
+  }
+
   // SSE streams: at most max_streams at once, and
-  // max_streams_per_client per address. False (and an answer) when full.
-  bool take_stream_slot(Call& c, const std::string& client) {
+  // max_streams_per_client per address (a multiplexed stream takes `n`
+  // places, one per subscription). False (and an answer) when full.
+  bool take_stream_slot(Call& c, const std::string& client, int n = 1) {
     {
       std::lock_guard lock(streams_mu);
       if (stopping) return send_error(c.res, ErrorCode::busy, "the daemon is shutting down"), false;
-      if (streams >= limits.max_streams)
+      if (streams + n > limits.max_streams)
         return send_json(c.res, 429, Json{{"error", "too many log streams open"}}), false;
-      if (streams_by_client[client] >= limits.max_streams_per_client)
+      if (streams_by_client[client] + n > limits.max_streams_per_client)
         return send_json(c.res, 429, Json{{"error", "too many log streams open from " + client}}), false;
-      ++streams;
-      ++streams_by_client[client];
+      streams += n;
+      streams_by_client[client] += n;
     }
     c.res.set_header("Cache-Control", "no-cache");
     c.res.set_header("X-Accel-Buffering", "no");
     return true;
   }
 
-  void release_stream_slot(const std::string& client) {
+  void release_stream_slot(const std::string& client, int n = 1) {
+    if (n <= 0) return;
     std::lock_guard lock(streams_mu);
-    --streams;
-    if (--streams_by_client[client] <= 0) streams_by_client.erase(client);
+    streams -= n;
+    if ((streams_by_client[client] -= n) <= 0) streams_by_client.erase(client);
     streams_cv.notify_all();
   }
 
@@ -1150,7 +1253,37 @@ struct Server::Impl {
 
   // ---- connections (owned by the loop) ----
 
-  class Conn : public Follower, public std::enable_shared_from_this<Conn> {
+  class Conn;
+
+  // One subscription of a stream: a run's log (follow) or the run-state
+  // watch. A plain stream has one; a multiplexed one (/api/stream)
+  // several, each writing `tag` before each of its frames. Its fields are
+  // the loop's, but for the queue, which its feed's leader fills.
+  class Sub : public Follower, public std::enable_shared_from_this<Sub> {
+   public:
+    // Any thread (a feed's leader): queue frames, drop the oldest beyond the cap.
+    void push(const std::vector<Frame>& frames) override;
+
+    std::weak_ptr<Conn> conn;
+    size_t cap = 4096;
+    std::shared_ptr<const std::string> tag;  // "sub: KEY\n"; null on a plain stream
+    bool follow = false;
+    ops::FollowRequest request;
+    ops::WatchRequest watch;
+    std::shared_ptr<Feed> feed;
+    int64_t next = 0;      // the next line this follower needs
+    int64_t last_id = 0;   // the last line it was sent
+    int64_t gap_to = 0;    // > 0: lines next .. gap_to-1 are read from the file first
+    bool catching_up = false;
+    bool filling = false;
+    bool ending = false;   // its last frame is queued in `own`; nothing more is taken
+    std::deque<std::shared_ptr<const std::string>> own;
+    std::mutex q_mu;
+    std::deque<Frame> queue;  // guarded by q_mu
+    uint64_t dropped = 0;     // guarded by q_mu
+  };
+
+  class Conn : public std::enable_shared_from_this<Conn> {
    public:
     enum class State { reading, busy, streaming };
 
@@ -1171,28 +1304,24 @@ struct Server::Impl {
       write_response(std::move(res));
     }
 
-    // Any thread (a feed's leader): queue frames, drop the oldest beyond the cap.
-    void push(const std::vector<Frame>& frames) override {
-      bool kick = false;
+    // Any thread: a subscription has frames; pump() on the loop, once.
+    void kick() {
       {
-        std::lock_guard lock(q_mu_);
-        for (const Frame& f : frames) {
-          if (queue_.size() >= s_.limits.stream_queue &&
-              (queue_.front().kind == Frame::Kind::line || queue_.front().kind == Frame::Kind::note)) {
-            queue_.pop_front();
-            ++dropped_;
-          }
-          queue_.push_back(f);
-        }
-        if (!kick_posted_) kick = kick_posted_ = true;
+        std::lock_guard lock(kick_mu_);
+        if (kick_posted_) return;
+        kick_posted_ = true;
       }
-      if (kick) asio::post(s_.io, [self = shared_from_this()] { self->pump(); });
+      asio::post(s_.io, [self = shared_from_this()] { self->pump(); });
     }
 
-    // At stop: a stream ends with `done` "shutdown" once what it is writing is out.
+    // At stop: each subscription ends with `done` "shutdown" once what it is writing is out.
     void shutdown_stream() {
       if (closed_ || state_ != State::streaming || ending_) return;
-      own_.push_back(shared(done_frame("shutdown")));
+      for (auto& sub : subs_) {
+        if (sub->ending) continue;
+        sub->own.push_back(shared(done_frame(*sub, "shutdown")));
+        sub->ending = true;
+      }
       ending_ = true;
       pump();
     }
@@ -1201,13 +1330,14 @@ struct Server::Impl {
       if (closed_) return;
       closed_ = true;
       s_.unregister(this);
-      if (feed_) {
-        s_.hub.leave(feed_, this);
-        feed_.reset();
+      for (auto& sub : subs_) {
+        if (sub->feed) s_.hub.leave(sub->feed, sub.get());
+        sub->feed.reset();
       }
-      if (slot_held_) {
-        slot_held_ = false;
-        s_.release_stream_slot(client_);
+      subs_.clear();
+      if (slots_ > 0) {
+        s_.release_stream_slot(client_, slots_);
+        slots_ = 0;
       }
       timer_.cancel();
       beast::error_code ec;
@@ -1314,9 +1444,9 @@ struct Server::Impl {
     // ---- answers ----
 
     void write_response(Response res) {
-      const bool streaming = res.kind == Response::Kind::follow || res.kind == Response::Kind::watch;
+      const bool streaming = res.streaming();
       if (closed_) {
-        if (streaming) s_.release_stream_slot(client_);
+        if (streaming) s_.release_stream_slot(client_, res.slots);
         return;
       }
       if (s_.stopping || streaming) keep_alive_ = false;
@@ -1336,7 +1466,7 @@ struct Server::Impl {
       head += "\r\n";
       head_ = std::move(head);
       if (streaming && head_only_) {
-        slot_held_ = true;  // released by close()
+        slots_ = res.slots;  // released by close()
         keep_alive_ = false;
         res = Response{};
       } else if (streaming) {
@@ -1414,27 +1544,49 @@ struct Server::Impl {
 
     void open_stream(Response res) {
       state_ = State::streaming;
-      slot_held_ = true;
+      slots_ = res.slots;
       s_.became_stream(this);
-      follow_ = res.kind == Response::Kind::follow;
-      request_ = res.follow;
-      watch_ = res.watch;
-      next_ = follow_ ? request_.from : 0;
-      last_id_ = next_ > 0 ? next_ - 1 : 0;
-      catching_up_ = follow_;
+      auto self = shared_from_this();
+      auto make = [&](bool follow, const ops::FollowRequest& fr, const ops::WatchRequest& wr, const std::string& key) {
+        auto sub = std::make_shared<Sub>();
+        sub->conn = self;
+        sub->cap = s_.limits.stream_queue;
+        if (!key.empty()) sub->tag = shared("sub: " + key + "\n");
+        sub->follow = follow;
+        sub->request = fr;
+        sub->watch = wr;
+        sub->next = follow ? fr.from : 0;
+        sub->last_id = sub->next > 0 ? sub->next - 1 : 0;
+        sub->catching_up = follow;
+        subs_.push_back(sub);
+        return sub;
+      };
+      if (res.kind == Response::Kind::mux) {
+        for (const MuxSub& m : res.subs) {
+          auto sub = make(m.follow, m.follow_request, m.watch_request, m.key);
+          if (!m.failed.empty()) {
+            sub->catching_up = false;
+            sub->ending = true;
+            sub->own.push_back(shared(m.failed));
+          }
+        }
+      } else {
+        make(res.kind == Response::Kind::follow, res.follow, res.watch, "");
+      }
       // What the kernel holds for a slow reader is bounded too; frames beyond
-      // it wait in this stream's queue (stream_queue frames).
+      // it wait in this stream's queues (stream_queue frames each).
       beast::error_code ec;
       stream_.socket().set_option(asio::socket_base::send_buffer_size(64 << 10), ec);
       stream_.expires_never();
       writing_ = true;
-      asio::async_write(stream_, asio::buffer(head_), [self = shared_from_this()](beast::error_code e, size_t) {
+      asio::async_write(stream_, asio::buffer(head_), [self](beast::error_code e, size_t) {
         self->writing_ = false;
         if (e) return self->close();
         self->last_write_ = std::chrono::steady_clock::now();
         self->watch_reader();
         self->arm_keepalive();
-        if (!self->follow_) self->join_feed();
+        for (auto& sub : self->subs_)
+          if (!sub->follow && !sub->ending) self->join_feed(*sub);
         self->pump();
       });
     }
@@ -1459,29 +1611,29 @@ struct Server::Impl {
       });
     }
 
-    void join_feed() {
-      auto self = shared_from_this();
-      if (follow_) {
-        feed_ = s_.hub.join("log " + request_.task + " " + std::to_string(request_.run_id), self,
-                            [o = s_.deps.ops, request = request_](Feed& feed) { lead_follow(o, request, feed); });
+    void join_feed(Sub& sub) {
+      auto follower = sub.shared_from_this();
+      if (sub.follow) {
+        sub.feed = s_.hub.join("log " + sub.request.task + " " + std::to_string(sub.request.run_id), follower,
+                               [o = s_.deps.ops, request = sub.request](Feed& feed) { lead_follow(o, request, feed); });
       } else {
         ops::WatchEvent ready;
         ready.kind = ops::WatchEvent::Kind::ready;
-        ready.include_system = watch_.include_system;
+        ready.include_system = sub.watch.include_system;
         Frame late{Frame::Kind::ready, 0, shared(watch_frame(ready)), {}};
-        feed_ = s_.hub.join(watch_.include_system ? "watch all" : "watch", self,
-                            [o = s_.deps.ops, request = watch_](Feed& feed) { lead_watch(o, request, feed); }, late);
+        sub.feed = s_.hub.join(sub.watch.include_system ? "watch all" : "watch", follower,
+                               [o = s_.deps.ops, request = sub.watch](Feed& feed) { lead_watch(o, request, feed); }, late);
       }
-      if (!feed_ && !ending_) {
-        own_.push_back(shared(done_frame("shutdown")));
-        ending_ = true;
+      if (!sub.feed && !sub.ending) {
+        sub.own.push_back(shared(done_frame(sub, "shutdown")));
+        sub.ending = true;
       }
     }
 
-    std::string done_frame(const std::string& text) const {
-      if (follow_) {
+    static std::string done_frame(const Sub& sub, const std::string& text) {
+      if (sub.follow) {
         ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::done);
-        e.id = last_id_;
+        e.id = sub.last_id;
         e.text = text;
         return sse_frame(e);
       }
@@ -1491,10 +1643,10 @@ struct Server::Impl {
       return watch_frame(e);
     }
 
-    std::string dropped_frame(uint64_t n) const {
-      if (follow_) {
+    static std::string dropped_frame(const Sub& sub, uint64_t n) {
+      if (sub.follow) {
         ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::dropped);
-        e.id = last_id_;
+        e.id = sub.last_id;
         e.count = static_cast<int64_t>(n);
         e.text = std::to_string(n) + " event(s) dropped for a slow reader; refilled from the file";
         return sse_frame(e);
@@ -1505,12 +1657,16 @@ struct Server::Impl {
       return watch_frame(e);
     }
 
-    // Writes what is due, in order: this stream's own frames (replayed
-    // lines, notices), then the feed's frames; a gap in the lines (frames
-    // this stream dropped, or lines before it joined) is filled from the
-    // file first. One write per burst, at most ~256 KiB.
+    // Writes what is due, in order within each subscription: its own frames
+    // (replayed lines, notices), then its feed's frames; a gap in the lines
+    // (frames it dropped, or lines before it joined) is filled from the file
+    // first. Subscriptions take turns; one write per burst, at most ~256 KiB.
     void pump() {
       if (closed_ || writing_) return;
+      {
+        std::lock_guard lock(kick_mu_);
+        kick_posted_ = false;
+      }
       buffers_.clear();
       hold_.clear();
       size_t bytes = 0;
@@ -1523,39 +1679,55 @@ struct Server::Impl {
         add(std::move(own_.front()));
         own_.pop_front();
       }
-      if (!filling_ && !catching_up_ && !ending_) {
-        std::lock_guard lock(q_mu_);
-        kick_posted_ = false;
-        if (dropped_ > 0) {
-          add(shared(dropped_frame(dropped_)));
-          dropped_ = 0;
+      const size_t n = subs_.size();
+      for (size_t k = 0; k < n && bytes < (256u << 10); ++k) {
+        Sub& sub = *subs_[(turn_ + k) % n];
+        auto tagged = [&](std::shared_ptr<const std::string> p) {
+          if (sub.tag) add(sub.tag);
+          add(std::move(p));
+        };
+        while (!sub.own.empty()) {
+          tagged(std::move(sub.own.front()));
+          sub.own.pop_front();
         }
-        while (!queue_.empty() && bytes < (256u << 10) && !ending_ && gap_to_ == 0) {
-          Frame& f = queue_.front();
+        if (sub.filling || sub.catching_up || sub.ending) continue;
+        std::lock_guard lock(sub.q_mu);
+        if (sub.dropped > 0) {
+          tagged(shared(dropped_frame(sub, sub.dropped)));
+          sub.dropped = 0;
+        }
+        while (!sub.queue.empty() && bytes < (256u << 10) && !sub.ending && sub.gap_to == 0) {
+          Frame& f = sub.queue.front();
           switch (f.kind) {
             case Frame::Kind::line:
-              if (follow_) {
-                if (f.line < next_) break;
-                if (f.line > next_) {
-                  gap_to_ = f.line;
+              if (sub.follow) {
+                if (f.line < sub.next) break;
+                if (f.line > sub.next) {
+                  sub.gap_to = f.line;
                   continue;
                 }
-                next_ = f.line + 1;
-                last_id_ = f.line;
+                sub.next = f.line + 1;
+                sub.last_id = f.line;
               }
-              add(f.bytes);
+              tagged(f.bytes);
               break;
             case Frame::Kind::note:
-            case Frame::Kind::ready: add(f.bytes); break;
+            case Frame::Kind::ready: tagged(f.bytes); break;
             case Frame::Kind::done:
-              add(shared(done_frame(f.text)));
-              ending_ = true;
+              tagged(shared(done_frame(sub, f.text)));
+              sub.ending = true;
               break;
-            case Frame::Kind::end: ending_ = true; break;
+            case Frame::Kind::end:
+              // A plain stream just closes; a multiplexed one goes on with
+              // its other subscriptions, so it says this one ended.
+              if (sub.tag) tagged(shared(done_frame(sub, "ended")));
+              sub.ending = true;
+              break;
           }
-          queue_.pop_front();
+          sub.queue.pop_front();
         }
       }
+      if (n > 0) turn_ = (turn_ + 1) % n;
       if (!buffers_.empty()) {
         writing_ = true;
         // A client that takes nothing for write_timeout is closed (its read
@@ -1572,50 +1744,63 @@ struct Server::Impl {
         });
         return;
       }
+      bool all_ended = true;
+      for (auto& sub : subs_) {
+        if (sub->ending) {
+          // An ended subscription leaves its feed (its place is given back at close).
+          if (sub->feed) {
+            s_.hub.leave(sub->feed, sub.get());
+            sub->feed.reset();
+          }
+          continue;
+        }
+        all_ended = false;
+        if (sub->catching_up || sub->gap_to > 0) start_fill(*sub);
+      }
+      if (all_ended) ending_ = true;
       if (ending_) return linger_close();
-      if (catching_up_ || gap_to_ > 0) start_fill();
     }
 
-    void start_fill() {
-      if (filling_) return;
-      filling_ = true;
-      asio::post(*s_.workers, [self = shared_from_this(), task = request_.task, id = request_.run_id, from = next_,
-                               upto = gap_to_] {
+    void start_fill(Sub& sub) {
+      if (sub.filling) return;
+      sub.filling = true;
+      asio::post(*s_.workers, [self = shared_from_this(), sub = sub.shared_from_this(), task = sub.request.task,
+                               id = sub.request.run_id, from = sub.next, upto = sub.gap_to] {
         Fill r = self->s_.fill(task, id, from, upto);
-        asio::post(self->s_.io, [self, r = std::move(r)]() mutable { self->on_fill(std::move(r)); });
+        asio::post(self->s_.io, [self, sub, r = std::move(r)]() mutable { self->on_fill(*sub, std::move(r)); });
       });
     }
 
-    void on_fill(Fill r) {
-      filling_ = false;
-      if (closed_ || ending_) return pump();
-      const int64_t gap = gap_to_;
-      gap_to_ = 0;
+    void on_fill(Sub& sub, Fill r) {
+      sub.filling = false;
+      if (closed_ || sub.ending) return pump();
+      const int64_t gap = sub.gap_to;
+      sub.gap_to = 0;
       if (r.error) {
-        if (catching_up_ && r.error->code == ErrorCode::not_found) {
+        if (sub.catching_up && r.error->code == ErrorCode::not_found) {
           // A queued run has no log yet: its lines come from the feed.
-          catching_up_ = false;
-          join_feed();
+          sub.catching_up = false;
+          join_feed(sub);
           return pump();
         }
         ops::FollowEvent e = ops::FollowEvent::of(ops::FollowEvent::Kind::error);
-        e.id = last_id_;
+        e.id = sub.last_id;
         e.text = r.error->message;
-        own_.push_back(shared(sse_frame(e)));
-        ending_ = true;
+        sub.own.push_back(shared(sse_frame(e)));
+        sub.ending = true;
         return pump();
       }
-      for (auto& f : r.frames) own_.push_back(std::move(f));
-      if (r.last_id > 0) last_id_ = r.last_id;
-      if (catching_up_) {
-        next_ = r.next;
+      for (auto& f : r.frames) sub.own.push_back(std::move(f));
+      if (r.last_id > 0) sub.last_id = r.last_id;
+      if (sub.catching_up) {
+        sub.next = r.next;
         if (r.at_end || !r.progress) {
-          catching_up_ = false;
-          join_feed();
+          sub.catching_up = false;
+          join_feed(sub);
         }
       } else {
         // No progress: the lines are not in the file (any more); go on after the gap.
-        next_ = r.progress ? r.next : std::max(next_, gap);
+        sub.next = r.progress ? r.next : std::max(sub.next, gap);
       }
       pump();
     }
@@ -1641,27 +1826,18 @@ struct Server::Impl {
     int64_t raw_sent_ = 0;
     std::function<std::string(int64_t)> raw_next_;
     // a stream (loop only)
-    bool slot_held_ = false;
-    bool follow_ = false;
-    ops::FollowRequest request_;
-    ops::WatchRequest watch_;
-    std::shared_ptr<Feed> feed_;
-    int64_t next_ = 0;      // the next line this follower needs
-    int64_t last_id_ = 0;   // the last line it was sent
-    int64_t gap_to_ = 0;    // > 0: lines next_ .. gap_to_-1 are read from the file first
-    bool catching_up_ = false;
-    bool filling_ = false;
+    int slots_ = 0;                            // places held against the stream caps
+    std::vector<std::shared_ptr<Sub>> subs_;   // one on a plain stream
+    size_t turn_ = 0;                          // the subscription served first by the next pump()
     bool writing_ = false;
-    bool ending_ = false;
-    std::deque<std::shared_ptr<const std::string>> own_;
+    bool ending_ = false;                      // every subscription has ended (or the daemon stops)
+    std::deque<std::shared_ptr<const std::string>> own_;  // untagged: keepalive comments
     std::vector<asio::const_buffer> buffers_;
     std::vector<std::shared_ptr<const std::string>> hold_;
     std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
-    // frames from the feed (any thread)
-    std::mutex q_mu_;
-    std::deque<Frame> queue_;     // guarded by q_mu_
-    uint64_t dropped_ = 0;        // guarded by q_mu_
-    bool kick_posted_ = false;    // guarded by q_mu_: a pump() is posted to the loop
+    // any thread
+    std::mutex kick_mu_;
+    bool kick_posted_ = false;    // guarded by kick_mu_: a pump() is posted to the loop
   };
 
   // ---- the loop: accepting, caps ----
@@ -1736,6 +1912,21 @@ struct Server::Impl {
       spdlog::warn("http: the loop did not answer within 5 s at shutdown");
   }
 };
+
+// A feed's leader hands a subscription its frames.
+void Server::Impl::Sub::push(const std::vector<Frame>& frames) {
+  {
+    std::lock_guard lock(q_mu);
+    for (const Frame& f : frames) {
+      if (queue.size() >= cap && (queue.front().kind == Frame::Kind::line || queue.front().kind == Frame::Kind::note)) {
+        queue.pop_front();
+        ++dropped;
+      }
+      queue.push_back(f);
+    }
+  }
+  if (auto c = conn.lock()) c->kick();
+}
 
 Server::Server(Deps deps, Limits limits) : impl_(std::make_unique<Impl>()) {
   impl_->deps = std::move(deps);

@@ -170,10 +170,51 @@ async function mutate(path, body) {
   return api(path, { method: 'POST', body });
 }
 
+// The events feed and a run's log stream: through the tabs' shared stream
+// (ui/assets/mux.js) when the browser has SharedWorker, so that any number
+// of tabs holds one connection; else the page's own stream (sseOwn). Same
+// events either way, to the same handler.
+const MUX_URL = document.querySelector('meta[name="cronkeep-mux"]')?.content;
+let muxPort = null;
+const muxSubs = new Map();  // sid → {msg, handle}
+let muxSeq = 0;
+function sharedPort() {
+  if (muxPort !== null) return muxPort;
+  muxPort = false;
+  if (typeof SharedWorker !== 'function' || !MUX_URL || new URLSearchParams(location.search).has('nomux')) return muxPort;
+  try {
+    const worker = new SharedWorker(MUX_URL, { name: 'cronkeep-stream' });
+    muxPort = worker.port;
+    muxPort.onmessage = (e) => {
+      const m = e.data || {};
+      if (m.type === 'ping') return muxPort.postMessage({ type: 'pong' });
+      if (m.type === 'evs') for (const { sid, ev } of m.list) muxSubs.get(sid)?.handle(ev);
+    };
+    muxPort.start();
+    // Leaving (or going into the back/forward cache) says so; coming back subscribes again.
+    window.addEventListener('pagehide', () => muxPort.postMessage({ type: 'bye' }));
+    window.addEventListener('pageshow', (e) => { if (e.persisted) for (const s of muxSubs.values()) muxPort.postMessage(s.msg); });
+  } catch { muxPort = false; }
+  return muxPort;
+}
+function sse(url, onEvent, opts = {}) {
+  const run = /^\/api\/tasks\/([^/]+)\/runs\/(\d+)\/log\/stream\?from=(-?\d+)$/.exec(url);
+  const port = (url === '/api/events' || run) && !opts.lastId ? sharedPort() : false;
+  if (!port) return sseOwn(url, onEvent, opts);
+  const sid = ++muxSeq;
+  const msg = run ? { type: 'sub', sid, token: token() || '', kind: 'run', task: decodeURIComponent(run[1]), id: +run[2], from: +run[3] }
+    : { type: 'sub', sid, token: token() || '', kind: 'events' };
+  let last = null;
+  const close = () => { if (muxSubs.delete(sid)) port.postMessage({ type: 'unsub', sid }); };
+  muxSubs.set(sid, { msg, handle: (ev) => { if (ev.id != null) last = ev.id; if (onEvent(ev) === false) close(); } });
+  port.postMessage(msg);
+  return { close, get lastId() { return last; } };
+}
+
 // Server-Sent Events over fetch (EventSource cannot send the Authorization
 // header). Reconnects after a dropped connection, sending Last-Event-ID so
 // the server resumes after the last event received: no line twice.
-function sse(url, onEvent, { lastId = null, onOpen } = {}) {
+function sseOwn(url, onEvent, { lastId = null, onOpen } = {}) {
   const ctrl = new AbortController();
   let stopped = false;
   let last = lastId;
@@ -634,8 +675,10 @@ class LogViewer {
     v = this.fetchJson(`/log?from_line=${from}&lines=${BLOCK}`).then((p) => {
       const arr = this.blocks.get(b);
       const lines = Array.isArray(arr) ? arr : [];
-      // Lines the live tail brought while the block was read (maybe after the read).
-      if (arr && arr.tail) for (const l of arr.tail) if (l.line >= from && l.line < from + BLOCK) lines[l.line - from] = l;
+      // Lines the live tail brought while the block was read (maybe after
+      // the read): kept on this read's promise, which may have left the
+      // cache meanwhile (evicted as the oldest while a slow read was out).
+      for (const t of [v.tail, arr && arr !== v && arr.tail]) if (t) for (const l of t) if (l.line >= from && l.line < from + BLOCK) lines[l.line - from] = l;
       for (const l of p.lines) if (l.line >= from && l.line < from + BLOCK && l.line <= Math.max(this.total, p.next_line - 1)) lines[l.line - from] = l;
       if (p.first_available > this.first) { this.first = p.first_available; this.blocks.clear(); }
       this.blocks.set(b, lines);

@@ -1,7 +1,7 @@
 // Many run pages following one live run: a task prints RATE lines a second,
 // each carrying its write time (ms since the epoch, the machine's wall
 // clock, which the browser reads too); once it prints, PAGES run pages are
-// opened in one headless chromium (two pages per browser context: below)
+// opened in one headless chromium (as tabs of one browser context: below)
 // and left to tail it. In each page a MutationObserver on the viewer's
 // rows (the viewer rebuilds them in the animation frame that paints them)
 // notes the first time each line is in the DOM: its delay is that time
@@ -176,12 +176,14 @@ try {
   }, 24 * 3600e3).catch((e) => { if (!stopFollower) console.error('follower:', e.message); });
 
   browser = await launch();
-  // A browser holds at most 6 HTTP/1.1 connections per host and profile,
-  // and a run page keeps two streams open (its log and /api/events): a
-  // third page in a profile leaves its ranged reads no connection, a fourth
-  // waits for ever. So PER_CONTEXT pages share a context (its own
-  // connection pool); CRONKEEP_PER_CONTEXT=4 or more shows the limit.
-  const perContext = +(process.env.CRONKEEP_PER_CONTEXT || 2);
+  // A browser holds at most 6 HTTP/1.1 connections per host and profile.
+  // The pages of one context (profile) share one stream through the UI's
+  // SharedWorker (ui/assets/mux.js), so by default every page is a tab of
+  // one context, as an operator's browser would be. CRONKEEP_PER_CONTEXT=2
+  // spreads them over contexts of 2 pages (one shared stream each), as the
+  // figures before the shared stream were taken (each page then held two
+  // streams of its own, and a fourth page in a context waited for ever).
+  const perContext = +(process.env.CRONKEEP_PER_CONTEXT || pages);
   const contexts = [];
   const url = `${d.base}/#/run/follow/${run.id}`;
   const opened = [];

@@ -349,6 +349,51 @@ log_max_size = "0"
     await g.stop();
   }
 
+  // ---- 8 run pages and an overview in tabs of one browser (issue 12) ----
+  // Each page follows its run live and a 9th page still loads: the browser
+  // allows 6 HTTP/1.1 connections per host, so the tabs must share streams.
+  step = 'tabs';
+  const md = await startDaemon(binary, `
+[tasks.printer]
+run = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo printed $i; sleep 0.05; done"
+max_concurrent = 8
+`, 'shutdown_timeout = "1s"');
+  try {
+    const runs = [];
+    for (let i = 0; i < 8; i++) runs.push(await md.api('/api/tasks/printer/run', { method: 'POST' }));
+    const tabs = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    const tabErrors = [];
+    const open = async (hash, selector) => {
+      const p = await tabs.newPage();
+      p.on('pageerror', (e) => tabErrors.push(e.message));
+      await p.goto(md.base + '/' + hash, { timeout: 15000 });
+      await p.waitForSelector(selector, { timeout: 15000 });
+      return p;
+    };
+    const overview = await open('#/', '#live:text("live")');
+    const pages = [];
+    for (const r of runs) pages.push(await open(`#/run/printer/${r.id}`, '#log .ln:not(.pending)'));
+    // Each run page shows new lines as they come (its run prints 20 a second).
+    const total = (p) => p.evaluate(() => window.cronkeepViewer.total);
+    const before = await Promise.all(pages.map(total));
+    await Promise.all(pages.map((p, i) => p.waitForFunction((n) => window.cronkeepViewer.total >= n + 10, before[i], { timeout: 15000 })));
+    // Each shows its own run's lines, in order, none twice.
+    for (const [i, p] of pages.entries()) {
+      const lines = await p.$$eval('#log .ln:not(.pending)', (ls) => ls.map((l) => [+l.dataset.line, l.querySelector('.t').textContent]));
+      for (const [n, text] of lines) assert.equal(text, `printed ${n}`, `run ${runs[i].id} line ${n}`);
+      for (let k = 1; k < lines.length; k++) assert.equal(lines[k][0], lines[k - 1][0] + 1, `run ${runs[i].id}: lines in order, none twice`);
+    }
+    // A plain navigation in a 10th tab still loads, and the overview stays live.
+    const extra = await open('#/task/printer', '#run-now');
+    await extra.close();
+    await overview.waitForSelector('#live:text("live")');
+    assert.deepEqual(tabErrors, [], 'no error in the tabs');
+    ok('8 run pages and an overview in tabs of one browser each follow live; a 10th tab still loads');
+    await tabs.close();
+  } finally {
+    await md.stop();
+  }
+
   // ---- a 401 (token changed under the tab) brings the sign-in back ----
   step = '401';
   await page.evaluate(() => sessionStorage.setItem('cronkeep.token', 'stale-token-stale-token-stale-token'));

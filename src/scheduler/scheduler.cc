@@ -107,6 +107,14 @@ struct Scheduler::Ended {
   std::unique_ptr<logs::LogWriter> unfinished;  // its log, when finalize failed
 };
 
+// A run whose log exists, waiting to be marked running.
+struct Scheduler::Started {
+  std::shared_ptr<RunCtx> ctx;
+  std::string rel;  // its log, relative to the data directory
+  TimePoint at;     // started_at (also the log name's stamp)
+  Status marked;
+};
+
 void Scheduler::add_task(const config::Task& task, int order, const std::vector<store::TaskPause>& pauses) {
   // Requires a prepared config (config::prepare); a task that slipped
   // through unparsed is never fired.
@@ -693,26 +701,38 @@ void Scheduler::bookkeeper() {
     auto ends = std::move(books_ends_);
     books_ends_.clear();
     lock.unlock();
-    // Ends first: they free slots, and the runs they dispatch (queued ones,
-    // retries) start in this same round.
     std::vector<Ended> ended;
     ended.reserve(ends.size());
     for (auto& [ctx, outcome] : ends) ended.push_back(end_of(std::move(ctx), outcome.get()));
     ends.clear();
-    record_ends(std::move(ended));
+    // The ends free their slots first, so the runs they dispatch (queued
+    // ones) start in this same round: the ends and the starts they free are
+    // recorded in one commit. A slot is only counted, not the run: workers_
+    // and the end's publication wait for the commit (record_round).
+    if (!ended.empty()) {
+      std::lock_guard state(mu_);
+      for (const Ended& e : ended) release_slot_locked(e.run);
+    }
     std::vector<Launch> starts;
     lock.lock();
     starts.swap(books_starts_);
     lock.unlock();
     std::vector<Ended> not_started;
-    start_runs(std::move(starts), not_started);
-    record_ends(std::move(not_started));
+    std::vector<Started> started = prepare_starts(std::move(starts), not_started);
+    record_round(std::move(ended), std::move(started), Slot::released);
+    record_round(std::move(not_started), {}, Slot::held);
     lock.lock();
   }
 }
 
-void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) {
-  if (runs.empty()) return;
+void Scheduler::release_slot_locked(const Launch& run) {
+  --tasks_[run.task].running;
+  dispatch_queue(run.task);
+}
+
+std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> runs, std::vector<Ended>& ended) {
+  std::vector<Started> started;
+  if (runs.empty()) return started;
   std::vector<std::shared_ptr<RunCtx>> ctxs;
   uint64_t min_free = 0;
   {
@@ -733,11 +753,6 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
     e.end.status = RunStatus::failed;
     e.end.finished_at = clock_.now();
     e.end.message = std::move(message);
-    if (ctx->log) {
-      // The log exists and the row names it: finalized like any run's.
-      if (auto st = ctx->log->finalize(e.end.finished_at); !st) e.unfinished = std::move(ctx->log);
-      else e.end.log_bytes = static_cast<int64_t>(ctx->log->stats().bytes_on_disk);
-    }
     ended.push_back(std::move(e));
   };
 
@@ -745,13 +760,7 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
   std::optional<uint64_t> free_bytes;
   if (min_free > 0)
     if (auto f = logs::free_space(options_.data_dir)) free_bytes = *f;
-  struct Started {
-    std::shared_ptr<RunCtx> ctx;
-    std::string rel;
-    TimePoint at;
-    Status marked;
-  };
-  std::vector<Started> started;
+  started.reserve(ctxs.size());
   for (auto& ctx : ctxs) {
     const config::Task& task = *ctx->task;
     const TimePoint at = clock_.now();
@@ -773,16 +782,27 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
       started.push_back(Started{ctx, *rel, at, {}});
     }
   }
-  if (started.empty()) return;
+  return started;
+}
 
-  // Every start waiting now in one commit. A batch whose commit failed is
-  // tried again a run at a time, so that each run gets its own answer.
+void Scheduler::record_round(std::vector<Ended> ended, std::vector<Started> started, Slot slots) {
+  if (ended.empty() && started.empty()) return;
+  if (!ended.empty()) fault::crash_point("scheduler.before_finish_run");
+  // Every end and every start waiting now in one commit. A batch whose
+  // commit failed is tried again a call at a time, so that each gets its
+  // own answer (an end the database refuses is kept, as record_end keeps
+  // it; a start it refuses is not started).
+  std::vector<Status> results(ended.size());
   Status batch = store_.write_batch([&] {
+    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
     for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
   });
-  if (!batch)
+  if (!batch) {
+    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
     for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
+  }
 
+  // The starts first: the spawners get to work while the ends are counted.
   for (Started& s : started) {
     RunCtx& ctx = *s.ctx;
     const Launch& run = ctx.run;
@@ -798,8 +818,6 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
       continue;
     }
     fault::crash_point("scheduler.after_mark_running");
-    publish_state(run, task.name, RunStatus::running);
-    if (run.scheduled) record_lateness(s.at - *run.scheduled);
     runner::Command cmd;
     cmd.shell_command = task.run;
     cmd.env = task.env;
@@ -822,6 +840,37 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
       spawn_jobs_.push_back(s.ctx);
     }
     spawn_cv_.notify_one();
+  }
+
+  for (size_t i = 0; i < ended.size(); ++i) {
+    Ended& e = ended[i];
+    if (!results[i]) {
+      spdlog::error("run {}: cannot record its end ({}); kept in memory, recorded when the database accepts writes "
+                    "again",
+                    e.run.id, results[i].error().message);
+      {
+        std::lock_guard lock(mu_);
+        write_problem_ = "cannot record runs: " + results[i].error().message;
+        pending_ends_.push_back(PendingEnd{e.run, e.end, false, std::move(e.unfinished)});
+      }
+      finished(e.run, e.end.status, false, slots);
+      continue;
+    }
+    {
+      std::lock_guard lock(mu_);
+      recorded_locked(e.run, e.end);
+      // Recorded, but its log's .meta could not be written: finalized later.
+      if (e.unfinished) pending_ends_.push_back(PendingEnd{e.run, e.end, true, std::move(e.unfinished)});
+    }
+    if (e.end.status != RunStatus::succeeded)
+      spdlog::warn("{} run {} {}: {}", e.task, e.run.id, store::to_string(e.end.status), e.end.message);
+    finished(e.run, e.end.status, true, slots);
+  }
+
+  for (Started& s : started) {
+    if (!s.marked) continue;
+    publish_state(s.ctx->run, s.ctx->task->name, RunStatus::running);
+    if (s.ctx->run.scheduled) record_lateness(s.at - *s.ctx->run.scheduled);
   }
 }
 
@@ -965,44 +1014,6 @@ Scheduler::Ended Scheduler::end_of(std::shared_ptr<RunCtx> ctx, const runner::Ou
   return out;
 }
 
-void Scheduler::record_ends(std::vector<Ended> ended) {
-  if (ended.empty()) return;
-  fault::crash_point("scheduler.before_finish_run");
-  // Every end waiting now in one commit; a batch whose commit failed is
-  // tried again an end at a time, so that each gets its own answer (and one
-  // the database refuses is kept, as record_end keeps it).
-  std::vector<Status> results(ended.size());
-  Status batch = store_.write_batch([&] {
-    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
-  });
-  if (!batch)
-    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
-  for (size_t i = 0; i < ended.size(); ++i) {
-    Ended& e = ended[i];
-    if (!results[i]) {
-      spdlog::error("run {}: cannot record its end ({}); kept in memory, recorded when the database accepts writes "
-                    "again",
-                    e.run.id, results[i].error().message);
-      {
-        std::lock_guard lock(mu_);
-        write_problem_ = "cannot record runs: " + results[i].error().message;
-        pending_ends_.push_back(PendingEnd{e.run, e.end, false, std::move(e.unfinished)});
-      }
-      finished(e.run, e.end.status, false);
-      continue;
-    }
-    {
-      std::lock_guard lock(mu_);
-      recorded_locked(e.run, e.end);
-      // Recorded, but its log's .meta could not be written: finalized later.
-      if (e.unfinished) pending_ends_.push_back(PendingEnd{e.run, e.end, true, std::move(e.unfinished)});
-    }
-    if (e.end.status != RunStatus::succeeded)
-      spdlog::warn("{} run {} {}: {}", e.task, e.run.id, store::to_string(e.end.status), e.end.message);
-    finished(e.run, e.end.status);
-  }
-}
-
 bool Scheduler::record_end(const Launch& run, const store::RunEnd& end, std::unique_ptr<logs::LogWriter> unfinished) {
   if (auto st = store_.finish_run(run.id, end); !st) {
     // The process has ended; its result must not be lost (a full disk):
@@ -1118,10 +1129,10 @@ void Scheduler::publish_state(const Launch& run, const std::string& task, RunSta
   options_.bus->publish(std::move(e));
 }
 
-void Scheduler::finished(const Launch& run, RunStatus status, bool publish) {
+void Scheduler::finished(const Launch& run, RunStatus status, bool publish, Slot slot) {
   std::lock_guard lock(mu_);
   TaskState& ts = tasks_[run.task];
-  --ts.running;
+  if (slot == Slot::held) --ts.running;
   active_.erase(run.id);
   const auto& p = ts.task->policy;
   // log_overflow (kill_task) ended a run that did not finish its work, as a

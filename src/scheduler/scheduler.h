@@ -330,9 +330,19 @@ class Scheduler {
   // store call): starts and ends of process runs, batched.
   struct RunCtx;
   struct Ended;
+  struct Started;
+  // Whether a run's slot was already given back (release_slot_locked) when
+  // finished() is called.
+  enum class Slot { held, released };
   void bookkeeper();
-  void start_runs(std::vector<Launch> runs, std::vector<Ended>& ended);
-  void record_ends(std::vector<Ended> ended);
+  // Gives the run's slot back and dispatches the task's queue into it.
+  void release_slot_locked(const Launch& run);
+  // Creates the logs of `runs`; returns those ready to be marked running and
+  // puts those that cannot start (their log could not be made) in `ended`.
+  std::vector<Started> prepare_starts(std::vector<Launch> runs, std::vector<Ended>& ended);
+  // Records `ended` and marks `started` running in one commit, then hands
+  // the starts to the spawners and finishes the ends (finished()).
+  void record_round(std::vector<Ended> ended, std::vector<Started> started, Slot slots);
   // `outcome` null: the spawn failed (ctx->start_error says why).
   Ended end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome* outcome);
   // A spawner thread: spawns a started run and hands it to the children's loop.
@@ -343,9 +353,10 @@ class Scheduler {
   void record_lateness(Millis late);
   // A system task's body, on a thread of its own.
   void work_system(const Launch& launch);
-  // Releases the run's slot, plans a retry; publishes the end unless
-  // `publish` is false (an end not recorded yet). Takes mu_.
-  void finished(const Launch& launch, store::RunStatus status, bool publish = true);
+  // Releases the run's slot (unless `slot` says it was released already),
+  // plans a retry; publishes the end unless `publish` is false (an end not
+  // recorded yet). Takes mu_.
+  void finished(const Launch& launch, store::RunStatus status, bool publish = true, Slot slot = Slot::held);
   // Records a run's end; when the store refuses (a full disk), keeps it in
   // pending_ends_ and releases the slot. Returns whether it was recorded.
   // Takes mu_.

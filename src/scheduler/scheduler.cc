@@ -295,12 +295,13 @@ Status Scheduler::start() {
     return fail(ErrorCode::io, "cannot create " + dir_.logs() + ": " + std::strerror(errno));
   auto left = store_.in_flight_runs();
   if (!left) return tl::unexpected(left.error());
-  auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
-  if (!crashed) return tl::unexpected(crashed.error());
-  if (*crashed > 0) spdlog::warn("{} run(s) left in flight by a previous daemon marked crashed", *crashed);
   // Their partial logs stay; their .meta says they ended with the daemon. A
   // run that died between creating its log and recording it gets its log
-  // adopted, so no file is left without a row naming it.
+  // adopted, so no file is left without a row naming it. The logs are
+  // recovered before the rows are marked crashed: a kill during this loop
+  // (which writes a .meta per log, through a .meta.tmp) leaves the rows in
+  // flight, so the next start recovers them again and no half-made sidecar
+  // outlives them.
   for (store::Run& r : *left) {
     if (r.log_path.empty()) {
       auto found = find_log_of(dir_, r.task, r.id);
@@ -314,6 +315,9 @@ Status Scheduler::start() {
     const std::string path = dir_.absolute(r.log_path);
     if (auto st = logs::recover_crashed(path); !st) spdlog::warn("run {}: {}", r.id, st.error().message);
   }
+  auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
+  if (!crashed) return tl::unexpected(crashed.error());
+  if (*crashed > 0) spdlog::warn("{} run(s) left in flight by a previous daemon marked crashed", *crashed);
 
   // Last success and failure per task are read once here and kept up to
   // date as runs end, so listings and /metrics never scan the history.

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,8 +211,25 @@ void Scheduler::set_peers(std::vector<std::string> live) {
   wake_.notify_all();
 }
 
+namespace {
+// How many spare log files may be kept: a burst of this many starts finds
+// its logs ready. Each holds a descriptor; an eighth of the limit at most.
+size_t spare_cap() {
+  rlimit files{};
+  size_t cap = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY)
+    cap = std::min<size_t>(cap, files.rlim_cur / 8);
+  return cap;
+}
+}  // namespace
+
 Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options)
-    : storage_(config.storage), store_(store), clock_(clock), options_(std::move(options)), dir_(options_.data_dir) {
+    : storage_(config.storage),
+      store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      dir_(options_.data_dir),
+      spares_(std::make_unique<logs::SpareFiles>(dir_.logs(), spare_cap())) {
   rng_.seed(options_.seed ? options_.seed : std::random_device{}());
   auto pauses = store_.task_pauses();
   if (!pauses) spdlog::error("reading paused tasks: {}; every task fires", pauses.error().message);
@@ -760,33 +778,89 @@ std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> ru
     ended.push_back(std::move(e));
   };
 
-  // The logs first (a row never names a log that does not exist).
+  // The logs first (a row never names a log that does not exist). A large
+  // batch (a thousand tasks firing in the same second) has its logs made on
+  // the spawners too, in chunks, while this thread makes its own share:
+  // file creation is most of a start's cost here, and one thread making a
+  // thousand logs one after the other made the last run of the second start
+  // that much later. The spawners take these before any spawn.
   std::optional<uint64_t> free_bytes;
   if (min_free > 0)
     if (auto f = logs::free_space(options_.data_dir)) free_bytes = *f;
-  started.reserve(ctxs.size());
-  for (auto& ctx : ctxs) {
+  std::vector<Started> made(ctxs.size());
+  std::vector<std::string> errors(ctxs.size());
+  auto make = [&](size_t i) {
+    const std::shared_ptr<RunCtx>& ctx = ctxs[i];
     const config::Task& task = *ctx->task;
     const TimePoint at = clock_.now();
     auto rel = layout::DataDir::relative_log_path(task.name, at, ctx->run.id);
     if (!rel) {
-      fail_run(ctx, rel.error().message);
+      errors[i] = rel.error().message;
     } else if (free_bytes && *free_bytes < min_free) {
-      fail_run(ctx, "insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
-                        ", min_free_space = " + format_size(min_free));
+      errors[i] = "insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
+                  ", min_free_space = " + format_size(min_free);
     } else if (auto writer = logs::LogWriter::create(
                    dir_.absolute(*rel),
                    logs::WriterOptions{task.policy.log_max_size, on_full(task.policy.log_on_full), min_free,
-                                       options_.data_dir, options_.bus, task.name, ctx->run.id});
+                                       options_.data_dir, options_.bus, task.name, ctx->run.id},
+                   spares_->take());
                !writer) {
-      fail_run(ctx, writer.error().message);
+      errors[i] = writer.error().message;
     } else {
       ctx->log = std::move(*writer);
       fault::crash_point("scheduler.after_log_created");
-      started.push_back(Started{ctx, *rel, at, {}});
+      made[i] = Started{ctx, *rel, at, {}};
     }
+  };
+  if (ctxs.size() < kParallelLogs) {
+    for (size_t i = 0; i < ctxs.size(); ++i) make(i);
+  } else {
+    auto job = std::make_shared<LogJob>();
+    job->total = ctxs.size();
+    job->make = make;
+    const size_t chunks = (ctxs.size() + LogJob::kChunk - 1) / LogJob::kChunk;
+    {
+      std::lock_guard spawn(spawn_mu_);
+      for (size_t h = 0; h + 1 < chunks && h < static_cast<size_t>(kSpawners); ++h) log_jobs_.push_back(job);
+    }
+    spawn_cv_.notify_all();
+    job->work();
+    // `make` refers to this frame: wait until no helper is inside it.
+    std::unique_lock lock(job->mu);
+    job->cv.wait(lock, [&] { return job->done == job->total; });
+    job->make = nullptr;
+  }
+  // The spares used are made again by the spawners while they have nothing
+  // to spawn; a batch this large is ready next time.
+  spares_->want(std::max(kMinSpares, ctxs.size()));
+  if (spares_->low()) {
+    {
+      std::lock_guard spawn(spawn_mu_);
+      fill_spares_ = true;
+    }
+    spawn_cv_.notify_all();
+  }
+  for (size_t i = 0; i < ctxs.size(); ++i) {
+    if (made[i].ctx) {
+      started.push_back(std::move(made[i]));
+      continue;
+    }
+    const std::shared_ptr<RunCtx>& ctx = ctxs[i];
+    fail_run(ctx, std::move(errors[i]));
   }
   return started;
+}
+
+void Scheduler::LogJob::work() {
+  for (;;) {
+    const size_t from = next.fetch_add(kChunk);
+    if (from >= total) return;
+    const size_t to = std::min(total, from + kChunk);
+    for (size_t i = from; i < to; ++i) make(i);
+    std::lock_guard lock(mu);
+    done += to - from;
+    if (done == total) cv.notify_all();
+  }
 }
 
 void Scheduler::record_round(std::vector<Ended> ended, std::vector<Started> started, Slot slots) {
@@ -882,13 +956,36 @@ void Scheduler::spawner() {
   ::pthread_setname_np(::pthread_self(), "ck-spawn");
   std::unique_lock lock(spawn_mu_);
   for (;;) {
-    spawn_cv_.wait(lock, [&] { return spawn_stop_ || !spawn_jobs_.empty(); });
-    if (spawn_jobs_.empty()) return;  // spawn_stop_
-    std::shared_ptr<RunCtx> ctx = std::move(spawn_jobs_.front());
-    spawn_jobs_.pop_front();
+    spawn_cv_.wait(lock, [&] {
+      return spawn_stop_ || !log_jobs_.empty() || !spawn_jobs_.empty() || (fill_spares_ && !filling_);
+    });
+    if (!log_jobs_.empty()) {
+      std::shared_ptr<LogJob> job = std::move(log_jobs_.front());
+      log_jobs_.pop_front();
+      lock.unlock();
+      job->work();
+      lock.lock();
+      continue;
+    }
+    if (!spawn_jobs_.empty()) {
+      std::shared_ptr<RunCtx> ctx = std::move(spawn_jobs_.front());
+      spawn_jobs_.pop_front();
+      lock.unlock();
+      spawn(std::move(ctx));
+      lock.lock();
+      continue;
+    }
+    if (spawn_stop_) return;
+    // Nothing to spawn: one spare log file, then look at the queues again
+    // (a spawn arriving meanwhile waits for one file at most). One spawner
+    // at a time: the file system finds free inodes one after the other
+    // anyway, and racing for the same ones makes each search longer.
+    filling_ = true;
     lock.unlock();
-    spawn(std::move(ctx));
+    const bool more = spares_->make_one() && spares_->low();
     lock.lock();
+    filling_ = false;
+    if (!more) fill_spares_ = false;
   }
 }
 

@@ -69,6 +69,7 @@
 //     (above). Retry waits run on the steady clock and keep their real length.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -100,6 +101,7 @@ struct Outcome;
 }
 namespace cronkeep::logs {
 class LogWriter;
+class SpareFiles;
 }
 namespace cronkeep::events {
 class Bus;
@@ -375,6 +377,10 @@ class Scheduler {
   Clock& clock_;
   const Options options_;
   const layout::DataDir dir_;
+  // Log files made ahead (logs::SpareFiles): the spawners make them while
+  // idle, a start names one instead of making its file.
+  std::unique_ptr<logs::SpareFiles> spares_;
+  static constexpr size_t kMinSpares = 8;
 
   // Serialises the decisions that record (tick, run_now, set_paused,
   // shutdown's first step, start) so that each can release mu_ across its
@@ -405,6 +411,23 @@ class Scheduler {
   std::mutex spawn_mu_;
   std::condition_variable spawn_cv_;
   std::deque<std::shared_ptr<RunCtx>> spawn_jobs_;
+  // Logs of a large batch of starts, made in chunks by the bookkeeper and
+  // the spawners together (prepare_starts); taken before any spawn job.
+  struct LogJob {
+    static constexpr size_t kChunk = 16;
+    size_t total = 0;
+    std::function<void(size_t)> make;  // makes the log of start i; set until done == total
+    std::atomic<size_t> next{0};       // the next chunk's first index
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;  // starts whose log was made (or refused); guarded by mu
+    // Makes chunks until none is left.
+    void work();
+  };
+  static constexpr size_t kParallelLogs = 64;  // a batch this large has its logs made in parallel
+  std::deque<std::shared_ptr<LogJob>> log_jobs_;
+  bool fill_spares_ = false;  // spares_ is low: an idle spawner makes one
+  bool filling_ = false;      // a spawner is making one
   bool spawn_stop_ = false;
   std::vector<std::thread> spawners_;
   Lateness lateness_;

@@ -15,12 +15,14 @@
 // process: it reads the pipes, hands each chunk to the run's log writer (on
 // that thread), enforces timeouts and stops, reaps, and passes each Outcome
 // to the bookkeeper. The bookkeeper thread does a run's blocking work at
-// both ends: creating its log and marking it running (the starts waiting at
-// that moment in one commit); finalizing its log and recording its end (the
-// ends waiting at that moment in one commit). kSpawners spawner threads
-// start the processes (posix_spawn waits for the child's exec, which on a
-// busy machine waits for the scheduler of the kernel; a few overlap those
-// waits) and hand them to the loop. A system task's body still runs on a
+// both ends, in rounds: finalizing the logs of the ends waiting at that
+// moment and giving their slots to queued runs, creating the logs of the
+// starts waiting then, and recording those ends and marking those starts
+// running in one commit. kSpawners spawner threads start the processes
+// (posix_spawn waits for the child's exec, which on a busy machine waits
+// for the scheduler of the kernel; a few overlap those waits) and hand them
+// to the loop; they also help make a large batch's logs, and make spare
+// log files (logs::SpareFiles) while idle. A system task's body still runs on a
 // thread of its own. The caller's thread (run_loop, or a test calling
 // tick()) decides and records fires. All state is behind one mutex (mu_),
 // never held across a database commit: tick(), run_now(), set_paused(),

@@ -278,6 +278,39 @@ TEST_F(LogsTest, ALogBeingWrittenIsReadableUpToWhatIsOnDisk) {
   EXPECT_EQ(q.lines[0].text, "partial");
 }
 
+TEST_F(LogsTest, ASpareFileBecomesTheLogAndIsInvisibleUntilThen) {
+  fs::create_directories(dir_ / "logs");
+  SpareFiles spares(dir_ / "logs", 4);
+  EXPECT_FALSE(spares.take().valid());  // none made yet
+  spares.want(100);                     // capped at 4
+  while (spares.low()) ASSERT_TRUE(spares.make_one());
+  EXPECT_EQ(spares.ready(), 4u);
+  // Anonymous: nothing under logs/ until a log is made of one.
+  EXPECT_TRUE(fs::is_empty(dir_ / "logs"));
+  auto w = LogWriter::create(path_, {}, spares.take());
+  ASSERT_TRUE(w) << w.error().message;
+  EXPECT_EQ(spares.ready(), 3u);
+  EXPECT_TRUE(fs::exists(path_));  // named before create returns
+  (*w)->append("one\n", Stream::out, kT0);
+  (*w)->append("two\n", Stream::out, kT0 + 1s);
+  ASSERT_TRUE((*w)->finalize(kT0 + 2s));
+  EXPECT_EQ(read_file(path_), "one\ntwo\n");
+  EXPECT_EQ(read().lines.size(), 2u);
+  // A name already taken: the spare is not used, the file is made anew (truncated).
+  auto again = LogWriter::create(path_, {}, spares.take());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(read_file(path_), "");
+}
+
+TEST_F(LogsTest, SparesInAMissingDirectoryAreNotMadeButAskedForAgainLater) {
+  SpareFiles spares(dir_ / "nowhere", 2);
+  spares.want(2);
+  EXPECT_FALSE(spares.make_one());
+  EXPECT_TRUE(spares.low());  // the directory may appear later
+  fs::create_directories(dir_ / "nowhere");
+  EXPECT_TRUE(spares.make_one());
+}
+
 TEST_F(LogsTest, AMissingLogsDirectoryIsNeverMadeAgain) {
   // logs/ gone means the data directory moved: the writer must not recreate it.
   auto w = LogWriter::create(path_, {});

@@ -51,7 +51,62 @@ Result<UniqueFd> open_append(const std::string& path, bool truncate) {
   return UniqueFd(fd);
 }
 
+// Gives the anonymous file `fd` the name `path` and makes it append-only,
+// as open_append's files are. False when it cannot (the name is taken, no
+// /proc): the caller makes the file anew.
+bool name_spare(const UniqueFd& fd, const std::string& path) {
+  const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
+  if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) != 0) return false;
+  if (::fcntl(fd.get(), F_SETFL, O_APPEND) != 0) {
+    ::unlink(path.c_str());
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+SpareFiles::SpareFiles(std::string dir, size_t cap) : dir_(std::move(dir)), cap_(cap) {}
+
+UniqueFd SpareFiles::take() {
+  std::lock_guard lock(mu_);
+  if (ready_.empty()) return UniqueFd();
+  UniqueFd fd = std::move(ready_.back());
+  ready_.pop_back();
+  return fd;
+}
+
+void SpareFiles::want(size_t n) {
+  std::lock_guard lock(mu_);
+  target_ = std::max(target_, std::min(n, cap_));
+}
+
+bool SpareFiles::low() const {
+  std::lock_guard lock(mu_);
+  return !unsupported_ && ready_.size() < target_;
+}
+
+size_t SpareFiles::ready() const {
+  std::lock_guard lock(mu_);
+  return ready_.size();
+}
+
+bool SpareFiles::make_one() {
+  const int fd = ::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    const int err = errno;
+    // No such directory (yet, or any more): try again later. Anything else
+    // (EOPNOTSUPP, EISDIR on kernels without O_TMPFILE, EINVAL): never.
+    if (err != ENOENT && err != EMFILE && err != ENFILE && err != ENOSPC && err != EINTR) {
+      std::lock_guard lock(mu_);
+      unsupported_ = true;
+    }
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  ready_.emplace_back(fd);
+  return true;
+}
 
 std::string format::render(const Meta& m) {
   return std::string(kMetaHeader) + "\nfirst_line=" + std::to_string(m.first_line) +
@@ -231,10 +286,14 @@ struct LogWriter::State {
 
   // Opens a new current file. The sidecars are created on first use, so a
   // run that prints nothing costs one file, not three.
-  Status open_current() {
-    auto l = open_append(path, true);
-    if (!l) return tl::unexpected(l.error());
-    log = std::move(*l);
+  Status open_current(UniqueFd* spare = nullptr) {
+    if (spare && spare->valid() && name_spare(*spare, path)) {
+      log = std::move(*spare);
+    } else {
+      auto l = open_append(path, true);
+      if (!l) return tl::unexpected(l.error());
+      log = std::move(*l);
+    }
     idx.reset();
     tidx.reset();
     file_bytes = 0;
@@ -518,7 +577,8 @@ struct LogWriter::State {
 LogWriter::LogWriter(std::unique_ptr<State> state) : state_(std::move(state)) { state_->stats = &stats_; }
 LogWriter::~LogWriter() = default;
 
-Result<std::unique_ptr<LogWriter>> LogWriter::create(const std::string& path, WriterOptions options) {
+Result<std::unique_ptr<LogWriter>> LogWriter::create(const std::string& path, WriterOptions options,
+                                                     UniqueFd spare) {
   // Only the task's own directory is created (retention removes it when it
   // empties): a missing logs/ means the data directory moved or went away,
   // and is never quietly made anew.
@@ -531,7 +591,7 @@ Result<std::unique_ptr<LogWriter>> LogWriter::create(const std::string& path, Wr
   state->idx_buf.reserve(kFlushRecords);
   state->tidx_buf.reserve(kFlushRecords);
   auto writer = std::unique_ptr<LogWriter>(new LogWriter(std::move(state)));
-  if (auto st = writer->state_->open_current(); !st) return tl::unexpected(st.error());
+  if (auto st = writer->state_->open_current(&spare); !st) return tl::unexpected(st.error());
   return writer;
 }
 

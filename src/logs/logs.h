@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,41 @@ struct WriterStats {
   std::string error;              // the first write error, if any
 };
 
+// Files made ahead of the logs that will need them. Making a file is mostly
+// finding a free inode, which on a busy file system can cost milliseconds
+// (ext4 without a journal skips every recently deleted inode); a start that
+// makes its log pays that on its path. A spare is an anonymous file
+// (O_TMPFILE) made beforehand, off that path, in a directory of the logs'
+// file system; naming it (linkat) is all the start then pays. A spare never
+// appears in any directory unless a log is made of it, so a kill leaves
+// nothing behind (the kernel frees it with the descriptor). Thread-safe.
+class SpareFiles {
+ public:
+  // `dir`: where spares are made (any directory on the logs' file system;
+  // it may appear later). At most `cap` are kept.
+  SpareFiles(std::string dir, size_t cap);
+  // A spare, or an invalid descriptor when none is ready.
+  UniqueFd take();
+  // Keep at least `n` ready from now on (up to the cap); the target never
+  // shrinks, so a burst that came once is ready for when it comes again.
+  void want(size_t n);
+  // Whether fewer are ready than wanted (false for good once the file
+  // system turned out not to support anonymous files).
+  bool low() const;
+  // Makes one spare. False when it could not (the directory is missing, or
+  // anonymous files are unsupported: then low() is false from now on).
+  bool make_one();
+  size_t ready() const;
+
+ private:
+  const std::string dir_;
+  const size_t cap_;
+  mutable std::mutex mu_;
+  std::vector<UniqueFd> ready_;  // guarded by mu_
+  size_t target_ = 0;            // guarded by mu_
+  bool unsupported_ = false;     // guarded by mu_
+};
+
 // Writes one run's log. Not thread-safe: one writer per run, one thread.
 // Memory is bounded whatever the output: sidecar records are buffered and
 // written in batches, and no allocation happens per line.
@@ -66,8 +102,11 @@ class LogWriter {
  public:
   // Creates the log (and its task directory) at `path`; the sidecars follow
   // when their first records are flushed. The .log exists on disk when this
-  // returns. Errors: io.
-  static Result<std::unique_ptr<LogWriter>> create(const std::string& path, WriterOptions options);
+  // returns. A `spare` (SpareFiles::take) becomes the log by being named
+  // `path`; when it cannot be (or none is given), the file is made anew.
+  // Errors: io.
+  static Result<std::unique_ptr<LogWriter>> create(const std::string& path, WriterOptions options,
+                                                   UniqueFd spare = {});
   ~LogWriter();
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;

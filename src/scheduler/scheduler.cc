@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,6 +108,14 @@ struct Scheduler::Ended {
   std::unique_ptr<logs::LogWriter> unfinished;  // its log, when finalize failed
 };
 
+// A run whose log exists, waiting to be marked running.
+struct Scheduler::Started {
+  std::shared_ptr<RunCtx> ctx;
+  std::string rel;  // its log, relative to the data directory
+  TimePoint at;     // started_at (also the log name's stamp)
+  Status marked;
+};
+
 void Scheduler::add_task(const config::Task& task, int order, const std::vector<store::TaskPause>& pauses) {
   // Requires a prepared config (config::prepare); a task that slipped
   // through unparsed is never fired.
@@ -202,8 +211,25 @@ void Scheduler::set_peers(std::vector<std::string> live) {
   wake_.notify_all();
 }
 
+namespace {
+// How many spare log files may be kept: a burst of this many starts finds
+// its logs ready. Each holds a descriptor; an eighth of the limit at most.
+size_t spare_cap() {
+  rlimit files{};
+  size_t cap = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY)
+    cap = std::min<size_t>(cap, files.rlim_cur / 8);
+  return cap;
+}
+}  // namespace
+
 Scheduler::Scheduler(const config::Config& config, store::Store& store, Clock& clock, Options options)
-    : storage_(config.storage), store_(store), clock_(clock), options_(std::move(options)), dir_(options_.data_dir) {
+    : storage_(config.storage),
+      store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      dir_(options_.data_dir),
+      spares_(std::make_unique<logs::SpareFiles>(dir_.logs(), spare_cap())) {
   rng_.seed(options_.seed ? options_.seed : std::random_device{}());
   auto pauses = store_.task_pauses();
   if (!pauses) spdlog::error("reading paused tasks: {}; every task fires", pauses.error().message);
@@ -287,12 +313,13 @@ Status Scheduler::start() {
     return fail(ErrorCode::io, "cannot create " + dir_.logs() + ": " + std::strerror(errno));
   auto left = store_.in_flight_runs();
   if (!left) return tl::unexpected(left.error());
-  auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
-  if (!crashed) return tl::unexpected(crashed.error());
-  if (*crashed > 0) spdlog::warn("{} run(s) left in flight by a previous daemon marked crashed", *crashed);
   // Their partial logs stay; their .meta says they ended with the daemon. A
   // run that died between creating its log and recording it gets its log
-  // adopted, so no file is left without a row naming it.
+  // adopted, so no file is left without a row naming it. The logs are
+  // recovered before the rows are marked crashed: a kill during this loop
+  // (which writes a .meta per log, through a .meta.tmp) leaves the rows in
+  // flight, so the next start recovers them again and no half-made sidecar
+  // outlives them.
   for (store::Run& r : *left) {
     if (r.log_path.empty()) {
       auto found = find_log_of(dir_, r.task, r.id);
@@ -306,6 +333,9 @@ Status Scheduler::start() {
     const std::string path = dir_.absolute(r.log_path);
     if (auto st = logs::recover_crashed(path); !st) spdlog::warn("run {}: {}", r.id, st.error().message);
   }
+  auto crashed = store_.reconcile_in_flight(now, "daemon stopped while the run was in flight");
+  if (!crashed) return tl::unexpected(crashed.error());
+  if (*crashed > 0) spdlog::warn("{} run(s) left in flight by a previous daemon marked crashed", *crashed);
 
   // Last success and failure per task are read once here and kept up to
   // date as runs end, so listings and /metrics never scan the history.
@@ -693,26 +723,38 @@ void Scheduler::bookkeeper() {
     auto ends = std::move(books_ends_);
     books_ends_.clear();
     lock.unlock();
-    // Ends first: they free slots, and the runs they dispatch (queued ones,
-    // retries) start in this same round.
     std::vector<Ended> ended;
     ended.reserve(ends.size());
     for (auto& [ctx, outcome] : ends) ended.push_back(end_of(std::move(ctx), outcome.get()));
     ends.clear();
-    record_ends(std::move(ended));
+    // The ends free their slots first, so the runs they dispatch (queued
+    // ones) start in this same round: the ends and the starts they free are
+    // recorded in one commit. A slot is only counted, not the run: workers_
+    // and the end's publication wait for the commit (record_round).
+    if (!ended.empty()) {
+      std::lock_guard state(mu_);
+      for (const Ended& e : ended) release_slot_locked(e.run);
+    }
     std::vector<Launch> starts;
     lock.lock();
     starts.swap(books_starts_);
     lock.unlock();
     std::vector<Ended> not_started;
-    start_runs(std::move(starts), not_started);
-    record_ends(std::move(not_started));
+    std::vector<Started> started = prepare_starts(std::move(starts), not_started);
+    record_round(std::move(ended), std::move(started), Slot::released);
+    record_round(std::move(not_started), {}, Slot::held);
     lock.lock();
   }
 }
 
-void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) {
-  if (runs.empty()) return;
+void Scheduler::release_slot_locked(const Launch& run) {
+  --tasks_[run.task].running;
+  dispatch_queue(run.task);
+}
+
+std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> runs, std::vector<Ended>& ended) {
+  std::vector<Started> started;
+  if (runs.empty()) return started;
   std::vector<std::shared_ptr<RunCtx>> ctxs;
   uint64_t min_free = 0;
   {
@@ -733,56 +775,112 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
     e.end.status = RunStatus::failed;
     e.end.finished_at = clock_.now();
     e.end.message = std::move(message);
-    if (ctx->log) {
-      // The log exists and the row names it: finalized like any run's.
-      if (auto st = ctx->log->finalize(e.end.finished_at); !st) e.unfinished = std::move(ctx->log);
-      else e.end.log_bytes = static_cast<int64_t>(ctx->log->stats().bytes_on_disk);
-    }
     ended.push_back(std::move(e));
   };
 
-  // The logs first (a row never names a log that does not exist).
+  // The logs first (a row never names a log that does not exist). A large
+  // batch (a thousand tasks firing in the same second) has its logs made on
+  // the spawners too, in chunks, while this thread makes its own share:
+  // file creation is most of a start's cost here, and one thread making a
+  // thousand logs one after the other made the last run of the second start
+  // that much later. The spawners take these before any spawn.
   std::optional<uint64_t> free_bytes;
   if (min_free > 0)
     if (auto f = logs::free_space(options_.data_dir)) free_bytes = *f;
-  struct Started {
-    std::shared_ptr<RunCtx> ctx;
-    std::string rel;
-    TimePoint at;
-    Status marked;
-  };
-  std::vector<Started> started;
-  for (auto& ctx : ctxs) {
+  std::vector<Started> made(ctxs.size());
+  std::vector<std::string> errors(ctxs.size());
+  auto make = [&](size_t i) {
+    const std::shared_ptr<RunCtx>& ctx = ctxs[i];
     const config::Task& task = *ctx->task;
     const TimePoint at = clock_.now();
     auto rel = layout::DataDir::relative_log_path(task.name, at, ctx->run.id);
     if (!rel) {
-      fail_run(ctx, rel.error().message);
+      errors[i] = rel.error().message;
     } else if (free_bytes && *free_bytes < min_free) {
-      fail_run(ctx, "insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
-                        ", min_free_space = " + format_size(min_free));
+      errors[i] = "insufficient disk space: " + format_size(*free_bytes) + " free on " + options_.data_dir +
+                  ", min_free_space = " + format_size(min_free);
     } else if (auto writer = logs::LogWriter::create(
                    dir_.absolute(*rel),
                    logs::WriterOptions{task.policy.log_max_size, on_full(task.policy.log_on_full), min_free,
-                                       options_.data_dir, options_.bus, task.name, ctx->run.id});
+                                       options_.data_dir, options_.bus, task.name, ctx->run.id},
+                   spares_->take());
                !writer) {
-      fail_run(ctx, writer.error().message);
+      errors[i] = writer.error().message;
     } else {
       ctx->log = std::move(*writer);
       fault::crash_point("scheduler.after_log_created");
-      started.push_back(Started{ctx, *rel, at, {}});
+      made[i] = Started{ctx, *rel, at, {}};
     }
+  };
+  if (ctxs.size() < kParallelLogs) {
+    for (size_t i = 0; i < ctxs.size(); ++i) make(i);
+  } else {
+    auto job = std::make_shared<LogJob>();
+    job->total = ctxs.size();
+    job->make = make;
+    const size_t chunks = (ctxs.size() + LogJob::kChunk - 1) / LogJob::kChunk;
+    {
+      std::lock_guard spawn(spawn_mu_);
+      for (size_t h = 0; h + 1 < chunks && h < static_cast<size_t>(kSpawners); ++h) log_jobs_.push_back(job);
+    }
+    spawn_cv_.notify_all();
+    job->work();
+    // `make` refers to this frame: wait until no helper is inside it.
+    std::unique_lock lock(job->mu);
+    job->cv.wait(lock, [&] { return job->done == job->total; });
+    job->make = nullptr;
   }
-  if (started.empty()) return;
+  // The spares used are made again by the spawners while they have nothing
+  // to spawn; a batch this large is ready next time.
+  spares_->want(std::max(kMinSpares, ctxs.size()));
+  if (spares_->low()) {
+    {
+      std::lock_guard spawn(spawn_mu_);
+      fill_spares_ = true;
+    }
+    spawn_cv_.notify_all();
+  }
+  for (size_t i = 0; i < ctxs.size(); ++i) {
+    if (made[i].ctx) {
+      started.push_back(std::move(made[i]));
+      continue;
+    }
+    const std::shared_ptr<RunCtx>& ctx = ctxs[i];
+    fail_run(ctx, std::move(errors[i]));
+  }
+  return started;
+}
 
-  // Every start waiting now in one commit. A batch whose commit failed is
-  // tried again a run at a time, so that each run gets its own answer.
+void Scheduler::LogJob::work() {
+  for (;;) {
+    const size_t from = next.fetch_add(kChunk);
+    if (from >= total) return;
+    const size_t to = std::min(total, from + kChunk);
+    for (size_t i = from; i < to; ++i) make(i);
+    std::lock_guard lock(mu);
+    done += to - from;
+    if (done == total) cv.notify_all();
+  }
+}
+
+void Scheduler::record_round(std::vector<Ended> ended, std::vector<Started> started, Slot slots) {
+  if (ended.empty() && started.empty()) return;
+  if (!ended.empty()) fault::crash_point("scheduler.before_finish_run");
+  // Every end and every start waiting now in one commit. A batch whose
+  // commit failed is tried again a call at a time, so that each gets its
+  // own answer (an end the database refuses is kept, as record_end keeps
+  // it; a start it refuses is not started).
+  std::vector<Status> results(ended.size());
   Status batch = store_.write_batch([&] {
+    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
     for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
   });
-  if (!batch)
+  if (!batch) {
+    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
     for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
+  }
 
+  // The starts first: the spawners get to work while the ends are counted.
   for (Started& s : started) {
     RunCtx& ctx = *s.ctx;
     const Launch& run = ctx.run;
@@ -798,8 +896,6 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
       continue;
     }
     fault::crash_point("scheduler.after_mark_running");
-    publish_state(run, task.name, RunStatus::running);
-    if (run.scheduled) record_lateness(s.at - *run.scheduled);
     runner::Command cmd;
     cmd.shell_command = task.run;
     cmd.env = task.env;
@@ -823,19 +919,73 @@ void Scheduler::start_runs(std::vector<Launch> runs, std::vector<Ended>& ended) 
     }
     spawn_cv_.notify_one();
   }
+
+  for (size_t i = 0; i < ended.size(); ++i) {
+    Ended& e = ended[i];
+    if (!results[i]) {
+      spdlog::error("run {}: cannot record its end ({}); kept in memory, recorded when the database accepts writes "
+                    "again",
+                    e.run.id, results[i].error().message);
+      {
+        std::lock_guard lock(mu_);
+        write_problem_ = "cannot record runs: " + results[i].error().message;
+        pending_ends_.push_back(PendingEnd{e.run, e.end, false, std::move(e.unfinished)});
+      }
+      finished(e.run, e.end.status, false, slots);
+      continue;
+    }
+    {
+      std::lock_guard lock(mu_);
+      recorded_locked(e.run, e.end);
+      // Recorded, but its log's .meta could not be written: finalized later.
+      if (e.unfinished) pending_ends_.push_back(PendingEnd{e.run, e.end, true, std::move(e.unfinished)});
+    }
+    if (e.end.status != RunStatus::succeeded)
+      spdlog::warn("{} run {} {}: {}", e.task, e.run.id, store::to_string(e.end.status), e.end.message);
+    finished(e.run, e.end.status, true, slots);
+  }
+
+  for (Started& s : started) {
+    if (!s.marked) continue;
+    publish_state(s.ctx->run, s.ctx->task->name, RunStatus::running);
+    if (s.ctx->run.scheduled) record_lateness(s.at - *s.ctx->run.scheduled);
+  }
 }
 
 void Scheduler::spawner() {
   ::pthread_setname_np(::pthread_self(), "ck-spawn");
   std::unique_lock lock(spawn_mu_);
   for (;;) {
-    spawn_cv_.wait(lock, [&] { return spawn_stop_ || !spawn_jobs_.empty(); });
-    if (spawn_jobs_.empty()) return;  // spawn_stop_
-    std::shared_ptr<RunCtx> ctx = std::move(spawn_jobs_.front());
-    spawn_jobs_.pop_front();
+    spawn_cv_.wait(lock, [&] {
+      return spawn_stop_ || !log_jobs_.empty() || !spawn_jobs_.empty() || (fill_spares_ && !filling_);
+    });
+    if (!log_jobs_.empty()) {
+      std::shared_ptr<LogJob> job = std::move(log_jobs_.front());
+      log_jobs_.pop_front();
+      lock.unlock();
+      job->work();
+      lock.lock();
+      continue;
+    }
+    if (!spawn_jobs_.empty()) {
+      std::shared_ptr<RunCtx> ctx = std::move(spawn_jobs_.front());
+      spawn_jobs_.pop_front();
+      lock.unlock();
+      spawn(std::move(ctx));
+      lock.lock();
+      continue;
+    }
+    if (spawn_stop_) return;
+    // Nothing to spawn: one spare log file, then look at the queues again
+    // (a spawn arriving meanwhile waits for one file at most). One spawner
+    // at a time: the file system finds free inodes one after the other
+    // anyway, and racing for the same ones makes each search longer.
+    filling_ = true;
     lock.unlock();
-    spawn(std::move(ctx));
+    const bool more = spares_->make_one() && spares_->low();
     lock.lock();
+    filling_ = false;
+    if (!more) fill_spares_ = false;
   }
 }
 
@@ -965,44 +1115,6 @@ Scheduler::Ended Scheduler::end_of(std::shared_ptr<RunCtx> ctx, const runner::Ou
   return out;
 }
 
-void Scheduler::record_ends(std::vector<Ended> ended) {
-  if (ended.empty()) return;
-  fault::crash_point("scheduler.before_finish_run");
-  // Every end waiting now in one commit; a batch whose commit failed is
-  // tried again an end at a time, so that each gets its own answer (and one
-  // the database refuses is kept, as record_end keeps it).
-  std::vector<Status> results(ended.size());
-  Status batch = store_.write_batch([&] {
-    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
-  });
-  if (!batch)
-    for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
-  for (size_t i = 0; i < ended.size(); ++i) {
-    Ended& e = ended[i];
-    if (!results[i]) {
-      spdlog::error("run {}: cannot record its end ({}); kept in memory, recorded when the database accepts writes "
-                    "again",
-                    e.run.id, results[i].error().message);
-      {
-        std::lock_guard lock(mu_);
-        write_problem_ = "cannot record runs: " + results[i].error().message;
-        pending_ends_.push_back(PendingEnd{e.run, e.end, false, std::move(e.unfinished)});
-      }
-      finished(e.run, e.end.status, false);
-      continue;
-    }
-    {
-      std::lock_guard lock(mu_);
-      recorded_locked(e.run, e.end);
-      // Recorded, but its log's .meta could not be written: finalized later.
-      if (e.unfinished) pending_ends_.push_back(PendingEnd{e.run, e.end, true, std::move(e.unfinished)});
-    }
-    if (e.end.status != RunStatus::succeeded)
-      spdlog::warn("{} run {} {}: {}", e.task, e.run.id, store::to_string(e.end.status), e.end.message);
-    finished(e.run, e.end.status);
-  }
-}
-
 bool Scheduler::record_end(const Launch& run, const store::RunEnd& end, std::unique_ptr<logs::LogWriter> unfinished) {
   if (auto st = store_.finish_run(run.id, end); !st) {
     // The process has ended; its result must not be lost (a full disk):
@@ -1118,10 +1230,10 @@ void Scheduler::publish_state(const Launch& run, const std::string& task, RunSta
   options_.bus->publish(std::move(e));
 }
 
-void Scheduler::finished(const Launch& run, RunStatus status, bool publish) {
+void Scheduler::finished(const Launch& run, RunStatus status, bool publish, Slot slot) {
   std::lock_guard lock(mu_);
   TaskState& ts = tasks_[run.task];
-  --ts.running;
+  if (slot == Slot::held) --ts.running;
   active_.erase(run.id);
   const auto& p = ts.task->policy;
   // log_overflow (kill_task) ended a run that did not finish its work, as a

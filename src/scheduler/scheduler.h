@@ -15,12 +15,14 @@
 // process: it reads the pipes, hands each chunk to the run's log writer (on
 // that thread), enforces timeouts and stops, reaps, and passes each Outcome
 // to the bookkeeper. The bookkeeper thread does a run's blocking work at
-// both ends: creating its log and marking it running (the starts waiting at
-// that moment in one commit); finalizing its log and recording its end (the
-// ends waiting at that moment in one commit). kSpawners spawner threads
-// start the processes (posix_spawn waits for the child's exec, which on a
-// busy machine waits for the scheduler of the kernel; a few overlap those
-// waits) and hand them to the loop. A system task's body still runs on a
+// both ends, in rounds: finalizing the logs of the ends waiting at that
+// moment and giving their slots to queued runs, creating the logs of the
+// starts waiting then, and recording those ends and marking those starts
+// running in one commit. kSpawners spawner threads start the processes
+// (posix_spawn waits for the child's exec, which on a busy machine waits
+// for the scheduler of the kernel; a few overlap those waits) and hand them
+// to the loop; they also help make a large batch's logs, and make spare
+// log files (logs::SpareFiles) while idle. A system task's body still runs on a
 // thread of its own. The caller's thread (run_loop, or a test calling
 // tick()) decides and records fires. All state is behind one mutex (mu_),
 // never held across a database commit: tick(), run_now(), set_paused(),
@@ -69,6 +71,7 @@
 //     (above). Retry waits run on the steady clock and keep their real length.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -100,6 +103,7 @@ struct Outcome;
 }
 namespace cronkeep::logs {
 class LogWriter;
+class SpareFiles;
 }
 namespace cronkeep::events {
 class Bus;
@@ -330,9 +334,19 @@ class Scheduler {
   // store call): starts and ends of process runs, batched.
   struct RunCtx;
   struct Ended;
+  struct Started;
+  // Whether a run's slot was already given back (release_slot_locked) when
+  // finished() is called.
+  enum class Slot { held, released };
   void bookkeeper();
-  void start_runs(std::vector<Launch> runs, std::vector<Ended>& ended);
-  void record_ends(std::vector<Ended> ended);
+  // Gives the run's slot back and dispatches the task's queue into it.
+  void release_slot_locked(const Launch& run);
+  // Creates the logs of `runs`; returns those ready to be marked running and
+  // puts those that cannot start (their log could not be made) in `ended`.
+  std::vector<Started> prepare_starts(std::vector<Launch> runs, std::vector<Ended>& ended);
+  // Records `ended` and marks `started` running in one commit, then hands
+  // the starts to the spawners and finishes the ends (finished()).
+  void record_round(std::vector<Ended> ended, std::vector<Started> started, Slot slots);
   // `outcome` null: the spawn failed (ctx->start_error says why).
   Ended end_of(std::shared_ptr<RunCtx> ctx, const runner::Outcome* outcome);
   // A spawner thread: spawns a started run and hands it to the children's loop.
@@ -343,9 +357,10 @@ class Scheduler {
   void record_lateness(Millis late);
   // A system task's body, on a thread of its own.
   void work_system(const Launch& launch);
-  // Releases the run's slot, plans a retry; publishes the end unless
-  // `publish` is false (an end not recorded yet). Takes mu_.
-  void finished(const Launch& launch, store::RunStatus status, bool publish = true);
+  // Releases the run's slot (unless `slot` says it was released already),
+  // plans a retry; publishes the end unless `publish` is false (an end not
+  // recorded yet). Takes mu_.
+  void finished(const Launch& launch, store::RunStatus status, bool publish = true, Slot slot = Slot::held);
   // Records a run's end; when the store refuses (a full disk), keeps it in
   // pending_ends_ and releases the slot. Returns whether it was recorded.
   // Takes mu_.
@@ -364,6 +379,10 @@ class Scheduler {
   Clock& clock_;
   const Options options_;
   const layout::DataDir dir_;
+  // Log files made ahead (logs::SpareFiles): the spawners make them while
+  // idle, a start names one instead of making its file.
+  std::unique_ptr<logs::SpareFiles> spares_;
+  static constexpr size_t kMinSpares = 8;
 
   // Serialises the decisions that record (tick, run_now, set_paused,
   // shutdown's first step, start) so that each can release mu_ across its
@@ -394,6 +413,23 @@ class Scheduler {
   std::mutex spawn_mu_;
   std::condition_variable spawn_cv_;
   std::deque<std::shared_ptr<RunCtx>> spawn_jobs_;
+  // Logs of a large batch of starts, made in chunks by the bookkeeper and
+  // the spawners together (prepare_starts); taken before any spawn job.
+  struct LogJob {
+    static constexpr size_t kChunk = 16;
+    size_t total = 0;
+    std::function<void(size_t)> make;  // makes the log of start i; set until done == total
+    std::atomic<size_t> next{0};       // the next chunk's first index
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t done = 0;  // starts whose log was made (or refused); guarded by mu
+    // Makes chunks until none is left.
+    void work();
+  };
+  static constexpr size_t kParallelLogs = 64;  // a batch this large has its logs made in parallel
+  std::deque<std::shared_ptr<LogJob>> log_jobs_;
+  bool fill_spares_ = false;  // spares_ is low: an idle spawner makes one
+  bool filling_ = false;      // a spawner is making one
   bool spawn_stop_ = false;
   std::vector<std::thread> spawners_;
   Lateness lateness_;

@@ -231,6 +231,14 @@ check "a missing module is an error naming the file" bash -c \
   "! CRONKEEP_MODULE_DIR='$work/no-modules' '$bin' tasks -c pgmod.toml 2>pgmod.err && grep -q 'no-modules/cronkeep-postgres.so' pgmod.err"
 check "with the module, an unreachable server is an error naming it" bash -c \
   "! '$bin' tasks -c pgmod.toml 2>pgmod.err && grep -q 'nonexistent-dir' pgmod.err && ! grep -q 'cronkeep-postgres.so' pgmod.err"
+# The README's install: `cmake --install build --prefix PREFIX` puts the
+# binary in PREFIX/bin and the module in PREFIX/lib/cronkeep, where the
+# installed binary finds it.
+cmake --install "$(dirname "$bin")" --prefix "$work/prefix" > install.log
+check "cmake --install puts the binary and the module where the README says" \
+  test -x prefix/bin/cronkeep -a -f prefix/lib/cronkeep/cronkeep-postgres.so
+check "the installed binary finds its module" bash -c \
+  "! prefix/bin/cronkeep tasks -c pgmod.toml 2>pgmod.err && grep -q 'nonexistent-dir' pgmod.err && ! grep -q 'cronkeep-postgres.so' pgmod.err"
 
 if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
 echo "e2e: all checks passed"

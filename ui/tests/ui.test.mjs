@@ -131,7 +131,10 @@ try {
   // ---- run page: stdout/stderr told apart, ANSI colours, bad bytes, long lines ----
   step = 'run page';
   await page.goto(`${d.base}/#/run/colors/${colors.id}`);
-  await page.waitForSelector('#log .ln.s-e');
+  // Attached, not visible: stdout and stderr are two pipes, so the stderr
+  // line lands before or after the 100 kB line depending on which pipe the
+  // children's loop read first, and after it, it is below the fold.
+  await page.waitForSelector('#log .ln.s-e', { state: 'attached' });
   assert.match(await page.textContent('#log .ln.s-e'), /to stderr/);
   const red = await page.$eval('#log .ln.s-o .t span.f1', (s) => [s.textContent, getComputedStyle(s).color]);
   assert.equal(red[0], 'red text');

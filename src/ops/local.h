@@ -28,9 +28,9 @@ class Bus;
 namespace cronkeep::ops {
 
 // One thread for blocking maintenance: callers hand a job over and wait for
-// it; jobs run one at a time, in order. The thread lowers its own CPU
-// priority (nice 10) so bulk deletes yield to the scheduler; it is the only
-// thread ever reniced. Thread-safe.
+// it; jobs run one at a time, in order. It keeps its priority: it holds the
+// store's write lock for each batch, so a reniced thread would keep the
+// scheduler waiting (docs/architecture.md, "Threads"). Thread-safe.
 class MaintenanceThread {
  public:
   MaintenanceThread();

@@ -4,6 +4,8 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
+#include <atomic>
 #include <pqxx/pqxx>
 
 #include "base/clock.h"
@@ -224,6 +226,28 @@ TEST_P(StoreTest, RefusesToFinishARunTwiceOrStartAFinishedOne) {
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ErrorCode::not_found);
   EXPECT_EQ(store_->get_run(9999).error().code, ErrorCode::not_found);
+}
+
+TEST_P(StoreTest, AStartInASlotWaitsWhileTheTasksRunsHoldEverySlot) {
+  const int64_t first = add("t");
+  const int64_t second = add("t");
+  const int64_t other = add("u");
+  ASSERT_TRUE(store_->mark_running_in_slot(first, "logs/t/1.log", at(100), 1));
+  auto refused = store_->mark_running_in_slot(second, "logs/t/2.log", at(101), 1);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::busy);
+  EXPECT_EQ(store_->get_run(second)->status, RunStatus::pending) << "a refused start stays pending";
+  EXPECT_TRUE(store_->mark_running_in_slot(other, "logs/u/1.log", at(101), 1)) << "slots are per task";
+  // Two slots: the second starts. Ended, the first frees its slot.
+  const int64_t third = add("t");
+  ASSERT_TRUE(store_->mark_running_in_slot(second, "logs/t/2.log", at(102), 2));
+  EXPECT_EQ(store_->mark_running_in_slot(third, "logs/t/3.log", at(102), 2).error().code, ErrorCode::busy);
+  RunEnd end;
+  end.finished_at = at(103);
+  ASSERT_TRUE(store_->finish_run(first, end));
+  EXPECT_TRUE(store_->mark_running_in_slot(third, "logs/t/3.log", at(104), 2));
+  EXPECT_EQ(store_->mark_running_in_slot(third, "x", at(105), 9).error().code, ErrorCode::conflict);
+  EXPECT_EQ(store_->mark_running_in_slot(9999, "x", at(105), 9).error().code, ErrorCode::not_found);
 }
 
 TEST_P(StoreTest, ReconcileTurnsEveryInFlightRunIntoCrashed) {
@@ -822,6 +846,33 @@ TEST_F(PgNodesTest, ARunFinishedOnlyByTheNodeThatOwnsIt) {
   end.finished_at = at(101);
   EXPECT_EQ(b_->finish_run(**id, end).error().code, ErrorCode::conflict);
   EXPECT_TRUE(a_->finish_run(**id, end));
+}
+
+TEST_F(PgNodesTest, StartsInASlotCountEveryNodesRunsOneNodeAfterTheOther) {
+  auto ra = a_->claim_fire(fire("t", 100));
+  auto rb = b_->claim_fire(fire("t", 101));
+  // b's start waits for a's batch, which holds t's slot lock to its commit,
+  // and then counts a's run: one slot, one run, whichever node asks.
+  std::thread other;
+  std::atomic<bool> b_done{false};
+  Status b_start;
+  ASSERT_TRUE(a_->write_batch([&] {
+    ASSERT_TRUE(a_->mark_running_in_slot(**ra, "logs/t/a.log", at(100), 1));
+    other = std::thread([&] {
+      b_start = b_->mark_running_in_slot(**rb, "logs/t/b.log", at(101), 1);
+      b_done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_FALSE(b_done) << "b counted before a's start committed";
+  }));
+  other.join();
+  ASSERT_FALSE(b_start);
+  EXPECT_EQ(b_start.error().code, ErrorCode::busy);
+  RunEnd end;
+  end.finished_at = at(102);
+  ASSERT_TRUE(a_->finish_run(**ra, end));
+  EXPECT_TRUE(b_->mark_running_in_slot(**rb, "logs/t/b.log", at(103), 1));
+  EXPECT_EQ(a_->mark_running_in_slot(**rb, "x", at(104), 1).error().code, ErrorCode::conflict) << "b's run";
 }
 
 TEST_F(PgNodesTest, EachNodeReplaysOnlyItsOwnTombstonesAndForgettingANodeDropsItsOwn) {

@@ -113,6 +113,7 @@ struct Scheduler::Started {
   std::shared_ptr<RunCtx> ctx;
   std::string rel;  // its log, relative to the data directory
   TimePoint at;     // started_at (also the log name's stamp)
+  int slots = 0;    // > 0: marked only while fewer runs of the task run on any node (mark_running_in_slot)
   Status marked;
 };
 
@@ -559,7 +560,7 @@ void Scheduler::fire(size_t t, TimePoint nominal, Trigger trigger) {
   refresh_elsewhere(t);
   if (trigger == Trigger::catch_up || ts.running + ts.elsewhere < p.max_concurrent) {
     auto id = insert(t, trigger, nominal, 1, std::nullopt, RunStatus::pending, "");
-    if (id) start_or_queue(Launch{*id, t, 1, std::nullopt, scheduled});
+    if (id) start_or_queue(Launch{*id, t, 1, std::nullopt, scheduled, nullptr, trigger == Trigger::catch_up});
     return;
   }
   const std::string limit = "max_concurrent = " + std::to_string(p.max_concurrent) +
@@ -756,6 +757,7 @@ std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> ru
   std::vector<Started> started;
   if (runs.empty()) return started;
   std::vector<std::shared_ptr<RunCtx>> ctxs;
+  std::vector<int> slots;
   uint64_t min_free = 0;
   {
     // reload() may replace a task's settings meanwhile; the run keeps these.
@@ -765,6 +767,10 @@ std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> ru
       auto ctx = std::make_shared<RunCtx>();
       ctx->run = run;
       ctx->task = tasks_[run.task].task;
+      // Among nodes, the slot counted when the run was dispatched may have
+      // been taken since by another node's start: the mark counts again,
+      // under the task's slot lock.
+      slots.push_back(peers_.size() > 1 && !run.regardless ? ctx->task->policy.max_concurrent : 0);
       ctxs.push_back(std::move(ctx));
     }
   }
@@ -809,7 +815,7 @@ std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> ru
     } else {
       ctx->log = std::move(*writer);
       fault::crash_point("scheduler.after_log_created");
-      made[i] = Started{ctx, *rel, at, {}};
+      made[i] = Started{ctx, *rel, at, slots[i], {}};
     }
   };
   if (ctxs.size() < kParallelLogs) {
@@ -871,13 +877,22 @@ void Scheduler::record_round(std::vector<Ended> ended, std::vector<Started> star
   // own answer (an end the database refuses is kept, as record_end keeps
   // it; a start it refuses is not started).
   std::vector<Status> results(ended.size());
+  // The slot locks (PostgreSQL) are taken in task order, so two nodes'
+  // rounds never wait for each other in a cycle.
+  if (std::any_of(started.begin(), started.end(), [](const Started& s) { return s.slots > 0; }))
+    std::stable_sort(started.begin(), started.end(),
+                     [](const Started& a, const Started& b) { return a.ctx->task->name < b.ctx->task->name; });
+  auto mark = [&](Started& s) {
+    s.marked = s.slots > 0 ? store_.mark_running_in_slot(s.ctx->run.id, s.rel, s.at, s.slots)
+                           : store_.mark_running(s.ctx->run.id, s.rel, s.at);
+  };
   Status batch = store_.write_batch([&] {
     for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
-    for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
+    for (Started& s : started) mark(s);
   });
   if (!batch) {
     for (size_t i = 0; i < ended.size(); ++i) results[i] = store_.finish_run(ended[i].run.id, ended[i].end);
-    for (Started& s : started) s.marked = store_.mark_running(s.ctx->run.id, s.rel, s.at);
+    for (Started& s : started) mark(s);
   }
 
   // The starts first: the spawners get to work while the ends are counted.
@@ -891,6 +906,10 @@ void Scheduler::record_round(std::vector<Ended> ended, std::vector<Started> star
       ctx.log.reset();
       layout::Removal removal;
       (void)layout::remove_run_files(dir_, {s.rel}, removal);
+      if (s.marked.error().code == ErrorCode::busy) {
+        slot_taken(run, s.marked.error().message);
+        continue;
+      }
       spdlog::warn("run {}: not started: {}", run.id, s.marked.error().message);
       finished(run, RunStatus::cancelled);
       continue;
@@ -950,6 +969,29 @@ void Scheduler::record_round(std::vector<Ended> ended, std::vector<Started> star
     publish_state(s.ctx->run, s.ctx->task->name, RunStatus::running);
     if (s.ctx->run.scheduled) record_lateness(s.at - *s.ctx->run.scheduled);
   }
+}
+
+void Scheduler::slot_taken(const Launch& run, const std::string& why) {
+  std::unique_lock lock(mu_);
+  TaskState& ts = tasks_[run.task];
+  if (ts.task->policy.on_overlap == config::Overlap::skip && run.scheduled) {
+    lock.unlock();
+    store::RunEnd end;
+    end.status = RunStatus::skipped;
+    end.finished_at = clock_.now();
+    end.message = "skipped: another node started a run first (" + why + ", on_overlap = skip)";
+    if (auto st = store_.finish_run(run.id, end); !st) spdlog::error("run {}: {}", run.id, st.error().message);
+    finished(run, RunStatus::skipped);
+    return;
+  }
+  // Waits in the queue again, first, until a tick sees a slot free.
+  spdlog::debug("{} run {}: not started yet: {}", ts.task->name, run.id, why);
+  --ts.running;
+  ++ts.elsewhere;
+  active_.erase(run.id);
+  ts.queue.push_front(run);
+  --workers_;
+  idle_cv_.notify_all();
 }
 
 void Scheduler::spawner() {

@@ -279,6 +279,7 @@ class Scheduler {
     std::optional<int64_t> retry_of;
     std::optional<TimePoint> scheduled = std::nullopt;  // for lateness: scheduled fires only
     std::shared_ptr<const Env> env = nullptr;           // extra variables of a manual run
+    bool regardless = false;                            // a catch-up run: starts whatever the slots
   };
   struct TaskState {
     // Replaced whole by reload(); a starting run copies the pointer under mu_ and
@@ -341,6 +342,10 @@ class Scheduler {
   void bookkeeper();
   // Gives the run's slot back and dispatches the task's queue into it.
   void release_slot_locked(const Launch& run);
+  // A start refused because other nodes' runs took the task's slots since it
+  // was dispatched: a skip fire is recorded skipped, any other run waits at
+  // the head of the queue again.
+  void slot_taken(const Launch& run, const std::string& why);
   // Creates the logs of `runs`; returns those ready to be marked running and
   // puts those that cannot start (their log could not be made) in `ended`.
   std::vector<Started> prepare_starts(std::vector<Launch> runs, std::vector<Ended>& ended);

@@ -160,6 +160,9 @@ INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY tas
 // Any advisory lock key cronkeep takes is this namespace plus a hash.
 constexpr int32_t kLockNamespace = 0x636b;  // "ck"
 constexpr int32_t kMigrationLock = 1;
+// The slot locks of mark_running_in_slot: their own namespace (the second
+// key is the task name's hash), so they never meet the keys above.
+constexpr int32_t kSlotLocks = 0x636c;  // "cl"
 
 const char* const kRunColumns =
     "id, task, trigger, attempt, retry_of, status, scheduled_at, created_at, started_at, finished_at, "
@@ -428,6 +431,28 @@ class PgStore final : public Store {
                        " WHERE id = $3 AND status = 'pending' AND node = $4",
                        Params().add(log_path).add(started_at).add(id).add(node_));
       if (r.affected_rows() == 0) return missing_or_conflict(tx, id, "is not pending on node " + node_);
+      return {};
+    });
+  }
+
+  Status mark_running_in_slot(int64_t id, const std::string& log_path, TimePoint started_at,
+                              int max_concurrent) override {
+    return write_status("starting run " + std::to_string(id), [&](pqxx::transaction_base& tx) -> Status {
+      auto r = run_sql(tx, "SELECT task FROM runs WHERE id = $1 AND status = 'pending' AND node = $2",
+                       Params().add(id).add(node_));
+      if (r.empty()) return missing_or_conflict(tx, id, "is not pending on node " + node_);
+      const std::string task = r[0][0].as<std::string>();
+      // Held to the commit. Read committed: the count below, a statement
+      // after the lock, sees every start committed before it was granted.
+      run_sql(tx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", Params().add(kSlotLocks).add(task));
+      const int64_t running =
+          run_sql(tx, "SELECT COUNT(*) FROM runs WHERE task = $1 AND status = 'running'", Params().add(task))[0][0]
+              .as<int64_t>();
+      if (running >= max_concurrent)
+        return fail(ErrorCode::busy, "max_concurrent = " + std::to_string(max_concurrent) + " reached: " +
+                                         std::to_string(running) + " run(s) of " + task + " running");
+      run_sql(tx, "UPDATE runs SET status = 'running', log_path = $1, started_at = $2 WHERE id = $3",
+              Params().add(log_path).add(started_at).add(id));
       return {};
     });
   }

@@ -449,6 +449,28 @@ class SqliteStore final : public Store {
     return {};
   }
 
+  Status mark_running_in_slot(int64_t id, const std::string& log_path, TimePoint started_at,
+                              int max_concurrent) override {
+    // One writer: the count and the mark are one statement.
+    std::lock_guard lock(write_mu_);
+    if (auto st = writable(); !st) return st;
+    Stmt s(writer_.get(),
+           "UPDATE runs SET status = 'running', log_path = ?, started_at = ? WHERE id = ? AND status = 'pending'"
+           " AND (SELECT COUNT(*) FROM runs r WHERE r.task = runs.task AND r.status = 'running') < ?");
+    s.bind(1, log_path);
+    s.bind(2, to_unix_ms(started_at));
+    s.bind(3, id);
+    s.bind(4, static_cast<int64_t>(max_concurrent));
+    if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "starting run " + std::to_string(id));
+    if (sqlite3_changes(writer_.get()) > 0) return {};
+    Stmt q(writer_.get(), "SELECT task FROM runs WHERE id = ? AND status = 'pending'");
+    q.bind(1, id);
+    if (q.step() == SQLITE_ROW)
+      return fail(ErrorCode::busy, "max_concurrent = " + std::to_string(max_concurrent) + " reached: the runs of " +
+                                       q.text(0) + " hold every slot");
+    return missing_or_conflict(id, "is not pending");
+  }
+
   Status finish_run(int64_t id, const RunEnd& end) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;

@@ -326,10 +326,10 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Runs `body` with every insert_run/mark_running/finish_run it makes in
+  // Runs `body` with every insert_run/mark_running(_in_slot)/finish_run it makes in
   // ONE transaction (one commit instead of one per call), holding the write
   // lock throughout; other threads' writes wait for it. Requires: `body` makes
-  // only those three calls. A failed commit is returned (the calls' own
+  // only those calls. A failed commit is returned (the calls' own
   // results said success).
   virtual Status write_batch(const std::function<void()>& body) = 0;
 
@@ -346,6 +346,15 @@ class Store {
   // pending → running: records the log path (relative to data_dir) and start.
   // Errors: not_found; conflict when the run is not pending.
   virtual Status mark_running(int64_t id, const std::string& log_path, TimePoint started_at) = 0;
+  // mark_running, only while fewer than `max_concurrent` runs of the run's
+  // task are running on any node: max_concurrent across nodes. On
+  // PostgreSQL the count and the mark are made under the task's advisory
+  // slot lock (held to the commit, write_batch's when inside one), so two
+  // nodes starting runs of one task at the same instant count one after the
+  // other. Errors: busy when the slots are taken (the run stays pending);
+  // as mark_running otherwise.
+  virtual Status mark_running_in_slot(int64_t id, const std::string& log_path, TimePoint started_at,
+                                      int max_concurrent) = 0;
   // Ends a pending or running run of this node. Errors: not_found; conflict
   // when already terminal, or (PostgreSQL) when the run is no longer this
   // node's (another node declared this one dead and took the run over).

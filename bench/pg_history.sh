@@ -22,9 +22,16 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
   for i in $(seq 0 99); do printf '[tasks.t%02d]\ncron = "@yearly"\nrun = "true"\n' "$i"; done
 } > c.toml
 up() {
+  local s0; s0=$(date +%s.%N)
   "$bin" daemon -c c.toml > daemon.log 2>&1 & pid=$!
-  for _ in $(seq 200); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "the daemon did not start"; cat daemon.log; exit 1
+  for _ in $(seq 3000); do
+    if curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+      echo "daemon answering after $(python3 -c "import time; print(f'{time.time() - $s0:.2f}')") s"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "the daemon did not start in 300 s"; cat daemon.log; exit 1
 }
 up  # creates the schema
 kill -TERM $pid; wait $pid || true; pid=""

@@ -319,9 +319,13 @@ TEST_P(StoreTest, LastOutcomesGiveEachTasksLatestSuccessAndFailure) {
   add("a", RunStatus::timeout, 150);    // a failure that finished before the one above, recorded after
   for (int i = 0; i < 50; ++i) add("b", RunStatus::skipped, 500 + i);  // no success, no failure
   add("c", RunStatus::crashed, 700);
+  add("d", RunStatus::log_overflow, 800);  // each failure status counts
+  add("d", RunStatus::failed, 750);
   auto o = store_->last_outcomes();
   ASSERT_TRUE(o) << o.error().message;
-  ASSERT_EQ(o->size(), 3u);
+  ASSERT_EQ(o->size(), 4u);
+  EXPECT_EQ((*o)[3].task, "d");
+  EXPECT_EQ((*o)[3].last_failure, at(800));
   EXPECT_EQ((*o)[0].task, "a");
   EXPECT_EQ((*o)[0].last_success, at(300));
   EXPECT_EQ((*o)[0].last_failure, at(200));

@@ -11,6 +11,7 @@ constexpr const char* kExecuted = "IN ('succeeded', 'failed', 'timeout', 'cancel
 constexpr const char* kRecords = "IN ('skipped', 'missed')";
 constexpr const char* kTerminal = "NOT IN ('pending', 'running')";
 constexpr const char* kSucceeded = "= 'succeeded'";
+// The failure statuses; last_outcomes() names them one by one on PostgreSQL.
 constexpr const char* kFailures = "IN ('failed', 'timeout', 'crashed', 'log_overflow')";
 
 const char* status_test(Kind k) {
@@ -155,13 +156,24 @@ std::string last_fire(Dialect d) {
 std::string last_outcomes(Dialect d) {
   // Each a walk down the (task, id DESC, status) index that stops at the
   // window's end; a task that never failed walks its index entries only.
-  auto latest = [](Kind kind) {
+  auto latest = [](const std::string& test) {
     return "(SELECT MAX(w.finished_at) FROM (SELECT r.finished_at FROM runs r WHERE r.task = k.task AND r.status " +
-           std::string(status_test(kind)) + " ORDER BY r.task, r.id DESC LIMIT " + std::to_string(kStartupWindow) +
-           ") w)";
+           test + " ORDER BY r.task, r.id DESC LIMIT " + std::to_string(kStartupWindow) + ") w)";
   };
-  return "SELECT k.task, " + latest(Kind::succeeded) + ", " + latest(Kind::failures) + " FROM (" + task_names(d) +
-         ") k ORDER BY k.task";
+  std::string failures = latest(kFailures);
+  if (d == Dialect::postgres) {
+    // PostgreSQL (before 17) takes an IN list on the index's third column
+    // as an unordered index condition: it fetched and sorted every failure
+    // of the task (7.5 s warm for 100 tasks on 10,000,000 runs). One ordered
+    // walk per status stops at its window (1.7 s), over a window that holds
+    // the old one, so the newest failure is the same.
+    failures = "GREATEST(";
+    const char* statuses[] = {"failed", "timeout", "crashed", "log_overflow"};
+    for (const char* st : statuses)
+      failures += std::string(st == statuses[0] ? "" : ", ") + latest("= '" + std::string(st) + "'");
+    failures += ")";
+  }
+  return "SELECT k.task, " + latest(kSucceeded) + ", " + failures + " FROM (" + task_names(d) + ") k ORDER BY k.task";
 }
 
 std::string nth_newest(Dialect d, Kind kind) {

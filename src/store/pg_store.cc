@@ -410,7 +410,7 @@ class PgStore final : public Store {
       // primary key, and insert the run only when the claim went in. A lost
       // claim writes nothing (it only uses up a sequence value), so a batch
       // it is part of keeps its other writes.
-      auto r = run_sql(tx,
+      auto r = write_prepared(tx, "claim_fire",
                        "WITH next AS (SELECT nextval(pg_get_serial_sequence('runs', 'id')) AS id),"
                        " claim AS (INSERT INTO fires (task, scheduled_at, run_id, node)"
                        "  SELECT $1, $6, id, $10 FROM next ON CONFLICT DO NOTHING RETURNING run_id)"
@@ -426,7 +426,7 @@ class PgStore final : public Store {
 
   Status mark_running(int64_t id, const std::string& log_path, TimePoint started_at) override {
     return write_status("starting run " + std::to_string(id), [&](pqxx::transaction_base& tx) -> Status {
-      auto r = run_sql(tx,
+      auto r = write_prepared(tx, "mark_running",
                        "UPDATE runs SET status = 'running', log_path = $1, started_at = $2"
                        " WHERE id = $3 AND status = 'pending' AND node = $4",
                        Params().add(log_path).add(started_at).add(id).add(node_));
@@ -461,7 +461,7 @@ class PgStore final : public Store {
     return write_status("finishing run " + std::to_string(id), [&](pqxx::transaction_base& tx) -> Status {
       // Only while the run is still this node's: a node declared dead has
       // lost its runs to the node that declared it.
-      auto r = run_sql(tx,
+      auto r = write_prepared(tx, "finish_run",
                        "UPDATE runs SET status = $1, finished_at = $2, exit_code = $3, signal = $4, duration_ms = $5,"
                        " cpu_ms = $6, max_rss_kb = $7, log_bytes = $8, message = $9"
                        " WHERE id = $10 AND status IN ('pending', 'running') AND node = $11",
@@ -1170,13 +1170,21 @@ class PgStore final : public Store {
   }
 
  private:
+  // The hot writes (a fire's claim, a run's start and end) as statements
+  // prepared once per writer connection: a round trip without a parse and
+  // plan each time. Requires: `tx` is on writer_ (every write is).
+  pqxx::result write_prepared(pqxx::transaction_base& tx, const std::string& name, const std::string& sql,
+                              const Params& p) {
+    return run_prepared(tx, writer_.prepared(name, sql), p);
+  }
+
   Status writable() const {
     if (read_only_) return fail(ErrorCode::conflict, "the store was opened read-only");
     return {};
   }
 
   Result<int64_t> insert(pqxx::transaction_base& tx, const NewRun& run) {
-    auto r = run_sql(tx,
+    auto r = write_prepared(tx, "insert_run",
                      "INSERT INTO runs (task, trigger, attempt, retry_of, status, scheduled_at, created_at, finished_at,"
                      " message, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                      new_run_params(run));

@@ -594,6 +594,13 @@ TEST_F(HttpTest, UiIsServedFromTheBinaryWithAStrictCspAndHashedAssets) {
   auto again = client_->Get(asset.c_str(), {{"If-None-Match", js->get_header_value("ETag")}});
   EXPECT_EQ(again->status, 304);
   EXPECT_EQ(client_->Get("/assets/app.js")->status, 404);  // only the hashed name
+  // The page takes `?nomux` (its own streams instead of the shared worker's), nothing else.
+  auto nomux = client_->Get("/?nomux");
+  ASSERT_TRUE(nomux);
+  EXPECT_EQ(nomux->status, 200) << nomux->body;
+  EXPECT_EQ(nomux->body, index->body);
+  EXPECT_EQ(client_->Get("/?other=1")->status, 400);
+  EXPECT_EQ(client_->Get((asset + "?nomux").c_str())->status, 400);
   EXPECT_EQ(client_->Get("/", {{"Host", "evil.example"}})->status, 400);
 }
 

@@ -1,5 +1,6 @@
 // The HTTP API over real loopback sockets, with a real scheduler, real
 // processes and a real SQLite database.
+#include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -594,6 +595,13 @@ TEST_F(HttpTest, UiIsServedFromTheBinaryWithAStrictCspAndHashedAssets) {
   auto again = client_->Get(asset.c_str(), {{"If-None-Match", js->get_header_value("ETag")}});
   EXPECT_EQ(again->status, 304);
   EXPECT_EQ(client_->Get("/assets/app.js")->status, 404);  // only the hashed name
+  // The page takes `?nomux` (its own streams instead of the shared worker's), nothing else.
+  auto nomux = client_->Get("/?nomux");
+  ASSERT_TRUE(nomux);
+  EXPECT_EQ(nomux->status, 200) << nomux->body;
+  EXPECT_EQ(nomux->body, index->body);
+  EXPECT_EQ(client_->Get("/?other=1")->status, 400);
+  EXPECT_EQ(client_->Get((asset + "?nomux").c_str())->status, 400);
   EXPECT_EQ(client_->Get("/", {{"Host", "evil.example"}})->status, 400);
 }
 
@@ -976,6 +984,185 @@ TEST_F(HttpConnectionCapTest, AClientsOldestWaitingConnectionMakesRoomAndBusyOne
   EXPECT_TRUE(refused_closed);
   ::close(refused);
   for (int fd : busy) ::close(fd);
+}
+
+// ---- the log-stream caps: a stream beyond them is refused, the open ones go on ----
+
+// A raw connection to the server from `from` (127.0.0.X): every loopback
+// address reaches 127.0.0.1, and the server counts each as another client.
+int connect_from(int port, const char* from) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, from, &src.sin_addr) != 1 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// One raw connection that sent one GET: `read_until` appends what arrives
+// to `raw` until `needle` is in it (counting from `from`), or 10 s passed.
+struct RawStream {
+  int fd = -1;
+  std::string raw;
+  bool closed = false;
+  RawStream(int port, const char* from, const std::string& path) : fd(connect_from(port, from)) {
+    if (fd >= 0) send_all(fd, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  }
+  ~RawStream() {
+    if (fd >= 0) ::close(fd);
+  }
+  RawStream(const RawStream&) = delete;
+  RawStream& operator=(const RawStream&) = delete;
+  bool read_until(const std::string& needle, size_t from = 0) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    char buf[65536];
+    while (raw.find(needle, from) == std::string::npos) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (closed || left.count() <= 0) return false;
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) closed = true;
+      else raw.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+  // Reads until the server closes the connection (or 10 s passed).
+  bool wait_closed() {
+    read_until(std::string(1, '\0'), raw.size());  // no NUL in SSE: reads to the end
+    return closed;
+  }
+  size_t count(const std::string& needle) const {
+    size_t n = 0;
+    for (size_t at = raw.find(needle); at != std::string::npos; at = raw.find(needle, at + 1)) ++n;
+    return n;
+  }
+};
+
+// A one-off GET from `from`: the status and the JSON body of the answer.
+struct Refusal {
+  int status = 0;
+  std::string content_type;
+  json body;
+  std::string raw;
+};
+Refusal get_from(int port, const char* from, const std::string& path) {
+  Refusal out;
+  const int fd = connect_from(port, from);
+  if (fd < 0) return out;
+  send_all(fd, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  out.raw = read_until_closed(fd, 10s);
+  ::close(fd);
+  if (out.raw.rfind("HTTP/1.1 ", 0) == 0) out.status = std::stoi(out.raw.substr(9, 3));
+  const size_t type = out.raw.find("Content-Type: ");
+  const size_t head_end = out.raw.find("\r\n\r\n");
+  if (type != std::string::npos && type < head_end)
+    out.content_type = out.raw.substr(type + 14, out.raw.find("\r\n", type) - type - 14);
+  if (head_end != std::string::npos) out.body = json::parse(out.raw.substr(head_end + 4), nullptr, false);
+  return out;
+}
+
+class HttpStreamCapTest : public HttpTest {
+ protected:
+  HttpStreamCapTest() {
+    limits_.max_streams = 3;
+    limits_.max_streams_per_client = 2;
+  }
+  void SetUp() override {
+    // Prints one line, then another only once the test creates `go`.
+    add_task("gated", "@yearly", "echo before; while [ ! -e go ]; do sleep 0.02; done; echo after");
+    HttpTest::SetUp();
+  }
+};
+
+TEST_F(HttpStreamCapTest, AStreamBeyondTheCapsGetsA429WithAJsonErrorAndTheOpenStreamsGoOn) {
+  auto r = client_->Post("/api/tasks/gated/run", auth(), "", "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 202) << r->body;
+  const std::string id = std::to_string(body(r)["id"].get<int64_t>());
+  const std::string log = "/api/tasks/gated/runs/" + id + "/log/stream";
+  const std::string mux_run = "/api/stream?run=gated/" + id;
+  const int port = server_->port();
+
+  // Client A (127.0.0.1) fills its 2 places: a run's log and the events feed.
+  RawStream a_log(port, "127.0.0.1", log);
+  RawStream a_events(port, "127.0.0.1", "/api/events");
+  ASSERT_TRUE(a_log.read_until("\"text\":\"before\"")) << a_log.raw;
+  ASSERT_TRUE(a_events.read_until("event: ready")) << a_events.raw;
+  ASSERT_EQ(a_log.raw.rfind("HTTP/1.1 200", 0), 0u) << a_log.raw;
+  // Every kind of stream A opens now is refused with its address, as JSON.
+  for (const std::string& path : {log, std::string("/api/events"), mux_run, std::string("/api/stream?events=1")}) {
+    const Refusal no = get_from(port, "127.0.0.1", path);
+    EXPECT_EQ(no.status, 429) << path << ": " << no.raw;
+    EXPECT_EQ(no.content_type.rfind("application/json", 0), 0u) << path << ": " << no.raw;
+    ASSERT_TRUE(no.body.is_object()) << path << ": " << no.raw;
+    EXPECT_EQ(no.body.value("error", ""), "too many log streams open from 127.0.0.1") << path;
+  }
+
+  // Client B (127.0.0.2) is under its own cap: its shared stream is served
+  // and takes the last of the 3 places in all.
+  RawStream b_mux(port, "127.0.0.2", mux_run);
+  ASSERT_TRUE(b_mux.read_until("\"text\":\"before\"")) << b_mux.raw;
+  ASSERT_EQ(b_mux.raw.rfind("HTTP/1.1 200", 0), 0u) << b_mux.raw;
+  // Now the total is reached: B (1 of its 2) and C (none yet) are refused too,
+  // with the message of the total cap; a shared stream of 2 subscriptions as well.
+  for (const auto& [from, path] : std::vector<std::pair<const char*, std::string>>{
+           {"127.0.0.2", log},
+           {"127.0.0.2", "/api/stream?events=1"},
+           {"127.0.0.3", "/api/events"},
+           {"127.0.0.3", mux_run},
+           {"127.0.0.3", mux_run + "&events=1"}}) {
+    const Refusal no = get_from(port, from, path);
+    EXPECT_EQ(no.status, 429) << from << " " << path << ": " << no.raw;
+    EXPECT_EQ(no.content_type.rfind("application/json", 0), 0u) << path << ": " << no.raw;
+    ASSERT_TRUE(no.body.is_object()) << path << ": " << no.raw;
+    EXPECT_EQ(no.body.value("error", ""), "too many log streams open") << from << " " << path;
+  }
+  // Answers that are not streams are not affected.
+  EXPECT_EQ(get_from(port, "127.0.0.1", "/api/tasks/gated/runs/" + id).status, 200);
+
+  // The streams already open were not disturbed by the refusals: the run's
+  // next line reaches both followers live, once, after the first, then its end.
+  { std::ofstream(dir_ / "go").put('\n'); }
+  ASSERT_TRUE(a_log.read_until("event: done")) << a_log.raw;
+  ASSERT_TRUE(b_mux.read_until("event: done")) << b_mux.raw;
+  for (const RawStream* s : {&a_log, &b_mux}) {
+    EXPECT_EQ(s->count("\"text\":\"before\""), 1u) << s->raw;
+    EXPECT_EQ(s->count("\"text\":\"after\""), 1u) << s->raw;
+    EXPECT_LT(s->raw.find("\"text\":\"before\""), s->raw.find("\"text\":\"after\"")) << s->raw;
+    EXPECT_NE(s->raw.find("\"status\":\"succeeded\""), std::string::npos) << s->raw;
+  }
+  EXPECT_NE(b_mux.raw.find("sub: gated/" + id + "\nid: 2\nevent: line"), std::string::npos) << b_mux.raw;
+  // The events feed says the run ended.
+  ASSERT_TRUE(a_events.read_until("\"status\":\"succeeded\"")) << a_events.raw;
+  EXPECT_NE(a_events.raw.find("\"run_id\":" + id), std::string::npos) << a_events.raw;
+
+  // An ended stream gives its place back once its client closes (the server
+  // half-closes after `done` and waits up to 1 s for that): B's next
+  // stream is served.
+  ASSERT_TRUE(b_mux.wait_closed()) << b_mux.raw;
+  ::close(b_mux.fd);
+  b_mux.fd = -1;
+  Refusal again;
+  for (const auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;) {
+    again = get_from(port, "127.0.0.2", log);
+    if (again.status != 429) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(again.status, 200) << again.raw;
+  EXPECT_NE(again.raw.find("\"text\":\"after\""), std::string::npos) << again.raw;
 }
 
 TEST_F(HttpAbuseTest, ASlowFollowerFallsBehindAloneAndIsToldWhatItDropped) {

@@ -879,7 +879,9 @@ struct Server::Impl {
         pattern += ch;
       }
       add("GET", pattern, false, [&a](Call& c) {
-        if (!c.only({})) return;
+        // The page itself reads `?nomux` (its own streams, no shared worker:
+        // docs/ui.md); the assets take no parameter.
+        if (a.path == "/" ? !c.only({"nomux"}) : !c.only({})) return;
         send_asset(c, a);
       });
     }

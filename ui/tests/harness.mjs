@@ -56,7 +56,9 @@ export async function startDaemon(binary, tasks, extra = '') {
     if (!exited) {
       const gone = new Promise((r) => child.on('exit', r));
       process.kill(child.pid, 'SIGTERM');
-      await Promise.race([gone, new Promise((r) => setTimeout(r, 15000))]);
+      let timer;
+      await Promise.race([gone, new Promise((r) => { timer = setTimeout(r, 15000); })]);
+      clearTimeout(timer);  // else it keeps node alive 15 s after the last daemon stopped
       if (!exited) process.kill(child.pid, 'SIGKILL');
     }
     if (!process.env.CRONKEEP_KEEP) fs.rmSync(dir, { recursive: true, force: true });

@@ -397,6 +397,76 @@ max_concurrent = 8
     await md.stop();
   }
 
+  // ---- without the shared stream: ?nomux, and a browser without SharedWorker ----
+  // The page then keeps its own streams (docs/ui.md, "One stream for every
+  // tab"): a running task's new lines still arrive live, in order, none twice.
+  step = 'no SharedWorker';
+  const nd = await startDaemon(binary, `
+[tasks.printer]
+run = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo printed $i; sleep 0.05; done"
+`, 'shutdown_timeout = "1s"');
+  try {
+    const nrun = await nd.api('/api/tasks/printer/run', { method: 'POST' });
+    // Every line the log viewer is handed, in arrival order: the viewer keeps
+    // lines by number, so its DOM alone would hide a line given twice.
+    const recordLines = () => {
+      let viewer;
+      window.cronkeepLinesAdded = [];
+      Object.defineProperty(window, 'cronkeepViewer', {
+        configurable: true,
+        get: () => viewer,
+        set: (v) => {
+          viewer = v;
+          const add = v.add.bind(v);
+          v.add = (l) => {
+            window.cronkeepReadBeforeLive ??= v.total;  // the lines the page read before its stream
+            window.cronkeepLinesAdded.push(l.line);
+            add(l);
+          };
+        },
+      });
+    };
+    const cases = [
+      { name: '?nomux', query: '?nomux', init: [recordLines] },
+      { name: 'no SharedWorker', query: '', init: [() => { delete window.SharedWorker; }, recordLines] },
+    ];
+    for (const c of cases) {
+      const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+      for (const f of c.init) await ctx.addInitScript(f);
+      const p = await ctx.newPage();
+      const pageErrors = [];
+      p.on('pageerror', (e) => pageErrors.push(e.message));
+      const own = [];  // the page's own log streams (with the shared worker, the page makes none)
+      p.on('request', (r) => { const u = new URL(r.url()); if (u.pathname.endsWith('/log/stream')) own.push(u.pathname + u.search); });
+      await p.goto(`${nd.base}/${c.query}#/run/printer/${nrun.id}`);
+      await p.waitForSelector('#log .ln:not(.pending)');
+      await p.waitForSelector('#run-meta .badge.st-running');
+      if (c.query === '') assert.equal(await p.evaluate(() => typeof SharedWorker), 'undefined', c.name);
+      const before = await p.evaluate(() => window.cronkeepViewer.total);
+      await p.waitForFunction((n) => window.cronkeepViewer.total >= n + 10, before, { timeout: 10000 });
+      assert.ok(await p.isVisible('#run-meta .badge.st-running'), `${c.name}: the lines came while the run was running`);
+      assert.ok(own.length >= 1, `${c.name}: the page follows the log on its own stream`);
+      const from = +new URLSearchParams(own[0].split('?')[1]).get('from');
+      // Every line from the one the stream started at, each once, in order, up to the last shown.
+      const { added, read, total } = await p.evaluate(() => ({ added: window.cronkeepLinesAdded.slice(), read: window.cronkeepReadBeforeLive, total: window.cronkeepViewer.total }));
+      assert.ok(added.length >= 10, `${c.name}: ${added.length} live line(s)`);
+      assert.ok(read >= 1, `${c.name}: the page read ${read} line(s) before following`);
+      assert.equal(from, read + 1, `${c.name}: the stream starts after the lines the page read`);
+      assert.equal(added[0], from, `${c.name}: the live lines begin where the page's read ended`);
+      for (let k = 1; k < added.length; k++) assert.equal(added[k], added[k - 1] + 1, `${c.name}: lines in order, none twice: ${added.join(',')}`);
+      assert.ok(added[added.length - 1] <= total, c.name);
+      const lines = await p.$$eval('#log .ln:not(.pending)', (ls) => ls.map((l) => [+l.dataset.line, l.querySelector('.t').textContent]));
+      assert.ok(lines.length > 0 && lines[lines.length - 1][0] >= before + 10, `${c.name}: the new lines are on screen`);
+      for (const [n, text] of lines) assert.equal(text, `printed ${n}`, `${c.name}: line ${n}`);
+      for (let k = 1; k < lines.length; k++) assert.equal(lines[k][0], lines[k - 1][0] + 1, `${c.name}: lines on screen in order, none twice`);
+      assert.deepEqual(pageErrors, [], `${c.name}: no error in the page`);
+      await ctx.close();
+    }
+    ok('without the shared stream (?nomux; no SharedWorker) a run page follows its run live on its own stream, in order, none twice');
+  } finally {
+    await nd.stop();
+  }
+
   // ---- a 401 (token changed under the tab) brings the sign-in back ----
   step = '401';
   await page.evaluate(() => sessionStorage.setItem('cronkeep.token', 'stale-token-stale-token-stale-token'));

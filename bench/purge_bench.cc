@@ -158,6 +158,8 @@ int main(int argc, char** argv) {
   policy.defaults = retention::TaskRules{1, std::chrono::hours(1), std::chrono::hours(1)};
   policy.max_age = std::chrono::hours(24 * 365);
   retention::Executor executor(**store, layout::DataDir(cfg.daemon.data_dir), 1000);
+  // As the daemon wires it (daemon.cc); CRONKEEP_BENCH_NO_PACE=1 measures without.
+  if (!std::getenv("CRONKEEP_BENCH_NO_PACE")) executor.set_pace([&sched] { return sched.bulk_io_wait(); });
   settle();
   t = now_s();
   auto report = retention::sweep(**store, executor, policy, clock.now());

@@ -381,6 +381,34 @@ TEST_F(ExecutorTest, DeletesRowsFilesSidecarsAndEmptyDirectoriesTogether) {
   EXPECT_TRUE(store_->list_tombstones(10)->empty());
 }
 
+TEST_F(ExecutorTest, FileRemovalWaitsWhileThePaceAsksButNeverStops) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(add_run("t" + std::to_string(i), RunStatus::succeeded, kNow - 40 * kDay));
+  std::vector<std::string> paths;
+  for (int64_t id : ids) paths.push_back(path_of(id));
+  Executor ex(*store_, layout::DataDir(dir_.path()), 100);
+  // Asked before each delete batch, each run's files and each rmdir.
+  int asked = 0;
+  ex.set_pace([&] {
+    ++asked;
+    return Millis(0);
+  });
+  auto r = ex.purge({{ids[0], Reason::keep_for}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(asked, 3);  // the delete batch, the run's files, its directory
+  EXPECT_FALSE(fs::exists(paths[0]));
+  // A pace that always asks to wait holds each step kMaxPaceHold at most,
+  // then lets kPaceRespite of removal through: the purge ends, complete.
+  ex.set_pace([] { return Millis(10); });
+  const auto t0 = std::chrono::steady_clock::now();
+  r = ex.purge({{ids[1], Reason::keep_for}, {ids[2], Reason::keep_for}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->rows, 2);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  for (const std::string& p : paths) EXPECT_FALSE(fs::exists(p)) << p;
+  EXPECT_TRUE(store_->list_tombstones(10)->empty());
+}
+
 TEST_F(ExecutorTest, LeavesInFlightRunsAndTheirFilesAlone) {
   const int64_t running = add_run("t", RunStatus::running, kNow - 400 * kDay);
   Executor ex(*store_, layout::DataDir(dir_.path()), 100);

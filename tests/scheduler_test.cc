@@ -138,6 +138,28 @@ TEST_F(SchedulerTest, FiresOnTimeAndRecordsTheRunWithItsLog) {
   EXPECT_EQ(*scheduler_->tasks()[0].next_fire, kT0 + 20s);
 }
 
+// Bulk disk work (retention's removal of files) is asked to wait while a
+// fire is near or its start is being prepared, and only then.
+TEST_F(SchedulerTest, BulkIoWaitsOnlyNearAFireAndWhileItStarts) {
+  add_task("hello", "@every 10s", "true");
+  start();
+  at(1s);  // the next fire is at 10 s
+  EXPECT_EQ(scheduler_->bulk_io_wait(), Millis(0));
+  clock_.set(kT0 + 10s - Scheduler::kBulkIoLead - 1ms);
+  EXPECT_EQ(scheduler_->bulk_io_wait(), Millis(0));
+  clock_.set(kT0 + 10s - 20ms);
+  EXPECT_EQ(scheduler_->bulk_io_wait(), Millis(20));
+  clock_.set(kT0 + 10s + 5ms);  // due, not yet ticked
+  EXPECT_GT(scheduler_->bulk_io_wait(), Millis(0));
+  scheduler_->tick();
+  settle();
+  EXPECT_EQ(scheduler_->bulk_io_wait(), Millis(0));  // started; the next fire is 10 s away
+  ASSERT_EQ(runs("hello").size(), 1u);
+  scheduler_->shutdown();
+  clock_.set(kT0 + 20s);
+  EXPECT_EQ(scheduler_->bulk_io_wait(), Millis(0));  // stopped: nothing to wait for
+}
+
 // The children's loop under load: 500 runs at once, each printing a random
 // number of lines to stdout and stderr (some a 100+ KiB line), exiting with
 // a random code, some hanging until their timeout. Every run must end with

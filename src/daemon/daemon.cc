@@ -292,6 +292,11 @@ int run(const config::Config& config, LogFormat log_format) {
   options.node = ops::node_name(config);
   const std::string this_node = options.node;
   scheduler::Scheduler scheduler(config, **store, clock, std::move(options));
+  // A purge's file removal keeps out of the way of the starts (the
+  // executor's users, retention's system task and the maintenance thread,
+  // end before the scheduler: shutdown() waits for the one, the other is
+  // declared after it).
+  executor.set_pace([&scheduler] { return scheduler.bulk_io_wait(); });
   // Fires are spread over the live nodes from the first one on. A clock off
   // the server's by more than a second is reported once (and its return).
   bool clock_off = false;

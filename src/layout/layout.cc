@@ -94,7 +94,8 @@ int64_t DataDir::run_id_of(std::string_view file_name) {
   return ec == std::errc() && p == last && id > 0 ? id : 0;
 }
 
-std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::string>& paths, Removal& removal) {
+std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::string>& paths, Removal& removal,
+                                   const std::function<void()>& pace) {
   std::vector<bool> gone(paths.size(), true);
   // One descriptor per task directory: each unlink then resolves a single
   // name, not the whole path (a run has up to seven files).
@@ -102,6 +103,7 @@ std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::st
   for (size_t i = 0; i < paths.size(); ++i) {
     const std::string& rel = paths[i];
     if (!DataDir::valid_log_path(rel)) continue;  // never build a path from it
+    if (pace) pace();
     const size_t slash = rel.rfind('/');
     const std::string task_dir = dir.absolute(rel.substr(0, slash));
     const std::string name = rel.substr(slash + 1);
@@ -145,6 +147,7 @@ std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::st
   // without listing it (a new log may just have appeared: that is fine).
   for (auto& [path, fd] : dirs) {
     fd.reset();
+    if (pace) pace();
     ::rmdir(path.c_str());
   }
   return gone;

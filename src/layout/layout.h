@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,8 +114,14 @@ struct Removal {
 // when they were gone already, or when the path is not a valid log path:
 // nothing may be built from it). Used by retention, delete, check --repair.
 // Thread-safe; resolves each name relative to an open directory descriptor.
+// `pace`, when set, is called before each run's files and before each
+// rmdir: bulk removal (retention) waits there while the scheduler starts
+// runs (Executor::set_pace), since an unlink on a file system mounted with
+// `discard` issues its discard synchronously and the starts' own file and
+// database writes queue behind it (docs/benchmarks.md, "Fires during a
+// purge of files").
 std::vector<bool> remove_run_files(const DataDir& dir, const std::vector<std::string>& relative_paths,
-                                   Removal& removal);
+                                   Removal& removal, const std::function<void()>& pace = {});
 
 // ---- the space reserve ------------------------------------------------------------
 

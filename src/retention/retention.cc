@@ -65,6 +65,33 @@ void Executor::set_archive(const ArchivePolicy& policy) {
   archive_ = policy;
 }
 
+void Executor::set_pace(Pace pace) {
+  std::lock_guard lock(archive_mu_);
+  pace_ = std::move(pace);
+}
+
+Executor::Pace Executor::pace() const {
+  std::lock_guard lock(archive_mu_);
+  return pace_;
+}
+
+void Executor::pace_step(const Pace& pace, std::chrono::steady_clock::time_point& respite_until) {
+  // Waits while `pace` asks, kMaxPaceHold at most in a row; after a hold
+  // that long, kPaceRespite of work without asking.
+  const auto start = std::chrono::steady_clock::now();
+  if (start < respite_until) return;
+  for (;;) {
+    const Millis wait = pace();
+    if (wait.count() <= 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - start >= kMaxPaceHold) {
+      respite_until = now + kPaceRespite;
+      return;
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(wait, kMaxPaceHold - (now - start)));
+  }
+}
+
 ArchivePolicy Executor::archive() const {
   std::lock_guard lock(archive_mu_);
   return archive_;
@@ -111,7 +138,12 @@ void Executor::remove_files(const std::vector<store::Tombstone>& tombstones, Pur
   paths.reserve(tombstones.size());
   for (const store::Tombstone& t : tombstones) paths.push_back(t.log_path);
   layout::Removal removal;
-  const std::vector<bool> gone = layout::remove_run_files(dir_, paths, removal);
+  const Pace pace = this->pace();
+  std::function<void()> step;
+  if (pace) step = [&pace, respite_until = std::chrono::steady_clock::time_point{}]() mutable {
+    pace_step(pace, respite_until);
+  };
+  const std::vector<bool> gone = layout::remove_run_files(dir_, paths, removal, step);
   for (size_t i = 0; i < tombstones.size(); ++i)
     if (gone[i]) cleared.push_back(tombstones[i].id);
   report.files_deleted += removal.files_deleted;
@@ -124,6 +156,8 @@ Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const P
   PurgeReport report;
   for (const Expired& e : expired) ++report.by_reason[e.reason];
   const ArchivePolicy archiving = archive();
+  const Pace pace = this->pace();
+  auto respite_until = std::chrono::steady_clock::time_point{};
   const int64_t max_batch = max_batch_.load();
   int64_t batch = std::min<int64_t>(max_batch, 256);
   size_t next = 0;
@@ -151,6 +185,9 @@ Result<PurgeReport> Executor::purge(const std::vector<Expired>& expired, const P
       ids.reserve(n);
       for (size_t i = next; i < next + n; ++i) ids.push_back(expired[i].id);
     }
+    // A delete batch writes the WAL and reads pages that may not be cached:
+    // it too waits for the starts (set_pace).
+    if (pace) pace_step(pace, respite_until);
     const auto t0 = std::chrono::steady_clock::now();
     auto deleted = store_.delete_runs(ids);
     // A full disk must not keep us from freeing it: give up the reserve

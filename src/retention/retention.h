@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -87,7 +88,8 @@ class Executor {
   // store), then their files. The batch size adapts between 16 and
   // max_batch to keep each transaction near 5 ms. With archiving on, each
   // batch's terminal runs are first appended to the archive and synced
-  // (one append per batch), and only those are deleted. Errors: the store's
+  // (one append per batch), and only those are deleted. Each batch, and
+  // each run's files, first waits for the pace (set_pace). Errors: the store's
   // (rows already deleted stay deleted and are counted in the report of the
   // next run; their tombstones are replayed); the archive's (no_space, io,
   // corruption), saying that the batch was kept; a full disk gives up the
@@ -109,9 +111,25 @@ class Executor {
   // Removes the files of every leftover tombstone and clears those removed.
   Result<PurgeReport> replay_tombstones();
 
+  // How long a purge should wait before its next delete batch, run's files
+  // or rmdir (Millis(0): go on); the daemon passes Scheduler::bulk_io_wait,
+  // so that a purge's unlinks (each a synchronous discard on a file system
+  // mounted with `discard`) stay out of the way of the scheduler's starts.
+  // The purge waits at most kMaxPaceHold in a row, then goes on for at least
+  // kPaceRespite without asking: a scheduler always busy slows a purge, it
+  // never stops it. Rows, tombstones and their order are unchanged (crash
+  // safety as above). Empty (the default): no waiting.
+  using Pace = std::function<Millis()>;
+  static constexpr Millis kMaxPaceHold{250};
+  static constexpr Millis kPaceRespite{100};
+  void set_pace(Pace pace);
+  Pace pace() const;
+
  private:
   void remove_files(const std::vector<store::Tombstone>& tombstones, PurgeReport& report,
                     std::vector<int64_t>& cleared);
+  // Waits while `pace` asks (kMaxPaceHold at most, then kPaceRespite without asking).
+  static void pace_step(const Pace& pace, std::chrono::steady_clock::time_point& respite_until);
   // Appends the terminal runs among `batch` to the archive and syncs it;
   // returns their ids (the ones that may now be deleted).
   Result<std::vector<int64_t>> archive_batch(std::span<const Expired> batch, bool logs, PurgeReport& report);
@@ -123,6 +141,7 @@ class Executor {
   archive::Writer writer_;
   mutable std::mutex archive_mu_;
   ArchivePolicy archive_;  // guarded by archive_mu_
+  Pace pace_;              // guarded by archive_mu_
 };
 
 // One sweep: plans with `policy` at `now` in the store (the same plan as

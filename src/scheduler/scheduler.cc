@@ -510,7 +510,18 @@ std::optional<TimePoint> Scheduler::tick() {
     if (ts.next_fire && (!next || ts.next_due < *next)) next = ts.next_due;
   for (const RetryTimer& r : retries_)
     if (const TimePoint at = now + (r.due - steady); !next || at < *next) next = at;
+  next_due_ms_.store(next && !stopping_ ? to_unix_ms(*next) : 0);
   return next;
+}
+
+Millis Scheduler::bulk_io_wait() const {
+  if (starts_in_flight_.load() > 0) return Millis(2);
+  const int64_t due = next_due_ms_.load();
+  if (due == 0) return Millis(0);
+  const int64_t left = due - to_unix_ms(clock_.now());
+  if (left > kBulkIoLead.count()) return Millis(0);
+  // Due and not yet ticked (or ticking): a short wait, then look again.
+  return Millis(std::clamp<int64_t>(left, 2, kBulkIoLead.count()));
 }
 
 void Scheduler::fire_due(TimePoint now, Millis steady) {
@@ -676,6 +687,7 @@ void Scheduler::launch(const Launch& run) {
   {
     std::lock_guard books(books_mu_);
     books_starts_.push_back(run);
+    starts_in_flight_.fetch_add(1);
   }
   books_cv_.notify_one();
 }
@@ -741,9 +753,11 @@ void Scheduler::bookkeeper() {
     starts.swap(books_starts_);
     lock.unlock();
     std::vector<Ended> not_started;
+    const int starting = static_cast<int>(starts.size());
     std::vector<Started> started = prepare_starts(std::move(starts), not_started);
     record_round(std::move(ended), std::move(started), Slot::released);
     record_round(std::move(not_started), {}, Slot::held);
+    starts_in_flight_.fetch_sub(starting);
     lock.lock();
   }
 }
@@ -1467,6 +1481,7 @@ void Scheduler::shutdown() {
       std::lock_guard lock(mu_);
       if (!stopping_) {
         stopping_ = true;
+        next_due_ms_.store(0);
         retries_.clear();
         for (TaskState& ts : tasks_) {
           for (const Launch& l : ts.queue) queued.push_back(l.id);

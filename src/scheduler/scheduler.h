@@ -241,6 +241,18 @@ class Scheduler {
   // `cancelled`. Returns when every run has been recorded as ended.
   void shutdown();
 
+  // How long bulk disk work (retention's removal of run files,
+  // retention::Executor::set_pace) should wait before its next step so as
+  // not to compete with starts for the disk: a few milliseconds while a fire
+  // is due within kBulkIoLead or starts are being prepared and recorded,
+  // Millis(0) otherwise. On a file system mounted with `discard`, each
+  // unlink of a purge issues its discard synchronously, and a start's log
+  // creation and commit queued behind them (fires late by up to 300 ms
+  // during a purge of 100,000 runs; docs/benchmarks.md). Lock-free;
+  // thread-safe.
+  static constexpr Millis kBulkIoLead{100};
+  Millis bulk_io_wait() const;
+
   // Blocks until no run is in flight (queued or running), or `timeout`
   // (real time) passes; returns whether it became idle. For tests and tools.
   bool wait_idle(Millis timeout);
@@ -411,6 +423,11 @@ class Scheduler {
   std::mutex books_mu_;
   std::condition_variable books_cv_;
   std::vector<Launch> books_starts_;
+  // For bulk_io_wait(): starts handed to the bookkeeper and not yet
+  // recorded, and the earliest due instant as of the last tick (Unix ms, 0:
+  // none or stopping).
+  std::atomic<int> starts_in_flight_{0};
+  std::atomic<int64_t> next_due_ms_{0};
   std::vector<std::pair<std::shared_ptr<RunCtx>, std::shared_ptr<runner::Outcome>>> books_ends_;
   bool books_stop_ = false;
   // The spawners' queue: runs marked running, waiting for posix_spawn.

@@ -4,10 +4,12 @@
 # started_at - scheduled_at over every scheduled run: p50, p99, max in ms,
 # and the daemon's CPU time over the run (user + system, from
 # /proc/PID/stat) as a share of one core.
-# Usage: bench/fire_precision.sh build/cronkeep [SECONDS] [TASKS]
+# Usage: [TMPDIR=DIR] bench/fire_precision.sh build/cronkeep [SECONDS] [TASKS]
+# (the data directory is made under TMPDIR, default /tmp: its file system
+# matters, docs/benchmarks.md)
 set -euo pipefail
 bin=$(realpath "$1"); secs=${2:-51}; tasks=${3:-20}
-work=$(mktemp -d /tmp/cronkeep-fire-XXXXXX); trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d "${TMPDIR:-/tmp}/cronkeep-fire-XXXXXX"); trap 'rm -rf "$work"' EXIT
 # A free port, so that other daemons on this machine do not stop this one.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 {

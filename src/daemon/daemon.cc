@@ -518,6 +518,12 @@ int run(const config::Config& config, LogFormat log_format) {
       const auto now = std::chrono::steady_clock::now();
       if (now - last >= kCheckpointEvery || (!size_ec && static_cast<int64_t>(wal) > kWalCheckpointBytes)) {
         last = now;
+        // A checkpoint writes the WAL's pages into the database file: disk
+        // work that the scheduler's starts would queue behind, as behind a
+        // purge's unlinks. Not while a fire is due or starts are being
+        // recorded, up to 250 ms.
+        for (int i = 0; i < 125 && scheduler.bulk_io_wait().count() > 0; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
         if (auto st = (*store)->checkpoint(); !st) spdlog::warn("{}", st.error().message);
       }
       guard.lock();

@@ -1001,6 +1001,9 @@ void Scheduler::slot_taken(const Launch& run, const std::string& why) {
   // Waits in the queue again, first, until a tick sees a slot free.
   spdlog::debug("{} run {}: not started yet: {}", ts.task->name, run.id, why);
   --ts.running;
+  // Another node holds the slot: count it until the next tick recounts
+  // (refresh_elsewhere), so that an end on this node does not dispatch the
+  // run again at once, only to be refused again.
   ++ts.elsewhere;
   active_.erase(run.id);
   ts.queue.push_front(run);

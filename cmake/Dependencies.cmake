@@ -9,7 +9,10 @@ find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(date REQUIRED)
 find_package(tl-expected REQUIRED)
-find_package(OpenSSL REQUIRED)  # libcrypto: HMAC-SHA256 of webhook bodies (notify)
+# OpenSSL: https:// and HMAC-SHA256, in the TLS module only (cronkeep-tls.so).
+find_package(OpenSSL REQUIRED)
+# cpp-httplib: a client and a receiver for tests and benchmarks only; the
+# binary's HTTP client is Boost.Beast (src/net).
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 # The HTTP server: Boost.Beast and Asio, header-only (Debian's libboost-dev);
 # zlib for gzip answers. Linked by cronkeep_http only.

@@ -226,17 +226,19 @@ postgres_url = "postgresql:///nodb?host=/nonexistent-dir"
 TOML
 mkdir -p no-modules
 check "the binary does not link libpq" bash -c "! ldd '$bin' | grep -q libpq"
+# Nor OpenSSL: https:// webhooks and signatures load cronkeep-tls.so.
+check "the binary links neither libssl nor libcrypto" bash -c "! ldd '$bin' | grep -Eq 'libssl|libcrypto'"
 check "the module sits beside the binary" test -f "$(dirname "$bin")/cronkeep-postgres.so"
 check "a missing module is an error naming the file" bash -c \
   "! CRONKEEP_MODULE_DIR='$work/no-modules' '$bin' tasks -c pgmod.toml 2>pgmod.err && grep -q 'no-modules/cronkeep-postgres.so' pgmod.err"
 check "with the module, an unreachable server is an error naming it" bash -c \
   "! '$bin' tasks -c pgmod.toml 2>pgmod.err && grep -q 'nonexistent-dir' pgmod.err && ! grep -q 'cronkeep-postgres.so' pgmod.err"
 # The README's install: `cmake --install build --prefix PREFIX` puts the
-# binary in PREFIX/bin and the module in PREFIX/lib/cronkeep, where the
-# installed binary finds it.
+# binary in PREFIX/bin and the modules in PREFIX/lib/cronkeep, where the
+# installed binary finds them.
 cmake --install "$(dirname "$bin")" --prefix "$work/prefix" > install.log
 check "cmake --install puts the binary and the module where the README says" \
-  test -x prefix/bin/cronkeep -a -f prefix/lib/cronkeep/cronkeep-postgres.so
+  test -x prefix/bin/cronkeep -a -f prefix/lib/cronkeep/cronkeep-postgres.so -a -f prefix/lib/cronkeep/cronkeep-tls.so
 check "the installed binary finds its module" bash -c \
   "! prefix/bin/cronkeep tasks -c pgmod.toml 2>pgmod.err && grep -q 'nonexistent-dir' pgmod.err && ! grep -q 'cronkeep-postgres.so' pgmod.err"
 

@@ -10,9 +10,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
+#include "net/http_client.h"
 #include "notify/notify.h"
 #include "test_util.h"
 
@@ -22,25 +25,41 @@ namespace {
 using namespace std::chrono_literals;
 using cronkeep::testing::TempDir;
 
+// A certificate and key for 127.0.0.1 (openssl req), valid for a day.
+struct TestCertificate {
+  explicit TestCertificate(const std::filesystem::path& dir)
+      : cert((dir / "cert.pem").string()), key((dir / "key.pem").string()) {
+    const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                            "-addext subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert + " 2>/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  std::string cert, key;
+};
+
+// A receiver of webhooks: plain HTTP, or HTTPS with `tls`'s certificate.
 class Receiver {
  public:
-  explicit Receiver(int fail_first = 0, Millis delay = 0ms) : fail_first_(fail_first) {
-    server_.Post("/hook", [this, delay](const httplib::Request& req, httplib::Response& res) {
+  explicit Receiver(int fail_first = 0, Millis delay = 0ms, const TestCertificate* tls = nullptr)
+      : server_(tls ? std::make_unique<httplib::SSLServer>(tls->cert.c_str(), tls->key.c_str())
+                    : std::make_unique<httplib::Server>()),
+        tls_(tls != nullptr),
+        fail_first_(fail_first) {
+    server_->Post("/hook", [this, delay](const httplib::Request& req, httplib::Response& res) {
       std::this_thread::sleep_for(delay);  // a slow receiver keeps the delivery thread busy
       std::lock_guard lock(mu_);
       bodies_.push_back(req.body);
       signatures_.push_back(req.get_header_value("X-Cronkeep-Signature"));
       res.status = static_cast<int>(bodies_.size()) <= fail_first_ ? 500 : 200;
     });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::yield();
+    port_ = server_->bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    while (!server_->is_running()) std::this_thread::yield();
   }
   ~Receiver() {
-    server_.stop();
+    server_->stop();
     thread_.join();
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
+  std::string url() const { return (tls_ ? "https" : "http") + std::string("://127.0.0.1:") + std::to_string(port_) + "/hook"; }
   std::vector<std::string> bodies() {
     std::lock_guard lock(mu_);
     return bodies_;
@@ -51,7 +70,8 @@ class Receiver {
   }
 
  private:
-  httplib::Server server_;
+  std::unique_ptr<httplib::Server> server_;
+  bool tls_;
   std::thread thread_;
   int port_ = 0;
   int fail_first_;
@@ -118,6 +138,41 @@ class NotifyTest : public ::testing::Test {
   config::Config config_;
 };
 
+// https:// goes through the TLS module (cronkeep-tls.so): the receiver's
+// certificate is checked against the system's store, which SSL_CERT_FILE
+// replaces here; a certificate nobody vouches for is a failed attempt.
+TEST_F(NotifyTest, AnHttpsWebhookIsDeliveredOnlyToAServerWhoseCertificateIsTrusted) {
+  TestCertificate cert(dir_.path());
+  Receiver receiver(0, 0ms, &cert);
+  sink(receiver.url(), "", "s3cret");
+  Options o;
+  o.max_attempts = 1;
+  const char* old = std::getenv("SSL_CERT_FILE");
+  const std::string saved = old ? old : "";
+  {
+    ::setenv("SSL_CERT_FILE", (dir_ / "none.pem").c_str(), 1);  // trusts nothing
+    Notifier notifier(config_, *store_, clock_, o);
+    notifier.submit(failed());
+    ASSERT_TRUE(notifier.wait_idle(10s));
+  }
+  ASSERT_EQ(deliveries().size(), 1u);
+  EXPECT_EQ(deliveries()[0].status, "gave_up");
+  EXPECT_NE(deliveries()[0].error.find("certificate verify failed"), std::string::npos) << deliveries()[0].error;
+  EXPECT_TRUE(receiver.bodies().empty());
+  {
+    ::setenv("SSL_CERT_FILE", cert.cert.c_str(), 1);
+    Notifier notifier(config_, *store_, clock_, o);
+    notifier.submit(failed("other"));
+    ASSERT_TRUE(notifier.wait_idle(10s));
+  }
+  if (old) ::setenv("SSL_CERT_FILE", saved.c_str(), 1);
+  else ::unsetenv("SSL_CERT_FILE");
+  ASSERT_EQ(deliveries().size(), 2u);
+  EXPECT_EQ(deliveries()[1].status, "delivered") << deliveries()[1].error;
+  ASSERT_EQ(receiver.bodies().size(), 1u);
+  EXPECT_EQ(receiver.signatures()[0], "sha256=" + net::hmac_sha256_hex("s3cret", receiver.bodies()[0]).value());
+}
+
 TEST_F(NotifyTest, AWebhookIsSignedWithHmacSha256OfTheBody) {
   Receiver receiver;
   sink(receiver.url(), "", "s3cret");
@@ -126,7 +181,7 @@ TEST_F(NotifyTest, AWebhookIsSignedWithHmacSha256OfTheBody) {
   ASSERT_TRUE(notifier.wait_idle(10s));
   ASSERT_EQ(receiver.bodies().size(), 1u);
   const std::string body = receiver.bodies()[0];
-  EXPECT_EQ(receiver.signatures()[0], "sha256=" + hmac_sha256_hex("s3cret", body));
+  EXPECT_EQ(receiver.signatures()[0], "sha256=" + net::hmac_sha256_hex("s3cret", body).value());
   auto j = nlohmann::json::parse(body);
   EXPECT_EQ(j["event"], "failed");
   EXPECT_EQ(j["task"], "backup");
@@ -135,7 +190,7 @@ TEST_F(NotifyTest, AWebhookIsSignedWithHmacSha256OfTheBody) {
   EXPECT_EQ(deliveries()[0].status, "delivered");
   EXPECT_EQ(deliveries()[0].response_code, 200);
   // A known vector (RFC 4231 test case 2).
-  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+  EXPECT_EQ(net::hmac_sha256_hex("Jefe", "what do ya want for nothing?").value(),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 

@@ -2,10 +2,7 @@
 // coalescing windows and retries on the steady clock, every attempt recorded.
 #include "notify/notify.h"
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -18,6 +15,7 @@
 #include <tuple>
 
 #include "base/units.h"
+#include "net/http_client.h"
 #include "runner/runner.h"
 
 namespace cronkeep::notify {
@@ -45,20 +43,6 @@ struct Window {
 };
 
 }  // namespace
-
-std::string hmac_sha256_hex(std::string_view key, std::string_view body) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(body.data()),
-       body.size(), out, &len);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[out[i] >> 4];
-    hex += kHex[out[i] & 0xf];
-  }
-  return hex;
-}
 
 std::string message_json(const Notice& n, const std::string& sink, int64_t count) {
   nlohmann::json j{{"event", n.event},
@@ -114,40 +98,25 @@ struct Notifier::Impl {
   std::string send(const config::NotifySink& sink, const Message& m, std::optional<int>& code) {
     const std::string body = message_json(m.notice, sink.name, m.count);
     if (!sink.webhook.empty()) {
-      const size_t scheme_end = sink.webhook.find("://");
-      const size_t path_at = sink.webhook.find('/', scheme_end + 3);
-      const std::string origin = sink.webhook.substr(0, path_at);
-      const std::string path = path_at == std::string::npos ? "/" : sink.webhook.substr(path_at);
-      httplib::Client client(origin);
-      const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(sink.timeout);
-      client.set_connection_timeout(std::min<std::chrono::microseconds>(timeout, 5s));
-      client.set_read_timeout(timeout);
-      client.set_write_timeout(timeout);
-      client.set_follow_location(false);  // a redirect is a failed attempt
-      httplib::Headers headers{{"X-Cronkeep-Event", m.notice.event}, {"User-Agent", "cronkeep"}};
-      if (!sink.secret.empty()) headers.emplace("X-Cronkeep-Signature", "sha256=" + hmac_sha256_hex(sink.secret, body));
-      size_t received = 0;
-      bool too_big = false;
-      httplib::Request req;
+      auto url = net::parse_url(sink.webhook);  // checked when the configuration was read
+      if (!url) return url.error().message;
+      net::Request req;
       req.method = "POST";
-      req.path = path;
-      req.headers = headers;
+      req.url = std::move(*url);
+      req.headers = {{"X-Cronkeep-Event", m.notice.event}, {"User-Agent", "cronkeep"}};
+      if (!sink.secret.empty()) {
+        auto signature = net::hmac_sha256_hex(sink.secret, body);
+        if (!signature) return "cannot sign: " + signature.error().message;
+        req.headers.emplace_back("X-Cronkeep-Signature", "sha256=" + *signature);
+      }
       req.body = body;
-      req.set_header("Content-Type", "application/json");
-      // The read timeout is per read: an answer trickling a byte at a time
-      // would never trip it, so the whole answer has a deadline too.
-      const auto deadline = std::chrono::steady_clock::now() + sink.timeout;
-      bool too_slow = false;
-      req.content_receiver = [&](const char*, size_t n, uint64_t, uint64_t) {
-        received += n;
-        too_big = received > options.max_response_bytes;
-        too_slow = std::chrono::steady_clock::now() > deadline;
-        return !too_big && !too_slow;
-      };
-      auto res = client.send(req);
-      if (too_big) return "response larger than " + std::to_string(options.max_response_bytes) + " bytes";
-      if (too_slow) return "no complete answer within " + format_duration(sink.timeout);
-      if (!res) return "no answer: " + httplib::to_string(res.error());
+      req.connect_timeout = std::min<Millis>(sink.timeout, 5s);
+      // The whole answer has this deadline, so one trickling a byte at a
+      // time cannot hold the sink longer; a redirect is a failed attempt.
+      req.timeout = sink.timeout;
+      req.max_body = options.max_response_bytes;
+      auto res = net::request(req);
+      if (!res) return res.error().message;
       code = res->status;
       if (res->status >= 200 && res->status < 300) return "";
       return "HTTP " + std::to_string(res->status);

@@ -1,7 +1,7 @@
 // notify/notify.h: delivering events to the configured sinks.
 //
 // Owns: turning run outcomes into notifications ([notify.NAME] sinks:
-// webhook = JSON POST signed with HMAC-SHA256, command = /bin/sh -c with the
+// webhook = JSON POST signed with HMAC-SHA256 (net/http_client.h), command = /bin/sh -c with the
 // event in CRONKEEP_* variables and as JSON on stdin), coalescing storms,
 // retries with backoff within a budget, and the record of every delivery
 // attempt (through store::Store). Must not know SQL text or the HTTP server.
@@ -53,9 +53,6 @@ struct Options {
   Millis budget = 10min;           // no retry starts later than this after the first attempt
   size_t max_response_bytes = 64 * 1024;
 };
-
-// HMAC-SHA256 of `body` with `key`, as lowercase hex (libcrypto).
-std::string hmac_sha256_hex(std::string_view key, std::string_view body);
 
 // The JSON body of a message (what a webhook receives and a command reads on stdin).
 std::string message_json(const Notice& notice, const std::string& sink, int64_t count);

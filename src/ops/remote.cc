@@ -1,11 +1,9 @@
-// The operations over a running daemon's HTTP API (cpp-httplib's client).
+// The operations over a running daemon's HTTP API (net/http_client.h).
 #include "ops/remote.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <httplib.h>
 
 #include <cerrno>
 #include <charconv>
@@ -17,6 +15,7 @@
 #include "base/file_lock.h"
 #include "base/unique_fd.h"
 #include "layout/layout.h"
+#include "net/http_client.h"
 #include "ops/local.h"
 #include "ops/wire.h"
 
@@ -24,6 +23,8 @@ namespace cronkeep::ops {
 namespace {
 
 constexpr size_t kMinTokenLength = 32;
+
+using Params = net::Headers;
 
 std::optional<int64_t> parse_int(std::string_view s) {
   int64_t v = 0;
@@ -63,9 +64,9 @@ class Remote : public Ops {
 
   Result<RunsPage> runs(const RunsQuery& q) override {
     if (auto st = check_task_name(q.task); !st) return tl::unexpected(st.error());
-    httplib::Params params{{"limit", std::to_string(q.limit)}};
-    if (q.before) params.emplace("before", std::to_string(*q.before));
-    if (q.status) params.emplace("status", store::to_string(*q.status));
+    Params params{{"limit", std::to_string(q.limit)}};
+    if (q.before) params.emplace_back("before", std::to_string(*q.before));
+    if (q.status) params.emplace_back("status", store::to_string(*q.status));
     auto reply = call("GET", task_path(q.task) + "/runs", nullptr, params);
     if (!reply) return tl::unexpected(reply.error());
     return runs_page_from_json(*reply);
@@ -80,11 +81,11 @@ class Remote : public Ops {
 
   Result<LogSlice> log(const LogQuery& q) override {
     if (auto st = check_task_name(q.task); !st) return tl::unexpected(st.error());
-    httplib::Params params;
-    if (q.from_line_given) params.emplace("from_line", std::to_string(q.read.from_line));
-    if (q.read.lines) params.emplace("lines", std::to_string(*q.read.lines));
-    if (q.read.tail) params.emplace("tail", std::to_string(*q.read.tail));
-    if (q.read.since) params.emplace("since", format_rfc3339(*q.read.since, true));
+    Params params;
+    if (q.from_line_given) params.emplace_back("from_line", std::to_string(q.read.from_line));
+    if (q.read.lines) params.emplace_back("lines", std::to_string(*q.read.lines));
+    if (q.read.tail) params.emplace_back("tail", std::to_string(*q.read.tail));
+    if (q.read.since) params.emplace_back("since", format_rfc3339(*q.read.since, true));
     auto reply = call("GET", run_path(q.task, q.run_id) + "/log", nullptr, params);
     if (!reply) return tl::unexpected(reply.error());
     return log_slice_from_json(*reply);
@@ -105,7 +106,7 @@ class Remote : public Ops {
 
   Result<store::Run> run_now(const RunNowRequest& req) override {
     if (auto st = check_task_name(req.task); !st) return tl::unexpected(st.error());
-    httplib::Params params{{"wait", req.wait ? "true" : "false"}};
+    Params params{{"wait", req.wait ? "true" : "false"}};
     const auto timeout = req.wait ? std::chrono::duration_cast<std::chrono::seconds>(req.wait_timeout) + 60s : 30s;
     if (auto st = check_env(req.env); !st) return tl::unexpected(st.error());
     Json body = nullptr;
@@ -174,8 +175,8 @@ class Remote : public Ops {
   }
 
   Result<MaintenanceHistory> maintenance_history(const MaintenanceHistoryQuery& q) override {
-    httplib::Params params{{"limit", std::to_string(q.limit)}};
-    if (q.before) params.emplace("before", std::to_string(*q.before));
+    Params params{{"limit", std::to_string(q.limit)}};
+    if (q.before) params.emplace_back("before", std::to_string(*q.before));
     auto reply = call("GET", "/api/maintenance/history", nullptr, params);
     if (!reply) return tl::unexpected(reply.error());
     return maintenance_history_from_json(*reply);
@@ -251,9 +252,9 @@ class Remote : public Ops {
   Result<ArchivePage> archive_show(const ArchiveQuery& q) override {
     // The date becomes part of the URL: checked first, like every parameter.
     if (auto st = check_archive_query(q); !st) return tl::unexpected(st.error());
-    httplib::Params params{{"after", std::to_string(q.after)}, {"limit", std::to_string(q.limit)}};
-    if (q.task) params.emplace("task", *q.task);
-    if (q.run_id) params.emplace("run", std::to_string(*q.run_id));
+    Params params{{"after", std::to_string(q.after)}, {"limit", std::to_string(q.limit)}};
+    if (q.task) params.emplace_back("task", *q.task);
+    if (q.run_id) params.emplace_back("run", std::to_string(*q.run_id));
     auto reply = call("GET", "/api/archive/" + q.date, nullptr, params, 600s);
     if (!reply) return tl::unexpected(reply.error());
     return archive_page_from_json(*reply);
@@ -261,27 +262,27 @@ class Remote : public Ops {
 
   Result<RawLogChunk> raw_log(std::string_view task, int64_t id, int64_t offset, int64_t max_bytes) override {
     if (auto st = check_task_name(task); !st) return tl::unexpected(st.error());
-    httplib::Client client = make_client(30s);
-    const std::string target = httplib::append_query_params(
-        run_path(task, id) + "/log/raw", {{"offset", std::to_string(offset)}, {"length", std::to_string(max_bytes)}});
-    auto res = client.Get(target);
+    auto res = net::request(
+        make_request("GET", run_path(task, id) + "/log/raw",
+                     {{"offset", std::to_string(offset)}, {"length", std::to_string(max_bytes)}}, 30s));
     if (!res) return tl::unexpected(unreachable(res.error()));
     if (res->status >= 300) return tl::unexpected(error_from_json(res->status, Json::parse(res->body, nullptr, false)));
     RawLogChunk out;
     out.offset = offset;
-    out.total = parse_int(res->get_header_value("X-Log-Size")).value_or(0);
+    out.total = parse_int(res->header("X-Log-Size")).value_or(0);
     out.bytes = std::move(res->body);
     return out;
   }
 
  private:
-  httplib::Client make_client(std::chrono::seconds read_timeout) const {
-    httplib::Client client(endpoint_.host, endpoint_.port);
-    client.set_connection_timeout(std::chrono::seconds(3));
-    client.set_read_timeout(read_timeout);
-    client.set_bearer_token_auth(token_);
-    client.set_tcp_nodelay(true);
-    return client;
+  net::Request make_request(std::string method, const std::string& path, const Params& params,
+                            std::chrono::seconds timeout) const {
+    net::Request req;
+    req.method = std::move(method);
+    req.url = net::Url{false, endpoint_.host, endpoint_.port, path + net::query_string(params)};
+    req.headers = {{"Authorization", "Bearer " + token_}};
+    req.timeout = timeout;
+    return req;
   }
 
   // One Server-Sent Events stream: each frame (without its blank line) goes
@@ -290,60 +291,46 @@ class Remote : public Ops {
   // error (the daemon's, or io when it does not answer).
   Status stream(const std::string& path, const std::function<Result<bool>(const std::string&)>& on_frame,
                 const std::function<bool()>& flush) const {
-    httplib::Client client = make_client(std::chrono::seconds(90));  // the daemon sends keepalives every 15 s
-    std::string buffer, error_body;
-    int status = 0;
+    std::string buffer;
     bool stopped = false;
     Status frame_error;
-    auto res = client.Get(
-        path, httplib::Headers{},
-        [&](const httplib::Response& r) {
-          status = r.status;
-          return true;
-        },
-        [&](const char* data, size_t size) {
-          if (status != 200) {
-            error_body.append(data, size);
-            return true;
-          }
-          buffer.append(data, size);
-          size_t end;
-          while ((end = buffer.find("\n\n")) != std::string::npos) {
-            const std::string frame = buffer.substr(0, end);
-            buffer.erase(0, end + 2);
-            auto more = on_frame(frame);
-            if (!more) {
-              frame_error = tl::unexpected(more.error());
-              return false;
-            }
-            if (!*more) {
-              stopped = true;
-              return false;
-            }
-          }
-          return flush();
-        });
+    // The daemon sends a keepalive every 15 s: 90 s without a byte is a dead stream.
+    auto res = net::stream(make_request("GET", path, {}, 90s), [&](std::string_view data) {
+      buffer.append(data);
+      size_t end;
+      while ((end = buffer.find("\n\n")) != std::string::npos) {
+        const std::string frame = buffer.substr(0, end);
+        buffer.erase(0, end + 2);
+        auto more = on_frame(frame);
+        if (!more) {
+          frame_error = tl::unexpected(more.error());
+          return false;
+        }
+        if (!*more) {
+          stopped = true;
+          return false;
+        }
+      }
+      return flush();
+    });
     if (!frame_error) return frame_error;
     if (stopped) return {};
-    if (status != 0 && status != 200)
-      return tl::unexpected(error_from_json(status, Json::parse(error_body, nullptr, false)));
-    if (!res && res.error() != httplib::Error::Canceled) return tl::unexpected(unreachable(res.error()));
+    if (!res) return tl::unexpected(unreachable(res.error()));
+    if (res->status != 200) return tl::unexpected(error_from_json(res->status, Json::parse(res->body, nullptr, false)));
     return {};
   }
 
-  Error unreachable(httplib::Error e) const {
+  Error unreachable(const Error& e) const {
     return Error{ErrorCode::io, "the daemon at " + endpoint_.host + ":" + std::to_string(endpoint_.port) +
-                                    " does not answer (" + httplib::to_string(e) + ")"};
+                                    " does not answer (" + e.message + ")"};
   }
 
   // One request; a 2xx answer's JSON, or the daemon's error.
   Result<Json> call(const std::string& method, const std::string& path, const Json& body = nullptr,
-                    const httplib::Params& params = {}, std::chrono::seconds timeout = 30s) const {
-    httplib::Client client = make_client(timeout);
-    const std::string target = params.empty() ? path : httplib::append_query_params(path, params);
-    httplib::Result res = method == "GET" ? client.Get(target)
-                                          : client.Post(target, body.is_null() ? std::string() : body.dump(),
-                                                        "application/json");
+                    const Params& params = {}, std::chrono::seconds timeout = 30s) const {
+    net::Request req = make_request(method, path, params, timeout);
+    if (method != "GET") req.body = body.is_null() ? std::string() : body.dump();
+    auto res = net::request(req);
     if (!res) return tl::unexpected(unreachable(res.error()));
     Json reply = Json::parse(res->body, nullptr, false);
     if (res->status >= 300) return tl::unexpected(error_from_json(res->status, reply));

@@ -22,7 +22,8 @@ find_package(ZLIB REQUIRED)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 # zstd for the archive of purged runs (Debian's libzstd-dev); linked by cronkeep_archive only.
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
-# sd_notify (READY, STATUS, WATCHDOG…) for Type=notify units; linked by cronkeep_daemon only.
+# sd_notify (READY, STATUS, WATCHDOG…) for Type=notify units: its header for
+# cronkeep_daemon, which opens libsystemd.so.0 only when NOTIFY_SOCKET is set.
 pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 if(CRONKEEP_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -228,6 +228,8 @@ mkdir -p no-modules
 check "the binary does not link libpq" bash -c "! ldd '$bin' | grep -q libpq"
 # Nor OpenSSL: https:// webhooks and signatures load cronkeep-tls.so.
 check "the binary links neither libssl nor libcrypto" bash -c "! ldd '$bin' | grep -Eq 'libssl|libcrypto'"
+# Nor libsystemd: it is opened under systemd only (tests/systemd_notify.sh).
+check "the binary does not link libsystemd" bash -c "! ldd '$bin' | grep -q libsystemd"
 check "the module sits beside the binary" test -f "$(dirname "$bin")/cronkeep-postgres.so"
 check "a missing module is an error naming the file" bash -c \
   "! CRONKEEP_MODULE_DIR='$work/no-modules' '$bin' tasks -c pgmod.toml 2>pgmod.err && grep -q 'no-modules/cronkeep-postgres.so' pgmod.err"

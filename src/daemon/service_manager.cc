@@ -8,6 +8,7 @@
 
 #include "daemon/service_manager.h"
 
+#include <dlfcn.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
@@ -29,13 +30,43 @@ std::string one_line(std::string s) {
   return s;
 }
 
+// libsystemd's two functions used here, from libsystemd.so.0 opened when
+// NOTIFY_SOCKET is set: linking it would map it and its own dependencies
+// (libgcrypt, libgpg-error, liblzma, liblz4, libcap: about 0.7 MB of
+// resident memory) in every daemon, systemd's or not.
+struct Libsystemd {
+  decltype(&::sd_notify) notify = nullptr;
+  decltype(&::sd_watchdog_enabled) watchdog_enabled = nullptr;
+};
+
+const Libsystemd* libsystemd() {
+  static const Libsystemd* loaded = [] () -> const Libsystemd* {
+    void* handle = ::dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);  // never closed
+    if (!handle) {
+      const char* error = ::dlerror();
+      spdlog::error("NOTIFY_SOCKET is set but libsystemd cannot be loaded ({}): the service manager is not told",
+                    error ? error : "?");
+      return nullptr;
+    }
+    static Libsystemd lib;
+    lib.notify = reinterpret_cast<decltype(&::sd_notify)>(::dlsym(handle, "sd_notify"));
+    lib.watchdog_enabled = reinterpret_cast<decltype(&::sd_watchdog_enabled)>(::dlsym(handle, "sd_watchdog_enabled"));
+    if (!lib.notify || !lib.watchdog_enabled) {
+      spdlog::error("libsystemd.so.0 has no sd_notify: the service manager is not told");
+      return nullptr;
+    }
+    return &lib;
+  }();
+  return loaded;
+}
+
 }  // namespace
 
 ServiceManager::ServiceManager(std::function<std::string()> status) : status_(std::move(status)) {
   const char* socket = std::getenv("NOTIFY_SOCKET");
-  active_ = socket && *socket;
+  active_ = socket && *socket && libsystemd();
   uint64_t usec = 0;
-  if (active_ && sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
+  if (active_ && libsystemd()->watchdog_enabled(0, &usec) > 0 && usec > 0)
     watchdog_ = Millis(std::max<int64_t>(1, static_cast<int64_t>(usec / 1000)));
 }
 
@@ -50,7 +81,7 @@ ServiceManager::~ServiceManager() {
 
 void ServiceManager::send(const std::string& message) const {
   if (!active_) return;
-  if (const int rc = sd_notify(0, message.c_str()); rc < 0)
+  if (const int rc = libsystemd()->notify(0, message.c_str()); rc < 0)
     spdlog::warn("sd_notify: {}", std::strerror(-rc));
 }
 

@@ -3,7 +3,9 @@
 //
 // Owns: READY=1, RELOADING=1, STOPPING=1, STATUS= and WATCHDOG=1 messages,
 // sent through libsystemd's sd_notify to the socket named by NOTIFY_SOCKET.
-// Without NOTIFY_SOCKET every call is a no-op and no thread is started.
+// Without NOTIFY_SOCKET every call is a no-op, no thread is started and
+// libsystemd is not loaded (it is opened with dlopen when NOTIFY_SOCKET is
+// set, so a daemon outside systemd does not map it nor its dependencies).
 // The runner keeps NOTIFY_SOCKET and WATCHDOG_* out of tasks' environments,
 // so only the daemon speaks for the service.
 #pragma once

@@ -188,7 +188,7 @@ function sharedPort() {
     muxPort.onmessage = (e) => {
       const m = e.data || {};
       if (m.type === 'ping') return muxPort.postMessage({ type: 'pong' });
-      if (m.type === 'evs') for (const { sid, ev } of m.list) muxSubs.get(sid)?.handle(ev);
+      if (m.type === 'evs') for (const { sid, ev } of m.json ? JSON.parse(m.json) : m.list) muxSubs.get(sid)?.handle(ev);
     };
     muxPort.start();
     // Leaving (or going into the back/forward cache) says so; coming back subscribes again.

@@ -705,47 +705,105 @@ class LogViewer {
     if (l.line > this.total) { this.total = l.line; this.grown = true; }
     this.schedule();
   }
+  // Draws the lines in view. The row elements are kept from one frame to
+  // the next: a row showing the same line as before is not touched, one
+  // whose line left the view is given a line that came into it (moved in
+  // the DOM so that the rows stay in line order), so a frame of the live
+  // tail rewrites only the rows of the lines that arrived. Each row sits at
+  // its own place in the rows' box (position: absolute, from an origin
+  // that changes only on a jump when the scroll position is scaled), so a
+  // kept row neither moves nor is painted again: the scroll moves it.
   render() {
     if (this.grown) {
       this.grown = false;
       this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
-      if (this.follow) { this.ignoreScroll = true; this.el.scrollTop = this.el.scrollHeight; }
+      // Past the end: the browser stops the scroll at the bottom.
+      if (this.follow) { this.ignoreScroll = true; this.el.scrollTop = MAX_PX * 2; }
     }
     const count = this.count;
     const top = this.topIndex();
     const n = Math.min(this.visible + 1, Math.max(0, count - top));
-    const offset = this.scaled ? this.el.scrollTop : top * LH;
-    this.rows.style.transform = `translateY(${offset}px)`;
-    const out = [];
+    const scaled = this.scaled;
+    const offset = scaled ? this.el.scrollTop : top * LH;
+    // Unscaled, a line's row is at its own place in the log (origin 0, the
+    // rows' box not moved); scaled, the rows' box is moved to the scroll
+    // position and the rows kept at their places in it.
+    if (!scaled) this.origin = 0;
+    else if (this.origin == null || !this.scaledBefore || Math.abs(top - this.origin) > 100000) this.origin = top;
+    this.scaledBefore = scaled;
+    const marker = this.first > 1 && top === 0;
+    const shift = marker ? 1 : 0;
+    const transform = `translateY(${offset - (top - this.origin) * LH}px)`;
+    if (transform !== this.transform) { this.rows.style.transform = this.transform = transform; }
+    this.rows.classList.toggle('scaled', scaled);
+    // What each row should show: the marker (key 0), then lines by number.
+    const old = this.shown || [];
+    const byKey = new Map();
+    for (const r of old) byKey.set(r.key, r);
+    const want = [];
+    if (marker) want.push({ key: 0, line: this.first, y: (top - this.origin) * LH });
     for (let k = 0; k < n; k++) {
       const idx = top + k;
-      const number = this.first + idx;
       const b = Math.floor(idx / BLOCK);
       const v = this.blocks.get(b);
-      const line = Array.isArray(v) ? v[idx % BLOCK] : undefined;
       if (!v) this.block(b);
-      out.push(this.lineEl(number, line));
+      want.push({ key: this.first + idx, line: Array.isArray(v) ? v[idx % BLOCK] : undefined, y: (idx - this.origin + shift) * LH });
     }
-    if (this.first > 1 && top === 0) out.unshift(this.markerEl(`lines 1–${this.first - 1} were rotated out (log_on_full = drop_old)`));
-    this.rows.replaceChildren(...out);
+    const keep = new Set();
+    for (const w of want) { const r = byKey.get(w.key); if (r) keep.add(r); }
+    const spare = old.filter((r) => !keep.has(r));
+    const shown = [];
+    for (const w of want) {
+      let r = byKey.get(w.key);
+      const fresh = !r;
+      if (fresh) r = spare.pop() || this.rowEl();
+      r.fresh = fresh;
+      this.fill(r, w);
+      shown.push(r);
+    }
+    for (const r of spare) r.el.remove();
+    // In line order in the DOM (reading order, selection and copy): the kept
+    // rows are in order already and stay where they are; each new one goes
+    // before the row that follows it.
+    let next = null;
+    for (let j = shown.length - 1; j >= 0; j--) {
+      const r = shown[j];
+      if (r.fresh || r.el.parentNode !== this.rows) this.rows.insertBefore(r.el, next);
+      next = r.el;
+    }
+    this.shown = shown;
     this.onRender && this.onRender(top + this.first, n);
   }
-  markerEl(text) {
-    return h('div', { class: 'ln s-m' }, h('span', { class: 'no' }, '…'), h('span', { class: 't' }, text));
+  rowEl() {
+    const no = h('span', { class: 'no' }), t = h('span', { class: 't' });
+    return { el: h('div', { class: 'ln' }, no, t), no, t, key: -1, line: null, hl: false, y: null };
   }
-  lineEl(number, line) {
-    const el = h('div', { class: 'ln ' + (line ? 's-' + line.stream : 'pending') + (number === this.highlight ? ' hl' : ''), 'data-line': number },
-      h('span', { class: 'no', title: line && line.time ? line.time + ' (UTC)' + (line.stream === 'e' ? ', stderr' : line.stream === 'o' ? ', stdout' : '') : '' }, number));
-    const t = h('span', { class: 't' });
-    if (!line) t.textContent = '…';
-    else {
-      let text = line.text;
-      if (text.length > MAX_CHARS) text = text.slice(0, MAX_CHARS);
-      ansi(text, t);
-      if (line.text.length > MAX_CHARS) t.append(h('span', { class: 'muted' }, ` … ${line.text.length - MAX_CHARS} more characters (download the raw log)`));
+  // Writes a row for what it is to show, only what changed.
+  fill(r, w) {
+    if (r.y !== w.y) { r.el.style.top = w.y + 'px'; r.y = w.y; }
+    const hl = w.key === this.highlight;
+    if (r.key === w.key && r.line === w.line && r.hl === hl) return;  // unchanged (or still pending)
+    const line = w.line;
+    r.key = w.key; r.line = line; r.hl = hl;
+    if (w.key === 0) {
+      r.el.className = 'ln s-m';
+      delete r.el.dataset.line;
+      r.no.textContent = '…';
+      r.no.title = '';
+      r.t.textContent = `lines 1–${this.first - 1} were rotated out (log_on_full = drop_old)`;
+      return;
     }
-    el.append(t);
-    return el;
+    r.el.className = 'ln ' + (line ? 's-' + line.stream : 'pending') + (hl ? ' hl' : '');
+    r.el.dataset.line = w.key;
+    r.no.textContent = w.key;
+    r.no.title = line && line.time ? line.time + ' (UTC)' + (line.stream === 'e' ? ', stderr' : line.stream === 'o' ? ', stdout' : '') : '';
+    const t = r.t;
+    if (!line) { t.textContent = '…'; return; }
+    let text = line.text;
+    if (text.length > MAX_CHARS) text = text.slice(0, MAX_CHARS);
+    if (!text.includes('\x1b') && !/[\x00-\x08\x0b-\x1f\x7f]/.test(text)) t.textContent = text;  // plain: one text node
+    else { t.textContent = ''; ansi(text, t); }
+    if (line.text.length > MAX_CHARS) t.append(h('span', { class: 'muted' }, ` … ${line.text.length - MAX_CHARS} more characters (download the raw log)`));
   }
 }
 

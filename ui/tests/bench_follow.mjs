@@ -3,7 +3,8 @@
 // clock, which the browser reads too); once it prints, PAGES run pages are
 // opened in one headless chromium (as tabs of one browser context: below)
 // and left to tail it. In each page a MutationObserver on the viewer's
-// rows (the viewer rebuilds them in the animation frame that paints them)
+// rows and their subtree (the viewer writes them in the animation frame
+// that paints them: a row given a new line, or a pending row its text)
 // notes the first time each line is in the DOM: its delay is that time
 // minus the line's write time. The viewer is virtualised (one screenful of
 // line elements) and follows the end, so these are the lines drawn at the
@@ -100,7 +101,7 @@ function observe() {
       if (r.top < box.top || r.bottom > box.bottom + 0.5) m.offscreen.push(t);
     }
     m.newest.push(newest ? [newestWrite, t - newestWrite] : [0, 0]);
-  }).observe(rows, { childList: true });
+  }).observe(rows, { childList: true, subtree: true });
   const frame = () => { m.frames.push(now()); requestAnimationFrame(frame); };
   requestAnimationFrame(frame);
   window.cronkeepFollowBench = m;

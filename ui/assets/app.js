@@ -638,19 +638,18 @@ class LogViewer {
   get visible() { return Math.ceil(this.el.clientHeight / LH) + 1; }
   get scaled() { return this.count * LH > MAX_PX; }
   layout() {
-    this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
+    this.spacer.style.height = this.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
     this.schedule();
   }
   // The scroll positions the lines map onto: the spacer's, not the
   // element's scrollHeight, which grows by the rows sticking out below the
   // spacer once they are moved to the bottom (then, on a 10-million-line
   // log, the last ~50 lines could not be scrolled to).
-  range() { return Math.max(1, Math.min(this.count * LH, MAX_PX) + LH - this.el.clientHeight); }
+  range(ch = this.el.clientHeight) { return Math.max(1, Math.min(this.count * LH, MAX_PX) + LH - ch); }
   // The index (0-based from `first`) of the line at the top of the view.
-  topIndex() {
-    const st = this.el.scrollTop;
+  topIndex(st = this.el.scrollTop, ch = this.el.clientHeight) {
     if (!this.scaled) return Math.floor(st / LH);
-    return Math.round(Math.min(1, st / this.range()) * Math.max(0, this.count - this.visible + 1));
+    return Math.round(Math.min(1, st / this.range(ch)) * Math.max(0, this.count - (Math.ceil(ch / LH) + 1) + 1));
   }
   scrollToIndex(i) {
     i = Math.max(0, Math.min(i, this.count - 1));
@@ -714,17 +713,24 @@ class LogViewer {
   // that changes only on a jump when the scroll position is scaled), so a
   // kept row neither moves nor is painted again: the scroll moves it.
   render() {
+    // Everything this frame needs from the layout is read first (the
+    // layout is clean at the start of a frame) and the scroll position
+    // set last: one layout a frame, with the rows (setting the log's
+    // height and then the scroll position first forced one more, before
+    // the rows were written).
+    let st = this.el.scrollTop;
+    const ch = this.el.clientHeight;
+    let scrollTo = null;
     if (this.grown) {
       this.grown = false;
-      this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
-      // Past the end: the browser stops the scroll at the bottom.
-      if (this.follow) { this.ignoreScroll = true; this.el.scrollTop = MAX_PX * 2; }
+      if (this.follow) { st = scrollTo = this.range(ch); }  // the bottom
     }
     const count = this.count;
-    const top = this.topIndex();
-    const n = Math.min(this.visible + 1, Math.max(0, count - top));
+    const visible = Math.ceil(ch / LH) + 1;
+    const top = this.topIndex(st, ch);
+    const n = Math.min(visible + 1, Math.max(0, count - top));
     const scaled = this.scaled;
-    const offset = scaled ? this.el.scrollTop : top * LH;
+    const offset = scaled ? st : top * LH;
     // Unscaled, a line's row is at its own place in the log (origin 0, the
     // rows' box not moved); scaled, the rows' box is moved to the scroll
     // position and the rows kept at their places in it.
@@ -735,7 +741,7 @@ class LogViewer {
     const shift = marker ? 1 : 0;
     const transform = `translateY(${offset - (top - this.origin) * LH}px)`;
     if (transform !== this.transform) { this.rows.style.transform = this.transform = transform; }
-    this.rows.classList.toggle('scaled', scaled);
+    if (scaled !== this.rows.classList.contains('scaled')) this.rows.classList.toggle('scaled', scaled);
     // What each row should show: the marker (key 0), then lines by number.
     const old = this.shown || [];
     const byKey = new Map();
@@ -751,28 +757,30 @@ class LogViewer {
     }
     const keep = new Set();
     for (const w of want) { const r = byKey.get(w.key); if (r) keep.add(r); }
-    const spare = old.filter((r) => !keep.has(r));
+    const spare = old.filter((r) => !keep.has(r));  // in DOM order
+    let s = 0;
     const shown = [];
     for (const w of want) {
-      let r = byKey.get(w.key);
-      const fresh = !r;
-      if (fresh) r = spare.pop() || this.rowEl();
-      r.fresh = fresh;
+      const r = byKey.get(w.key) || spare[s++] || this.rowEl();
       this.fill(r, w);
       shown.push(r);
     }
-    for (const r of spare) r.el.remove();
+    for (; s < spare.length; s++) spare[s].el.remove();
     // In line order in the DOM (reading order, selection and copy): the kept
-    // rows are in order already and stay where they are; each new one goes
-    // before the row that follows it.
+    // rows are in order already and stay where they are; a row given a new
+    // line goes before the row that follows it, unless it is there already
+    // (a frame that replaces every row moves none).
     let next = null;
     for (let j = shown.length - 1; j >= 0; j--) {
-      const r = shown[j];
-      if (r.fresh || r.el.parentNode !== this.rows) this.rows.insertBefore(r.el, next);
-      next = r.el;
+      const el = shown[j].el;
+      if (el.parentNode !== this.rows || el.nextSibling !== next) this.rows.insertBefore(el, next);
+      next = el;
     }
     this.shown = shown;
+    const height = Math.min(count * LH, MAX_PX) + LH + 'px';
+    if (height !== this.height) this.spacer.style.height = this.height = height;
     this.onRender && this.onRender(top + this.first, n);
+    if (scrollTo != null && scrollTo !== this.el.scrollTop) { this.ignoreScroll = true; this.el.scrollTop = scrollTo; }
   }
   rowEl() {
     const no = h('span', { class: 'no' }), t = h('span', { class: 't' });
@@ -793,18 +801,26 @@ class LogViewer {
       r.t.textContent = `lines 1–${this.first - 1} were rotated out (log_on_full = drop_old)`;
       return;
     }
-    r.el.className = 'ln ' + (line ? 's-' + line.stream : 'pending') + (hl ? ' hl' : '');
+    const cls = 'ln ' + (line ? 's-' + line.stream : 'pending') + (hl ? ' hl' : '');
+    if (r.el.className !== cls) r.el.className = cls;
     r.el.dataset.line = w.key;
-    r.no.textContent = w.key;
+    setText(r.no, String(w.key));
     r.no.title = line && line.time ? line.time + ' (UTC)' + (line.stream === 'e' ? ', stderr' : line.stream === 'o' ? ', stdout' : '') : '';
     const t = r.t;
     if (!line) { t.textContent = '…'; return; }
     let text = line.text;
     if (text.length > MAX_CHARS) text = text.slice(0, MAX_CHARS);
-    if (!text.includes('\x1b') && !/[\x00-\x08\x0b-\x1f\x7f]/.test(text)) t.textContent = text;  // plain: one text node
+    if (!text.includes('\x1b') && !/[\x00-\x08\x0b-\x1f\x7f]/.test(text)) setText(t, text);  // plain: one text node
     else { t.textContent = ''; ansi(text, t); }
     if (line.text.length > MAX_CHARS) t.append(h('span', { class: 'muted' }, ` … ${line.text.length - MAX_CHARS} more characters (download the raw log)`));
   }
+}
+
+// An element's text, as its one text node's data when it has one (the
+// node and its layout object are kept).
+function setText(el, text) {
+  const c = el.firstChild;
+  if (c && c === el.lastChild && c.nodeType === 3) { if (c.data !== text) c.data = text; } else el.textContent = text;
 }
 
 // ---- run page ------------------------------------------------------------------
@@ -879,7 +895,7 @@ async function runPage(task, id) {
   window.cronkeepViewer = viewer;  // for tests and benchmarks: request and byte counts
   onLeave(() => viewer.destroy());
   viewer.error = (e) => { msg.textContent = 'Log: ' + e.message; msg.className = 'error'; };
-  viewer.onRender = (top, n) => { where.textContent = viewer.count ? `lines ${top}–${Math.min(top + n - 1, viewer.total)} of ${viewer.total}` : 'empty'; };
+  viewer.onRender = (top, n) => setText(where, viewer.count ? `lines ${top}–${Math.min(top + n - 1, viewer.total)} of ${viewer.total}` : 'empty');
   const follow = (on) => { viewer.follow = on; followBox.checked = on; if (on) viewer.toBottom(); };
   viewer.onUnfollow = () => follow(false);
   followBox.addEventListener('change', () => follow(followBox.checked));

@@ -101,7 +101,7 @@ function observe() {
       if (r.top < box.top || r.bottom > box.bottom + 0.5) m.offscreen.push(t);
     }
     m.newest.push(newest ? [newestWrite, t - newestWrite] : [0, 0]);
-  }).observe(rows, { childList: true, subtree: true });
+  }).observe(rows, { childList: true, subtree: true, characterData: true });
   const frame = () => { m.frames.push(now()); requestAnimationFrame(frame); };
   requestAnimationFrame(frame);
   window.cronkeepFollowBench = m;

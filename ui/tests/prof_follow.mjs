@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launch, skipUnlessReady, startDaemon } from './harness.mjs';
+import { cpuSeconds, descendants, launch, skipUnlessReady, startDaemon } from './harness.mjs';
 
 skipUnlessReady();
 const binary = process.argv[2];
@@ -38,7 +38,7 @@ cron = "0 0 1 1 *"
 run = 'python3 ${path.join(tmp, 'writer.py')} ${rate} ${stopFile}'
 log_max_size = "0"
 `);
-let browser;
+let browser, cdp;
 try {
   const run = await d.api('/api/tasks/follow/run', { method: 'POST' });
   await sleep(500);
@@ -58,22 +58,37 @@ try {
   await page.goto(`${d.base}/#/run/follow/${run.id}`);
   await page.waitForSelector('#log .rows .ln.s-o');
   await sleep(2000);
-  const cdp = await ctx.newCDPSession(page);
+  cdp = await ctx.newCDPSession(page);
   await cdp.send('Performance.enable');
   const frames = () => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => r(window.__frames || 0))));
   const messages = () => page.evaluate(() => window.cronkeepPortMessages);
   await page.evaluate(() => { window.__frames = 0; const f = () => { window.__frames++; requestAnimationFrame(f); }; requestAnimationFrame(f); });
   const get = async () => Object.fromEntries((await cdp.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value]));
-  const a = await get(), fa = await frames(), ma = await messages();
+  // The CPU of chromium's processes by type (the renderer: the page's and
+  // the shared worker's), from /proc.
+  const cpu = () => {
+    const by = {};
+    for (const pid of descendants(process.pid)) {
+      if (pid === d.pid || descendants(d.pid).includes(pid)) continue;
+      let cmd = '';
+      try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { continue; }
+      if (!cmd.includes('chrom')) continue;
+      const type = (/--type=([a-z-]+)/.exec(cmd) || [, 'browser'])[1];
+      by[type] = (by[type] || 0) + cpuSeconds(pid);
+    }
+    return by;
+  };
+  const a = await get(), fa = await frames(), ma = await messages(), ca = cpu();
   await sleep(seconds * 1000);
-  const b = await get(), fb = await frames(), mb = await messages();
+  const b = await get(), fb = await frames(), mb = await messages(), cb = cpu();
   const dt = b.Timestamp - a.Timestamp;
   const per = (k) => ((b[k] - a[k]) / dt);
   console.log(`one page, ${rate} lines/s, ${dt.toFixed(1)} s (load average ${os.loadavg()[0].toFixed(1)}): ` +
     `main thread busy ${Math.round(1000 * per('TaskDuration'))} ms/s (script ${Math.round(1000 * per('ScriptDuration'))}, ` +
     `style ${Math.round(1000 * per('RecalcStyleDuration'))}, layout ${Math.round(1000 * per('LayoutDuration'))} ms/s); ` +
     `${per('LayoutCount').toFixed(0)} layouts/s, ${per('RecalcStyleCount').toFixed(0)} style recalcs/s, ${((fb - fa) / dt).toFixed(1)} frames/s, ${((mb - ma) / dt).toFixed(0)} messages/s from the worker, ` +
-    `${Math.round(b.Nodes)} nodes, JS heap ${(b.JSHeapUsedSize / 1e6).toFixed(1)} MB`);
+    `${Math.round(b.Nodes)} nodes, JS heap ${(b.JSHeapUsedSize / 1e6).toFixed(1)} MB; CPU (100 % = one core): ` +
+    Object.keys(cb).map((k) => `${k} ${Math.round((100 * (cb[k] - (ca[k] || 0))) / dt)} %`).join(', '));
 
   if (process.env.LAYERS) {
     const trees = [];
@@ -88,7 +103,17 @@ try {
     }
     await cdp.send('LayerTree.disable');
   }
-  // A trace of the same: self time per event name and thread.
+  // A trace of the same: self time per event name and thread (not with
+  // CRONKEEP_NO_TRACE=1).
+  if (!process.env.CRONKEEP_NO_TRACE) await trace();
+} finally {
+  fs.writeFileSync(stopFile, '');
+  if (browser) await browser.close();
+  await d.stop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+async function trace() {
   const events = [];
   cdp.on('Tracing.dataCollected', (e) => events.push(...e.value));
   const done = new Promise((r) => cdp.once('Tracing.tracingComplete', r));
@@ -128,9 +153,4 @@ try {
     const rows = [...self].sort((x, y) => y[1] - x[1]).slice(0, 14).map(([n, v]) => `${n} ${(v / 1000 / span).toFixed(1)}`);
     console.log(`  ${name} (${k}): busy ${(top / 1000 / span).toFixed(0)} ms/s; self ms/s: ${rows.join(', ')}`);
   }
-} finally {
-  fs.writeFileSync(stopFile, '');
-  if (browser) await browser.close();
-  await d.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
 }

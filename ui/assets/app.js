@@ -776,6 +776,9 @@ class LogViewer {
       if (el.parentNode !== this.rows || el.nextSibling !== next) this.rows.insertBefore(el, next);
       next = el;
     }
+    // Only these rows (a row left over by a render cut short by an error
+    // would stay for ever).
+    if (this.rows.childElementCount !== shown.length) this.rows.replaceChildren(...shown.map((r) => r.el));
     this.shown = shown;
     const height = Math.min(count * LH, MAX_PX) + LH + 'px';
     if (height !== this.height) this.spacer.style.height = this.height = height;

@@ -105,6 +105,23 @@ try {
   }
   // A trace of the same: self time per event name and thread (not with
   // CRONKEEP_NO_TRACE=1).
+  if (process.env.CRONKEEP_JS_PROFILE) {
+    // Where the page's script time goes: self time by function over 3 s.
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+    await cdp.send('Profiler.start');
+    await sleep(3000);
+    const { profile } = await cdp.send('Profiler.stop');
+    const self = new Map();
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const dt = profile.timeDeltas;
+    profile.samples.forEach((id, i) => {
+      const n = byId.get(id);
+      const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber + 1}`;
+      self.set(k, (self.get(k) || 0) + (dt[i] || 0));
+    });
+    console.log('  script self time, ms/s:', [...self].sort((x, y) => y[1] - x[1]).slice(0, 20).map(([k, v]) => `${k} ${(v / 3000).toFixed(1)}`).join(', '));
+  }
   if (!process.env.CRONKEEP_NO_TRACE) await trace();
 } finally {
   fs.writeFileSync(stopFile, '');

@@ -705,13 +705,10 @@ class LogViewer {
     this.schedule();
   }
   // Draws the lines in view. The row elements are kept from one frame to
-  // the next: a row showing the same line as before is not touched, one
-  // whose line left the view is given a line that came into it (moved in
-  // the DOM so that the rows stay in line order), so a frame of the live
-  // tail rewrites only the rows of the lines that arrived. Each row sits at
-  // its own place in the rows' box (position: absolute, from an origin
-  // that changes only on a jump when the scroll position is scaled), so a
-  // kept row neither moves nor is painted again: the scroll moves it.
+  // the next, each at a fixed place in the rows' box (moved to the view
+  // as a whole): the j-th row shows the j-th line in view, and a row
+  // whose line, state and highlight are unchanged is not touched; a
+  // changed one gets its text written into its text node.
   render() {
     // Everything this frame needs from the layout is read first (the
     // layout is clean at the start of a frame) and the scroll position
@@ -731,54 +728,27 @@ class LogViewer {
     const n = Math.min(visible + 1, Math.max(0, count - top));
     const scaled = this.scaled;
     const offset = scaled ? st : top * LH;
-    // Unscaled, a line's row is at its own place in the log (origin 0, the
-    // rows' box not moved); scaled, the rows' box is moved to the scroll
-    // position and the rows kept at their places in it.
-    if (!scaled) this.origin = 0;
-    else if (this.origin == null || !this.scaledBefore || Math.abs(top - this.origin) > 100000) this.origin = top;
-    this.scaledBefore = scaled;
     const marker = this.first > 1 && top === 0;
-    const shift = marker ? 1 : 0;
-    const transform = `translateY(${offset - (top - this.origin) * LH}px)`;
+    const transform = `translateY(${offset}px)`;
     if (transform !== this.transform) { this.rows.style.transform = this.transform = transform; }
-    if (scaled !== this.rows.classList.contains('scaled')) this.rows.classList.toggle('scaled', scaled);
     // What each row should show: the marker (key 0), then lines by number.
-    const old = this.shown || [];
-    const byKey = new Map();
-    for (const r of old) byKey.set(r.key, r);
     const want = [];
-    if (marker) want.push({ key: 0, line: this.first, y: (top - this.origin) * LH });
+    if (marker) want.push({ key: 0, line: this.first, y: 0 });
     for (let k = 0; k < n; k++) {
       const idx = top + k;
       const b = Math.floor(idx / BLOCK);
       const v = this.blocks.get(b);
       if (!v) this.block(b);
-      want.push({ key: this.first + idx, line: Array.isArray(v) ? v[idx % BLOCK] : undefined, y: (idx - this.origin + shift) * LH });
+      want.push({ key: this.first + idx, line: Array.isArray(v) ? v[idx % BLOCK] : undefined, y: (k + (marker ? 1 : 0)) * LH });
     }
-    const keep = new Set();
-    for (const w of want) { const r = byKey.get(w.key); if (r) keep.add(r); }
-    const spare = old.filter((r) => !keep.has(r));  // in DOM order
-    let s = 0;
-    const shown = [];
-    for (const w of want) {
-      const r = byKey.get(w.key) || spare[s++] || this.rowEl();
-      this.fill(r, w);
-      shown.push(r);
-    }
-    for (; s < spare.length; s++) spare[s].el.remove();
-    // In line order in the DOM (reading order, selection and copy): the kept
-    // rows are in order already and stay where they are; a row given a new
-    // line goes before the row that follows it, unless it is there already
-    // (a frame that replaces every row moves none).
-    let next = null;
-    for (let j = shown.length - 1; j >= 0; j--) {
-      const el = shown[j].el;
-      if (el.parentNode !== this.rows || el.nextSibling !== next) this.rows.insertBefore(el, next);
-      next = el;
-    }
-    // Only these rows (a row left over by a render cut short by an error
-    // would stay for ever).
-    if (this.rows.childElementCount !== shown.length) this.rows.replaceChildren(...shown.map((r) => r.el));
+    // The j-th row shows the j-th line in view: the rows are never moved
+    // in the DOM (so they are in line order for reading, selection and
+    // copy), only added or removed at the end when the view's height
+    // changes.
+    const shown = this.shown || [];
+    while (shown.length < want.length) { const r = this.rowEl(); shown.push(r); this.rows.append(r.el); }
+    while (shown.length > want.length) shown.pop().el.remove();
+    for (let j = 0; j < want.length; j++) this.fill(shown[j], want[j]);
     this.shown = shown;
     const height = Math.min(count * LH, MAX_PX) + LH + 'px';
     if (height !== this.height) this.spacer.style.height = this.height = height;

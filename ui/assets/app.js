@@ -188,7 +188,7 @@ function sharedPort() {
     muxPort.onmessage = (e) => {
       const m = e.data || {};
       if (m.type === 'ping') return muxPort.postMessage({ type: 'pong' });
-      if (m.type === 'evs') for (const { sid, ev } of m.list) muxSubs.get(sid)?.handle(ev);
+      if (m.type === 'evs') for (const { sid, ev } of m.json ? JSON.parse(m.json) : m.list) muxSubs.get(sid)?.handle(ev);
     };
     muxPort.start();
     // Leaving (or going into the back/forward cache) says so; coming back subscribes again.
@@ -638,19 +638,18 @@ class LogViewer {
   get visible() { return Math.ceil(this.el.clientHeight / LH) + 1; }
   get scaled() { return this.count * LH > MAX_PX; }
   layout() {
-    this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
+    this.spacer.style.height = this.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
     this.schedule();
   }
   // The scroll positions the lines map onto: the spacer's, not the
   // element's scrollHeight, which grows by the rows sticking out below the
   // spacer once they are moved to the bottom (then, on a 10-million-line
   // log, the last ~50 lines could not be scrolled to).
-  range() { return Math.max(1, Math.min(this.count * LH, MAX_PX) + LH - this.el.clientHeight); }
+  range(ch = this.el.clientHeight) { return Math.max(1, Math.min(this.count * LH, MAX_PX) + LH - ch); }
   // The index (0-based from `first`) of the line at the top of the view.
-  topIndex() {
-    const st = this.el.scrollTop;
+  topIndex(st = this.el.scrollTop, ch = this.el.clientHeight) {
     if (!this.scaled) return Math.floor(st / LH);
-    return Math.round(Math.min(1, st / this.range()) * Math.max(0, this.count - this.visible + 1));
+    return Math.round(Math.min(1, st / this.range(ch)) * Math.max(0, this.count - (Math.ceil(ch / LH) + 1) + 1));
   }
   scrollToIndex(i) {
     i = Math.max(0, Math.min(i, this.count - 1));
@@ -705,48 +704,96 @@ class LogViewer {
     if (l.line > this.total) { this.total = l.line; this.grown = true; }
     this.schedule();
   }
+  // Draws the lines in view. The row elements are kept from one frame to
+  // the next, each at a fixed place in the rows' box (moved to the view
+  // as a whole): the j-th row shows the j-th line in view, and a row
+  // whose line, state and highlight are unchanged is not touched; a
+  // changed one gets its text written into its text node.
   render() {
+    // Everything this frame needs from the layout is read first (the
+    // layout is clean at the start of a frame) and the scroll position
+    // set last: one layout a frame, with the rows (setting the log's
+    // height and then the scroll position first forced one more, before
+    // the rows were written).
+    let st = this.el.scrollTop;
+    const ch = this.el.clientHeight;
+    let scrollTo = null;
     if (this.grown) {
       this.grown = false;
-      this.spacer.style.height = Math.min(this.count * LH, MAX_PX) + LH + 'px';
-      if (this.follow) { this.ignoreScroll = true; this.el.scrollTop = this.el.scrollHeight; }
+      if (this.follow) { st = scrollTo = this.range(ch); }  // the bottom
     }
     const count = this.count;
-    const top = this.topIndex();
-    const n = Math.min(this.visible + 1, Math.max(0, count - top));
-    const offset = this.scaled ? this.el.scrollTop : top * LH;
-    this.rows.style.transform = `translateY(${offset}px)`;
-    const out = [];
+    const visible = Math.ceil(ch / LH) + 1;
+    const top = this.topIndex(st, ch);
+    const n = Math.min(visible + 1, Math.max(0, count - top));
+    const scaled = this.scaled;
+    const offset = scaled ? st : top * LH;
+    const marker = this.first > 1 && top === 0;
+    const transform = `translateY(${offset}px)`;
+    if (transform !== this.transform) { this.rows.style.transform = this.transform = transform; }
+    // What each row should show: the marker (key 0), then lines by number.
+    const want = [];
+    if (marker) want.push({ key: 0, line: this.first, y: 0 });
     for (let k = 0; k < n; k++) {
       const idx = top + k;
-      const number = this.first + idx;
       const b = Math.floor(idx / BLOCK);
       const v = this.blocks.get(b);
-      const line = Array.isArray(v) ? v[idx % BLOCK] : undefined;
       if (!v) this.block(b);
-      out.push(this.lineEl(number, line));
+      want.push({ key: this.first + idx, line: Array.isArray(v) ? v[idx % BLOCK] : undefined, y: (k + (marker ? 1 : 0)) * LH });
     }
-    if (this.first > 1 && top === 0) out.unshift(this.markerEl(`lines 1–${this.first - 1} were rotated out (log_on_full = drop_old)`));
-    this.rows.replaceChildren(...out);
+    // The j-th row shows the j-th line in view: the rows are never moved
+    // in the DOM (so they are in line order for reading, selection and
+    // copy), only added or removed at the end when the view's height
+    // changes.
+    const shown = this.shown || [];
+    while (shown.length < want.length) { const r = this.rowEl(); shown.push(r); this.rows.append(r.el); }
+    while (shown.length > want.length) shown.pop().el.remove();
+    for (let j = 0; j < want.length; j++) this.fill(shown[j], want[j]);
+    this.shown = shown;
+    const height = Math.min(count * LH, MAX_PX) + LH + 'px';
+    if (height !== this.height) this.spacer.style.height = this.height = height;
     this.onRender && this.onRender(top + this.first, n);
+    if (scrollTo != null && scrollTo !== this.el.scrollTop) { this.ignoreScroll = true; this.el.scrollTop = scrollTo; }
   }
-  markerEl(text) {
-    return h('div', { class: 'ln s-m' }, h('span', { class: 'no' }, '…'), h('span', { class: 't' }, text));
+  rowEl() {
+    const no = h('span', { class: 'no' }), t = h('span', { class: 't' });
+    return { el: h('div', { class: 'ln' }, no, t), no, t, key: -1, line: null, hl: false, y: null };
   }
-  lineEl(number, line) {
-    const el = h('div', { class: 'ln ' + (line ? 's-' + line.stream : 'pending') + (number === this.highlight ? ' hl' : ''), 'data-line': number },
-      h('span', { class: 'no', title: line && line.time ? line.time + ' (UTC)' + (line.stream === 'e' ? ', stderr' : line.stream === 'o' ? ', stdout' : '') : '' }, number));
-    const t = h('span', { class: 't' });
-    if (!line) t.textContent = '…';
-    else {
-      let text = line.text;
-      if (text.length > MAX_CHARS) text = text.slice(0, MAX_CHARS);
-      ansi(text, t);
-      if (line.text.length > MAX_CHARS) t.append(h('span', { class: 'muted' }, ` … ${line.text.length - MAX_CHARS} more characters (download the raw log)`));
+  // Writes a row for what it is to show, only what changed.
+  fill(r, w) {
+    if (r.y !== w.y) { r.el.style.top = w.y + 'px'; r.y = w.y; }
+    const hl = w.key === this.highlight;
+    if (r.key === w.key && r.line === w.line && r.hl === hl) return;  // unchanged (or still pending)
+    const line = w.line;
+    r.key = w.key; r.line = line; r.hl = hl;
+    if (w.key === 0) {
+      r.el.className = 'ln s-m';
+      delete r.el.dataset.line;
+      r.no.textContent = '…';
+      r.no.title = '';
+      r.t.textContent = `lines 1–${this.first - 1} were rotated out (log_on_full = drop_old)`;
+      return;
     }
-    el.append(t);
-    return el;
+    const cls = 'ln ' + (line ? 's-' + line.stream : 'pending') + (hl ? ' hl' : '');
+    if (r.el.className !== cls) r.el.className = cls;
+    r.el.dataset.line = w.key;
+    setText(r.no, String(w.key));
+    r.no.title = line && line.time ? line.time + ' (UTC)' + (line.stream === 'e' ? ', stderr' : line.stream === 'o' ? ', stdout' : '') : '';
+    const t = r.t;
+    if (!line) { t.textContent = '…'; return; }
+    let text = line.text;
+    if (text.length > MAX_CHARS) text = text.slice(0, MAX_CHARS);
+    if (!text.includes('\x1b') && !/[\x00-\x08\x0b-\x1f\x7f]/.test(text)) setText(t, text);  // plain: one text node
+    else { t.textContent = ''; ansi(text, t); }
+    if (line.text.length > MAX_CHARS) t.append(h('span', { class: 'muted' }, ` … ${line.text.length - MAX_CHARS} more characters (download the raw log)`));
   }
+}
+
+// An element's text, as its one text node's data when it has one (the
+// node and its layout object are kept).
+function setText(el, text) {
+  const c = el.firstChild;
+  if (c && c === el.lastChild && c.nodeType === 3) { if (c.data !== text) c.data = text; } else el.textContent = text;
 }
 
 // ---- run page ------------------------------------------------------------------
@@ -821,7 +868,7 @@ async function runPage(task, id) {
   window.cronkeepViewer = viewer;  // for tests and benchmarks: request and byte counts
   onLeave(() => viewer.destroy());
   viewer.error = (e) => { msg.textContent = 'Log: ' + e.message; msg.className = 'error'; };
-  viewer.onRender = (top, n) => { where.textContent = viewer.count ? `lines ${top}–${Math.min(top + n - 1, viewer.total)} of ${viewer.total}` : 'empty'; };
+  viewer.onRender = (top, n) => setText(where, viewer.count ? `lines ${top}–${Math.min(top + n - 1, viewer.total)} of ${viewer.total}` : 'empty');
   const follow = (on) => { viewer.follow = on; followBox.checked = on; if (on) viewer.toBottom(); };
   viewer.onUnfollow = () => follow(false);
   followBox.addEventListener('change', () => follow(followBox.checked));

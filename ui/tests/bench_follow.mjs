@@ -3,7 +3,8 @@
 // clock, which the browser reads too); once it prints, PAGES run pages are
 // opened in one headless chromium (as tabs of one browser context: below)
 // and left to tail it. In each page a MutationObserver on the viewer's
-// rows (the viewer rebuilds them in the animation frame that paints them)
+// rows and their subtree (the viewer writes them in the animation frame
+// that paints them: a row given a new line, or a pending row its text)
 // notes the first time each line is in the DOM: its delay is that time
 // minus the line's write time. The viewer is virtualised (one screenful of
 // line elements) and follows the end, so these are the lines drawn at the
@@ -100,7 +101,7 @@ function observe() {
       if (r.top < box.top || r.bottom > box.bottom + 0.5) m.offscreen.push(t);
     }
     m.newest.push(newest ? [newestWrite, t - newestWrite] : [0, 0]);
-  }).observe(rows, { childList: true });
+  }).observe(rows, { childList: true, subtree: true, characterData: true });
   const frame = () => { m.frames.push(now()); requestAnimationFrame(frame); };
   requestAnimationFrame(frame);
   window.cronkeepFollowBench = m;
@@ -211,13 +212,23 @@ try {
     `${rate} lines/s, ${reps} window(s) of ${seconds} s`);
   await sleep(2000);
 
+  // CRONKEEP_METRICS=1: each page's main thread over the window, from
+  // chromium's Performance.getMetrics (busy, script, style, layout).
+  const cdps = process.env.CRONKEEP_METRICS ? await Promise.all(opened.map(async (pg) => {
+    const s = await pg.context().newCDPSession(pg);
+    await s.send('Performance.enable');
+    return s;
+  })) : [];
+  const metrics = () => Promise.all(cdps.map(async (s) => Object.fromEntries((await s.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value]))));
   const results = [];
   for (let rep = 1; rep <= reps; rep++) {
     const p = procs();
+    const ma = await metrics();
     const a = snapshot(p);
     const la = os.loadavg()[0];
     await sleep(seconds * 1000);
     const b = snapshot(p);
+    const mb = await metrics();
     const from = a.t, to = b.t;
     await sleep(GRACE);
     const per = await Promise.all(opened.map((pg) => pg.evaluate(collect, [from, to])));
@@ -245,6 +256,11 @@ try {
     const share = seen / (written * pages);
     console.log(`  all ${pages} pages, each line's first time in the DOM: p50 ${ms(s.p50)} ms, p99 ${ms(s.p99)} ms, max ${ms(s.max)} ms ` +
       `(${s.n} line sightings; ${(100 * share).toFixed(2)} % of the lines seen); per-page p99: median ${ms(median(p99s))} ms, worst ${ms(Math.max(...p99s))} ms`);
+    if (cdps.length) {
+      const per = (k) => median(mb.map((m, i) => (1000 * (m[k] - ma[i][k])) / (m.Timestamp - ma[i].Timestamp)));
+      console.log(`  a page's main thread (median of the pages): busy ${Math.round(per('TaskDuration'))} ms/s, script ${Math.round(per('ScriptDuration'))}, ` +
+        `style ${Math.round(per('RecalcStyleDuration'))}, layout ${Math.round(per('LayoutDuration'))} ms/s; ${(per('LayoutCount') / 1000).toFixed(1)} layouts/s`);
+    }
     console.log(`  the newest line in the DOM at each render: p50 ${ms(n.p50)} ms, p99 ${ms(n.p99)} ms, max ${ms(n.max)} ms`);
     console.log(`  the server alone (a Node follower of the same stream): p50 ${ms(sv.p50)} ms, p99 ${ms(sv.p99)} ms, max ${ms(sv.max)} ms`);
     const wall = (to - from) / 1000;
@@ -261,6 +277,30 @@ try {
     const med = (k) => median(results.map((r) => r[k]));
     console.log(`\nmedian of ${reps} windows: p50 ${ms(med('p50'))} ms, p99 ${ms(med('p99'))} ms, max ${ms(med('max'))} ms, ` +
       `${(100 * med('share')).toFixed(2)} % seen; daemon ${Math.round(100 * med('daemon'))} %, chromium ${Math.round(100 * med('chromium'))} %, machine ${Math.round(100 * med('machine'))} % busy`);
+  }
+  // CRONKEEP_JS_PROFILE=1: the script self time of one page, by function, over 4 s.
+  if (process.env.CRONKEEP_JS_PROFILE) {
+    const cdp = await opened[0].context().newCDPSession(opened[0]);
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+    await cdp.send('Profiler.start');
+    await sleep(4000);
+    const { profile } = await cdp.send('Profiler.stop');
+    const self = new Map();
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    profile.samples.forEach((id, i) => {
+      const n = byId.get(id);
+      const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').pop()}:${n.callFrame.lineNumber + 1}`;
+      self.set(k, (self.get(k) || 0) + (profile.timeDeltas[i] || 0));
+    });
+    console.log('page 1, script self time (wall), ms/s:', [...self].sort((x, y) => y[1] - x[1]).slice(0, 16).map(([k, v]) => `${k} ${(v / 4000).toFixed(1)}`).join(', '));
+  }
+  // CRONKEEP_TRACE=FILE: a trace of the whole browser over 4 s (every
+  // page, the worker, the GPU process), written to FILE.
+  if (process.env.CRONKEEP_TRACE) {
+    await browser.startTracing(opened[0], { path: process.env.CRONKEEP_TRACE, categories: ['toplevel', 'devtools.timeline', 'disabled-by-default-devtools.timeline', 'blink', 'cc', 'viz'] });
+    await sleep(4000);
+    await browser.stopTracing();
   }
   stopFollower = true;
 } finally {

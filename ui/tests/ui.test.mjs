@@ -17,7 +17,14 @@ if (!binary) { console.error('usage: ui.test.mjs CRONKEEP_BINARY [SCREENSHOT_DIR
 const TASKS = String.raw`
 [tasks.colors]
 cron = "0 0 1 1 *"
-run = '''printf '\033[31mred text\033[0m and plain\n'; echo 'to stderr' >&2; echo 'last line'; printf 'bad \377\376 utf8 and a NUL \000 here\n'; head -c 100000 /dev/zero | tr '\0' 'x'; echo'''
+run = '''printf '\033[31mred text\033[0m and plain\n'; echo 'to stderr' >&2; echo 'last line'; printf 'bad \377\376 utf8 and a NUL \000 here\n''''
+
+# The 100 kB line has a run of its own: it is more than a pipe holds, so a
+# stderr line read while it is half read would join it (a line's stream is
+# its first byte's, docs/log-format.md) and the colours' stderr line with it.
+[tasks.longline]
+cron = "0 0 1 1 *"
+run = '''echo before; head -c 100000 /dev/zero | tr '\0' 'x'; echo'''
 
 [tasks.many]
 cron = "0 0 1 1 *"
@@ -45,6 +52,8 @@ try {
   for (let i = 0; i < 60; i++) await d.api('/api/tasks/many/run', { method: 'POST' });
   const colors = await d.api('/api/tasks/colors/run?wait=true', { method: 'POST' });
   assert.equal(colors.status, 'succeeded');
+  const longline = await d.api('/api/tasks/longline/run?wait=true', { method: 'POST' });
+  assert.equal(longline.status, 'succeeded');
   for (let i = 0; i < 200; i++) {
     const page = await d.api('/api/tasks/many/runs?limit=100');
     if (page.runs.length === 60 && page.runs.every((r) => r.status === 'succeeded')) break;
@@ -70,7 +79,7 @@ try {
   assert.match(res.headers()['content-security-policy'], /default-src 'none'; script-src 'self'/);
   await page.waitForSelector('tr[data-task="ticker"]');
   const names = await page.$$eval('tr.task-row', (rows) => rows.map((r) => r.dataset.task));
-  assert.deepEqual(names, ['colors', 'many', 'slowlog', 'ticker']);  // system tasks hidden without a token
+  assert.deepEqual(names, ['colors', 'longline', 'many', 'slowlog', 'ticker']);  // system tasks hidden without a token
   assert.match(await page.textContent('tr[data-task="ticker"]'), /every day at 04:00/);
   await page.waitForSelector('#live:text("live")');
   assert.equal(await page.$$eval('tr[data-task="many"] .strip span', (s) => s.length), 30);
@@ -131,10 +140,7 @@ try {
   // ---- run page: stdout/stderr told apart, ANSI colours, bad bytes, long lines ----
   step = 'run page';
   await page.goto(`${d.base}/#/run/colors/${colors.id}`);
-  // Attached, not visible: stdout and stderr are two pipes, so the stderr
-  // line lands before or after the 100 kB line depending on which pipe the
-  // children's loop read first, and after it, it is below the fold.
-  await page.waitForSelector('#log .ln.s-e', { state: 'attached' });
+  await page.waitForSelector('#log .ln.s-e');
   assert.match(await page.textContent('#log .ln.s-e'), /to stderr/);
   const red = await page.$eval('#log .ln.s-o .t span.f1', (s) => [s.textContent, getComputedStyle(s).color]);
   assert.equal(red[0], 'red text');
@@ -142,11 +148,16 @@ try {
   assert.ok(!(await page.textContent('#log')).includes('\x1b'), 'escape codes are not shown raw');
   const texts = await page.$$eval('#log .ln .t', (l) => l.map((x) => x.textContent));
   assert.ok(texts.some((t) => /bad \uFFFD\uFFFD utf8 and a NUL \u2400 here/.test(t)), texts.join('|').slice(0, 500));
-  assert.ok(texts.some((t) => /^x{4000} … 61536 more characters/.test(t)), 'a 100 kB line is cut for display');
   assert.equal(await page.getAttribute('#download', 'href'), `/api/tasks/colors/runs/${colors.id}/log/raw`);
   const raw = await page.evaluate(async (u) => (await fetch(u)).text(), `/api/tasks/colors/runs/${colors.id}/log/raw`);
   assert.ok(raw.startsWith('\x1b[31mred text'));
   if (shots) await page.screenshot({ path: `${shots}/ui-run.png` });
+  // A 100 kB line without a newline: two lines of the log (64 KiB, then the
+  // rest), each cut for display.
+  await page.goto(`${d.base}/#/run/longline/${longline.id}`);
+  await page.waitForSelector('#log .ln[data-line="3"]');
+  const long = await page.$$eval('#log .ln .t', (l) => l.map((x) => x.textContent));
+  assert.ok(long.some((t) => /^x{4000} … 61536 more characters/.test(t)), 'a 100 kB line is cut for display');
   ok('run page: stdout/stderr apart, ANSI red rendered, invalid UTF-8/NUL/100 kB line render, raw download');
 
   // ---- live tail: Run now on a slow task, lines arrive over SSE ----
@@ -492,6 +503,9 @@ run = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo printed $i; sleep 0.05;
   for (const pg of browser ? browser.contexts().flatMap((c) => c.pages()) : []) {
     const text = await pg.evaluate(() => document.querySelector('main').innerText).catch((x) => String(x));
     console.error(`--- ${pg.url()}\n${text.slice(0, 2000)}`);
+    // A log viewer's rows, one line each: which lines it holds and how it classed them.
+    const rows = await pg.evaluate(() => [...document.querySelectorAll('#log .ln')].map((r) => `${r.className} | ${r.textContent.slice(0, 60)}`)).catch(() => []);
+    if (rows.length) console.error(`--- #log rows:\n${rows.join('\n')}`);
   }
   process.exitCode = 1;
 } finally {

@@ -13,7 +13,8 @@
 // Deadlines: `timeout` bounds the whole exchange of request() (an answer
 // trickling a byte at a time does not escape it); in stream() it bounds
 // each wait for more of the answer (a stream idle that long ends with an
-// error). `connect_timeout` bounds name resolution and connecting.
+// error). `connect_timeout` bounds connecting; name resolution is the
+// system resolver's (blocking, with its own timeouts).
 #pragma once
 
 #include <chrono>

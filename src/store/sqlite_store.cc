@@ -135,27 +135,88 @@ INSERT INTO task_stats (task, runs) SELECT task, COUNT(*) FROM runs GROUP BY tas
 )sql",
 };
 
+// A connection and the statements prepared on it. A statement is prepared
+// once per connection and text, and reset after each use: preparing (parsing,
+// planning, generating code) costs more than running the short statements
+// of the hot paths: a fire's insert, a start's mark, an end's finish, the
+// API's reads (docs/storage.md, "Prepared once"). Used, like the connection,
+// by one thread at a time (the store's mutex for that connection).
 class Db {
  public:
   Db() = default;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
   ~Db() {
+    for (auto& [sql, c] : cache_) sqlite3_finalize(c.stmt);
     if (db_) sqlite3_close_v2(db_);
   }
   sqlite3* get() const { return db_; }
+  operator sqlite3*() const { return db_; }
   sqlite3** out() { return &db_; }
 
+  // A prepared statement of `sql` for one use, nullptr when it does not
+  // prepare (sqlite3_errmsg says why). *cached says whether it is to be
+  // given back (give_back) or finalized: a text already in use (a nested
+  // use) or beyond the cache's size gets a statement of its own.
+  sqlite3_stmt* borrow(const char* sql, bool* cached) {
+    *cached = false;
+    auto it = cache_.find(std::string_view(sql));
+    if (it != cache_.end() && !it->second.busy) {
+      it->second.busy = true;
+      *cached = true;
+      return it->second.stmt;
+    }
+    const bool keep = it == cache_.end() && cache_.size() < kMaxCached;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &stmt, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return nullptr;
+    }
+    if (keep) {
+      cache_.emplace(std::string(sql), Cached{stmt, true});
+      *cached = true;
+    }
+    return stmt;
+  }
+
+  // Ends a borrowed statement's use: reset (which ends its read, if any)
+  // and its parameters cleared.
+  void give_back(sqlite3_stmt* stmt) {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    for (auto& [sql, c] : cache_)
+      if (c.stmt == stmt) c.busy = false;
+  }
+
  private:
+  // The store's distinct statement texts number well under this; the cap
+  // only bounds a future caller that builds texts without bound.
+  static constexpr size_t kMaxCached = 128;
+  struct Cached {
+    sqlite3_stmt* stmt;
+    bool busy;
+  };
   sqlite3* db_ = nullptr;
+  std::map<std::string, Cached, std::less<>> cache_;
 };
 
 class Stmt {
  public:
+  // Prepared for this use only (statements of set-up and rare paths).
   Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v3(db, sql, -1, 0, &stmt_, nullptr); }
+  // Borrowed from the connection's prepared statements.
+  Stmt(Db& db, const char* sql) : db_(db.get()), owner_(&db) {
+    bool cached = false;
+    stmt_ = db.borrow(sql, &cached);
+    if (!cached) owner_ = nullptr;
+    rc_ = stmt_ ? SQLITE_OK : sqlite3_errcode(db_);
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  ~Stmt() {
+    if (owner_) owner_->give_back(stmt_);
+    else sqlite3_finalize(stmt_);
+  }
 
   bool ok() const { return rc_ == SQLITE_OK; }
   void bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
@@ -197,6 +258,7 @@ class Stmt {
 
  private:
   sqlite3* db_;
+  Db* owner_ = nullptr;  // set when stmt_ is borrowed from it
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
@@ -343,12 +405,12 @@ class SqliteStore final : public Store {
       return fail(ErrorCode::io, "cannot open database " + path + ": " + sqlite3_errmsg(reader_.get()));
     if (auto st = configure(reader_.get(), false); !st) return st;
     if (options.read_only) {
-      Stmt q(reader_.get(), "SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'");
+      Stmt q(reader_, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'");
       if (!q.ok() || q.step() != SQLITE_ROW) return sql_error(reader_.get(), path);
       if (q.int64(0) == 0) return fail(ErrorCode::corruption, path + " is not a cronkeep database");
       // A read-only store does not migrate: a database of a version before
       // 8 (its daemon not yet upgraded) has no counts to read.
-      Stmt kept(reader_.get(), "SELECT COUNT(*) FROM sqlite_master WHERE name = 'task_stats'");
+      Stmt kept(reader_, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'task_stats'");
       if (!kept.ok() || kept.step() != SQLITE_ROW) return sql_error(reader_.get(), path);
       counts_kept_ = kept.int64(0) != 0;
     }
@@ -391,7 +453,7 @@ class SqliteStore final : public Store {
   Result<int64_t> insert_run(const NewRun& run) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "INSERT INTO runs (task, trigger, attempt, retry_of, status, scheduled_at, created_at, finished_at, message,"
            " node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, run.task);
@@ -406,7 +468,7 @@ class SqliteStore final : public Store {
     s.bind(10, node_);
     // The row and its task's count in one transaction: write_batch's, or
     // one of its own.
-    sqlite3* db = writer_.get();
+    Db& db = writer_;
     const bool own = sqlite3_get_autocommit(db) != 0;
     if (own) {
       if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return tl::unexpected(st.error());
@@ -440,7 +502,7 @@ class SqliteStore final : public Store {
   Status mark_running(int64_t id, const std::string& log_path, TimePoint started_at) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(), "UPDATE runs SET status = 'running', log_path = ?, started_at = ? WHERE id = ? AND status = 'pending'");
+    Stmt s(writer_, "UPDATE runs SET status = 'running', log_path = ?, started_at = ? WHERE id = ? AND status = 'pending'");
     s.bind(1, log_path);
     s.bind(2, to_unix_ms(started_at));
     s.bind(3, id);
@@ -454,7 +516,7 @@ class SqliteStore final : public Store {
     // One writer: the count and the mark are one statement.
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "UPDATE runs SET status = 'running', log_path = ?, started_at = ? WHERE id = ? AND status = 'pending'"
            " AND (SELECT COUNT(*) FROM runs r WHERE r.task = runs.task AND r.status = 'running') < ?");
     s.bind(1, log_path);
@@ -463,7 +525,7 @@ class SqliteStore final : public Store {
     s.bind(4, static_cast<int64_t>(max_concurrent));
     if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "starting run " + std::to_string(id));
     if (sqlite3_changes(writer_.get()) > 0) return {};
-    Stmt q(writer_.get(), "SELECT task FROM runs WHERE id = ? AND status = 'pending'");
+    Stmt q(writer_, "SELECT task FROM runs WHERE id = ? AND status = 'pending'");
     q.bind(1, id);
     if (q.step() == SQLITE_ROW)
       return fail(ErrorCode::busy, "max_concurrent = " + std::to_string(max_concurrent) + " reached: the runs of " +
@@ -474,7 +536,7 @@ class SqliteStore final : public Store {
   Status finish_run(int64_t id, const RunEnd& end) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "UPDATE runs SET status = ?, finished_at = ?, exit_code = ?, signal = ?, duration_ms = ?, cpu_ms = ?,"
            " max_rss_kb = ?, log_bytes = ?, message = ? WHERE id = ? AND status IN ('pending', 'running')");
     s.bind(1, to_string(end.status));
@@ -495,7 +557,7 @@ class SqliteStore final : public Store {
   Result<int64_t> reconcile_in_flight(TimePoint now, std::string_view message) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "UPDATE runs SET status = 'crashed', exit_code = -2, finished_at = ?,"
            " duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE MAX(0, ? - started_at) END,"
            " message = ? WHERE status IN ('pending', 'running')");
@@ -508,7 +570,7 @@ class SqliteStore final : public Store {
 
   Result<Run> get_run(int64_t id) override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?").c_str());
+    Stmt s(reader_, (std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?").c_str());
     s.bind(1, id);
     const int rc = s.step();
     if (rc == SQLITE_DONE) return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");
@@ -523,7 +585,7 @@ class SqliteStore final : public Store {
     if (q.status) sql += " AND status = ?3";
     sql += " ORDER BY id DESC LIMIT ?4";
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), sql.c_str());
+    Stmt s(reader_, sql.c_str());
     if (!s.ok()) return sql_error(reader_.get(), "listing runs");
     s.bind(1, q.task);
     if (q.before_id) s.bind(2, *q.before_id);
@@ -534,7 +596,7 @@ class SqliteStore final : public Store {
 
   Result<std::optional<TimePoint>> last_fire(std::string_view task) override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), expiry_sql::last_fire(expiry_sql::Dialect::sqlite).c_str());
+    Stmt s(reader_, expiry_sql::last_fire(expiry_sql::Dialect::sqlite).c_str());
     s.bind(1, task);
     if (s.step() != SQLITE_ROW) return sql_error(reader_.get(), "reading last fire");
     return s.opt_time(0);
@@ -542,7 +604,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<TaskSummary>> task_summaries() override {
     std::lock_guard lock(read_mu_);
-    sqlite3* db = reader_.get();
+    Db& db = reader_;
     const std::string what = "summarising tasks";
     // One read transaction: the counts and the newest runs from one snapshot.
     if (auto st = exec(db, "BEGIN"); !st) return tl::unexpected(st.error());
@@ -586,7 +648,7 @@ class SqliteStore final : public Store {
   Result<std::vector<TaskRuns>> recent_runs(int per_task) override {
     if (per_task < 1 || per_task > 1000) return fail(ErrorCode::invalid_argument, "per_task must be between 1 and 1000");
     std::lock_guard lock(read_mu_);
-    sqlite3* db = reader_.get();
+    Db& db = reader_;
     // One read transaction: every task's runs from the same snapshot.
     if (auto st = exec(db, "BEGIN"); !st) return tl::unexpected(st.error());
     struct EndRead {
@@ -811,7 +873,7 @@ class SqliteStore final : public Store {
     for (int i = 0; i < 200 && urgent_waiters_.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::microseconds(100));
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
-    sqlite3* db = writer_.get();
+    Db& db = writer_;
     if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return tl::unexpected(st.error());
     Deleted out;
     auto abort = [&](std::string what) {
@@ -874,7 +936,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<Tombstone>> list_tombstones(int limit) override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), "SELECT id, run_id, log_path FROM tombstones ORDER BY id LIMIT ?");
+    Stmt s(reader_, "SELECT id, run_id, log_path FROM tombstones ORDER BY id LIMIT ?");
     s.bind(1, limit);
     std::vector<Tombstone> out;
     int rc;
@@ -886,7 +948,7 @@ class SqliteStore final : public Store {
   Status clear_tombstones(const std::vector<int64_t>& ids) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    sqlite3* db = writer_.get();
+    Db& db = writer_;
     if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return st;
     Stmt del(db, "DELETE FROM tombstones WHERE id = ?");
     for (int64_t id : ids) {
@@ -904,7 +966,7 @@ class SqliteStore final : public Store {
   Status record_maintenance(const MaintenanceFigures& f) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "INSERT OR REPLACE INTO maintenance (run_id, task, rows_deleted, files_deleted, file_errors,"
            " log_bytes_freed, db_bytes_reclaimed, finished_at, db_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, f.run_id);
@@ -922,7 +984,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<MaintenanceSummary>> maintenance_summaries() override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(),
+    Stmt s(reader_,
            "SELECT m.run_id, m.task, m.rows_deleted, m.files_deleted, m.file_errors, m.log_bytes_freed,"
            " m.db_bytes_reclaimed, t.rows, t.files, t.errors, t.bytes, t.reclaimed FROM maintenance m JOIN"
            " (SELECT task, MAX(run_id) AS last, SUM(rows_deleted) AS rows, SUM(files_deleted) AS files,"
@@ -942,7 +1004,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<MaintenanceFigures>> list_maintenance(const MaintenanceQuery& q) override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(),
+    Stmt s(reader_,
            "SELECT run_id, task, rows_deleted, files_deleted, file_errors, log_bytes_freed, db_bytes_reclaimed,"
            " finished_at, db_bytes FROM maintenance WHERE run_id < ?1 ORDER BY run_id DESC LIMIT ?2");
     s.bind(1, q.before_run_id.value_or(INT64_MAX));
@@ -961,7 +1023,7 @@ class SqliteStore final : public Store {
     DbStats st;
     for (auto [pragma, field] : {std::pair{"PRAGMA page_size", &st.page_size}, {"PRAGMA page_count", &st.page_count},
                                  {"PRAGMA freelist_count", &st.freelist_count}, {"PRAGMA auto_vacuum", &st.auto_vacuum}}) {
-      Stmt s(reader_.get(), pragma);
+      Stmt s(reader_, pragma);
       if (s.step() != SQLITE_ROW) return sql_error(reader_.get(), pragma);
       *field = s.int64(0);
     }
@@ -974,7 +1036,7 @@ class SqliteStore final : public Store {
   Result<int64_t> incremental_vacuum(int64_t pages) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
-    sqlite3* db = writer_.get();
+    Db& db = writer_;
     auto free_pages = [&]() -> int64_t {
       Stmt s(db, "PRAGMA freelist_count");
       return s.step() == SQLITE_ROW ? s.int64(0) : 0;
@@ -1035,7 +1097,7 @@ class SqliteStore final : public Store {
   Result<std::vector<TaskCountMismatch>> repair_task_counts() override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
-    sqlite3* db = writer_.get();
+    Db& db = writer_;
     if (auto st = exec(db, "BEGIN IMMEDIATE"); !st) return tl::unexpected(st.error());
     auto wrong = count_mismatches(db);
     if (!wrong) {
@@ -1058,7 +1120,7 @@ class SqliteStore final : public Store {
   Status adopt_log(int64_t id, const std::string& log_path) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(), "UPDATE runs SET log_path = ? WHERE id = ? AND log_path = ''");
+    Stmt s(writer_, "UPDATE runs SET log_path = ? WHERE id = ? AND log_path = ''");
     s.bind(1, log_path);
     s.bind(2, id);
     if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "adopting log");
@@ -1069,7 +1131,7 @@ class SqliteStore final : public Store {
   Status forget_log(int64_t id, std::string_view note) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "UPDATE runs SET log_path = '', message = CASE WHEN message = '' THEN ?1 ELSE message || '; ' || ?1 END"
            " WHERE id = ?2");
     s.bind(1, note);
@@ -1103,7 +1165,7 @@ class SqliteStore final : public Store {
     if (auto st = writable(); !st) return st;
     // The data directory's lock already keeps a second daemon out: the row
     // is this node's, whatever name an earlier run used.
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "INSERT INTO nodes (name, api_address, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?4)"
            " ON CONFLICT (name) DO UPDATE SET api_address = ?2, started_at = ?3, heartbeat_at = ?4");
     s.bind(1, node_);
@@ -1112,7 +1174,7 @@ class SqliteStore final : public Store {
     s.bind(4, to_unix_ms(now));
     if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording heartbeat");
     // One node: names this data directory ran under before are not nodes.
-    Stmt others(writer_.get(), "DELETE FROM nodes WHERE name <> ?");
+    Stmt others(writer_, "DELETE FROM nodes WHERE name <> ?");
     others.bind(1, node_);
     if (others.step() != SQLITE_DONE) return sql_error(writer_.get(), "recording heartbeat");
     return {};
@@ -1123,7 +1185,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<NodeInfo>> list_nodes() override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(),
+    Stmt s(reader_,
            "SELECT name, api_address, started_at, heartbeat_at,"
            " (SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'running')) FROM nodes ORDER BY name");
     std::vector<NodeInfo> out;
@@ -1145,11 +1207,11 @@ class SqliteStore final : public Store {
     if (name == node_) return fail(ErrorCode::conflict, "node " + std::string(name) + " is this node");
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(), "DELETE FROM nodes WHERE name = ?");
+    Stmt s(writer_, "DELETE FROM nodes WHERE name = ?");
     s.bind(1, name);
     if (s.step() != SQLITE_DONE) return sql_error(writer_.get(), "forgetting node");
     const int changed = sqlite3_changes(writer_.get());
-    Stmt t(writer_.get(), "DELETE FROM tombstones WHERE node = ?");
+    Stmt t(writer_, "DELETE FROM tombstones WHERE node = ?");
     t.bind(1, name);
     if (t.step() != SQLITE_DONE) return sql_error(writer_.get(), "forgetting node's tombstones");
     if (changed == 0 && sqlite3_changes(writer_.get()) == 0)
@@ -1164,7 +1226,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<LastOutcome>> last_outcomes() override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), expiry_sql::last_outcomes(expiry_sql::Dialect::sqlite).c_str());
+    Stmt s(reader_, expiry_sql::last_outcomes(expiry_sql::Dialect::sqlite).c_str());
     std::vector<LastOutcome> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(LastOutcome{s.text(0), s.opt_time(1), s.opt_time(2)});
@@ -1175,7 +1237,7 @@ class SqliteStore final : public Store {
   Status set_paused(std::string_view task, bool paused, TimePoint at) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(), "INSERT OR REPLACE INTO task_pauses (task, paused, changed_at) VALUES (?, ?, ?)");
+    Stmt s(writer_, "INSERT OR REPLACE INTO task_pauses (task, paused, changed_at) VALUES (?, ?, ?)");
     s.bind(1, task);
     s.bind(2, int64_t(paused ? 1 : 0));
     s.bind(3, to_unix_ms(at));
@@ -1185,7 +1247,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<TaskPause>> task_pauses() override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), "SELECT task, paused, changed_at FROM task_pauses ORDER BY task");
+    Stmt s(reader_, "SELECT task, paused, changed_at FROM task_pauses ORDER BY task");
     std::vector<TaskPause> out;
     int rc;
     while ((rc = s.step()) == SQLITE_ROW) out.push_back(TaskPause{s.text(0), s.int64(1) != 0, from_unix_ms(s.int64(2))});
@@ -1196,7 +1258,7 @@ class SqliteStore final : public Store {
   Status record_delivery(const Delivery& d) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return st;
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "INSERT INTO notifications (created_at, sink, event, task, run_id, count, attempt, status, response_code,"
            " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, to_unix_ms(d.created_at));
@@ -1215,7 +1277,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<Delivery>> list_deliveries(int limit) override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(),
+    Stmt s(reader_,
            "SELECT id, created_at, sink, event, task, run_id, count, attempt, status, response_code, error"
            " FROM notifications ORDER BY id DESC LIMIT ?");
     s.bind(1, int64_t(limit));
@@ -1243,7 +1305,7 @@ class SqliteStore final : public Store {
   Result<int64_t> trim_deliveries(TimePoint older_than, int64_t keep) override {
     std::lock_guard lock(write_mu_);
     if (auto st = writable(); !st) return tl::unexpected(st.error());
-    Stmt s(writer_.get(),
+    Stmt s(writer_,
            "DELETE FROM notifications WHERE created_at < ? OR id <= (SELECT id FROM notifications ORDER BY id DESC"
            " LIMIT 1 OFFSET ?)");
     s.bind(1, to_unix_ms(older_than));
@@ -1256,7 +1318,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<Run>> in_flight_runs() override {
     std::lock_guard lock(read_mu_);
-    Stmt s(reader_.get(), (std::string("SELECT ") + kRunColumns +
+    Stmt s(reader_, (std::string("SELECT ") + kRunColumns +
                            " FROM runs WHERE status IN ('pending', 'running') ORDER BY id")
                               .c_str());
     return collect(s, "listing in-flight runs");
@@ -1332,7 +1394,7 @@ class SqliteStore final : public Store {
 
   // Called with write_mu_ held after an UPDATE matched no row.
   Status missing_or_conflict(int64_t id, const char* state) {
-    Stmt s(writer_.get(), "SELECT 1 FROM runs WHERE id = ?");
+    Stmt s(writer_, "SELECT 1 FROM runs WHERE id = ?");
     s.bind(1, id);
     if (s.step() == SQLITE_ROW) return fail(ErrorCode::conflict, "run " + std::to_string(id) + " " + state);
     return fail(ErrorCode::not_found, "run " + std::to_string(id) + " not found");

@@ -3,11 +3,12 @@
 # 20 tasks fire every second; the scheduler's lateness (started_at -
 # scheduled_at) during the load against the same daemon's lateness without
 # load, in the same run.
-# Usage: bench/load_isolation.sh build/cronkeep [SECONDS=20] [PATH=/api/tasks]
+# Usage: [TMPDIR=DIR] bench/load_isolation.sh build/cronkeep [SECONDS=20] [PATH=/api/tasks]
+# (the data directory is made under TMPDIR, /tmp by default)
 set -euo pipefail
 bin=$(realpath "$1"); secs=${2:-20}; path=${3:-/api/tasks}
 command -v wrk >/dev/null || { echo "wrk is not installed (scripts/setup.sh installs it)"; exit 1; }
-work=$(mktemp -d /tmp/cronkeep-load-XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/cronkeep-load-XXXXXX")
 pid=""
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

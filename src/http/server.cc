@@ -45,6 +45,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "base/thread.h"
 #include "http/feed.h"
 #include "http/http.h"
 #include "http/ui_assets.h"
@@ -528,6 +529,21 @@ struct Server::Impl {
   // path); waiters, for POSTs, as they come (LazyPool).
   std::optional<asio::thread_pool> workers;
   std::optional<LazyPool> waiters;
+
+  // Runs `job` on a GET worker. Each worker gives way to the fire path from
+  // its first job on (thread::yield_to_latency_sensitive): a flood of reads
+  // must not make the scheduler late (docs/architecture.md, "Priorities").
+  template <class Job>
+  void post_read(Job&& job) {
+    asio::post(*workers, [job = std::forward<Job>(job)]() mutable {
+      static thread_local const bool yielded = [] {
+        thread::yield_to_latency_sensitive();
+        return true;
+      }();
+      (void)yielded;
+      job();
+    });
+  }
   Hub hub;
 
   // After a large answer (a log page or raw chunk of up to 4 MiB), hands the
@@ -539,7 +555,7 @@ struct Server::Impl {
   std::atomic<bool> trim_pending{false};
   void give_memory_back() {
     if (trim_pending.exchange(true)) return;
-    asio::post(*workers, [this] {
+    post_read([this] {
       ::malloc_trim(0);
       trim_pending = false;
     });
@@ -1440,7 +1456,7 @@ struct Server::Impl {
         asio::post(self->s_.io, [self, res = std::move(res)]() mutable { self->write_response(std::move(res)); });
       };
       if (post) s_.waiters->post(std::move(job));
-      else asio::post(*s_.workers, std::move(job));
+      else s_.post_read(std::move(job));
     }
 
     // ---- answers ----
@@ -1497,7 +1513,7 @@ struct Server::Impl {
       if (large) s_.give_memory_back();
       if (raw_ && raw_sent_ < raw_length_) {
         // The next chunk is read on a worker; one chunk in memory at a time.
-        asio::post(*s_.workers, [self = shared_from_this(), sent = raw_sent_, next = raw_next_] {
+        s_.post_read([self = shared_from_this(), sent = raw_sent_, next = raw_next_] {
           std::string bytes = next(sent);
           asio::post(self->s_.io, [self, bytes = std::move(bytes)]() mutable { self->write_chunk(std::move(bytes)); });
         });
@@ -1766,7 +1782,7 @@ struct Server::Impl {
     void start_fill(Sub& sub) {
       if (sub.filling) return;
       sub.filling = true;
-      asio::post(*s_.workers, [self = shared_from_this(), sub = sub.shared_from_this(), task = sub.request.task,
+      s_.post_read([self = shared_from_this(), sub = sub.shared_from_this(), task = sub.request.task,
                                id = sub.request.run_id, from = sub.next, upto = sub.gap_to] {
         Fill r = self->s_.fill(task, id, from, upto);
         asio::post(self->s_.io, [self, sub, r = std::move(r)]() mutable { self->on_fill(*sub, std::move(r)); });

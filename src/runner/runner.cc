@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include "base/thread.h"
 #include "base/units.h"
 
 extern char** environ;
@@ -772,7 +773,8 @@ Supervisor::Supervisor() : loop_(std::make_unique<detail::Loop>()) {
     return;
   }
   thread_ = std::thread([this] {
-    ::pthread_setname_np(::pthread_self(), "ck-children");
+    thread::set_name("ck-children");
+    thread::prefer_short_latency();
     loop_->run(/*until_empty=*/false);
   });
 }

@@ -6,13 +6,13 @@
 #include <filesystem>
 #include <thread>
 
-#include <pthread.h>
 #include <time.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fault.h"
+#include "base/thread.h"
 #include "base/units.h"
 #include "events/events.h"
 #include "layout/layout.h"
@@ -484,7 +484,11 @@ std::optional<TimePoint> Scheduler::tick() {
       refused_ = nullptr;
     }
     if (st) {
+      std::vector<Launch> starts;
+      books_batch_ = &starts;
       for (const Launch& l : batch.launches) start_or_queue(l);
+      books_batch_ = nullptr;
+      hand_to_books(starts);
     } else {
       spdlog::error("recording {} fire(s): {}; they are recorded as missed once the database accepts writes",
                     batch.fired.size(), st.error().message);
@@ -684,10 +688,16 @@ void Scheduler::launch(const Launch& run) {
     std::thread([this, run] { work_system(run); }).detach();
     return;
   }
+  if (books_batch_) books_batch_->push_back(run);
+  else hand_to_books({run});
+}
+
+void Scheduler::hand_to_books(const std::vector<Launch>& runs) {
+  if (runs.empty()) return;
   {
     std::lock_guard books(books_mu_);
-    books_starts_.push_back(run);
-    starts_in_flight_.fetch_add(1);
+    books_starts_.insert(books_starts_.end(), runs.begin(), runs.end());
+    starts_in_flight_.fetch_add(static_cast<int>(runs.size()));
   }
   books_cv_.notify_one();
 }
@@ -728,7 +738,8 @@ void Scheduler::work_system(const Launch& run) {
 }
 
 void Scheduler::bookkeeper() {
-  ::pthread_setname_np(::pthread_self(), "ck-books");
+  thread::set_name("ck-books");
+  thread::prefer_short_latency();
   std::unique_lock lock(books_mu_);
   for (;;) {
     books_cv_.wait(lock, [&] { return books_stop_ || !books_starts_.empty() || !books_ends_.empty(); });
@@ -1012,7 +1023,8 @@ void Scheduler::slot_taken(const Launch& run, const std::string& why) {
 }
 
 void Scheduler::spawner() {
-  ::pthread_setname_np(::pthread_self(), "ck-spawn");
+  thread::set_name("ck-spawn");
+  thread::prefer_short_latency();
   std::unique_lock lock(spawn_mu_);
   for (;;) {
     spawn_cv_.wait(lock, [&] {
@@ -1315,6 +1327,7 @@ void Scheduler::finished(const Launch& run, RunStatus status, bool publish, Slot
 }
 
 void Scheduler::run_loop() {
+  thread::prefer_short_latency();
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
@@ -1545,18 +1558,38 @@ Lateness Scheduler::lateness() const {
 }
 
 std::vector<TaskView> Scheduler::tasks() const {
-  std::lock_guard lock(mu_);
-  std::vector<const TaskState*> listed;
-  for (const TaskState& ts : tasks_)
-    if (!ts.removed) listed.push_back(&ts);
-  std::stable_sort(listed.begin(), listed.end(), [](const TaskState* a, const TaskState* b) {
-    return std::tuple(static_cast<bool>(a->body), a->order) < std::tuple(static_cast<bool>(b->body), b->order);
-  });
+  // Only the live state is copied under mu_: the API's GET workers, which
+  // call this for every task listing, run at a lower priority than the fire
+  // path, and a tick waits for mu_. Names and schedules are read from the
+  // task's settings (immutable, shared) after the lock is released.
+  struct Live {
+    std::shared_ptr<const config::Task> task;
+    std::string zone;
+    std::optional<TimePoint> next_fire;
+    int running;
+    int queued;
+    bool system;
+    std::optional<TimePoint> last_success;
+    std::optional<TimePoint> last_failure;
+    bool paused;
+    int order;
+  };
+  std::vector<Live> live;
+  {
+    std::lock_guard lock(mu_);
+    live.reserve(tasks_.size());
+    for (const TaskState& ts : tasks_)
+      if (!ts.removed)
+        live.push_back(Live{ts.task, ts.zone.name(), ts.next_fire, ts.running, static_cast<int>(ts.queue.size()),
+                            static_cast<bool>(ts.body), ts.last_success, ts.last_failure, ts.paused, ts.order});
+  }
+  std::stable_sort(live.begin(), live.end(),
+                   [](const Live& a, const Live& b) { return std::tie(a.system, a.order) < std::tie(b.system, b.order); });
   std::vector<TaskView> out;
-  for (const TaskState* ts : listed)
-    out.push_back(TaskView{ts->task->name, ts->task->cron, ts->zone.name(), ts->next_fire, ts->running,
-                           static_cast<int>(ts->queue.size()), static_cast<bool>(ts->body), ts->last_success,
-                           ts->last_failure, ts->task->enabled, ts->paused});
+  out.reserve(live.size());
+  for (Live& l : live)
+    out.push_back(TaskView{l.task->name, l.task->cron, std::move(l.zone), l.next_fire, l.running, l.queued, l.system,
+                           l.last_success, l.last_failure, l.task->enabled, l.paused});
   return out;
 }
 

@@ -335,6 +335,7 @@ class Scheduler {
   void handle_lost_fires(size_t t, const std::vector<TimePoint>& lost, size_t total_lost, CatchUpRuns runs);
   void start_or_queue(const Launch& run);
   void launch(const Launch& run);
+  void hand_to_books(const std::vector<Launch>& runs);
   void dispatch_queue(size_t t);
   Result<int64_t> insert(size_t t, store::Trigger trigger, std::optional<TimePoint> scheduled, int attempt,
                          std::optional<int64_t> retry_of, store::RunStatus status, std::string message);
@@ -479,6 +480,10 @@ class Scheduler {
     std::vector<RetryTimer> retries;
   };
   TickBatch* batch_ = nullptr;
+  // While tick() starts a batch's launches: the bookkeeper's starts are
+  // collected here and handed over at once, so that one round of the
+  // bookkeeper makes them all (not the first alone, then the rest).
+  std::vector<Launch>* books_batch_ = nullptr;
   // During a tick whose transaction could not begin: insert() returns it.
   const Error* refused_ = nullptr;
   bool stopping_ = false;

@@ -132,6 +132,37 @@ TEST_F(SqliteStoreTest, CreatesTheDatabaseInWalWithIncrementalAutoVacuum) {
   EXPECT_EQ(pragma(path_, "user_version"), "0");
 }
 
+// The store keeps its statements prepared and reuses them: one left
+// stepped but not reset would keep its read open, and a checkpoint could
+// then never truncate the WAL (it waits for readers, then gives up).
+TEST_F(SqliteStoreTest, StatementsKeptForReuseHoldNoReadOpen) {
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(add(i % 2 ? "a" : "b", RunStatus::succeeded, 100 + i));
+  for (int round = 0; round < 3; ++round) {  // the second and third use cached statements
+    for (int64_t id : ids) {
+      auto run = store_->get_run(id);
+      ASSERT_TRUE(run) << run.error().message;
+      EXPECT_EQ(run->id, id);
+    }
+    RunQuery q;
+    q.task = "a";
+    q.limit = 3;  // stops after 3 rows of 10: the statement is left mid-way
+    auto page = store_->list_runs(q);
+    ASSERT_TRUE(page) << page.error().message;
+    ASSERT_EQ(page->size(), 3u);
+    EXPECT_EQ(page->front().id, ids[19]);
+    auto summaries = store_->task_summaries();
+    ASSERT_TRUE(summaries) << summaries.error().message;
+    ASSERT_EQ(summaries->size(), 2u);
+    EXPECT_EQ((*summaries)[0].runs, 10);
+  }
+  auto done = store_->checkpoint_truncate();  // SQLITE_BUSY after busy_timeout while a read is open
+  ASSERT_TRUE(done) << done.error().message;
+  auto st = store_->db_stats();
+  ASSERT_TRUE(st) << st.error().message;
+  EXPECT_EQ(st->wal_bytes, 0);
+}
+
 TEST_P(StoreTest, RecordsMigrationsOnceAcrossReopens) {
   store_.reset();
   auto again = open();

@@ -393,6 +393,15 @@ Status Scheduler::start() {
     }
     schedule_next(t, now);
   }
+  // The first burst's logs come from spares too: as many as the most
+  // commands due at one instant (a thousand tasks @every 1s fire together),
+  // made by the spawners before that instant.
+  std::map<TimePoint, size_t> due_together;
+  size_t burst = 0;
+  for (const TaskState& ts : tasks_)
+    if (ts.next_fire && !ts.body) burst = std::max(burst, ++due_together[*ts.next_fire]);
+  lock.unlock();
+  want_spares(burst);
   return {};
 }
 
@@ -863,14 +872,7 @@ std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> ru
   }
   // The spares used are made again by the spawners while they have nothing
   // to spawn; a batch this large is ready next time.
-  spares_->want(std::max(kMinSpares, ctxs.size()));
-  if (spares_->low()) {
-    {
-      std::lock_guard spawn(spawn_mu_);
-      fill_spares_ = true;
-    }
-    spawn_cv_.notify_all();
-  }
+  want_spares(ctxs.size());
   for (size_t i = 0; i < ctxs.size(); ++i) {
     if (made[i].ctx) {
       started.push_back(std::move(made[i]));
@@ -880,6 +882,16 @@ std::vector<Scheduler::Started> Scheduler::prepare_starts(std::vector<Launch> ru
     fail_run(ctx, std::move(errors[i]));
   }
   return started;
+}
+
+void Scheduler::want_spares(size_t burst) {
+  spares_->want(std::max(kMinSpares, burst));
+  if (!spares_->low()) return;
+  {
+    std::lock_guard spawn(spawn_mu_);
+    fill_spares_ = true;
+  }
+  spawn_cv_.notify_all();
 }
 
 void Scheduler::LogJob::work() {
@@ -1312,9 +1324,11 @@ void Scheduler::finished(const Launch& run, RunStatus status, bool publish, Slot
   // daemon's own end.
   const bool failure =
       status == RunStatus::failed || status == RunStatus::timeout || status == RunStatus::log_overflow;
+  bool retry_planned = false;
   if (!stopping_ && failure && run.attempt <= p.retry_attempts) {
     retries_.push_back(RetryTimer{steady_now() + retry_wait(p, run.attempt), run.task, run.attempt + 1,
                                   run.retry_of.value_or(run.id)});
+    retry_planned = true;
   }
   // Published after the retry is planned, so whoever sees this end and asks
   // retry_pending() gets the right answer. An end not yet recorded is
@@ -1322,7 +1336,11 @@ void Scheduler::finished(const Launch& run, RunStatus status, bool publish, Slot
   if (publish) publish_state(run, ts.task->name, status);
   dispatch_queue(run.task);
   --workers_;
-  wake_.notify_all();
+  // The loop sleeps until the next due instant; only a retry (which may be
+  // due sooner) or an end kept in memory (a tick records it) needs it
+  // earlier. Waking it for every end made 1,000 tasks firing each second
+  // cost a tick per end (each a pass over every task, under mu_).
+  if (retry_planned || !pending_ends_.empty()) wake_.notify_all();
   idle_cv_.notify_all();
 }
 

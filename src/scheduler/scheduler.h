@@ -336,6 +336,9 @@ class Scheduler {
   void start_or_queue(const Launch& run);
   void launch(const Launch& run);
   void hand_to_books(const std::vector<Launch>& runs);
+  // Keep spare log files for a burst of `burst` starts; the spawners make
+  // them while they have nothing to spawn.
+  void want_spares(size_t burst);
   void dispatch_queue(size_t t);
   Result<int64_t> insert(size_t t, store::Trigger trigger, std::optional<TimePoint> scheduled, int attempt,
                          std::optional<int64_t> retry_of, store::RunStatus status, std::string message);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "base/fault.h"
 #include "store/expiry_sql.h"
@@ -154,38 +155,36 @@ class Db {
   operator sqlite3*() const { return db_; }
   sqlite3** out() { return &db_; }
 
-  // A prepared statement of `sql` for one use, nullptr when it does not
-  // prepare (sqlite3_errmsg says why). *cached says whether it is to be
-  // given back (give_back) or finalized: a text already in use (a nested
-  // use) or beyond the cache's size gets a statement of its own.
-  sqlite3_stmt* borrow(const char* sql, bool* cached) {
-    *cached = false;
+  // A statement of `sql` lent for one use: `stmt` is null when it does not
+  // prepare (sqlite3_errmsg says why). A text already in use (a nested
+  // use) or beyond the cache's size gets a statement of its own, which the
+  // borrower finalizes (`busy` null); a cached one is given back.
+  struct Loan {
+    sqlite3_stmt* stmt = nullptr;
+    bool* busy = nullptr;
+  };
+  Loan borrow(const char* sql) {
     auto it = cache_.find(std::string_view(sql));
     if (it != cache_.end() && !it->second.busy) {
       it->second.busy = true;
-      *cached = true;
-      return it->second.stmt;
+      return Loan{it->second.stmt, &it->second.busy};
     }
     const bool keep = it == cache_.end() && cache_.size() < kMaxCached;
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &stmt, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(stmt);
-      return nullptr;
+    Loan loan;
+    if (sqlite3_prepare_v3(db_, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &loan.stmt, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(loan.stmt);
+      return Loan{};
     }
-    if (keep) {
-      cache_.emplace(std::string(sql), Cached{stmt, true});
-      *cached = true;
-    }
-    return stmt;
+    if (keep) loan.busy = &cache_.emplace(std::string(sql), Cached{loan.stmt, true}).first->second.busy;
+    return loan;
   }
 
-  // Ends a borrowed statement's use: reset (which ends its read, if any)
-  // and its parameters cleared.
-  void give_back(sqlite3_stmt* stmt) {
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
-    for (auto& [sql, c] : cache_)
-      if (c.stmt == stmt) c.busy = false;
+  // Ends a loan: the statement is reset (which ends its read, if any), its
+  // parameters cleared, and it is free for the next borrower.
+  static void give_back(const Loan& loan) {
+    sqlite3_reset(loan.stmt);
+    sqlite3_clear_bindings(loan.stmt);
+    *loan.busy = false;
   }
 
  private:
@@ -197,7 +196,11 @@ class Db {
     bool busy;
   };
   sqlite3* db_ = nullptr;
-  std::map<std::string, Cached, std::less<>> cache_;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view sql) const { return std::hash<std::string_view>{}(sql); }
+  };
+  std::unordered_map<std::string, Cached, Hash, std::equal_to<>> cache_;
 };
 
 class Stmt {
@@ -205,16 +208,13 @@ class Stmt {
   // Prepared for this use only (statements of set-up and rare paths).
   Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v3(db, sql, -1, 0, &stmt_, nullptr); }
   // Borrowed from the connection's prepared statements.
-  Stmt(Db& db, const char* sql) : db_(db.get()), owner_(&db) {
-    bool cached = false;
-    stmt_ = db.borrow(sql, &cached);
-    if (!cached) owner_ = nullptr;
+  Stmt(Db& db, const char* sql) : db_(db.get()), loan_(db.borrow(sql)), stmt_(loan_.stmt) {
     rc_ = stmt_ ? SQLITE_OK : sqlite3_errcode(db_);
   }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
   ~Stmt() {
-    if (owner_) owner_->give_back(stmt_);
+    if (loan_.busy) Db::give_back(loan_);
     else sqlite3_finalize(stmt_);
   }
 
@@ -258,7 +258,7 @@ class Stmt {
 
  private:
   sqlite3* db_;
-  Db* owner_ = nullptr;  // set when stmt_ is borrowed from it
+  Db::Loan loan_;  // busy set when stmt_ is the connection's, to be given back
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };

@@ -87,5 +87,11 @@ TEST(Rfc3339, RoundTripsWithAndWithoutMillis) {
   EXPECT_EQ(format_rfc3339(*parse_rfc3339("2026-11-23t04:00:00.5-02:30"), true), "2026-11-23T06:30:00.500Z");
 }
 
+TEST(ToHex, GivesTwoLowerCaseDigitsPerByteIncludingZeroAndHighBytes) {
+  EXPECT_EQ(to_hex(""), "");
+  EXPECT_EQ(to_hex(std::string_view("\x00\x01\x7f\x80\xab\xff", 6)), "00017f80abff");
+  EXPECT_EQ(to_hex("cronkeep"), "63726f6e6b656570");
+}
+
 }  // namespace
 }  // namespace cronkeep

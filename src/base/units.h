@@ -30,4 +30,7 @@ Result<uint64_t> parse_size(std::string_view text);
 // Human form with one decimal: 4300000 → "4.1 MB", 512 → "512 B".
 std::string format_size(uint64_t bytes);
 
+// Lower-case hexadecimal, two digits a byte: "\x01\xab" → "01ab".
+std::string to_hex(std::string_view bytes);
+
 }  // namespace cronkeep

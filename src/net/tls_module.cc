@@ -8,6 +8,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "base/units.h"
 #include "net/exchange.h"
 
 namespace ssl = boost::asio::ssl;
@@ -60,10 +61,5 @@ extern "C" __attribute__((visibility("default"))) void cronkeep_tls_hmac_sha256_
   unsigned int len = 0;
   HMAC(EVP_sha256(), key->data(), static_cast<int>(key->size()), reinterpret_cast<const unsigned char*>(body->data()),
        body->size(), mac, &len);
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->clear();
-  for (unsigned int i = 0; i < len; ++i) {
-    *out += kHex[mac[i] >> 4];
-    *out += kHex[mac[i] & 0xf];
-  }
+  *out = to_hex(std::string_view(reinterpret_cast<const char*>(mac), len));
 }

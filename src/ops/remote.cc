@@ -14,6 +14,7 @@
 
 #include "base/file_lock.h"
 #include "base/unique_fd.h"
+#include "base/units.h"
 #include "layout/layout.h"
 #include "net/http_client.h"
 #include "ops/local.h"
@@ -428,13 +429,9 @@ Result<std::string> load_or_create_token(const config::Config& config) {
   if (token || token.error().code != ErrorCode::not_found || !config.daemon.token_file.empty()) return token;
   const std::string path = layout::DataDir(config.daemon.data_dir).generated_token();
   std::random_device rd;
-  std::string fresh;
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) {
-    const unsigned v = rd() & 0xff;
-    fresh += kHex[v >> 4];
-    fresh += kHex[v & 0xf];
-  }
+  std::string random(32, '\0');
+  for (char& c : random) c = static_cast<char>(rd() & 0xff);
+  const std::string fresh = to_hex(random);
   const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return fail(ErrorCode::io, "cannot create " + path + ": " + std::strerror(errno));

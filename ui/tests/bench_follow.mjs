@@ -20,8 +20,7 @@
 //   node ui/tests/bench_follow.mjs build/cronkeep [PAGES=50] [RATE=1000] [SECONDS=20] [REPS=1]
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { cpuSeconds, descendants, launch, machineCpu, readSse, skipUnlessReady, startDaemon } from './harness.mjs';
+import { cpuSeconds, descendants, launch, machineCpu, readSse, skipUnlessReady, startLineWriter } from './harness.mjs';
 
 skipUnlessReady();
 const binary = process.argv[2];
@@ -32,32 +31,9 @@ const reps = +(process.argv[6] || 1);
 const GRACE = 3000;  // ms after a window for its last lines to show
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// The writer: line n is due at n / RATE s after the start; each is written
-// with its own write(2), stamped just before it. It stops when the stop
-// file appears (or after an hour).
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cronkeep-follow-'));
-const stopFile = path.join(tmp, 'stop');
-fs.writeFileSync(path.join(tmp, 'writer.py'), `
-import os, sys, time
-rate, stop = int(sys.argv[1]), sys.argv[2]
-pad = b'. a line of a busy run, padded to a usual length'
-t0 = time.time()
-n = 0
-while not os.path.exists(stop) and time.time() - t0 < 3600:
-    due = int((time.time() - t0) * rate)
-    while n < due:
-        n += 1
-        os.write(1, b'follow %d t=%.3f %s\\n' % (n, time.time() * 1000, pad))
-    time.sleep(max(0.0, t0 + (n + 1) / rate - time.time()))
-`);
-const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 // Each run page holds two streams (its log and /api/events).
-const d = await startDaemon(binary, `
-[tasks.follow]
-cron = "0 0 1 1 *"
-run = '${python} ${path.join(tmp, 'writer.py')} ${rate} ${stopFile}'
-log_max_size = "0"
-`, `max_log_streams = ${2 * pages + 16}\nmax_log_streams_per_client = ${2 * pages + 16}`);
+const d = await startLineWriter(binary, rate,
+  `max_log_streams = ${2 * pages + 16}\nmax_log_streams_per_client = ${2 * pages + 16}`);
 
 const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : NaN);
 const ms = (v) => (Number.isNaN(v) ? '—' : v < 10 ? v.toFixed(1) : String(Math.round(v)));
@@ -304,8 +280,6 @@ try {
   }
   stopFollower = true;
 } finally {
-  fs.writeFileSync(stopFile, '');
   if (browser) await browser.close();
   await d.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
 }

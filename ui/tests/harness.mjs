@@ -72,6 +72,44 @@ export async function startDaemon(binary, tasks, extra = '') {
   return { base, token, dir, stop, api, pid: child.pid };
 }
 
+// A daemon with one task, `follow`, for the live-tail benchmarks: once
+// started it prints RATE lines a second, line n due n / RATE s after its
+// start, each with its own write(2) and stamped `t=<ms since the epoch>`
+// (the machine's wall clock, which the browser reads too) just before.
+// stop() ends the writer (or it ends after an hour), then the daemon.
+// `extra`: more [daemon] settings.
+export async function startLineWriter(binary, rate, extra = '') {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cronkeep-follow-'));
+  const stopFile = path.join(tmp, 'stop');
+  fs.writeFileSync(path.join(tmp, 'writer.py'), `
+import os, sys, time
+rate, stop = int(sys.argv[1]), sys.argv[2]
+pad = b'. a line of a busy run, padded to a usual length'
+t0 = time.time()
+n = 0
+while not os.path.exists(stop) and time.time() - t0 < 3600:
+    due = int((time.time() - t0) * rate)
+    while n < due:
+        n += 1
+        os.write(1, b'follow %d t=%.3f %s\\n' % (n, time.time() * 1000, pad))
+    time.sleep(max(0.0, t0 + (n + 1) / rate - time.time()))
+`);
+  const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const d = await startDaemon(binary, `
+[tasks.follow]
+cron = "0 0 1 1 *"
+run = '${python} ${path.join(tmp, 'writer.py')} ${rate} ${stopFile}'
+log_max_size = "0"
+`, extra);
+  const stopDaemon = d.stop;
+  d.stop = async () => {
+    fs.writeFileSync(stopFile, '');
+    await stopDaemon();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  return d;
+}
+
 export async function launch() {
   const chromium = await playwright();
   const args = ['--headless=new'];

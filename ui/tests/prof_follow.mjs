@@ -7,8 +7,7 @@
 //   node ui/tests/prof_follow.mjs build/cronkeep [RATE=1000] [SECONDS=5] [TRACE_FILE]
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { cpuSeconds, descendants, launch, skipUnlessReady, startDaemon } from './harness.mjs';
+import { cpuSeconds, descendants, launch, skipUnlessReady, startLineWriter } from './harness.mjs';
 
 skipUnlessReady();
 const binary = process.argv[2];
@@ -17,27 +16,7 @@ const seconds = +(process.argv[4] || 5);
 const traceFile = process.argv[5];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cronkeep-prof-'));
-const stopFile = path.join(tmp, 'stop');
-fs.writeFileSync(path.join(tmp, 'writer.py'), `
-import os, sys, time
-rate, stop = int(sys.argv[1]), sys.argv[2]
-pad = b'. a line of a busy run, padded to a usual length'
-t0 = time.time()
-n = 0
-while not os.path.exists(stop) and time.time() - t0 < 3600:
-    due = int((time.time() - t0) * rate)
-    while n < due:
-        n += 1
-        os.write(1, b'follow %d t=%.3f %s\\n' % (n, time.time() * 1000, pad))
-    time.sleep(max(0.0, t0 + (n + 1) / rate - time.time()))
-`);
-const d = await startDaemon(binary, `
-[tasks.follow]
-cron = "0 0 1 1 *"
-run = 'python3 ${path.join(tmp, 'writer.py')} ${rate} ${stopFile}'
-log_max_size = "0"
-`);
+const d = await startLineWriter(binary, rate);
 let browser, cdp;
 try {
   const run = await d.api('/api/tasks/follow/run', { method: 'POST' });
@@ -124,10 +103,8 @@ try {
   }
   if (!process.env.CRONKEEP_NO_TRACE) await trace();
 } finally {
-  fs.writeFileSync(stopFile, '');
   if (browser) await browser.close();
   await d.stop();
-  fs.rmSync(tmp, { recursive: true, force: true });
 }
 
 async function trace() {

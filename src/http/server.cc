@@ -39,7 +39,6 @@
 #include <future>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -267,13 +266,13 @@ std::string decode(std::string_view s) {
 struct Call {
   const Request& req;
   Response& res;
-  std::smatch match;
+  std::vector<std::string> args;  // the path, then each placeholder's segment
   std::map<std::string, std::string> query;  // from the URL only (a repeated key: its last value)
   std::vector<std::pair<std::string, std::string>> params;  // every key=value of the URL, in order
   Json body;                                 // an object (empty when no body was sent)
   bool authed = false;
 
-  std::string arg(size_t i) const { return match[i].str(); }
+  const std::string& arg(size_t i) const { return args.at(i); }
   bool has(const char* key) const { return query.count(key) > 0; }
 
   // Refuses query parameters the route does not know.
@@ -339,18 +338,84 @@ struct Call {
   }
 };
 
+// A route's path, matched segment by segment: literal segments and the
+// placeholders below, each a whole segment and captured (Call::arg(1) is
+// the first). Not std::regex: the routes' compiled expressions held 580 kB
+// of the idle daemon's heap.
+const std::string kTask = "{task}";  // a task's name as ops accepts it (checked again there), or a system task's
+const std::string kId = "{id}";      // 1 to 18 digits
+const std::string kDay = "{day}";    // YYYY-MM-DD, as archive files are named (ops checks it is a real day)
+
+bool all_digits(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool task_segment(std::string_view s) {
+  if (s.rfind("cronkeep:", 0) == 0) {
+    const std::string_view kind = s.substr(9);
+    return !kind.empty() && std::all_of(kind.begin(), kind.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  }
+  auto alnum = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  return !s.empty() && s.size() <= 128 && alnum(s[0]) &&
+         std::all_of(s.begin() + 1, s.end(), [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
+bool id_segment(std::string_view s) { return !s.empty() && s.size() <= 18 && all_digits(s); }
+
+bool day_segment(std::string_view s) {
+  return s.size() == 10 && s[4] == '-' && s[7] == '-' && all_digits(s.substr(0, 4)) && all_digits(s.substr(5, 2)) &&
+         all_digits(s.substr(8, 2));
+}
+
+class PathPattern {
+ public:
+  explicit PathPattern(std::string_view pattern) {
+    for (std::string_view seg : split(pattern)) {
+      if (seg == kTask) segments_.push_back({std::nullopt, task_segment});
+      else if (seg == kId) segments_.push_back({std::nullopt, id_segment});
+      else if (seg == kDay) segments_.push_back({std::nullopt, day_segment});
+      else segments_.push_back({std::string(seg), nullptr});
+    }
+  }
+
+  // Whether `path` matches; `args` gets the path, then each placeholder's segment.
+  bool match(std::string_view path, std::vector<std::string>& args) const {
+    const std::vector<std::string_view> parts = split(path);
+    if (parts.size() != segments_.size()) return false;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const Segment& seg = segments_[i];
+      if (seg.check ? !seg.check(parts[i]) : parts[i] != *seg.literal) return false;
+    }
+    args.assign(1, std::string(path));
+    for (size_t i = 0; i < parts.size(); ++i)
+      if (segments_[i].check) args.emplace_back(parts[i]);
+    return true;
+  }
+
+ private:
+  struct Segment {
+    std::optional<std::string> literal;
+    bool (*check)(std::string_view);
+  };
+  // "/a/b" → "", "a", "b"; "/" → "", "".
+  static std::vector<std::string_view> split(std::string_view path) {
+    std::vector<std::string_view> out;
+    for (;;) {
+      const size_t slash = path.find('/');
+      out.push_back(path.substr(0, slash));
+      if (slash == std::string_view::npos) return out;
+      path.remove_prefix(slash + 1);
+    }
+  }
+  std::vector<Segment> segments_;
+};
+
 struct Route {
   const char* method;
-  std::regex pattern;
+  PathPattern pattern;
   bool needs_auth;
   std::function<void(Call&)> handle;
 };
-
-// Task names as ops accepts them (checked again there), or a system task's.
-const std::string kTask = R"(([A-Za-z0-9][A-Za-z0-9._-]{0,127}|cronkeep:[a-z]+))";
-const std::string kId = R"(([0-9]{1,18}))";
-// A day as archive files are named; ops checks that it is a real one.
-const std::string kDay = R"(([0-9]{4}-[0-9]{2}-[0-9]{2}))";
 
 std::string sse_frame(const ops::FollowEvent& e) {
   return "id: " + std::to_string(e.id) + "\nevent: " + ops::to_string(e.kind) + "\ndata: " + ops::dump(ops::to_json(e)) +
@@ -592,7 +657,7 @@ struct Server::Impl {
   }
 
   void add(const char* method, const std::string& pattern, bool needs_auth, std::function<void(Call&)> handle) {
-    routes.push_back(Route{method, std::regex(pattern), needs_auth, std::move(handle)});
+    routes.push_back(Route{method, PathPattern(pattern), needs_auth, std::move(handle)});
   }
 
   // On a worker: the route's answer, compressed when the client takes gzip.
@@ -625,10 +690,10 @@ struct Server::Impl {
       return send_error(res, ErrorCode::invalid_argument,
                         "Host \"" + req.get_header_value("Host") + "\" is not served here (DNS rebinding protection)");
     const Route* route = nullptr;
-    std::smatch match;
+    std::vector<std::string> args;
     bool path_known = false;
     for (const Route& r : routes) {
-      if (!std::regex_match(req.path, match, r.pattern)) continue;
+      if (!r.pattern.match(req.path, args)) continue;
       path_known = true;
       if (req.method == r.method) {
         route = &r;
@@ -642,7 +707,7 @@ struct Server::Impl {
       }
       return send_error(res, ErrorCode::not_found, "no such route: " + req.method + " " + req.path);
     }
-    Call call{req, res, match, {}, {}, Json::object(), authenticated(req)};
+    Call call{req, res, std::move(args), {}, {}, Json::object(), authenticated(req)};
     if (route->needs_auth && !call.authed) {
       res.set_header("WWW-Authenticate", "Bearer");
       return send_json(res, 401,
@@ -889,12 +954,7 @@ struct Server::Impl {
   void install_ui_routes() {
     ops::Ops& o = *deps.ops;
     for (const UiAsset& a : ui_assets()) {
-      std::string pattern;
-      for (char ch : a.path) {
-        if (ch == '.') pattern += '\\';
-        pattern += ch;
-      }
-      add("GET", pattern, false, [&a](Call& c) {
+      add("GET", std::string(a.path), false, [&a](Call& c) {
         // The page itself reads `?nomux` (its own streams, no shared worker:
         // docs/ui.md); the assets take no parameter.
         if (a.path == "/" ? !c.only({"nomux"}) : !c.only({})) return;
@@ -1022,7 +1082,6 @@ struct Server::Impl {
   static constexpr size_t kMaxMuxRuns = 32;
   void mux(Call& c) {
     if (!c.only({"events", "run"})) return;
-    static const std::regex kRun("^" + kTask + "/" + kId + "(?::(-?[0-9]{1,19}))?$");
     bool events = false;
     std::vector<MuxSub> subs;
     std::set<std::string> keys;
@@ -1033,18 +1092,31 @@ struct Server::Impl {
         events = value == "1";
         continue;
       }
-      std::smatch m;
-      if (!std::regex_match(value, m, kRun))
+      // TASK/ID or TASK/ID:FROM, FROM a line number (-?[0-9]{1,19}).
+      const std::string_view v(value);
+      const size_t slash = v.find('/');
+      const std::string_view task = v.substr(0, slash);
+      const std::string_view rest = slash == std::string_view::npos ? std::string_view() : v.substr(slash + 1);
+      const size_t colon = rest.find(':');
+      const std::string_view id = rest.substr(0, colon);
+      const std::optional<std::string_view> from_text =
+          colon == std::string_view::npos ? std::nullopt : std::optional(rest.substr(colon + 1));
+      auto line_number = [](std::string_view f) {
+        const std::string_view digits = f.substr(!f.empty() && f[0] == '-' ? 1 : 0);
+        return !digits.empty() && digits.size() <= 19 && all_digits(digits);
+      };
+      if (slash == std::string_view::npos || !task_segment(task) || !id_segment(id) ||
+          (from_text && !line_number(*from_text)))
         return send_error(c.res, ErrorCode::invalid_argument,
                           "run: expected TASK/ID or TASK/ID:FROM (FROM a line number), got \"" + value + "\"");
       MuxSub sub;
       sub.follow = true;
-      sub.key = m[1].str() + "/" + m[2].str();
-      sub.follow_request.task = m[1].str();
-      sub.follow_request.run_id = *parse_int(m[2].str());
+      sub.key = std::string(task) + "/" + std::string(id);
+      sub.follow_request.task = std::string(task);
+      sub.follow_request.run_id = *parse_int(id);
       sub.follow_request.idle_timeout = std::chrono::duration_cast<Millis>(limits.stream_idle);
-      if (m[3].matched) {
-        auto from = parse_int(m[3].str());
+      if (from_text) {
+        auto from = parse_int(*from_text);
         if (!from || *from < -ops::kMaxLogPage * 10)
           return send_error(c.res, ErrorCode::invalid_argument,
                             "run: FROM must be an integer from " + std::to_string(-ops::kMaxLogPage * 10) +

@@ -208,6 +208,34 @@ TEST_F(HttpTest, UnknownTasksRunsAndPathLikeNamesAreNeverFileAccesses) {
   EXPECT_EQ(body(r)["error"].get<std::string>().rfind("no such route", 0), 0u);
   const int64_t id = run_and_wait("hello");
   EXPECT_EQ(client_->Get(("/api/tasks/fail/runs/" + std::to_string(id)).c_str())->status, 404);  // another task's run
+  // Each placeholder is one whole segment of exactly its shape: anything
+  // else is no route at all (404 "no such route"), never a lookup.
+  auto no_route = [&](const std::string& path) {
+    auto res = client_->Get(path.c_str());
+    if (!res) return ::testing::AssertionFailure() << path << ": no answer";
+    if (res->status != 404 || body(res)["error"].get<std::string>().rfind("no such route", 0) != 0)
+      return ::testing::AssertionFailure() << path << ": " << res->status << " " << res->body;
+    return ::testing::AssertionSuccess();
+  };
+  EXPECT_TRUE(no_route("/api/tasks/"));
+  EXPECT_TRUE(no_route("/api/tasks//runs"));
+  EXPECT_TRUE(no_route("/api/tasks/hello/runs/"));
+  EXPECT_TRUE(no_route("/api/tasks/hello/runs/1234567890123456789"));  // 19 digits
+  EXPECT_TRUE(no_route("/api/tasks/" + std::string(129, 'a') + "/runs"));
+  EXPECT_TRUE(no_route("/api/tasks/-hello/runs"));
+  EXPECT_TRUE(no_route("/api/tasks/cronkeep:/runs"));
+  EXPECT_TRUE(no_route("/api/tasks/cronkeep:Retention/runs"));
+  EXPECT_TRUE(no_route("/api/archive/2026-1-01"));
+  EXPECT_TRUE(no_route("/api/archive/2026-01-01/x"));
+  EXPECT_TRUE(no_route("/healthz/"));
+  EXPECT_TRUE(no_route("//healthz"));
+  // ...while the longest name, an 18-digit id and a system task's name are routed.
+  EXPECT_EQ(client_->Get(("/api/tasks/" + std::string(128, 'a') + "/runs").c_str())->status, 404);
+  EXPECT_EQ(client_->Get(("/api/tasks/" + std::string(128, 'a') + "/runs").c_str())->body.find("no such route"),
+            std::string::npos);
+  EXPECT_EQ(client_->Get("/api/tasks/hello/runs/123456789012345678")->status, 404);  // routed: no such run
+  EXPECT_EQ(client_->Get("/api/tasks/hello/runs/123456789012345678")->body.find("no such route"), std::string::npos);
+  EXPECT_EQ(client_->Get("/api/tasks/cronkeep:retention/runs", auth())->status, 200);
 }
 
 TEST_F(HttpTest, PurgeValidatesItsBodyAndDryRunDeletesNothing) {

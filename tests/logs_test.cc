@@ -4,6 +4,11 @@
 #include <fstream>
 #include <random>
 
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "events/events.h"
 #include "logs/logs.h"
 #include "test_util.h"
@@ -231,6 +236,75 @@ TEST_F(LogsTest, ACrashedLogWithAPartialLineAndNoFinalizeIsReadable) {
   EXPECT_TRUE(p.partial_last_line);
   EXPECT_FALSE(p.finalized);
   EXPECT_FALSE(check_sidecars(path_).finalized);
+}
+
+// kill -9 after any system call of a writer that rotates every few lines
+// (the child stops at each call under ptrace; round k kills it after its
+// k-th): what start-up's recovery makes of the files is a finalized log
+// whose sidecars check out and that reads back in order.
+TEST_F(LogsTest, AWriterKilledAfterAnySystemCallLeavesALogThatRecovers) {
+  fs::create_directories(dir_ / "logs");
+  constexpr int kLines = 60;
+  for (int k = 1;; ++k) {
+    ASSERT_LT(k, 5000) << "the writer never finished";
+    const std::string path = dir_ / ("logs/t/20261127_070000_" + std::to_string(k) + ".log");
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);
+      ::raise(SIGSTOP);
+      WriterOptions o;
+      o.max_size = 400;  // a rotation every few chunks
+      auto w = LogWriter::create(path, o);
+      if (!w) ::_exit(2);
+      // Three lines a chunk, so the cap falls inside chunks and inside lines;
+      // a new second every four chunks, so there are .tidx records to move.
+      for (int i = 1; i <= kLines; i += 3)
+        (*w)->append(numbered(i) + "\n" + numbered(i + 1) + "\n" + numbered(i + 2) + "\n", Stream::out,
+                     kT0 + Millis(250 * i / 3));
+      ::_exit((*w)->finalize(kT0 + 1min) ? 0 : 3);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSTOPPED(status));
+    ::ptrace(PTRACE_SETOPTIONS, child, nullptr, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL);
+    int stops = 0;
+    bool finished = false;
+    for (;;) {
+      ASSERT_EQ(::ptrace(PTRACE_SYSCALL, child, nullptr, nullptr), 0);
+      ASSERT_EQ(::waitpid(child, &status, 0), child);
+      if (WIFEXITED(status)) {
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+        finished = true;
+        break;
+      }
+      // Each call stops twice, on entry and on exit: kill after the k-th exit.
+      if (WIFSTOPPED(status) && WSTOPSIG(status) == (SIGTRAP | 0x80) && ++stops == 2 * k) {
+        ::kill(child, SIGKILL);
+        ASSERT_EQ(::waitpid(child, &status, 0), child);
+        break;
+      }
+    }
+    if (finished) {
+      // Round k ran to the end: every call before it was a kill point.
+      const std::string meta = read_file(path + ".meta");
+      EXPECT_GE(std::stoi(meta.substr(meta.find("rotations=") + 10)), 3) << meta;
+      break;
+    }
+    if (!fs::exists(path) && !fs::exists(path + ".prev")) continue;  // killed before the log was made
+    ASSERT_TRUE(recover_crashed(path)) << "after call " << k;
+    const SidecarCheck c = check_sidecars(path);
+    ASSERT_TRUE(c.index_ok) << "after call " << k << ": " << c.problem;
+    EXPECT_TRUE(c.finalized) << "after call " << k;
+    auto page = read_log(path, {});
+    ASSERT_TRUE(page) << "after call " << k << ": " << page.error().message;
+    EXPECT_EQ(page->note, "") << "after call " << k;
+    if (!page->lines.empty()) {
+      EXPECT_EQ(page->lines.front().number, page->first_available) << "after call " << k;
+    }
+    for (size_t i = 1; i < page->lines.size(); ++i)
+      ASSERT_EQ(page->lines[i].number, page->lines[i - 1].number + 1) << "after call " << k;
+  }
 }
 
 TEST_F(LogsTest, ACorruptIndexFallsBackToScanningAndSaysSo) {

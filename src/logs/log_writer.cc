@@ -210,19 +210,70 @@ Status finalize_crashed(const std::string& path) {
   return write_meta_file(path, *m);
 }
 
-Status recover_crashed(const std::string& path) {
-  if (::access(path.c_str(), F_OK) != 0) {
-    if (::access((path + ".prev").c_str(), F_OK) != 0) return {};  // no log at all: nothing to recover
-    for (auto [from, to] : {std::pair{".prev", ""}, {".prev.idx", ".idx"}, {".prev.tidx", ".tidx"}})
-      if (::rename((path + from).c_str(), (path + to).c_str()) != 0 && errno != ENOENT)
-        return fail(ErrorCode::io, "undoing the rotation of " + path + ": " + std::strerror(errno));
+namespace {
+
+// The first line of the segment whose .idx is `idx_path`, when the .idx
+// starts with a record for offset 0 (the writer's first record of a file).
+std::optional<int64_t> first_indexed_line(const std::string& idx_path) {
+  UniqueFd fd(::open(idx_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  char head[format::kHeaderBytes + sizeof(format::IdxRecord)];
+  if (::pread(fd.get(), head, sizeof head, 0) != static_cast<ssize_t>(sizeof head)) return std::nullopt;
+  if (std::memcmp(head, format::kIdxMagic, format::kHeaderBytes) != 0) return std::nullopt;
+  format::IdxRecord first;
+  std::memcpy(&first, head + format::kHeaderBytes, sizeof first);
+  if (first.offset != 0) return std::nullopt;
+  return static_cast<int64_t>(first.line);
+}
+
+bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// A rotation renames the log, then its .idx, then its .tidx to .prev names,
+// makes the new (empty) log, and only then writes the .meta that counts the
+// rotation. Cut short anywhere before that .meta, it is undone: the .prev
+// goes back to being the log, and each .prev sidecar goes back only if the
+// log's own did not stay (a sidecar not yet renamed is the log's; the .prev
+// one beside it belongs to the older part the rotation was dropping).
+Status undo_rotation(const std::string& path) {
+  if (::rename((path + ".prev").c_str(), path.c_str()) != 0)
+    return fail(ErrorCode::io, "undoing the rotation of " + path + ": " + std::strerror(errno));
+  for (const char* side : {".idx", ".tidx"}) {
+    const std::string prev = path + ".prev" + side;
+    if (exists(path + side)) ::unlink(prev.c_str());
+    else if (::rename(prev.c_str(), (path + side).c_str()) != 0 && errno != ENOENT)
+      return fail(ErrorCode::io, "undoing the rotation of " + path + ": " + std::strerror(errno));
   }
+  return {};
+}
+
+}  // namespace
+
+Status recover_crashed(const std::string& path) {
   // Half-made sidecars of the killed writer (they are created under .tmp names).
   for (const char* tmp : {".idx.tmp", ".tidx.tmp", ".meta.tmp", ".prev.idx.tmp", ".prev.tidx.tmp"})
     ::unlink((path + tmp).c_str());
+  if (exists(path + ".prev")) {
+    // A rotation cut short between making the new log and writing its .meta:
+    // the new log is still empty and the .meta (or its absence: first_line 1)
+    // still names the .prev's first line as the log's.
+    struct stat st{};
+    const auto prev_first = first_indexed_line(path + ".prev.idx");
+    auto m = meta_of(path);
+    if (!m) return tl::unexpected(m.error());
+    if (::stat(path.c_str(), &st) == 0 && st.st_size == 0 && prev_first && *prev_first == m->first_line)
+      ::unlink(path.c_str());
+    if (!exists(path))
+      if (auto undone = undo_rotation(path); !undone) return undone;
+  } else if (!exists(path)) {
+    return {};  // no log at all: nothing to recover
+  }
   if (auto st = finalize_crashed(path); !st) return st;
-  const SidecarCheck c = check_sidecars(path);
-  if (!c.index_ok) return repair_sidecars(path, c.kind);
+  // Each repair mends one kind of problem; a kill may have left several.
+  for (int kinds = 0; kinds < 4; ++kinds) {
+    const SidecarCheck c = check_sidecars(path);
+    if (c.index_ok) return {};
+    if (auto st = repair_sidecars(path, c.kind); !st) return st;
+  }
   return {};
 }
 
@@ -325,12 +376,14 @@ struct LogWriter::State {
     return {};
   }
 
-  // The first .meta is written in place (a torn one reads as "not
-  // finalized", which is what it is); later ones replace it atomically.
+  // The first .meta of a log never rotated is written in place: a torn one
+  // reads as "not finalized" and as first_line 1, which is what it is. Any
+  // other replaces the one before atomically.
   Status write_meta() {
     const std::string text = format::render(meta);
     const std::string target = side(".meta");
-    const std::string tmp = meta_written ? side(".meta.tmp") : target;
+    const bool in_place = !meta_written && meta.rotations == 0;
+    const std::string tmp = in_place ? target : side(".meta.tmp");
     auto fd = open_append(tmp, true);
     if (!fd) return tl::unexpected(fd.error());
     if (auto st = write_all(fd->get(), text.data(), text.size()); !st) {
@@ -338,7 +391,7 @@ struct LogWriter::State {
       return fail(ErrorCode::io, "writing " + target + ": " + st.error().message);
     }
     fd->reset();
-    if (meta_written && ::rename(tmp.c_str(), target.c_str()) != 0)
+    if (!in_place && ::rename(tmp.c_str(), target.c_str()) != 0)
       return fail(ErrorCode::io, "cannot write " + target + ": " + std::strerror(errno));
     meta_written = true;
     return {};

@@ -139,11 +139,12 @@ class LogWriter {
 Status finalize_crashed(const std::string& path);
 
 // What start-up does with the log of a run whose daemon died: undoes a
-// rotation cut short (.log gone, .prev there: the .prev files are renamed
-// back, matching the .meta written before the rotation), marks the log
-// finalized and crashed (finalize_crashed), and repairs sidecars left
-// torn by the kill (repair_sidecars). Every byte is kept. A log that does
-// not exist is left alone. Errors: io.
+// rotation cut short before its .meta was written (the .log gone, or made
+// anew and still empty: the .prev files are renamed back, matching the
+// .meta written before the rotation), marks the log finalized and crashed
+// (finalize_crashed), and repairs whatever sidecars the kill left torn
+// (repair_sidecars, until check_sidecars finds nothing). Every byte of the
+// log is kept. A log that does not exist is left alone. Errors: io.
 Status recover_crashed(const std::string& path);
 
 // Bytes in the regular files below `dir` (0 when it does not exist).

@@ -46,12 +46,12 @@ for point in "${points[@]}"; do
   (
     cd "$work"
     # First some history, then keep_runs = 1, so retention and the compactor have work.
-    sed 's/KEEP/1000/' c.toml > warm.toml
+    sed 's/^keep_runs = KEEP$/keep_runs = 1000/' c.toml > warm.toml
     "$bin" daemon -c warm.toml > warm.log 2>&1 &
     warm=$!
     sleep 4
     kill -TERM $warm; wait $warm
-    sed -i 's/KEEP/1/' c.toml
+    sed -i 's/^keep_runs = KEEP$/keep_runs = 1/' c.toml
     CRONKEEP_CRASH_AT=$point timeout 30 "$bin" daemon -c c.toml > crash.log 2>&1 || true
     if ! grep -q "crash point reached" crash.log; then echo "FAIL - $point was never reached"; exit 1; fi
     # Runs archived but not deleted when the kill came: archive ∩ history.

@@ -2,12 +2,29 @@
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 find_package(SQLite3 REQUIRED)
+# SQLite from its static archive (libsqlite3-dev ships it), for the same
+# reason as spdlog below: compiled in, the daemon holds only the SQLite it
+# uses. A Debian security update of SQLite then needs a rebuild of cronkeep.
+find_library(CRONKEEP_SQLITE3_ARCHIVE NAMES libsqlite3.a REQUIRED)
+set_target_properties(SQLite::SQLite3 PROPERTIES IMPORTED_LOCATION ${CRONKEEP_SQLITE3_ARCHIVE}
+                      INTERFACE_LINK_LIBRARIES "m;${CMAKE_DL_LIBS};Threads::Threads")
 find_package(tomlplusplus REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(date REQUIRED)
+# spdlog, fmt and toml++ are compiled into the binary, in the header-only
+# forms their Debian packages also ship, rather than loaded as shared
+# libraries: a shared library costs the daemon its symbol tables and the
+# pages around every function it touches (spdlog's, bound at load, alone
+# held 500 kB of the idle daemon's memory); compiled in, only what is used
+# is there (docs/benchmarks.md, "The idle footprint").
+add_library(cronkeep_spdlog INTERFACE)
+target_link_libraries(cronkeep_spdlog INTERFACE fmt::fmt-header-only Threads::Threads)
+target_compile_definitions(cronkeep_spdlog INTERFACE SPDLOG_FMT_EXTERNAL)
+add_library(cronkeep_toml INTERFACE)
+target_compile_definitions(cronkeep_toml INTERFACE TOML_HEADER_ONLY=1)
 find_package(tl-expected REQUIRED)
 # OpenSSL: https:// and HMAC-SHA256, in the TLS module only (cronkeep-tls.so).
 find_package(OpenSSL REQUIRED)

@@ -78,6 +78,7 @@
 #include <set>
 #include <functional>
 #include <iterator>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -308,7 +309,7 @@ class Scheduler {
     TimePoint next_due{};                // nominal + jitter (+ kClaimGrace when another node goes first)
     int running = 0;
     int elsewhere = 0;  // its runs running on other nodes, as last counted (refresh_elsewhere)
-    std::deque<Launch> queue;
+    std::list<Launch> queue;  // a list: an empty deque already holds 600 bytes, per task
     std::function<Result<std::string>(int64_t)> body;  // set for system tasks
     std::optional<TimePoint> last_success;
     std::optional<TimePoint> last_failure;

@@ -1418,6 +1418,12 @@ class SqliteStore final : public Store {
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite(const std::string& db_path, OpenOptions options) {
+  // Before SQLite's first use: no connection takes its page cache in one
+  // bulk allocation (20 pages, 87 kB, each page touched at once); pages are
+  // allocated as they are read. A later call (SQLite already in use) is a
+  // harmless SQLITE_MISUSE.
+  static const int no_bulk_page_cache = sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);
+  (void)no_bulk_page_cache;
   auto store = std::make_unique<SqliteStore>();
   if (auto st = store->open(db_path, options); !st) {
     Error e = st.error();

@@ -19,7 +19,7 @@ find_package(date REQUIRED)
 # libraries: a shared library costs the daemon its symbol tables and the
 # pages around every function it touches (spdlog's, bound at load, alone
 # held 500 kB of the idle daemon's memory); compiled in, only what is used
-# is there (docs/benchmarks.md, "The idle footprint").
+# is there (docs/benchmarks.md, "The idle footprint: libraries compiled in").
 add_library(cronkeep_spdlog INTERFACE)
 target_link_libraries(cronkeep_spdlog INTERFACE fmt::fmt-header-only Threads::Threads)
 target_compile_definitions(cronkeep_spdlog INTERFACE SPDLOG_FMT_EXTERNAL)

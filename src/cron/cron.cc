@@ -13,17 +13,20 @@
 #include "cron/cron.h"
 
 #include <date/date.h>
-#include <date/tz.h>
 
 #include <array>
 #include <bit>
 #include <cctype>
 #include <cstdint>
-#include <exception>
+#include <fstream>
 #include <limits>
+#include <map>
+#include <mutex>
+#include <sstream>
 #include <vector>
 
 #include "base/units.h"
+#include "cron/zone_rules.h"
 
 namespace cronkeep::cron {
 namespace {
@@ -32,8 +35,6 @@ using std::chrono::days;
 using std::chrono::hours;
 using std::chrono::minutes;
 using std::chrono::seconds;
-using LocalSeconds = date::local_seconds;
-using SysSeconds = date::sys_seconds;
 
 // How far next_fire looks ahead when at least one day field alone decides:
 // the longest such gap is February 29 across a century year that is not a
@@ -302,8 +303,8 @@ std::optional<LocalSeconds> find_local(const Fields& f, LocalSeconds from, date:
   return std::nullopt;
 }
 
-LocalSeconds to_local(const date::time_zone* tz, SysSeconds t) {
-  return tz != nullptr ? tz->to_local(t) : LocalSeconds(t.time_since_epoch());
+LocalSeconds to_local(const ZoneRules* rules, SysSeconds t) {
+  return LocalSeconds(t.time_since_epoch() + (rules != nullptr ? rules->at(t).offset : seconds(0)));
 }
 
 LocalSeconds local_of(SysSeconds t, seconds offset) { return LocalSeconds(t.time_since_epoch() + offset); }
@@ -344,26 +345,50 @@ constexpr Macro kMacros[] = {{"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"
                              {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
                              {"@hourly", "0 * * * *"}};
 
+// An IANA name: components of letters, digits, '_', '-', '+' and '.',
+// none of them "." or "..", so that it names a file below the zoneinfo
+// directory and nothing else.
+bool zone_name_ok(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name.front() == '/' || name.back() == '/') return false;
+  size_t start = 0;
+  while (start <= name.size()) {
+    const size_t slash = std::min(name.find('/', start), name.size());
+    const std::string_view part = name.substr(start, slash - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    for (char c : part)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '+' && c != '.') return false;
+    start = slash + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<Zone> Zone::locate(std::string_view name) {
-  try {
-    const date::time_zone* tz = date::locate_zone(name);
-    return Zone(std::string(name), tz);
-  } catch (const std::exception&) {
-    return fail(ErrorCode::invalid_argument,
-                "unknown time zone " + quote(name) + " (expected an IANA name such as \"Europe/Berlin\" or \"UTC\")");
-  }
+  if (name == "UTC") return utc();
+  const auto unknown = [&](const std::string& why) {
+    return fail(ErrorCode::invalid_argument, "unknown time zone " + quote(name) + why +
+                                                 " (expected an IANA name such as \"Europe/Berlin\" or \"UTC\")");
+  };
+  if (!zone_name_ok(name)) return unknown("");
+  // Each zone is read once; every Zone of that name shares its rules.
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<const ZoneRules>, std::less<>> known;
+  std::lock_guard lock(mu);
+  if (auto it = known.find(name); it != known.end()) return Zone(std::string(name), it->second);
+  const std::string path = "/usr/share/zoneinfo/" + std::string(name);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return unknown("");
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  auto rules = ZoneRules::parse(bytes.str());
+  if (!rules) return unknown(": " + path + ": " + rules.error().message);
+  auto shared = std::make_shared<const ZoneRules>(std::move(*rules));
+  known.emplace(std::string(name), shared);
+  return Zone(std::string(name), std::move(shared));
 }
 
-Zone Zone::utc() {
-  // Without a zoneinfo entry for UTC, a null tz means UTC to next_fire.
-  static const Zone kUtc = [] {
-    Result<Zone> z = locate("UTC");
-    return z ? *z : Zone("UTC", nullptr);
-  }();
-  return kUtc;
-}
+Zone Zone::utc() { return Zone("UTC", nullptr); }
 
 Result<Schedule> Schedule::parse(std::string_view expr) {
   const std::string_view text = trim(expr);
@@ -492,7 +517,7 @@ std::optional<TimePoint> Schedule::next_fire(TimePoint after, const Zone& zone) 
   if (after_s < date::sys_days(date::year(kMinYear) / 1 / 1) || after_s > date::sys_days(date::year(kMaxYear) / 1 / 1))
     return std::nullopt;
 
-  const date::time_zone* tz = zone.tz();
+  const ZoneRules* tz = zone.rules();
   const Fields f{
       seconds_, minutes_, hours_, days_of_month_, months_, days_of_week_, dom_restricted_ && dow_restricted_};
   // Every local time up to local(after) maps to an instant <= after (also
@@ -506,15 +531,15 @@ std::optional<TimePoint> Schedule::next_fire(TimePoint after, const Zone& zone) 
     const std::optional<LocalSeconds> local = find_local(f, from, limit);
     if (!local) return std::nullopt;
     if (tz == nullptr) return TimePoint(SysSeconds(local->time_since_epoch()));
-    const date::local_info info = tz->get_info(*local);
+    const LocalSpans info = tz->at_local(*local);
     switch (info.result) {
-      case date::local_info::unique: {
+      case LocalSpans::unique: {
         const SysSeconds t(local->time_since_epoch() - info.first.offset);
         if (t > after) return TimePoint(t);
         from = *local + seconds(1);
         break;
       }
-      case date::local_info::ambiguous: {
+      case LocalSpans::ambiguous: {
         const SysSeconds first(local->time_since_epoch() - info.first.offset);
         if (first > after) return TimePoint(first);
         // `after` is in the second pass: the whole repeated range fired on
@@ -522,7 +547,7 @@ std::optional<TimePoint> Schedule::next_fire(TimePoint after, const Zone& zone) 
         from = local_of(info.first.end, info.first.offset);
         break;
       }
-      case date::local_info::nonexistent: {
+      case LocalSpans::nonexistent: {
         if (info.second.begin > after) return TimePoint(info.second.begin);
         from = local_of(info.second.begin, info.second.offset);
         break;

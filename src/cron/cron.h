@@ -1,8 +1,9 @@
 // cron/cron.h: cron expressions and the instants they fire at.
 //
 // Owns: parsing schedule expressions and computing the next fire time in UTC
-// or an IANA time zone. Pure: no clock, no files (the time-zone database is
-// read once by Zone::locate), no knowledge of tasks, runs or the database.
+// or an IANA time zone. Pure: no clock, no files (a zone's TZif file is
+// read once by Zone::locate; cron/zone_rules.h reads its bytes), no
+// knowledge of tasks, runs or the database.
 //
 // Expressions:
 //   5 fields      "min hour dom month dow"
@@ -25,6 +26,7 @@
 //     gap swallowed.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,28 +34,29 @@
 #include "base/result.h"
 #include "base/time.h"
 
-namespace date {
-class time_zone;
-}
-
 namespace cronkeep::cron {
+
+class ZoneRules;  // cron/zone_rules.h
 
 // An IANA time zone ("UTC", "Europe/Berlin"). Cheap to copy; thread-safe.
 class Zone {
  public:
-  // Finds the zone in the system's zoneinfo.
-  // Errors: invalid_argument when no such zone exists (message names it).
+  // Finds the zone in the system's zoneinfo (/usr/share/zoneinfo/NAME, a
+  // TZif file, read once per name and process). "UTC" needs no file.
+  // Errors: invalid_argument when the name is not a zone name or no such
+  // zone exists, or its file does not read as one (message names it).
   static Result<Zone> locate(std::string_view name);
   // The UTC zone; never fails.
   static Zone utc();
 
   const std::string& name() const { return name_; }
-  const date::time_zone* tz() const { return tz_; }
+  // Its offsets over time; null for UTC.
+  const ZoneRules* rules() const { return rules_.get(); }
 
  private:
-  Zone(std::string name, const date::time_zone* tz) : name_(std::move(name)), tz_(tz) {}
+  Zone(std::string name, std::shared_ptr<const ZoneRules> rules) : name_(std::move(name)), rules_(std::move(rules)) {}
   std::string name_;
-  const date::time_zone* tz_ = nullptr;
+  std::shared_ptr<const ZoneRules> rules_;
 };
 
 // A parsed, validated expression. Immutable; thread-safe.

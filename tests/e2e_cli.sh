@@ -4,8 +4,10 @@ set -euo pipefail
 bin=$(realpath "$1")
 work=$(mktemp -d /tmp/cronkeep-e2e-XXXXXX)
 daemon_pid=""
+hook_pid=""
 cleanup() {
   [ -n "$daemon_pid" ] && kill -9 "$daemon_pid" 2>/dev/null || true
+  [ -n "$hook_pid" ] && kill "$hook_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -243,6 +245,46 @@ check "cmake --install puts the binary and the module where the README says" \
   test -x prefix/bin/cronkeep -a -f prefix/lib/cronkeep/cronkeep-postgres.so -a -f prefix/lib/cronkeep/cronkeep-tls.so
 check "the installed binary finds its module" bash -c \
   "! prefix/bin/cronkeep tasks -c pgmod.toml 2>pgmod.err && grep -q 'nonexistent-dir' pgmod.err && ! grep -q 'cronkeep-postgres.so' pgmod.err"
+
+# 10. A signed webhook: the binary, which has libstdc++ linked in, loads
+#     cronkeep-tls.so (which brings the shared libstdc++) to sign the body
+#     with HMAC-SHA256; a receiver checks the signature.
+hook_port=$(free_port)
+echo "s3cret" > hook.secret
+python3 - "$hook_port" > hook.log 2>&1 <<'PY' &
+import hashlib, hmac, http.server, sys
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        want = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        ok = self.headers.get("X-Cronkeep-Signature") == want
+        print("signature", "ok" if ok else "wrong", self.headers.get("X-Cronkeep-Event"), flush=True)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Hook).serve_forever()
+PY
+hook_pid=$!
+cat > hook.toml <<TOML
+[daemon]
+data_dir = "data-hook"
+listen = "127.0.0.1:$(free_port)"
+[defaults]
+notify = ["ops"]
+[notify.ops]
+webhook = "http://127.0.0.1:$hook_port/hook"
+secret_file = "$work/hook.secret"
+[tasks.fail]
+cron = "@every 1s"
+run = "exit 3"
+TOML
+"$bin" daemon -c hook.toml > hook-daemon.log 2>&1 &
+daemon_pid=$!
+check "a failed run's webhook arrives signed with the secret" wait_for 20 grep -q "^signature ok failed" hook.log
+check "the daemon signed it through the TLS module" grep -q cronkeep-tls.so "/proc/$daemon_pid/maps"
+kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+kill "$hook_pid"; wait "$hook_pid" 2>/dev/null || true; hook_pid=""
 
 if [ "$failures" -ne 0 ]; then echo "e2e: $failures check(s) failed"; exit 1; fi
 echo "e2e: all checks passed"

@@ -1358,4 +1358,36 @@ TEST(LoadConfig, AKnownUserAndGroupLoad) {
 }
 
 }  // namespace
+// TOML allows non-ASCII characters in strings and comments only; elsewhere
+// they are refused with their line and column before toml++ sees them
+// (toml++ 3.3 reaches a __builtin_unreachable() on some: fuzz_config).
+TEST(ConfigSyntax, NonAsciiCharactersAreForStringsAndCommentsOnly) {
+  const Config c = parse_ok(
+      "# Café, ça marche\n"
+      "[tasks.t]\n"
+      "cron = \"* * * * *\"  # « toutes les minutes »\n"
+      "run = \"echo 'héllo' \\\" ünd \\\\\"\n"
+      "env = { GREETING = \"\"\"\nnǐ hǎo \"\" \\\"\"\"\"\" }\n"
+      "[tasks.\"t2\"]\n"
+      "cron = \"@hourly\"\n"
+      "run = '''\nzwei ''Zeilen'' — \"ok\"'''''\n");
+  ASSERT_EQ(c.tasks.size(), 2u);
+  EXPECT_EQ(c.tasks[0].run, "echo 'héllo' \" ünd \\");
+  EXPECT_EQ(c.tasks[0].env.at("GREETING"), "nǐ hǎo \"\" \"\"");
+  EXPECT_EQ(c.tasks[1].name, "t2");
+  EXPECT_EQ(c.tasks[1].run, "zwei ''Zeilen'' — \"ok\"''");
+  // The input fuzz_config found, then others in every position outside a string.
+  const Problem p = one_problem("[tasks.a]\ncron = \"@hourly\"\npun = \"x\"\nkeep_runs = 3\n\xc8\xb6v = { A = \"(\" }\n");
+  EXPECT_EQ(p.line, 5);
+  EXPECT_EQ(p.column, 1);
+  EXPECT_TRUE(contains(p.message, "non-ASCII character outside a string or a comment")) << p.message;
+  for (const char* text : {"[tasks.é]\n", "[tasks.t]\nrun = \"x\" é\n", "[tasks.t]\nrun = 'x'\u00a0\n",
+                           "[tasks.t]\nrun = \"\"\"x\"\"\"\u3000\n", "[tasks.t]\nkeep_runs = 3\u2003\n"}) {
+    const Problem q = one_problem(text);
+    EXPECT_TRUE(contains(q.message, "non-ASCII")) << text << ": " << q.message;
+    EXPECT_GT(q.line, 0) << text;
+  }
+  EXPECT_EQ(one_problem("[tasks.t]\nrun = \"x\" é\n").column, 11);
+}
+
 }  // namespace cronkeep::config

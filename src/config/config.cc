@@ -30,6 +30,7 @@
 #include <span>
 #include <sstream>
 #include <tuple>
+#include <optional>
 #include <utility>
 
 #include "base/units.h"
@@ -768,6 +769,67 @@ void read_task(Reader& r, const toml::key& name, const toml::node& node, const C
   if (name_ok) out.emplace_back(Position{at.begin.line, at.begin.column}, std::move(task));
 }
 
+// Where the first non-ASCII character outside a string or a comment is
+// (line, column), if any. TOML 1.0 allows them only there, and toml++ 3.3
+// (Debian's) reaches a __builtin_unreachable() on some of them elsewhere
+// (is_non_ascii_horizontal_whitespace; fuzz_config under UBSan found it),
+// so they are refused before it sees the text.
+std::optional<std::pair<int, int>> stray_non_ascii(std::string_view text) {
+  enum class In { plain, comment, basic, literal, multiline_basic, multiline_literal } in = In::plain;
+  int line = 1;
+  int column = 0;
+  // A closing """ or ''' may follow up to two quotes of the content.
+  const auto close_run = [&](size_t& i, char quote) {
+    size_t n = 0;
+    while (i + n < text.size() && text[i + n] == quote && n < 5) ++n;
+    if (n < 3) return false;
+    i += n - 1;
+    column += static_cast<int>(n) - 1;
+    return true;
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c & 0xC0) != 0x80) ++column;  // a character starts here
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      // A single-line string left open is toml++'s to report.
+      if (in == In::comment || in == In::basic || in == In::literal) in = In::plain;
+      continue;
+    }
+    switch (in) {
+      case In::plain:
+        if (c >= 0x80) return std::make_pair(line, column);
+        if (c == '#') {
+          in = In::comment;
+        } else if (c == '"' || c == '\'') {
+          const bool triple = text.substr(i, 3) == std::string(3, static_cast<char>(c));
+          in = c == '"' ? (triple ? In::multiline_basic : In::basic) : (triple ? In::multiline_literal : In::literal);
+          if (triple) {
+            i += 2;
+            column += 2;
+          }
+        }
+        break;
+      case In::comment: break;
+      case In::basic:
+      case In::multiline_basic:
+        if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n' && static_cast<unsigned char>(text[i + 1]) < 0x80) {
+          ++i;  // an escaped character, '"' included
+          ++column;
+        } else if (c == '"' && (in == In::basic || close_run(i, '"'))) {
+          in = In::plain;
+        }
+        break;
+      case In::literal:
+      case In::multiline_literal:
+        if (c == '\'' && (in == In::literal || close_run(i, '\''))) in = In::plain;
+        break;
+    }
+  }
+  return std::nullopt;
+}
+
 // toml++ describes a second [tasks.NAME] as a redefined table; say what it
 // means for cronkeep.
 std::string describe_parse_error(const toml::parse_error& e) {
@@ -791,6 +853,14 @@ tl::expected<Config, Problems> parse(std::string_view text, std::string_view fil
   config.path = std::string(file_name);
   config.daemon.data_dir = r.resolve(config.daemon.data_dir);
 
+  if (const auto at = stray_non_ascii(text)) {
+    toml::source_region where;
+    where.begin = toml::source_position{static_cast<toml::source_index>(at->first),
+                                        static_cast<toml::source_index>(at->second)};
+    r.add(where, "", "TOML syntax error: a non-ASCII character outside a string or a comment (a key that is not "
+                     "plain ASCII must be quoted, e.g. \"tâche\" = 1)");
+    return tl::unexpected(std::move(r.problems()));
+  }
   toml::table root;
   try {
     root = toml::parse(text, file_name);

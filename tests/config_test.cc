@@ -1388,6 +1388,14 @@ TEST(ConfigSyntax, NonAsciiCharactersAreForStringsAndCommentsOnly) {
     EXPECT_GT(q.line, 0) << text;
   }
   EXPECT_EQ(one_problem("[tasks.t]\nrun = \"x\" é\n").column, 11);
+  // What toml++ 3.3 still sees (its issue #190): a non-ASCII character
+  // first on the line after a multi-line string's line-ending backslash.
+  // Its whitespace test reaches a __builtin_unreachable() for it
+  // (cmake/Dependencies.cmake); the compiled code answers "not whitespace",
+  // as the upstream fix does, and the string reads right.
+  const Config after_backslash = parse_ok("[tasks.t]\nrun = \"\"\"\\\n§ é\"\"\"\n");
+  ASSERT_EQ(after_backslash.tasks.size(), 1u);
+  EXPECT_EQ(after_backslash.tasks[0].run, "§ é");
 }
 
 }  // namespace cronkeep::config

@@ -17,12 +17,19 @@ class Clock {
   virtual ~Clock() = default;
   // The current UTC instant.
   virtual TimePoint now() const = 0;
+  // How long until `t`, finer than now()'s milliseconds where the clock has
+  // it: a loop that sleeps until a due instant wakes at it, not up to a
+  // millisecond after. Negative once `t` has passed.
+  virtual std::chrono::microseconds until(TimePoint t) const { return t - now(); }
 };
 
 class SystemClock final : public Clock {
  public:
   TimePoint now() const override {
     return std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
+  }
+  std::chrono::microseconds until(TimePoint t) const override {
+    return std::chrono::ceil<std::chrono::microseconds>(t - std::chrono::system_clock::now());
   }
 };
 

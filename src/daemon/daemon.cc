@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/thread.h"
 #include "base/clock.h"
 #include "base/file_lock.h"
 #include "base/units.h"
@@ -333,6 +334,7 @@ int run(const config::Config& config, LogFormat log_format) {
   notify::Notifier notifier(config, **store, clock);
   auto notices = bus.subscribe(events::Filter{std::nullopt, std::nullopt, true, true});
   std::thread notice_feeder([&] {
+    thread::set_name("ck-notices");
     while (!notices->closed()) {
       events::Batch batch = notices->take(std::chrono::seconds(1));
       for (const events::Event& e : batch.events) {
@@ -491,6 +493,7 @@ int run(const config::Config& config, LogFormat log_format) {
   ::stat(data_dir.c_str(), &home);
   bool moved = false;
   std::thread checkpointer([&] {
+    thread::set_name("ck-checkpoint");
     std::unique_lock guard(mu);
     auto last = std::chrono::steady_clock::now();
     while (!cv.wait_for(guard, kWalCheckEvery, [&] { return stopping; })) {
@@ -532,6 +535,7 @@ int run(const config::Config& config, LogFormat log_format) {
   // Heartbeats, take-over of dead nodes and this node's tombstones (another
   // node's retention may have deleted runs whose logs are here).
   std::thread nodes([&] {
+    thread::set_name("ck-nodes");
     const Millis every = std::max(Millis(200), lease / 3);
     auto next_replay = std::chrono::steady_clock::now();
     std::unique_lock guard(mu);

@@ -18,6 +18,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/thread.h"
+
 namespace cronkeep::daemon {
 namespace {
 
@@ -90,7 +92,10 @@ void ServiceManager::ready() {
   send("READY=1\nSTATUS=" + one_line(status_()));
   if (watchdog_.count() > 0)
     spdlog::info("systemd watchdog: {} ms, pinged every {} ms", watchdog_.count(), watchdog_.count() / 2);
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    thread::set_name("ck-systemd");
+    loop();
+  });
 }
 
 void ServiceManager::reloading() {

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "base/thread.h"
+
 namespace cronkeep::http {
 
 bool Feed::publish(const std::vector<Frame>& frames) {
@@ -57,6 +59,7 @@ std::shared_ptr<Feed> Hub::join(const std::string& key, const std::shared_ptr<Fo
       feed->followers_.push_back(follower);
       live_[key] = feed;
       feed->leader_ = std::thread([this, feed, leader] {
+        thread::set_name("ck-feed");
         leader(*feed);
         retire(feed);
       });

@@ -523,7 +523,10 @@ class LazyPool {
     if (!stopping_ && jobs_.size() > idle_ && threads_.size() < max_) {
       ++idle_;
       ++live_;
-      threads_.emplace_back([this] { work(); });
+      threads_.emplace_back([this] {
+        thread::set_name("ck-http-post");
+        work();
+      });
     }
     cv_.notify_one();
   }
@@ -602,6 +605,7 @@ struct Server::Impl {
   void post_read(Job&& job) {
     asio::post(*workers, [job = std::forward<Job>(job)]() mutable {
       static thread_local const bool yielded = [] {
+        thread::set_name("ck-http-get");
         thread::yield_to_latency_sensitive();
         return true;
       }();
@@ -2061,7 +2065,10 @@ Status Server::start(const std::string& listen) {
   s.waiters.emplace(static_cast<size_t>(std::max(1, s.limits.waiters)));
   s.work.emplace(s.io.get_executor());
   s.accept();
-  s.loop = std::thread([&s] { s.io.run(); });
+  s.loop = std::thread([&s] {
+    thread::set_name("ck-http");
+    s.io.run();
+  });
   return {};
 }
 

@@ -14,6 +14,7 @@
 #include <thread>
 #include <tuple>
 
+#include "base/thread.h"
 #include "base/units.h"
 #include "net/http_client.h"
 #include "runner/runner.h"
@@ -165,7 +166,10 @@ struct Notifier::Impl {
     }
     if (!threads.count(m.sink)) {
       const std::string sink = m.sink;
-      threads.emplace(sink, std::thread([this, sink] { loop(sink); }));
+      threads.emplace(sink, std::thread([this, sink] {
+        thread::set_name("ck-notify");
+        loop(sink);
+      }));
     }
     ready.push_back(std::move(m));
   }

@@ -17,6 +17,7 @@
 
 #include "archive/archive.h"
 #include "base/file_lock.h"
+#include "base/thread.h"
 #include "base/unique_fd.h"
 #include "base/units.h"
 #include "cron/cron.h"
@@ -53,7 +54,11 @@ std::optional<TimePoint> next_fire_of(const std::optional<cron::Schedule>& sched
 
 // ---- the maintenance thread ---------------------------------------------------
 
-MaintenanceThread::MaintenanceThread() : thread_([this] { loop(); }) {}
+MaintenanceThread::MaintenanceThread()
+    : thread_([this] {
+        thread::set_name("ck-maintenance");
+        loop();
+      }) {}
 
 MaintenanceThread::~MaintenanceThread() {
   {

@@ -694,7 +694,10 @@ void Scheduler::launch(const Launch& run) {
   if (ts.body) {
     // In-process work (retention, compaction): a thread of its own, as it
     // may run for minutes.
-    std::thread([this, run] { work_system(run); }).detach();
+    std::thread([this, run] {
+      thread::set_name("ck-system");
+      work_system(run);
+    }).detach();
     return;
   }
   if (books_batch_) books_batch_->push_back(run);
@@ -1345,6 +1348,7 @@ void Scheduler::finished(const Launch& run, RunStatus status, bool publish, Slot
 }
 
 void Scheduler::run_loop() {
+  thread::set_name("ck-sched");
   thread::prefer_short_latency();
   std::unique_lock lock(mu_);
   while (!stopping_) {
@@ -1354,8 +1358,10 @@ void Scheduler::run_loop() {
     if (stopping_) break;
     // Sleep on the steady clock, a second at most: a wall-clock deadline
     // would not see a step back, nor wake early for a step forward.
-    Millis wait = kClockCheckInterval;
-    if (next) wait = std::clamp(std::chrono::ceil<Millis>(*next - clock_.now()), Millis(0), kClockCheckInterval);
+    // To the microsecond: now() has milliseconds, and a wait rounded up to
+    // them woke half a millisecond after the due instant on average.
+    std::chrono::microseconds wait = kClockCheckInterval;
+    if (next) wait = std::clamp(clock_.until(*next), std::chrono::microseconds(0), wait);
     wake_.wait_for(lock, wait);
   }
 }

@@ -1,6 +1,7 @@
 #include <sqlite3.h>
 
 #include <gtest/gtest.h>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -975,6 +976,34 @@ TEST_F(SqliteStoreTest, WritesStayInTheWalUntilACheckpointMovesThem) {
   EXPECT_LT(runs_in_main_file(dir_, path_), 200);  // automatic checkpoints are off
   ASSERT_TRUE(store_->checkpoint());
   EXPECT_EQ(runs_in_main_file(dir_, path_), 200);
+}
+
+// The WAL header's checkpoint sequence number (bytes 12-15, big-endian):
+// SQLite adds one each time the WAL starts anew, which is also when it
+// writes and syncs that header.
+uint32_t wal_restarts(const std::string& wal) {
+  std::ifstream in(wal, std::ios::binary);
+  unsigned char h[16] = {};
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  return (uint32_t{h[12]} << 24) | (uint32_t{h[13]} << 16) | (uint32_t{h[14]} << 8) | h[15];
+}
+
+TEST_F(SqliteStoreTest, ACheckpointStartsTheWalAnewItselfSoThatNoCommitSyncsItsHeader) {
+  const std::string wal = path_ + "-wal";
+  for (int i = 0; i < 50; ++i) add("t", RunStatus::succeeded);
+  const uint32_t before = wal_restarts(wal);
+  ASSERT_TRUE(store_->checkpoint());
+  EXPECT_EQ(wal_restarts(wal), before + 1);  // started anew by the checkpoint, before any commit
+  add("t", RunStatus::succeeded);
+  EXPECT_EQ(wal_restarts(wal), before + 1);  // the commit appended: no header to write and sync
+  ASSERT_TRUE(store_->checkpoint());
+  EXPECT_EQ(wal_restarts(wal), before + 2);
+  // Nothing written since: the WAL holds only the restart's own page, and a
+  // checkpoint of an idle store writes nothing.
+  ASSERT_TRUE(store_->checkpoint());
+  ASSERT_TRUE(store_->checkpoint());
+  EXPECT_EQ(wal_restarts(wal), before + 2);
+  EXPECT_EQ(runs_in_main_file(dir_, path_), 51);
 }
 
 TEST_F(SqliteStoreTest, TheWalShrinksBackAfterACheckpointOnceItGrewPast16MB) {

@@ -499,8 +499,10 @@ class Store {
   virtual Result<std::vector<LogRef>> log_paths() = 0;
 
   // Copies the write-ahead log into the database without blocking writers
-  // (a passive checkpoint), on a connection of its own; when no reader holds
-  // the WAL, the next write starts it anew. Meant for a background thread.
+  // (a passive checkpoint), on a connection of its own; when it copied every
+  // frame and no reader holds the WAL, starts the WAL anew (one page written
+  // under the write lock, so that no later commit syncs the WAL's new
+  // header). Meant for a background thread.
   virtual Status checkpoint() = 0;
 
   // ---- nodes --------------------------------------------------------------

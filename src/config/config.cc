@@ -33,6 +33,7 @@
 #include <optional>
 #include <utility>
 
+#include "base/file.h"
 #include "base/units.h"
 #include "cron/cron.h"
 #include "layout/layout.h"
@@ -1038,15 +1039,10 @@ tl::expected<Config, Problems> load_config(const std::string& path) {
   auto cannot_read = [&](const std::string& why) {
     return tl::unexpected(Problems{Problem{path, 0, 0, "", "cannot read the configuration file: " + why}});
   };
+  auto read = read_file(path);
+  if (!read) return cannot_read(read.error().message);
+  const std::string text = std::move(*read);
   std::error_code ec;
-  if (fs::is_directory(path, ec)) return cannot_read(std::strerror(EISDIR));
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) return cannot_read(std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, file.get())) > 0) text.append(buf, got);
-  if (std::ferror(file.get())) return cannot_read(std::strerror(errno));
 
   fs::path absolute = fs::absolute(path, ec);
   if (ec) absolute = path;

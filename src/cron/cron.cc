@@ -18,13 +18,12 @@
 #include <bit>
 #include <cctype>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <vector>
 
+#include "base/file.h"
 #include "base/units.h"
 #include "cron/zone_rules.h"
 
@@ -377,11 +376,9 @@ Result<Zone> Zone::locate(std::string_view name) {
   std::lock_guard lock(mu);
   if (auto it = known.find(name); it != known.end()) return Zone(std::string(name), it->second);
   const std::string path = "/usr/share/zoneinfo/" + std::string(name);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return unknown("");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  auto rules = ZoneRules::parse(bytes.str());
+  auto bytes = read_file(path);
+  if (!bytes) return unknown(bytes.error().code == ErrorCode::not_found ? "" : ": " + path + ": " + bytes.error().message);
+  auto rules = ZoneRules::parse(*bytes);
   if (!rules) return unknown(": " + path + ": " + rules.error().message);
   auto shared = std::make_shared<const ZoneRules>(std::move(*rules));
   known.emplace(std::string(name), shared);

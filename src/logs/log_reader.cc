@@ -10,9 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "base/file.h"
 #include "logs/format.h"
 #include "logs/logs.h"
 
@@ -191,12 +190,10 @@ size_t last_at_or_before(const View& v, Key key, int64_t line) {
 }
 
 std::optional<format::Meta> read_meta(const std::string& path) {
-  std::ifstream in(path + ".meta");
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
+  auto text = read_file(path + ".meta");
+  if (!text) return std::nullopt;
   format::Meta m;
-  if (!format::parse(ss.str(), m)) return std::nullopt;
+  if (!format::parse(*text, m)) return std::nullopt;
   return m;
 }
 

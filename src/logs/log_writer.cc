@@ -13,10 +13,10 @@
 #include <optional>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "base/fault.h"
+#include "base/file.h"
 #include "base/units.h"
 #include "events/events.h"
 #include "logs/format.h"
@@ -144,12 +144,7 @@ namespace {
 
 Result<format::Meta> meta_of(const std::string& path) {
   format::Meta m;
-  std::ifstream in(path + ".meta");
-  if (in) {
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (!format::parse(ss.str(), m)) m = format::Meta{};
-  }
+  if (auto text = read_file(path + ".meta"); text && !format::parse(*text, m)) m = format::Meta{};
   return m;
 }
 

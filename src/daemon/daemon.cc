@@ -18,9 +18,9 @@
 #include <mutex>
 #include <thread>
 
-#include "base/thread.h"
 #include "base/clock.h"
 #include "base/file_lock.h"
+#include "base/thread.h"
 #include "base/units.h"
 #include "daemon/service_manager.h"
 #include "events/events.h"

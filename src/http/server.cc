@@ -41,6 +41,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <latch>
 #include <thread>
 #include <unordered_map>
 
@@ -598,20 +599,24 @@ struct Server::Impl {
   std::optional<asio::thread_pool> workers;
   std::optional<LazyPool> waiters;
 
-  // Runs `job` on a GET worker. Each worker gives way to the fire path from
-  // its first job on (thread::yield_to_latency_sensitive): a flood of reads
-  // must not make the scheduler late (docs/architecture.md, "Priorities").
+  // Runs `job` on a GET worker.
   template <class Job>
   void post_read(Job&& job) {
-    asio::post(*workers, [job = std::forward<Job>(job)]() mutable {
-      static thread_local const bool yielded = [] {
+    asio::post(*workers, std::forward<Job>(job));
+  }
+  // Before any request, each of the `n` GET workers names itself and gives
+  // way to the fire path (thread::yield_to_latency_sensitive): a flood of
+  // reads must not make the scheduler late (docs/architecture.md,
+  // "Priorities"). One job per worker: each holds its thread until every
+  // worker has taken one.
+  void prepare_workers(size_t n) {
+    auto all = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(n));
+    for (size_t i = 0; i < n; ++i)
+      asio::post(*workers, [all] {
         thread::set_name("ck-http-get");
         thread::yield_to_latency_sensitive();
-        return true;
-      }();
-      (void)yielded;
-      job();
-    });
+        all->arrive_and_wait();
+      });
   }
   Hub hub;
 
@@ -2062,6 +2067,7 @@ Status Server::start(const std::string& listen) {
   s.port = s.acceptor->local_endpoint().port();
   s.accept_retry.emplace(s.io);
   s.workers.emplace(static_cast<size_t>(std::max(1, s.limits.threads)));
+  s.prepare_workers(static_cast<size_t>(std::max(1, s.limits.threads)));
   s.waiters.emplace(static_cast<size_t>(std::max(1, s.limits.waiters)));
   s.work.emplace(s.io.get_executor());
   s.accept();

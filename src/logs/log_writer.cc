@@ -13,7 +13,6 @@
 #include <optional>
 #include <cstring>
 #include <filesystem>
-#include <sstream>
 
 #include "base/fault.h"
 #include "base/file.h"

@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
@@ -11,7 +12,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -109,6 +113,35 @@ TEST_F(HttpTest, HealthzAnswers) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(body(r)["status"], "ok");
+}
+
+// The process's threads named `name`, with their nice values.
+std::vector<int> nice_of_threads_named(const std::string& name) {
+  std::vector<int> nice;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n != name) continue;
+    const auto tid = static_cast<id_t>(std::stoi(task.path().filename().string()));
+    errno = 0;
+    const int v = ::getpriority(PRIO_PROCESS, tid);
+    if (errno == 0) nice.push_back(v);
+  }
+  return nice;
+}
+
+TEST_F(HttpTest, EveryGetWorkerGivesWayToTheFirePathBeforeAnyRequest) {
+  // No request yet: the workers are prepared by start() itself.
+  std::vector<int> nice;
+  for (int i = 0; i < 500; ++i) {
+    nice = nice_of_threads_named("ck-http-get");
+    if (nice.size() == static_cast<size_t>(limits_.threads)) break;
+    std::this_thread::sleep_for(10ms);  // start() returns before the workers have taken their first job
+  }
+  ASSERT_EQ(nice.size(), static_cast<size_t>(limits_.threads));
+  for (int v : nice) EXPECT_EQ(v, 10);
+  EXPECT_EQ(nice_of_threads_named("ck-http").size(), 1u);
 }
 
 TEST_F(HttpTest, ABrowsersAcceptEncodingGetsGzipNotTheSlowBrotli) {

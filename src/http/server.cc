@@ -36,12 +36,12 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <latch>
 #include <future>
 #include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
-#include <latch>
 #include <thread>
 #include <unordered_map>
 
@@ -2066,8 +2066,9 @@ Status Server::start(const std::string& listen) {
   if (ec) return fail(ErrorCode::io, "cannot listen on " + listen + ": " + ec.message());
   s.port = s.acceptor->local_endpoint().port();
   s.accept_retry.emplace(s.io);
-  s.workers.emplace(static_cast<size_t>(std::max(1, s.limits.threads)));
-  s.prepare_workers(static_cast<size_t>(std::max(1, s.limits.threads)));
+  const auto readers = static_cast<size_t>(std::max(1, s.limits.threads));
+  s.workers.emplace(readers);
+  s.prepare_workers(readers);
   s.waiters.emplace(static_cast<size_t>(std::max(1, s.limits.waiters)));
   s.work.emplace(s.io.get_executor());
   s.accept();
